@@ -1,0 +1,9 @@
+//! The actix actors of mesh-registry and their messages.
+//!
+//! Actors own the registry's in-memory state and nothing else does; PostgreSQL stays the source
+//! of truth. Nothing in this crate speaks HTTP or SQL: storage, when an actor needs it, is reached
+//! through a trait that the registry implements.
+
+pub mod event_hub;
+
+pub use event_hub::{EventHub, EventPosted, NotParked, Park, Shutdown, Wakeup};

@@ -1,0 +1,93 @@
+//! The command line: `mesh-registry [serve] [flags]`. Every serve flag has the reference's
+//! environment variable as its fallback, so the same deployment config drives either registry.
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mesh-registry",
+    version,
+    about = "Registry for an MCP Mesh: agents, long-running jobs, leases and drain",
+    long_about = "Registry for an MCP Mesh: agents register and heartbeat, consumers submit \
+                  long-running jobs, producers claim them under a lease and a claim epoch.\n\
+                  Wire-compatible with the MCP Mesh registry v3.7 (SDKs and meshctl work unchanged).\n\n\
+                  With no command, `serve` runs.",
+    args_conflicts_with_subcommands = true,
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Print the version and exit
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    version: Option<bool>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the registry (the default when no command is given)
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(short = 'H', long, env = "HOST", default_value = "localhost")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free port)
+    #[arg(short = 'p', long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Maximum number of pooled PostgreSQL connections
+    #[arg(long, env = "MCP_MESH_DB_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_pool_size: u32,
+
+    /// HTTP worker threads (default: one per CPU)
+    #[arg(long, env = "MCP_MESH_HTTP_WORKERS",
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub http_workers: Option<u32>,
+
+    /// Largest accepted request body, in bytes
+    #[arg(long, env = "MCP_MESH_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_body_bytes: u32,
+
+    /// Most event long-polls parked at once; past it a long-poll gets 503 and retries
+    #[arg(long, env = "MCP_MESH_MAX_LONG_POLLS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_long_polls: u32,
+
+    /// Pause between a cancel's synthetic event and its answer, in ms (0 disables, max 10000;
+    /// an invalid value means the default, 200)
+    #[arg(long, env = "MCP_MESH_CANCEL_EVENT_GRACE_MS")]
+    pub cancel_event_grace_ms: Option<String>,
+
+    /// Opt-in stale ceiling for jobs without total_deadline, as a Go duration such as 1h
+    /// (unset or 0 disables; also caps executor-read lease extensions)
+    #[arg(long, env = "MCP_MESH_JOB_STALE_TIMEOUT")]
+    pub job_stale_timeout: Option<String>,
+
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT
+    #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+
+    /// Log level: TRACE, DEBUG, INFO, WARNING, ERROR or CRITICAL (RUST_LOG, when set, wins)
+    #[arg(long, env = "MCP_MESH_LOG_LEVEL", default_value = "INFO")]
+    pub log_level: String,
+
+    /// Force DEBUG logging (true/false, 1/0, yes/no)
+    #[arg(long, env = "MCP_MESH_DEBUG_MODE", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub debug_mode: bool,
+}

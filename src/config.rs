@@ -1,0 +1,167 @@
+//! The registry's configuration: the parsed command line resolved into one typed `Config`.
+//!
+//! A few knobs keep the reference's lenient parsing (an invalid value means the default, with a
+//! warning) so that an environment written for the reference behaves the same here; those
+//! warnings are returned to the caller to log once logging is up.
+
+use std::time::Duration;
+
+use crate::cli::ServeArgs;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub database_url: String,
+    pub db_pool_size: usize,
+    pub http_workers: usize,
+    pub max_body_bytes: usize,
+    pub max_long_polls: usize,
+    pub cancel_event_grace: Duration,
+    /// `MCP_MESH_JOB_STALE_TIMEOUT`; `None` = the opt-in stale ceiling is off.
+    pub job_stale_timeout: Option<Duration>,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no database configured: pass --database-url or set DATABASE_URL to a PostgreSQL URL \
+         such as postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable"
+    )]
+    MissingDatabaseUrl,
+}
+
+const DEFAULT_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(200);
+const MAX_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(10_000);
+
+impl Config {
+    /// Resolves the flags; the second value lists the lenient knobs that fell back to a default.
+    pub fn from_args(args: &ServeArgs) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut warnings = Vec::new();
+        let database_url = args
+            .database_url
+            .clone()
+            .filter(|url| !url.trim().is_empty())
+            .ok_or(ConfigError::MissingDatabaseUrl)?;
+        let cancel_event_grace = cancel_event_grace(args.cancel_event_grace_ms.as_deref())
+            .unwrap_or_else(|raw| {
+                warnings.push(format!(
+                    "MCP_MESH_CANCEL_EVENT_GRACE_MS={raw:?} is not a non-negative integer; using 200"
+                ));
+                DEFAULT_CANCEL_EVENT_GRACE
+            });
+        let job_stale_timeout = match args.job_stale_timeout.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => match parse_go_duration(raw) {
+                Some(d) if d > Duration::ZERO => Some(d),
+                Some(_) => None,
+                None => {
+                    warnings.push(format!(
+                        "MCP_MESH_JOB_STALE_TIMEOUT={raw:?} is not a positive Go duration; the stale ceiling stays off"
+                    ));
+                    None
+                }
+            },
+        };
+        let config = Config {
+            host: args.host.clone(),
+            port: args.port,
+            database_url,
+            db_pool_size: args.db_pool_size as usize,
+            http_workers: args.http_workers.map_or_else(
+                || std::thread::available_parallelism().map_or(2, |n| n.get()),
+                |n| n as usize,
+            ),
+            max_body_bytes: args.max_body_bytes as usize,
+            max_long_polls: args.max_long_polls as usize,
+            cancel_event_grace,
+            job_stale_timeout,
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        };
+        Ok((config, warnings))
+    }
+}
+
+/// `MCP_MESH_CANCEL_EVENT_GRACE_MS` as the reference reads it: unset means 200 ms, 0 disables,
+/// anything above 10 s is clamped; a negative or non-integer value is an error (caller uses 200).
+fn cancel_event_grace(raw: Option<&str>) -> Result<Duration, &str> {
+    let Some(raw) = raw.map(str::trim).filter(|raw| !raw.is_empty()) else {
+        return Ok(DEFAULT_CANCEL_EVENT_GRACE);
+    };
+    match raw.parse::<i64>() {
+        Ok(ms) if ms >= 0 => Ok(Duration::from_millis(ms as u64).min(MAX_CANCEL_EVENT_GRACE)),
+        _ => Err(raw),
+    }
+}
+
+/// Parses Go's `time.ParseDuration` syntax (`90s`, `1m30s`, `1.5h`, `300ms`, `0`); negative
+/// durations parse to `None` because no knob of ours accepts them.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() || rest.starts_with('-') {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, tail) = rest.split_at(number_len);
+        if number.is_empty() || number == "." {
+            return None;
+        }
+        let value: f64 = number.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let seconds_per_unit = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * seconds_per_unit;
+        rest = tail;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_grace_follows_the_reference() {
+        let ms = |raw| cancel_event_grace(raw).map(|d| d.as_millis());
+        assert_eq!(ms(None), Ok(200));
+        assert_eq!(ms(Some("150")), Ok(150));
+        assert_eq!(ms(Some("0")), Ok(0));
+        assert_eq!(ms(Some("86400000")), Ok(10_000));
+        assert_eq!(ms(Some("10000")), Ok(10_000));
+        assert!(ms(Some("-5")).is_err());
+        assert!(ms(Some("not-a-number")).is_err());
+    }
+
+    #[test]
+    fn go_durations() {
+        let secs = |s| parse_go_duration(s).map(|d| d.as_secs_f64());
+        assert_eq!(secs("10s"), Some(10.0));
+        assert_eq!(secs("1m30s"), Some(90.0));
+        assert_eq!(secs("5m"), Some(300.0));
+        assert_eq!(secs("1.5h"), Some(5400.0));
+        assert_eq!(secs("300ms"), Some(0.3));
+        assert_eq!(secs("0"), Some(0.0));
+        assert_eq!(secs("0s"), Some(0.0));
+        for bad in ["", "garbage", "-5m", "5", "1x", "m", "1m30"] {
+            assert_eq!(secs(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! mesh-registry: a registry for an MCP Mesh, wire-compatible with the Go reference (v3.7).
+//!
+//! `store` owns every SQL statement, `wire` every JSON shape, `config` every knob, `http` the
+//! routes and their errors; the actors (in-memory state only) live in the `actors/` crate.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod wire;

@@ -1,0 +1,13 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use mesh_registry::cli::{Cli, Command};
+use mesh_registry::startup;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Serve(args)) => startup::serve(args),
+        None => startup::serve(&cli.serve),
+    }
+}

@@ -1,0 +1,463 @@
+//! The JSON on the wire: every request body and response shape of the HTTP API, in one place.
+//!
+//! Compatibility rules (contract §0): unknown input fields are ignored, JSON `null` means "absent",
+//! nullable output fields are always present (serialized as `null`), and every timestamp is an
+//! integer of Unix epoch seconds. Opaque client JSON (payloads, results, trace contexts) is kept as
+//! raw text end to end: it is validated once when parsed and never re-encoded.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// Client JSON kept verbatim (validated, never re-encoded).
+pub type RawJson = Box<RawValue>;
+
+/// Durable per-filter event cursor: filter key -> last processed event seq (contract §5.5).
+pub type RecvCursor = BTreeMap<String, i64>;
+
+/// Lifecycle state of a job (contract §1.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Working,
+    InputRequired,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The accepted spellings, in the order the reference lists them in its errors.
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Working,
+        JobStatus::InputRequired,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Working => "working",
+            JobStatus::InputRequired => "input_required",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
+
+    /// Terminal states are absorbing: no endpoint moves a job out of them.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// A point in time that goes on the wire as integer Unix seconds (truncated, like Go's `Unix()`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    /// Latest instant the reference's clients can express (9999-12-31T23:59:59Z).
+    pub const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
+
+    pub fn unix_seconds(self) -> i64 {
+        self.unix_nanos().div_euclid(1_000_000_000) as i64
+    }
+
+    pub fn unix_nanos(self) -> i128 {
+        match self.0.duration_since(UNIX_EPOCH) {
+            Ok(after) => after.as_nanos() as i128,
+            Err(before) => -(before.duration().as_nanos() as i128),
+        }
+    }
+
+    /// `None` outside `0..=MAX_UNIX_SECONDS`.
+    pub fn from_unix_seconds(seconds: i64) -> Option<Timestamp> {
+        (0..=Self::MAX_UNIX_SECONDS)
+            .contains(&seconds)
+            .then(|| Timestamp(UNIX_EPOCH + Duration::from_secs(seconds as u64)))
+    }
+
+    pub fn from_unix_nanos(nanos: i64) -> Timestamp {
+        let magnitude = Duration::from_nanos(nanos.unsigned_abs());
+        Timestamp(if nanos >= 0 {
+            UNIX_EPOCH + magnitude
+        } else {
+            UNIX_EPOCH - magnitude
+        })
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i64(self.unix_seconds())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests. Every field is optional at the serde level so that a missing field and `null` both
+// reach the handler, which answers with the contract's own validation message.
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /jobs`
+#[derive(Debug, Deserialize)]
+pub struct CreateJobRequest {
+    pub capability: Option<String>,
+    pub submitted_by: Option<String>,
+    pub submitted_payload: Option<JsonObject>,
+    pub max_retries: Option<i64>,
+    pub max_duration: Option<i64>,
+    pub total_deadline: Option<i64>,
+    pub owner_instance_id: Option<String>,
+}
+
+/// `POST /jobs/claim`
+#[derive(Debug, Deserialize)]
+pub struct ClaimRequest {
+    pub capability: Option<String>,
+    pub instance_id: Option<String>,
+}
+
+/// `POST /jobs/batch`
+#[derive(Debug, Deserialize)]
+pub struct BatchRequest {
+    pub instance_id: Option<String>,
+    pub deltas: Option<Vec<JobDelta>>,
+}
+
+/// One owner update inside a batch. `status` stays a string so that an unknown value is a
+/// per-delta `invalid_status` rejection rather than a whole-request decode error.
+#[derive(Debug, Deserialize)]
+pub struct JobDelta {
+    pub id: Option<String>,
+    pub claim_epoch: Option<i64>,
+    pub status: Option<String>,
+    pub progress: Option<f64>,
+    pub progress_message: Option<String>,
+    pub result: Option<JsonObject>,
+    pub error: Option<String>,
+    pub recv_cursor: Option<RecvCursor>,
+}
+
+/// `POST /jobs/{id}/release`
+#[derive(Debug, Deserialize)]
+pub struct ReleaseRequest {
+    pub instance_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// `POST /jobs/{id}/cancel` (the body itself is optional)
+#[derive(Debug, Default, Deserialize)]
+pub struct CancelRequest {
+    pub reason: Option<String>,
+}
+
+/// `POST /jobs/{id}/events`
+#[derive(Debug, Deserialize)]
+pub struct PostEventRequest {
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub payload: Option<RawJson>,
+    pub trace_context: Option<JsonObject>,
+}
+
+/// Client JSON that must be an object (the reference decodes these fields into a Go `map`, so
+/// any other shape is a decode error of the whole body).
+#[derive(Debug)]
+pub struct JsonObject(pub RawJson);
+
+impl<'de> Deserialize<'de> for JsonObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawJson::deserialize(deserializer)?;
+        if raw.get().starts_with('{') {
+            Ok(JsonObject(raw))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "expected a JSON object, found {}",
+                raw.get()
+            )))
+        }
+    }
+}
+
+/// A job id as the registry mints them: a lowercase, hyphenated UUID. Anything else names no
+/// job (the reference compares ids as strings, so `ABC…` and `abc…` are different ids).
+pub fn parse_job_id(raw: &str) -> Option<Uuid> {
+    if raw.len() != 36 || raw.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    Uuid::try_parse(raw).ok()
+}
+
+/// `GET /jobs` page cursor, in the reference's format so that mixed fleets can page across
+/// replicas: base64url (no padding) of `"<submitted_at as Unix nanoseconds>:<job id>"`.
+pub fn encode_list_cursor(submitted_at: Timestamp, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", submitted_at.unix_nanos(), id))
+}
+
+/// Inverse of [`encode_list_cursor`]; the error says what was wrong, as the reference does.
+pub fn decode_list_cursor(cursor: &str) -> Result<(Timestamp, Uuid), String> {
+    let raw = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|e| format!("decode base64: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (nanos, id) = text
+        .split_once(':')
+        .filter(|(_, id)| !id.is_empty())
+        .ok_or("malformed cursor payload")?;
+    let nanos: i64 = nanos.parse().map_err(|e| format!("parse timestamp: {e}"))?;
+    let id = parse_job_id(id).ok_or("malformed cursor payload")?;
+    Ok((Timestamp::from_unix_nanos(nanos), id))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses.
+// ---------------------------------------------------------------------------------------------
+
+/// A job row as `GET /jobs/{id}` and `GET /jobs` return it (contract §1.1).
+#[derive(Debug, Serialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub capability: String,
+    pub owner_instance_id: Option<String>,
+    pub claim_epoch: i64,
+    pub status: JobStatus,
+    pub progress: Option<f64>,
+    pub progress_message: Option<String>,
+    pub result: Option<RawJson>,
+    pub error: Option<String>,
+    pub submitted_payload: RawJson,
+    pub recv_cursor: Option<RecvCursor>,
+    pub attempt_count: i64,
+    pub max_retries: i64,
+    pub max_duration: Option<i64>,
+    pub total_deadline: Option<Timestamp>,
+    pub lease_expires_at: Option<Timestamp>,
+    pub last_heartbeat_at: Option<Timestamp>,
+    pub submitted_at: Timestamp,
+    /// `""` when the row has none, as the reference renders it.
+    pub submitted_by: String,
+}
+
+/// What a producer receives from a successful claim.
+#[derive(Debug, Serialize)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub submitted_payload: RawJson,
+    pub attempt_count: i64,
+    pub claim_epoch: i64,
+    pub lease_expires_at: Option<Timestamp>,
+    pub max_duration: Option<i64>,
+    pub recv_cursor: Option<RecvCursor>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClaimResponse {
+    pub claimed: Vec<ClaimedJob>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreateJobResponse {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub owner_instance_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListJobsResponse {
+    pub jobs: Vec<Job>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchResponse {
+    pub accepted: u32,
+    pub rejected: Vec<RejectedDelta>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RejectedDelta {
+    pub id: String,
+    pub reason: RejectReason,
+}
+
+/// Why a delta was not applied (exact strings of contract §2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    NotFound,
+    NotOwner,
+    AlreadyTerminal,
+    InvalidStatus,
+    ClaimSuperseded,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReleaseResponse {
+    pub status: JobStatus,
+    pub attempt_count: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CancelResponse {
+    pub status: JobStatus,
+    pub forwarded_to_instance_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReclaimResponse {
+    pub status: JobStatus,
+    pub previous_owner_instance_id: Option<String>,
+    pub claim_epoch: i64,
+}
+
+/// One entry of a job's event log.
+#[derive(Debug, Serialize)]
+pub struct JobEvent {
+    pub job_id: Uuid,
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub payload: Option<RawJson>,
+    pub trace_context: Option<RawJson>,
+    pub posted_by: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventsPage {
+    pub events: Vec<JobEvent>,
+    pub next_after: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PostEventResponse {
+    pub job_id: Uuid,
+    pub seq: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthResponse {
+    pub service: &'static str,
+    pub status: &'static str,
+    pub timestamp: String,
+    pub uptime_seconds: u64,
+    pub version: &'static str,
+}
+
+/// Body of every `/jobs*` error (contract §0).
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: &'a str,
+    pub timestamp: String,
+}
+
+/// Body of a query or path parameter that failed to parse, as the reference's generated wrapper
+/// renders it (contract §0).
+#[derive(Debug, Serialize)]
+pub struct ParamErrorBody<'a> {
+    pub msg: &'a str,
+}
+
+/// RFC 3339 UTC with nanoseconds, the format of `ErrorResponse.timestamp`.
+pub fn rfc3339_now() -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_truncate_like_go_unix() {
+        let t = Timestamp(UNIX_EPOCH + Duration::from_millis(1_999));
+        assert_eq!(t.unix_seconds(), 1);
+        assert_eq!(Timestamp::from_unix_nanos(-1).unix_seconds(), -1);
+        assert_eq!(serde_json::to_string(&t).unwrap(), "1");
+    }
+
+    #[test]
+    fn unix_seconds_outside_the_supported_range_are_refused() {
+        assert!(Timestamp::from_unix_seconds(-1).is_none());
+        assert!(Timestamp::from_unix_seconds(Timestamp::MAX_UNIX_SECONDS + 1).is_none());
+        assert_eq!(
+            Timestamp::from_unix_seconds(1_795_773_177)
+                .unwrap()
+                .unix_seconds(),
+            1_795_773_177
+        );
+    }
+
+    #[test]
+    fn nullable_fields_are_serialized_as_null() {
+        let body = serde_json::to_value(CreateJobResponse {
+            id: Uuid::nil(),
+            status: JobStatus::Working,
+            owner_instance_id: None,
+        })
+        .unwrap();
+        assert_eq!(body["owner_instance_id"], serde_json::Value::Null);
+        assert_eq!(body["status"], "working");
+    }
+
+    #[test]
+    fn list_cursor_round_trips_in_the_reference_format() {
+        let id = Uuid::new_v4();
+        let at = Timestamp::from_unix_nanos(1_795_773_177_123_456_000);
+        let cursor = encode_list_cursor(at, id);
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(&cursor).unwrap(),
+            format!("1795773177123456000:{id}").into_bytes()
+        );
+        assert_eq!(decode_list_cursor(&cursor), Ok((at, id)));
+        assert!(decode_list_cursor("!!!")
+            .unwrap_err()
+            .starts_with("decode base64"));
+        assert_eq!(
+            decode_list_cursor(&URL_SAFE_NO_PAD.encode("12345")).unwrap_err(),
+            "malformed cursor payload"
+        );
+    }
+
+    #[test]
+    fn only_canonical_job_ids_name_a_job() {
+        let id = Uuid::new_v4();
+        assert_eq!(parse_job_id(&id.to_string()), Some(id));
+        assert_eq!(parse_job_id(&id.to_string().to_uppercase()), None);
+        assert_eq!(parse_job_id(&id.simple().to_string()), None);
+        assert_eq!(parse_job_id("does-not-exist"), None);
+    }
+
+    #[test]
+    fn json_objects_refuse_other_shapes() {
+        assert!(serde_json::from_str::<JsonObject>(r#"{"a":1}"#).is_ok());
+        assert!(serde_json::from_str::<JsonObject>("[1]").is_err());
+        assert!(serde_json::from_str::<JsonObject>("\"x\"").is_err());
+    }
+
+    #[test]
+    fn status_spellings_round_trip() {
+        for status in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(JobStatus::parse("running"), None);
+    }
+}
