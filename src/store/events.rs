@@ -1,0 +1,120 @@
+//! Event-log statements: read a page of a job's events, append one (contract §2.6, §2.7, §5).
+
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use super::{column, Store, StoreError};
+use crate::wire::{JobEvent, RawJson, Timestamp};
+
+/// Which events of a job to read.
+pub struct EventFilter {
+    pub after: i64,
+    /// `None` = every type.
+    pub types: Option<Vec<String>>,
+    pub limit: i64,
+}
+
+#[derive(Debug)]
+pub enum PostEventOutcome {
+    Posted { seq: i64, created_at: Timestamp },
+    NotFound,
+    Terminal,
+}
+
+impl Store {
+    /// Events with `seq > after` (of the wanted types), ascending, at most `limit`; `None` when
+    /// the job does not exist. Existence and the page come from one statement.
+    pub async fn list_events(
+        &self,
+        job_id: Uuid,
+        filter: &EventFilter,
+    ) -> Result<Option<Vec<JobEvent>>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "SELECT e.seq, e.type, e.payload, e.trace_context, e.posted_by, e.created_at \
+                 FROM jobs \
+                 LEFT JOIN LATERAL ( \
+                   SELECT seq, type, payload, trace_context, posted_by, created_at \
+                   FROM job_events \
+                   WHERE job_events.job_id = jobs.job_id AND seq > $2 \
+                     AND ($3::text[] IS NULL OR type = ANY($3)) \
+                   ORDER BY seq LIMIT $4) AS e ON true \
+                 WHERE jobs.job_id = $1 \
+                 ORDER BY e.seq",
+            )
+            .await?;
+        let rows = conn
+            .query(
+                &statement,
+                &[&job_id, &filter.after, &filter.types, &filter.limit],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The job exists but has no matching event: one row of NULLs.
+            let Some(seq) = column::<Option<i64>>(row, "seq")? else {
+                continue;
+            };
+            events.push(JobEvent {
+                job_id,
+                seq,
+                event_type: column(row, "type")?,
+                payload: column::<Option<Json<RawJson>>>(row, "payload")?.map(|j| j.0),
+                trace_context: column::<Option<Json<RawJson>>>(row, "trace_context")?.map(|j| j.0),
+                posted_by: column(row, "posted_by")?,
+                created_at: Timestamp(column(row, "created_at")?),
+            });
+        }
+        Ok(Some(events))
+    }
+
+    /// Appends an event to a live job. The seq comes from the job row's counter, bumped in the
+    /// same statement (decisions row 15): concurrent posters queue on the row lock and every
+    /// one of them succeeds with a gap-free seq. A JSON `null` payload is stored as no payload.
+    /// `posted_by` stays NULL: it is the caller's mTLS identity, and this build serves plain HTTP.
+    pub async fn post_event(
+        &self,
+        job_id: Uuid,
+        event_type: &str,
+        payload: Option<&RawJson>,
+        trace_context: Option<&RawJson>,
+    ) -> Result<PostEventOutcome, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "WITH bumped AS ( \
+                   UPDATE jobs SET event_seq = event_seq + 1 \
+                   WHERE job_id = $1 AND status IN ('working', 'input_required') \
+                   RETURNING job_id, event_seq) \
+                 INSERT INTO job_events (job_id, seq, type, payload, trace_context) \
+                 SELECT job_id, event_seq, $2, $3, $4 FROM bumped \
+                 RETURNING seq, created_at",
+            )
+            .await?;
+        let row = conn
+            .query_opt(
+                &statement,
+                &[
+                    &job_id,
+                    &event_type,
+                    &payload.map(|p| Json(&**p)),
+                    &trace_context.map(|t| Json(&**t)),
+                ],
+            )
+            .await?;
+        if let Some(row) = row {
+            return Ok(PostEventOutcome::Posted {
+                seq: column(&row, "seq")?,
+                created_at: Timestamp(column(&row, "created_at")?),
+            });
+        }
+        Ok(match self.job_state(job_id).await? {
+            None => PostEventOutcome::NotFound,
+            Some(_) => PostEventOutcome::Terminal,
+        })
+    }
+}

@@ -1,0 +1,563 @@
+//! Job statements: submit, read, list, claim, owner deltas, release, cancel, force reclaim and the
+//! executor read's lease extension (contract §1.5 T1–T7).
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::value::RawValue;
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{column, Store, StoreError};
+use crate::wire::{
+    ClaimedJob, Job, JobDelta, JobStatus, RawJson, RecvCursor, RejectReason, Timestamp,
+};
+
+/// Every column of the wire `Job`, in one list so reads cannot drift apart.
+macro_rules! job_columns {
+    () => {
+        "job_id, capability, owner_instance_id, claim_epoch, status, progress, progress_message, \
+         result, error, submitted_payload, recv_cursor, attempt_count, max_retries, max_duration, \
+         total_deadline, lease_expires_at, last_heartbeat_at, submitted_at, submitted_by"
+    };
+}
+
+/// A live job is one still being worked on; everything else is terminal (absorbing).
+macro_rules! live {
+    () => {
+        "('working', 'input_required')"
+    };
+}
+
+/// Lease window of a job (contract §3.1): its `max_duration`, else 300 s.
+macro_rules! lease_window {
+    () => {
+        "make_interval(secs => CASE WHEN max_duration > 0 THEN max_duration ELSE 300 END)"
+    };
+}
+
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub capability: &'a str,
+    pub submitted_by: &'a str,
+    pub submitted_payload: &'a RawValue,
+    pub owner_instance_id: Option<&'a str>,
+    pub max_retries: i64,
+    pub max_duration: Option<i64>,
+    pub total_deadline: Option<Timestamp>,
+}
+
+/// Filters of `GET /jobs`, already validated; `after` is the keyset position of the last row of
+/// the previous page.
+pub struct JobListQuery {
+    pub statuses: Option<Vec<&'static str>>,
+    pub owner_instance_id: Option<String>,
+    pub capability: Option<String>,
+    pub submitted_since: Option<Timestamp>,
+    pub after: Option<(Timestamp, Uuid)>,
+    pub limit: i64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeltaOutcome {
+    Accepted,
+    Rejected(RejectReason),
+}
+
+#[derive(Debug)]
+pub enum ReleaseOutcome {
+    Released {
+        status: JobStatus,
+        attempt_count: i64,
+    },
+    NotFound,
+    Terminal,
+    NotOwner,
+}
+
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Cancelled { previous_owner: Option<String> },
+    NotFound,
+    Terminal,
+}
+
+#[derive(Debug)]
+pub enum ReclaimOutcome {
+    Reclaimed {
+        status: JobStatus,
+        previous_owner: Option<String>,
+        claim_epoch: i64,
+    },
+    NotFound,
+    Terminal,
+}
+
+/// Verdict on an executor event read (one that carries `instance_id` and `claim_epoch`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExecutorRead {
+    NotFound,
+    /// Live job owned by someone else, or by this instance under another epoch.
+    Superseded,
+    /// Serve the events (the lease was extended when the identity matched a live claim).
+    Serve,
+}
+
+/// What the miss paths need to name the reason a guarded statement matched nothing.
+pub(super) struct JobState {
+    status: JobStatus,
+    owner_instance_id: Option<String>,
+    claim_epoch: i64,
+}
+
+impl Store {
+    /// T1: one INSERT.
+    pub async fn create_job(&self, job: &NewJob<'_>) -> Result<(), StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "INSERT INTO jobs (job_id, capability, submitted_by, submitted_payload, \
+                 owner_instance_id, max_retries, max_duration, total_deadline) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .await?;
+        conn.execute(
+            &statement,
+            &[
+                &job.id,
+                &job.capability,
+                &job.submitted_by,
+                &Json(job.submitted_payload),
+                &job.owner_instance_id,
+                &job.max_retries,
+                &job.max_duration,
+                &job.total_deadline.map(|t| t.0),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE job_id = $1"
+            ))
+            .await?;
+        conn.query_opt(&statement, &[&job_id])
+            .await?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    /// Newest first, `(submitted_at, job_id)` descending; at most `query.limit` rows.
+    pub async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs \
+                 WHERE ($1::text[] IS NULL OR status = ANY($1)) \
+                   AND ($2::text IS NULL OR owner_instance_id = $2) \
+                   AND ($3::text IS NULL OR capability = $3) \
+                   AND ($4::timestamptz IS NULL OR submitted_at >= $4) \
+                   AND ($5::timestamptz IS NULL OR (submitted_at, job_id) < ($5, $6::uuid)) \
+                 ORDER BY submitted_at DESC, job_id DESC \
+                 LIMIT $7"
+            ))
+            .await?;
+        let rows = conn
+            .query(
+                &statement,
+                &[
+                    &query.statuses,
+                    &query.owner_instance_id,
+                    &query.capability,
+                    &query.submitted_since.map(|t| t.0),
+                    &query.after.map(|(t, _)| t.0),
+                    &query.after.map(|(_, id)| id),
+                    &query.limit,
+                ],
+            )
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// T2 in one statement: the FIFO-oldest claimable job of the capability, `(submitted_at,
+    /// job_id)` order, locked with SKIP LOCKED so concurrent claimers take different rows instead
+    /// of losing races. Rows past their retry budget are not claimable and never block the queue.
+    pub async fn claim_next(
+        &self,
+        capability: &str,
+        instance_id: &str,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "WITH next AS ( \
+                   SELECT job_id FROM jobs \
+                   WHERE capability = $1 AND status = 'working' AND owner_instance_id IS NULL \
+                     AND attempt_count <= max_retries \
+                   ORDER BY submitted_at, job_id \
+                   LIMIT 1 \
+                   FOR UPDATE SKIP LOCKED) \
+                 UPDATE jobs SET owner_instance_id = $2, \
+                   attempt_count = attempt_count + 1, \
+                   claim_epoch = claim_epoch + 1, \
+                   lease_expires_at = now() + ",
+                lease_window!(),
+                ", last_heartbeat_at = now() \
+                 FROM next WHERE jobs.job_id = next.job_id \
+                 RETURNING jobs.job_id, submitted_payload, attempt_count, claim_epoch, \
+                   lease_expires_at, max_duration, recv_cursor"
+            ))
+            .await?;
+        let Some(row) = conn
+            .query_opt(&statement, &[&capability, &instance_id])
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ClaimedJob {
+            id: column(&row, "job_id")?,
+            submitted_payload: column::<Json<RawJson>>(&row, "submitted_payload")?.0,
+            attempt_count: column(&row, "attempt_count")?,
+            claim_epoch: column(&row, "claim_epoch")?,
+            lease_expires_at: timestamp(&row, "lease_expires_at")?,
+            max_duration: column(&row, "max_duration")?,
+            recv_cursor: recv_cursor(&row)?,
+        }))
+    }
+
+    /// T3: one guarded UPDATE that re-asserts owner, liveness and (when the delta carries one)
+    /// the claim epoch. A rejected delta touches nothing: no lease extension, no cursor advance.
+    /// `status` is the delta's status, already known to be valid.
+    pub async fn apply_delta(
+        &self,
+        instance_id: &str,
+        job_id: Uuid,
+        delta: &JobDelta,
+        status: Option<JobStatus>,
+    ) -> Result<DeltaOutcome, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "UPDATE jobs SET \
+                   status = coalesce($4, status), \
+                   progress = coalesce($5, progress), \
+                   progress_message = coalesce($6, progress_message), \
+                   result = CASE WHEN $4 = 'completed' AND $7::json IS NOT NULL THEN $7 ELSE result END, \
+                   error = CASE WHEN $4 = 'failed' AND $8::text IS NOT NULL THEN $8 ELSE error END, \
+                   recv_cursor = CASE WHEN $9::jsonb IS NULL THEN recv_cursor ELSE ( \
+                     SELECT jsonb_object_agg(key, seq) FROM ( \
+                       SELECT key, max(value::bigint) AS seq FROM ( \
+                         SELECT key, value FROM jsonb_each_text(coalesce(recv_cursor, '{}'::jsonb)) \
+                         UNION ALL SELECT key, value FROM jsonb_each_text($9) \
+                       ) AS both_cursors GROUP BY key \
+                     ) AS merged) END, \
+                   last_heartbeat_at = now(), \
+                   lease_expires_at = CASE \
+                     WHEN coalesce($4, status) IN ('completed', 'failed', 'cancelled') \
+                     THEN lease_expires_at ELSE now() + ",
+                lease_window!(),
+                " END \
+                 WHERE job_id = $1 AND owner_instance_id = $2 AND status IN ",
+                live!(),
+                " AND ($3::bigint IS NULL OR claim_epoch = $3)"
+            ))
+            .await?;
+        let updated = conn
+            .execute(
+                &statement,
+                &[
+                    &job_id,
+                    &instance_id,
+                    &delta.claim_epoch,
+                    &status.map(JobStatus::as_str),
+                    &delta.progress,
+                    &delta.progress_message,
+                    &delta.result.as_ref().map(|object| Json(&*object.0)),
+                    &delta.error,
+                    &delta.recv_cursor.as_ref().map(Json),
+                ],
+            )
+            .await?;
+        if updated == 1 {
+            return Ok(DeltaOutcome::Accepted);
+        }
+        let reason = self
+            .delta_rejection(instance_id, job_id, delta.claim_epoch)
+            .await?;
+        // The guard failed yet the row now looks acceptable: it changed under us; the reference
+        // answers not_owner in that case.
+        Ok(DeltaOutcome::Rejected(
+            reason.unwrap_or(RejectReason::NotOwner),
+        ))
+    }
+
+    /// Why a delta from `instance_id` (with or without an epoch) cannot apply to the job as it
+    /// is now, in the reference's order: existence, ownership/epoch, then terminal state.
+    /// `None` when nothing stands in the way.
+    pub async fn delta_rejection(
+        &self,
+        instance_id: &str,
+        job_id: Uuid,
+        claim_epoch: Option<i64>,
+    ) -> Result<Option<RejectReason>, StoreError> {
+        let Some(job) = self.job_state(job_id).await? else {
+            return Ok(Some(RejectReason::NotFound));
+        };
+        let owned = job.owner_instance_id.as_deref() == Some(instance_id);
+        Ok(match claim_epoch {
+            Some(epoch) if !owned || epoch != job.claim_epoch => {
+                Some(RejectReason::ClaimSuperseded)
+            }
+            None if !owned => Some(RejectReason::NotOwner),
+            _ if job.status.is_terminal() => Some(RejectReason::AlreadyTerminal),
+            _ => None,
+        })
+    }
+
+    /// T5 with decisions row 8: the owner gives the job back. Within budget it returns to
+    /// `working`, unowned and claimable (an `input_required` job too); past its budget it fails.
+    pub async fn release_job(
+        &self,
+        job_id: Uuid,
+        instance_id: &str,
+        reason: &str,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
+                   last_heartbeat_at = now(), \
+                   status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
+                   error = CASE WHEN attempt_count > max_retries \
+                     THEN 'exhausted (release): ' || $3::text ELSE error END \
+                 WHERE job_id = $1 AND owner_instance_id = $2 AND status IN ",
+                live!(),
+                " RETURNING status, attempt_count"
+            ))
+            .await?;
+        if let Some(row) = conn
+            .query_opt(&statement, &[&job_id, &instance_id, &reason])
+            .await?
+        {
+            return Ok(ReleaseOutcome::Released {
+                status: status(&row)?,
+                attempt_count: column(&row, "attempt_count")?,
+            });
+        }
+        Ok(match self.job_state(job_id).await? {
+            None => ReleaseOutcome::NotFound,
+            Some(job) if job.status.is_terminal() => ReleaseOutcome::Terminal,
+            Some(_) => ReleaseOutcome::NotOwner,
+        })
+    }
+
+    /// T6: cancel and append the synthetic `cancelled` event in ONE statement, so the event a
+    /// parked producer waits for can never be lost between the two.
+    /// `error_reason` is the trimmed reason (empty = leave `error` alone); `event_reason` is the
+    /// caller's reason as sent, for the event payload.
+    pub async fn cancel_job(
+        &self,
+        job_id: Uuid,
+        error_reason: &str,
+        event_reason: &str,
+    ) -> Result<CancelOutcome, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "WITH cancelled AS ( \
+                   UPDATE jobs SET status = 'cancelled', \
+                     error = CASE WHEN $2::text <> '' THEN 'cancelled: ' || $2 ELSE error END, \
+                     last_heartbeat_at = now(), event_seq = event_seq + 1 \
+                   WHERE job_id = $1 AND status IN ",
+                live!(),
+                "  RETURNING job_id, owner_instance_id, event_seq), \
+                 synthetic_event AS ( \
+                   INSERT INTO job_events (job_id, seq, type, payload) \
+                   SELECT job_id, event_seq, 'cancelled', $3::json \
+                   FROM cancelled) \
+                 SELECT owner_instance_id FROM cancelled"
+            ))
+            .await?;
+        if let Some(row) = conn
+            .query_opt(
+                &statement,
+                &[
+                    &job_id,
+                    &error_reason,
+                    &Json(serde_json::json!({ "reason": event_reason })),
+                ],
+            )
+            .await?
+        {
+            return Ok(CancelOutcome::Cancelled {
+                previous_owner: column(&row, "owner_instance_id")?,
+            });
+        }
+        Ok(match self.job_state(job_id).await? {
+            None => CancelOutcome::NotFound,
+            Some(_) => CancelOutcome::Terminal,
+        })
+    }
+
+    /// T7 with decisions row 9: force the job back to the queue, leaving epoch and attempts
+    /// alone (the next claim mints the new generation). The previous owner is read under the row
+    /// lock, so a concurrent claim cannot slip between read and write. A job already past its
+    /// retry budget is failed instead of left as an unclaimable queue entry.
+    pub async fn reclaim_job(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
+                   status = CASE WHEN jobs.attempt_count > jobs.max_retries \
+                     THEN 'failed' ELSE 'working' END, \
+                   error = CASE WHEN jobs.attempt_count > jobs.max_retries \
+                     THEN 'reclaimed: max retries exceeded' ELSE jobs.error END, \
+                   last_heartbeat_at = CASE WHEN jobs.attempt_count > jobs.max_retries \
+                     THEN now() END \
+                 FROM (SELECT job_id, owner_instance_id FROM jobs WHERE job_id = $1 FOR UPDATE) \
+                   AS previous \
+                 WHERE jobs.job_id = previous.job_id AND jobs.status IN ",
+                live!(),
+                " RETURNING jobs.status, previous.owner_instance_id, jobs.claim_epoch"
+            ))
+            .await?;
+        if let Some(row) = conn.query_opt(&statement, &[&job_id]).await? {
+            return Ok(ReclaimOutcome::Reclaimed {
+                status: status(&row)?,
+                previous_owner: column(&row, "owner_instance_id")?,
+                claim_epoch: column(&row, "claim_epoch")?,
+            });
+        }
+        Ok(match self.job_state(job_id).await? {
+            None => ReclaimOutcome::NotFound,
+            Some(_) => ReclaimOutcome::Terminal,
+        })
+    }
+
+    /// T4 and the fencing of executor reads (contract §2.6, §3.3), in one statement: when the
+    /// caller owns the live job at that epoch, its lease is extended to `now + window`, capped by
+    /// `total_deadline` (or else by the opt-in stale ceiling), and only if that is later than the
+    /// current lease. A lost race is silent; the events are served either way.
+    pub async fn authorize_executor_read(
+        &self,
+        job_id: Uuid,
+        instance_id: &str,
+        claim_epoch: i64,
+        stale_timeout: Option<Duration>,
+    ) -> Result<ExecutorRead, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "WITH current AS ( \
+                   SELECT job_id, status, owner_instance_id, claim_epoch, \
+                     LEAST(now() + ",
+                lease_window!(),
+                ", CASE WHEN total_deadline IS NOT NULL THEN total_deadline \
+                          WHEN $4::float8 > 0 THEN submitted_at + make_interval(secs => \
+                            GREATEST($4, coalesce(max_duration, 0))) END) AS capped_lease \
+                   FROM jobs WHERE job_id = $1), \
+                 extended AS ( \
+                   UPDATE jobs SET lease_expires_at = current.capped_lease, last_heartbeat_at = now() \
+                   FROM current \
+                   WHERE jobs.job_id = current.job_id \
+                     AND jobs.owner_instance_id = $2 AND jobs.claim_epoch = $3 \
+                     AND jobs.status IN ",
+                live!(),
+                "    AND (jobs.lease_expires_at IS NULL \
+                          OR jobs.lease_expires_at < current.capped_lease) \
+                   RETURNING jobs.job_id) \
+                 SELECT status, owner_instance_id, claim_epoch FROM current"
+            ))
+            .await?;
+        let stale_seconds = stale_timeout.map_or(0.0, |d| d.as_secs_f64());
+        let Some(row) = conn
+            .query_opt(
+                &statement,
+                &[&job_id, &instance_id, &claim_epoch, &stale_seconds],
+            )
+            .await?
+        else {
+            return Ok(ExecutorRead::NotFound);
+        };
+        let job = job_state_from_row(&row)?;
+        let current_claim =
+            job.owner_instance_id.as_deref() == Some(instance_id) && job.claim_epoch == claim_epoch;
+        Ok(if job.status.is_terminal() || current_claim {
+            ExecutorRead::Serve
+        } else {
+            ExecutorRead::Superseded
+        })
+    }
+
+    /// Status, owner and epoch as they are now: what a miss path needs to name its reason.
+    pub(super) async fn job_state(&self, job_id: Uuid) -> Result<Option<JobState>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "SELECT status, owner_instance_id, claim_epoch FROM jobs WHERE job_id = $1",
+            )
+            .await?;
+        conn.query_opt(&statement, &[&job_id])
+            .await?
+            .as_ref()
+            .map(job_state_from_row)
+            .transpose()
+    }
+}
+
+fn job_state_from_row(row: &Row) -> Result<JobState, StoreError> {
+    Ok(JobState {
+        status: status(row)?,
+        owner_instance_id: column(row, "owner_instance_id")?,
+        claim_epoch: column(row, "claim_epoch")?,
+    })
+}
+
+fn job_from_row(row: &Row) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: column(row, "job_id")?,
+        capability: column(row, "capability")?,
+        owner_instance_id: column(row, "owner_instance_id")?,
+        claim_epoch: column(row, "claim_epoch")?,
+        status: status(row)?,
+        progress: column(row, "progress")?,
+        progress_message: column(row, "progress_message")?,
+        result: column::<Option<Json<RawJson>>>(row, "result")?.map(|j| j.0),
+        error: column(row, "error")?,
+        submitted_payload: column::<Json<RawJson>>(row, "submitted_payload")?.0,
+        recv_cursor: recv_cursor(row)?,
+        attempt_count: column(row, "attempt_count")?,
+        max_retries: column(row, "max_retries")?,
+        max_duration: column(row, "max_duration")?,
+        total_deadline: timestamp(row, "total_deadline")?,
+        lease_expires_at: timestamp(row, "lease_expires_at")?,
+        last_heartbeat_at: timestamp(row, "last_heartbeat_at")?,
+        submitted_at: Timestamp(column(row, "submitted_at")?),
+        submitted_by: column::<Option<String>>(row, "submitted_by")?.unwrap_or_default(),
+    })
+}
+
+fn status(row: &Row) -> Result<JobStatus, StoreError> {
+    let raw: &str = column(row, "status")?;
+    JobStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("job status {raw:?}")))
+}
+
+fn timestamp(row: &Row, name: &str) -> Result<Option<Timestamp>, StoreError> {
+    Ok(column::<Option<SystemTime>>(row, name)?.map(Timestamp))
+}
+
+/// An empty stored cursor reads as `null`, like a cursor never written.
+fn recv_cursor(row: &Row) -> Result<Option<RecvCursor>, StoreError> {
+    Ok(column::<Option<Json<RecvCursor>>>(row, "recv_cursor")?
+        .map(|j| j.0)
+        .filter(|cursor| !cursor.is_empty()))
+}

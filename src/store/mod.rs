@@ -1,0 +1,140 @@
+//! The store: the one place that holds SQL. PostgreSQL is the source of truth for every job's
+//! status, owner, claim epoch and lease; every change of ownership is ONE guarded statement whose
+//! WHERE clause says what must still be true, and each "0 rows" outcome has a named meaning.
+//!
+//! Hot paths are one round trip each (prepared statements, cached per connection).
+
+mod events;
+mod jobs;
+mod schema;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::{NoTls, Row};
+
+pub use events::{EventFilter, PostEventOutcome};
+pub use jobs::{
+    CancelOutcome, DeltaOutcome, ExecutorRead, JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
+};
+
+/// How long a request may wait for a pooled connection, or for a new one to open, before the
+/// store reports the database unavailable (the caller answers 503 instead of hanging).
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("{0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("stored value not understood: {0}")]
+    Corrupt(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+/// Why the registry could not start on the configured database.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid DATABASE_URL: {0}")]
+    InvalidUrl(String),
+    #[error("cannot reach PostgreSQL at {target}: {reason}")]
+    Unreachable { target: String, reason: String },
+    #[error("cannot prepare the schema on {target}: {reason}")]
+    Schema { target: String, reason: String },
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Opens the pool, proves the database answers, and applies the embedded migrations.
+    pub async fn connect(database_url: &str, pool_size: usize) -> Result<Store, ConnectError> {
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConnectError::InvalidUrl(
+                "expected a postgres:// or postgresql:// URL".into(),
+            ));
+        }
+        let mut pg = tokio_postgres::Config::from_str(database_url)
+            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(POOL_TIMEOUT);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("mesh-registry");
+        }
+        let target = describe_target(&pg);
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+        let store = Store { pool };
+        store.migrate().await.map_err(|error| match error {
+            StoreError::Pool(reason) => ConnectError::Unreachable {
+                target: target.clone(),
+                reason: pool_error_reason(reason),
+            },
+            other => ConnectError::Schema {
+                target: target.clone(),
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(store)
+    }
+
+    async fn conn(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+/// `host:port/dbname` for messages: never the password.
+fn describe_target(pg: &tokio_postgres::Config) -> String {
+    let host = pg
+        .get_hosts()
+        .first()
+        .map(|host| match host {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    let db = pg.get_dbname().or(pg.get_user()).unwrap_or("postgres");
+    format!("{host}:{port}/{db}")
+}
+
+/// The underlying cause of a failed connection attempt, without deadpool's wrapping.
+fn pool_error_reason(error: deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        },
+        deadpool_postgres::PoolError::Timeout(_) => {
+            format!("no connection within {}s", POOL_TIMEOUT.as_secs())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Reads a column, turning a type mismatch into an error instead of a panic.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    name: &str,
+) -> Result<T, StoreError> {
+    Ok(row.try_get(name)?)
+}
