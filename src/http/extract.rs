@@ -1,0 +1,125 @@
+//! Request extraction with the reference's error answers: bodies are read under the configured
+//! size cap and decoded as JSON (`Invalid JSON payload: …`, `EOF` for an empty body); query
+//! parameters are read leniently, except integers, which fail the way the reference's generated
+//! wrapper fails (`{"msg": "Invalid format for parameter …"}`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Largest accepted request body, in bytes (app data; 1 MiB when absent).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// The raw request body, read up to the `BodyLimit`.
+pub struct Body(pub Bytes);
+
+impl FromRequest for Body {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Body, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<BodyLimit>()
+            .map_or(1024 * 1024, |limit| limit.0);
+        let payload = web::Payload::from_request(req, payload);
+        Box::pin(async move {
+            let payload = payload.await.map_err(ApiError::invalid_json)?;
+            match payload.to_bytes_limited(limit).await {
+                Ok(Ok(bytes)) => Ok(Body(bytes)),
+                Ok(Err(error)) => Err(ApiError::invalid_json(error)),
+                Err(_) => Err(ApiError::PayloadTooLarge(limit)),
+            }
+        })
+    }
+}
+
+impl Body {
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(u8::is_ascii_whitespace)
+    }
+
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.is_empty() {
+            return Err(ApiError::invalid_json("EOF"));
+        }
+        serde_json::from_slice(&self.0).map_err(ApiError::invalid_json)
+    }
+}
+
+/// A JSON request body decoded into `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<JsonBody<T>, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = Body::from_request(req, payload);
+        Box::pin(async move { body.await?.json().map(JsonBody) })
+    }
+}
+
+/// Decoded query-string pairs, in order. The first occurrence of a name wins.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(req: &HttpRequest) -> Query {
+        Query(
+            form_urlencoded::parse(req.query_string().as_bytes())
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// A string parameter, whitespace-trimmed; empty counts as absent.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// An integer parameter, parsed like Go's `strconv.ParseInt(v, 10, 64)`.
+    pub fn int(&self, name: &'static str) -> Result<Option<i64>, ApiError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+        raw.parse::<i64>().map(Some).map_err(|error| {
+            let why = match error.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
+                    "value out of range"
+                }
+                _ => "invalid syntax",
+            };
+            ApiError::BadParameter {
+                name,
+                detail: format!(
+                    "error binding string parameter: strconv.ParseInt: parsing {raw:?}: {why}"
+                ),
+            }
+        })
+    }
+
+    /// A comma-separated list: tokens trimmed, empty ones dropped; `None` when nothing is left.
+    pub fn list(&self, name: &str) -> Option<Vec<String>> {
+        let tokens: Vec<String> = self
+            .get(name)?
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (!tokens.is_empty()).then_some(tokens)
+    }
+}

@@ -1,0 +1,108 @@
+//! The HTTP layer: routes, shared state and the fallbacks that make unknown routes answer like
+//! the reference (gin): `404 page not found`, and a redirect for a trailing slash.
+//!
+//! Routing is by method *and* path (each resource carries its method guard), so `GET /jobs/claim`
+//! reaches `GET /jobs/{job_id}` exactly as it does in the reference.
+
+mod error;
+mod events;
+mod extract;
+mod health;
+mod jobs;
+
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
+use mesh_registry_actors::EventHub;
+
+pub use error::ApiError;
+pub use extract::BodyLimit;
+
+use crate::store::Store;
+
+/// What every handler shares. Handlers hold no state of their own.
+pub struct AppState {
+    pub store: Store,
+    pub event_hub: Addr<EventHub>,
+    pub cancel_event_grace: Duration,
+    pub job_stale_timeout: Option<Duration>,
+    pub started_at: Instant,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/health")
+            .guard(guard::Get())
+            .to(health::health),
+    )
+    .service(web::resource("/jobs").guard(guard::Get()).to(jobs::list))
+    .service(web::resource("/jobs").guard(guard::Post()).to(jobs::create))
+    .service(
+        web::resource("/jobs/claim")
+            .guard(guard::Post())
+            .to(jobs::claim),
+    )
+    .service(
+        web::resource("/jobs/batch")
+            .guard(guard::Post())
+            .to(jobs::batch),
+    )
+    .service(
+        web::resource("/jobs/{job_id}")
+            .guard(guard::Get())
+            .to(jobs::get),
+    )
+    .service(
+        web::resource("/jobs/{job_id}/cancel")
+            .guard(guard::Post())
+            .to(jobs::cancel),
+    )
+    .service(
+        web::resource("/jobs/{job_id}/release")
+            .guard(guard::Post())
+            .to(jobs::release),
+    )
+    .service(
+        web::resource("/jobs/{job_id}/reclaim")
+            .guard(guard::Post())
+            .to(jobs::reclaim),
+    )
+    .service(
+        web::resource("/jobs/{job_id}/events")
+            .guard(guard::Get())
+            .to(events::list),
+    )
+    .service(
+        web::resource("/jobs/{job_id}/events")
+            .guard(guard::Post())
+            .to(events::post),
+    )
+    .default_service(web::to(fallback));
+}
+
+/// Unknown route or method: gin's answer. A path with a trailing slash whose trimmed form is a
+/// route is redirected there (301 for GET, 307 otherwise, keeping the method and body).
+async fn fallback(req: HttpRequest) -> HttpResponse {
+    let path = req.path();
+    if let Some(trimmed) = path.strip_suffix('/').filter(|p| !p.is_empty()) {
+        if req.resource_map().has_resource(trimmed) {
+            let location = match req.query_string() {
+                "" => trimmed.to_owned(),
+                query => format!("{trimmed}?{query}"),
+            };
+            let status = if req.method() == Method::GET {
+                StatusCode::MOVED_PERMANENTLY
+            } else {
+                StatusCode::TEMPORARY_REDIRECT
+            };
+            return HttpResponse::build(status)
+                .insert_header((header::LOCATION, location))
+                .finish();
+        }
+    }
+    HttpResponse::NotFound()
+        .content_type("text/plain")
+        .body("404 page not found")
+}
