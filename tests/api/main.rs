@@ -1,0 +1,10 @@
+//! HTTP-level tests of the registry: the real application against a real PostgreSQL, one fresh
+//! database per test. Case numbers refer to `jobs-contract.md` §9 and `decisions.md` rows.
+
+mod batch;
+mod claim;
+mod events;
+mod helpers;
+mod jobs;
+mod lifecycle;
+mod server;

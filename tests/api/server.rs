@@ -1,0 +1,265 @@
+//! The server as a whole: health, routing fallbacks, body limits, and the binary's start-up,
+//! failure and shutdown behaviour (issue 2 items 2 and 5).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with, TestDatabase};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
+
+#[actix_web::test]
+async fn health_answers_like_the_reference() {
+    let app = spawn_app().await;
+    let response = app.get("/health").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["service"], "mcp-mesh-registry");
+    assert!(body["uptime_seconds"].is_u64());
+    assert!(body["timestamp"].is_string());
+}
+
+#[actix_web::test]
+async fn unknown_routes_and_methods_are_gin_404s() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        ("GET", "/nope"),
+        ("PUT", "/jobs"),
+        ("DELETE", "/jobs/claim"),
+        ("GET", "/jobs/x/unknown"),
+    ] {
+        let response = app
+            .http
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+        assert_eq!(response.text().await.unwrap(), "404 page not found");
+    }
+    // Routing is by method and path: GET /jobs/claim is a read of a job called "claim".
+    let response = app.get("/jobs/claim").await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "job not found: claim"
+    );
+}
+
+#[actix_web::test]
+async fn a_trailing_slash_redirects() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/jobs/?limit=5")).send().await.unwrap();
+    assert_eq!(response.status(), 301);
+    assert_eq!(response.headers()["location"], "/jobs?limit=5");
+    let response = client.post(app.url("/jobs/claim/")).send().await.unwrap();
+    assert_eq!(response.status(), 307);
+    assert_eq!(response.headers()["location"], "/jobs/claim");
+}
+
+#[actix_web::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let app = spawn_app_with(|config| config.max_body_bytes = 2048).await;
+    let big = "x".repeat(4096);
+    for path in ["/jobs", "/jobs/batch", "/jobs/claim"] {
+        let response = app
+            .post(path, &json!({"capability": "c", "submitted_by": "s", "submitted_payload": {"blob": big}}))
+            .await;
+        assert_eq!(response.status(), 413, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"],
+            "request body exceeds the limit of 2048 bytes"
+        );
+    }
+    // Just under the cap is fine.
+    let small = "x".repeat(1500);
+    let response = app
+        .post(
+            "/jobs",
+            &json!({"capability": "c", "submitted_by": "s", "submitted_payload": {"blob": small}}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+}
+
+#[test]
+fn help_documents_every_flag_and_version_prints() {
+    let help = Command::new(BINARY).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for flag in [
+        "--host",
+        "-H",
+        "--port",
+        "-p",
+        "--database-url",
+        "--db-pool-size",
+        "--http-workers",
+        "--max-body-bytes",
+        "--max-long-polls",
+        "--cancel-event-grace-ms",
+        "--job-stale-timeout",
+        "--shutdown-timeout",
+        "--log-level",
+        "--debug-mode",
+        "--version",
+        "DATABASE_URL",
+        "MCP_MESH_LOG_LEVEL",
+        "serve",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+    for flag in ["--version", "-v"] {
+        let version = Command::new(BINARY).arg(flag).output().unwrap();
+        assert!(version.status.success());
+        assert_eq!(
+            String::from_utf8(version.stdout).unwrap().trim(),
+            format!("mesh-registry {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+/// Runs the binary to completion with a time limit; returns (exit code, stderr).
+fn run_to_exit(command: &mut Command, limit: Duration) -> (Option<i32>, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return (status.code(), stderr);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the registry neither started nor exited within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_missing_database_url_is_one_clear_error() {
+    let (code, stderr) = run_to_exit(
+        Command::new(BINARY)
+            .env_remove("DATABASE_URL")
+            .args(["--port", "0"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_database_is_one_clear_error_not_a_hang() {
+    for url in [
+        "postgres://postgres@127.0.0.1:1/mesh?sslmode=disable",
+        "postgres://postgres@127.0.0.1:5432/mesh_registry_no_such_db?sslmode=disable",
+        "mysql://nope",
+    ] {
+        let (code, stderr) = run_to_exit(
+            Command::new(BINARY)
+                .env("DATABASE_URL", url)
+                .args(["--port", "0"]),
+            Duration::from_secs(20),
+        );
+        assert_eq!(code, Some(1), "{url}: {stderr}");
+        let errors: Vec<_> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(errors.len(), 1, "{url}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[actix_web::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let database = TestDatabase::create().await;
+    let mut child = Command::new(BINARY)
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--database-url",
+            &database.url(),
+        ])
+        .env("MCP_MESH_LOG_LEVEL", "INFO")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let log_reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some((_, port)) = line.split_once("listening on 127.0.0.1:") {
+                let _ = port_tx.send(port.trim().parse::<u16>().unwrap());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let port = port_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the registry started");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/jobs"))
+        .json(&json!({"capability": "c", "submitted_by": "s", "submitted_payload": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    // A long-poll is in flight when SIGTERM arrives: it is answered (not cut), promptly.
+    let in_flight = http.get(format!("{base}/jobs/{id}/events?wait=30")).send();
+    let signal = async {
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    };
+    let started = Instant::now();
+    let (response, _) = futures_util::join!(in_flight, signal);
+    let response = response.expect("the in-flight request was answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["events"], json!([]));
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let exited = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            exited.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let log = log_reader.join().unwrap().join("\n");
+    assert!(log.contains("received SIGTERM"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
