@@ -211,9 +211,14 @@ pub fn encode_list_cursor(submitted_at: Timestamp, id: Uuid) -> String {
 
 /// Inverse of [`encode_list_cursor`]; the error says what was wrong, as the reference does.
 pub fn decode_list_cursor(cursor: &str) -> Result<(Timestamp, Uuid), String> {
-    let raw = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|e| format!("decode base64: {e}"))?;
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|e| {
+        let offset = match e {
+            base64::DecodeError::InvalidByte(offset, _)
+            | base64::DecodeError::InvalidLastSymbol(offset, _) => offset,
+            _ => cursor.len(),
+        };
+        format!("decode base64: illegal base64 data at input byte {offset}")
+    })?;
     let text = String::from_utf8_lossy(&raw);
     let (nanos, id) = text
         .split_once(':')
