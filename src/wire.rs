@@ -160,8 +160,8 @@ pub struct ReleaseRequest {
     pub reason: Option<String>,
 }
 
-/// `POST /jobs/{id}/cancel` (the body itself is optional)
-#[derive(Debug, Default, Deserialize)]
+/// `POST /jobs/{id}/cancel` (the body itself is optional); also what is forwarded to the owner.
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct CancelRequest {
     pub reason: Option<String>,
 }
@@ -177,7 +177,8 @@ pub struct PostEventRequest {
 
 /// Client JSON that must be an object (the reference decodes these fields into a Go `map`, so
 /// any other shape is a decode error of the whole body).
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
 pub struct JsonObject(pub RawJson);
 
 impl<'de> Deserialize<'de> for JsonObject {
@@ -381,8 +382,213 @@ pub struct ParamErrorBody<'a> {
 
 /// RFC 3339 UTC with nanoseconds, the format of `ErrorResponse.timestamp`.
 pub fn rfc3339_now() -> String {
+    rfc3339(SystemTime::now())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents (contract §8; the registration body is the reference's `MeshAgentRegistration`).
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /heartbeat`: a full registration. Fields this registry does not interpret (schemas, LLM
+/// filters, A2A surfaces) are not modelled; the body is stored verbatim as the agent sent it.
+#[derive(Debug, Deserialize)]
+pub struct AgentRegistration {
+    pub agent_id: Option<String>,
+    pub name: Option<String>,
+    pub agent_type: Option<String>,
+    pub runtime: Option<String>,
+    pub version: Option<String>,
+    pub description: Option<String>,
+    pub namespace: Option<String>,
+    pub http_host: Option<String>,
+    pub http_port: Option<i64>,
+    pub a2a_producer: Option<bool>,
+    pub a2a_consumer: Option<bool>,
+    pub tools: Option<Vec<ToolRegistration>>,
+}
+
+/// One tool of a registration: a function, the capability it provides, and what it depends on.
+#[derive(Debug, Deserialize)]
+pub struct ToolRegistration {
+    pub function_name: Option<String>,
+    pub capability: Option<String>,
+    pub version: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub dependencies: Option<Vec<DependencySpec>>,
+    pub kwargs: Option<JsonObject>,
+}
+
+/// What a tool needs from the mesh: a capability, narrowed by tags and a version constraint.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct DependencySpec {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub capability: String,
+    #[serde(default, deserialize_with = "tag_items")]
+    pub tags: Vec<TagItem>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub version: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub namespace: String,
+    /// Only a required dependency gates the availability of the tool (and its claims).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub required: bool,
+}
+
+/// A dependency tag: `"t"` required, `"+t"` preferred, `"-t"` excluded; a list is an OR group.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TagItem {
+    Tag(String),
+    AnyOf(Vec<String>),
+}
+
+fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Tag items of any other JSON type are dropped, as the reference drops them.
+fn tag_items<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<TagItem>, D::Error> {
+    let items: Option<Vec<serde_json::Value>> = Option::deserialize(deserializer)?;
+    Ok(items
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|item| match item {
+            serde_json::Value::String(tag) => Some(TagItem::Tag(tag)),
+            serde_json::Value::Array(group) => Some(TagItem::AnyOf(
+                group
+                    .into_iter()
+                    .filter_map(|member| member.as_str().map(str::to_owned))
+                    .collect(),
+            )),
+            _ => None,
+        })
+        .collect())
+}
+
+/// `POST /heartbeat` answer, as the SDKs parse it.
+#[derive(Debug, Serialize)]
+pub struct HeartbeatResponse {
+    pub status: &'static str,
+    pub message: &'static str,
+    pub agent_id: String,
+    /// Per consumer function: one entry per declared dependency, in order.
+    pub dependencies_resolved: BTreeMap<String, Vec<ResolvedDependency>>,
+    pub llm_tools: BTreeMap<String, serde_json::Value>,
+    pub llm_providers: BTreeMap<String, serde_json::Value>,
+    pub timestamp: String,
+}
+
+/// One dependency position: the chosen provider, or an `unresolved` placeholder (empty strings,
+/// so that SDKs keep positions aligned).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedDependency {
+    pub agent_id: String,
+    pub capability: String,
+    pub endpoint: String,
+    pub function_name: String,
+    pub status: DependencyStatus,
+    pub kwargs: Option<RawJson>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyStatus {
+    Available,
+    Unresolved,
+}
+
+/// Health of an agent as the registry sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Healthy,
+    Unhealthy,
+    Unknown,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Healthy => "healthy",
+            AgentStatus::Unhealthy => "unhealthy",
+            AgentStatus::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AgentStatus> {
+        [
+            AgentStatus::Healthy,
+            AgentStatus::Unhealthy,
+            AgentStatus::Unknown,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+}
+
+/// `GET /agents`
+#[derive(Debug, Serialize)]
+pub struct AgentsResponse {
+    pub agents: Vec<AgentView>,
+    pub count: usize,
+    pub timestamp: String,
+}
+
+/// An agent as `GET /agents` shows it (the fields meshctl reads, and the reference's others).
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    pub agent_type: String,
+    pub status: AgentStatus,
+    pub endpoint: String,
+    pub version: String,
+    pub runtime: String,
+    pub description: String,
+    pub namespace: String,
+    pub a2a_producer: bool,
+    pub a2a_consumer: bool,
+    pub created_at: String,
+    pub last_seen: String,
+    pub capabilities: Vec<CapabilityView>,
+    pub total_dependencies: usize,
+    pub dependencies_resolved: usize,
+    pub dependency_resolutions: Vec<DependencyResolution>,
+    pub llm_tool_resolutions: Option<Vec<serde_json::Value>>,
+    pub llm_provider_resolutions: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CapabilityView {
+    pub name: String,
+    pub function_name: String,
+    pub version: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// The tool runs as a job (`kwargs.task == true`).
+    pub task: bool,
+    pub available: bool,
+    pub unavailable_reason: Option<String>,
+}
+
+/// Where one dependency of one of the agent's functions resolves now.
+#[derive(Debug, Serialize)]
+pub struct DependencyResolution {
+    pub function_name: String,
+    pub capability: String,
+    pub status: DependencyStatus,
+    pub provider_agent_id: Option<String>,
+    pub mcp_tool: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+/// RFC 3339 UTC, the format of agent timestamps in `GET /agents`.
+pub fn rfc3339(at: SystemTime) -> String {
     use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::now_utc()
+    time::OffsetDateTime::from(at)
         .format(&Rfc3339)
         .unwrap_or_default()
 }

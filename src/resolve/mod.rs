@@ -1,0 +1,416 @@
+//! Dependency resolution: which provider serves a consumer's dependency right now.
+//!
+//! A candidate provides the capability in the target namespace (the dependency's own, else the
+//! consumer's) and is *available*: its agent is healthy and every `required` dependency of the
+//! tool resolves, transitively. Tags filter and score, the version constraint filters; the best
+//! tag score wins, then the highest version, then the smallest agent id. Deterministic, and no
+//! state is kept between calls. Schema matching and LLM tool filters are not part of it.
+
+pub mod version;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::store::MeshSnapshot;
+use crate::wire::{
+    AgentStatus, DependencySpec, DependencyStatus, RawJson, ResolvedDependency, TagItem,
+};
+
+/// One tool of one agent that provides a capability.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub agent_id: String,
+    pub namespace: String,
+    pub healthy: bool,
+    pub endpoint: String,
+    pub function_name: String,
+    pub capability: String,
+    pub version: String,
+    pub tags: Vec<String>,
+    pub kwargs: Option<RawJson>,
+    pub dependencies: Vec<DependencySpec>,
+}
+
+#[derive(Debug, Clone)]
+enum Availability {
+    Unknown,
+    Evaluating,
+    Available,
+    Unavailable(String),
+}
+
+/// Every provider of the mesh at one moment, indexed by capability.
+pub struct Mesh {
+    providers: Vec<Provider>,
+    by_capability: HashMap<String, Vec<usize>>,
+    availability: RefCell<Vec<Availability>>,
+}
+
+impl Mesh {
+    pub fn new(providers: Vec<Provider>) -> Mesh {
+        let mut by_capability: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, provider) in providers.iter().enumerate() {
+            by_capability
+                .entry(provider.capability.clone())
+                .or_default()
+                .push(i);
+        }
+        let availability = RefCell::new(vec![Availability::Unknown; providers.len()]);
+        Mesh {
+            providers,
+            by_capability,
+            availability,
+        }
+    }
+
+    /// Every tool that provides a capability, from a snapshot of the stored mesh.
+    pub fn from_snapshot(snapshot: &MeshSnapshot) -> Mesh {
+        let agents: HashMap<&str, _> = snapshot
+            .agents
+            .iter()
+            .map(|agent| (agent.agent_id.as_str(), agent))
+            .collect();
+        let providers = snapshot
+            .tools
+            .iter()
+            .filter(|tool| !tool.capability.is_empty() && !tool.function_name.is_empty())
+            .filter_map(|tool| {
+                let agent = agents.get(tool.agent_id.as_str())?;
+                Some(Provider {
+                    agent_id: tool.agent_id.clone(),
+                    namespace: agent.namespace.clone(),
+                    healthy: agent.status == AgentStatus::Healthy,
+                    endpoint: agent.endpoint(),
+                    function_name: tool.function_name.clone(),
+                    capability: tool.capability.clone(),
+                    version: tool.version.clone(),
+                    tags: tool.tags.clone(),
+                    kwargs: tool.kwargs.clone(),
+                    dependencies: tool.dependencies.clone(),
+                })
+            })
+            .collect();
+        Mesh::new(providers)
+    }
+
+    /// The provider that serves `spec` for a consumer in `namespace`; `None` = unresolved.
+    pub fn resolve(&self, spec: &DependencySpec, namespace: &str) -> Option<&Provider> {
+        let namespace = match spec.namespace.as_str() {
+            "" => namespace,
+            own => own,
+        };
+        let best = self
+            .by_capability
+            .get(&spec.capability)?
+            .iter()
+            .map(|&i| (i, &self.providers[i]))
+            .filter(|(_, p)| p.namespace == namespace)
+            .filter(|(_, p)| version::satisfies(&p.version, &spec.version))
+            .filter_map(|(i, p)| tag_score(&spec.tags, &p.tags).map(|score| (i, p, score)))
+            .filter(|(i, _, _)| self.unavailable_reason(*i).is_none())
+            .max_by(|(_, a, score_a), (_, b, score_b)| {
+                score_a
+                    .cmp(score_b)
+                    .then_with(|| version::compare(&a.version, &b.version))
+                    .then_with(|| b.agent_id.cmp(&a.agent_id))
+            });
+        best.map(|(_, provider, _)| provider)
+    }
+
+    /// Every position of a dependency list, resolved or as an `unresolved` placeholder.
+    pub fn resolve_all(
+        &self,
+        dependencies: &[DependencySpec],
+        namespace: &str,
+    ) -> Vec<ResolvedDependency> {
+        dependencies
+            .iter()
+            .map(|spec| match self.resolve(spec, namespace) {
+                Some(p) => ResolvedDependency {
+                    agent_id: p.agent_id.clone(),
+                    capability: p.capability.clone(),
+                    endpoint: p.endpoint.clone(),
+                    function_name: p.function_name.clone(),
+                    status: DependencyStatus::Available,
+                    kwargs: p.kwargs.clone(),
+                },
+                None => ResolvedDependency {
+                    agent_id: String::new(),
+                    capability: spec.capability.clone(),
+                    endpoint: String::new(),
+                    function_name: String::new(),
+                    status: DependencyStatus::Unresolved,
+                    kwargs: None,
+                },
+            })
+            .collect()
+    }
+
+    /// Why the provider at `index` cannot serve now, or `None` when it is available.
+    fn unavailable_reason(&self, index: usize) -> Option<String> {
+        match &self.availability.borrow()[index] {
+            Availability::Available => return None,
+            Availability::Unavailable(reason) => return Some(reason.clone()),
+            // A dependency loop reached this provider again before its verdict: fail closed.
+            Availability::Evaluating => {
+                return Some(format!(
+                    "required dependency evaluation cycle at '{}'",
+                    self.providers[index].capability
+                ))
+            }
+            Availability::Unknown => {}
+        }
+        self.availability.borrow_mut()[index] = Availability::Evaluating;
+        let provider = &self.providers[index];
+        let reason = if provider.healthy {
+            self.broken_required_dependency(provider)
+        } else {
+            Some("agent unhealthy".to_owned())
+        };
+        self.availability.borrow_mut()[index] = match &reason {
+            None => Availability::Available,
+            Some(reason) => Availability::Unavailable(reason.clone()),
+        };
+        reason
+    }
+
+    /// The first `required` dependency of the tool that no available provider serves.
+    pub fn broken_required_dependency(&self, provider: &Provider) -> Option<String> {
+        provider
+            .dependencies
+            .iter()
+            .filter(|spec| spec.required)
+            .find(|spec| self.resolve(spec, &provider.namespace).is_none())
+            .map(|spec| format!("required dep '{}' unresolved", spec.capability))
+    }
+
+    /// Availability of each provider, in the order given to `new`.
+    pub fn availability(&self) -> Vec<Option<String>> {
+        (0..self.providers.len())
+            .map(|i| self.unavailable_reason(i))
+            .collect()
+    }
+
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+}
+
+/// Tag score of a provider for a dependency's tags, or `None` when it does not qualify:
+/// `"t"` required (+5), `"+t"` preferred (+10 when present), `"-t"` excluded; an OR group needs
+/// one of its non-excluded members (+5, or +10 for a preferred one).
+fn tag_score(wanted: &[TagItem], offered: &[String]) -> Option<u32> {
+    let has = |tag: &str| offered.iter().any(|t| t == tag);
+    let mut score = 0;
+    for item in wanted {
+        match item {
+            TagItem::Tag(tag) => match term(tag) {
+                Term::Skip => {}
+                Term::Preferred(t) => score += if has(t) { 10 } else { 0 },
+                Term::Excluded(t) if has(t) => return None,
+                Term::Excluded(_) => {}
+                Term::Required(t) if has(t) => score += 5,
+                Term::Required(_) => return None,
+            },
+            TagItem::AnyOf(group) => {
+                let mut best = None;
+                for member in group {
+                    match term(member) {
+                        Term::Excluded(t) if has(t) => return None,
+                        Term::Preferred(t) if has(t) => best = best.max(Some(10)),
+                        Term::Required(t) if has(t) => best = best.max(Some(5)),
+                        _ => {}
+                    }
+                }
+                score += best?;
+            }
+        }
+    }
+    Some(score)
+}
+
+enum Term<'a> {
+    Skip,
+    Required(&'a str),
+    Preferred(&'a str),
+    Excluded(&'a str),
+}
+
+fn term(tag: &str) -> Term<'_> {
+    if tag.is_empty() {
+        Term::Skip
+    } else if let Some(t) = tag.strip_prefix('+') {
+        Term::Preferred(t)
+    } else if let Some(t) = tag.strip_prefix('-') {
+        Term::Excluded(t)
+    } else {
+        Term::Required(tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn winner(mesh: &Mesh, spec: serde_json::Value) -> Option<String> {
+        let spec: DependencySpec = serde_json::from_value(spec).unwrap();
+        mesh.resolve(&spec, "default").map(|p| p.agent_id.clone())
+    }
+
+    fn provider(agent: &str, capability: &str, version: &str, tags: &[&str]) -> Provider {
+        Provider {
+            agent_id: agent.into(),
+            namespace: "default".into(),
+            healthy: true,
+            endpoint: format!("http://{agent}:9000"),
+            function_name: format!("{capability}_fn"),
+            capability: capability.into(),
+            version: version.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            kwargs: None,
+            dependencies: Vec::new(),
+        }
+    }
+
+    /// The reference's observed table (agents-spec B.2).
+    fn calc_mesh() -> Mesh {
+        let mut c = provider("calc-c-1", "calc", "2.1.0", &["math", "python", "fast"]);
+        c.namespace = "default".into();
+        Mesh::new(vec![
+            provider("calc-a-1", "calc", "1.0.0", &["math", "python"]),
+            provider("calc-b-1", "calc", "2.1.0", &["math", "typescript", "beta"]),
+            c,
+        ])
+    }
+
+    #[test]
+    fn tags_versions_and_tie_breaks_follow_the_reference() {
+        let mesh = calc_mesh();
+        let cases = [
+            (json!({"capability": "calc"}), Some("calc-b-1")),
+            (
+                json!({"capability": "calc", "tags": ["python"]}),
+                Some("calc-c-1"),
+            ),
+            (
+                json!({"capability": "calc", "tags": ["+python"]}),
+                Some("calc-c-1"),
+            ),
+            (
+                json!({"capability": "calc", "tags": ["+typescript"]}),
+                Some("calc-b-1"),
+            ),
+            (
+                json!({"capability": "calc", "tags": ["-beta"]}),
+                Some("calc-c-1"),
+            ),
+            (
+                json!({"capability": "calc", "tags": ["-beta", "-fast"]}),
+                Some("calc-a-1"),
+            ),
+            (
+                json!({"capability": "calc", "tags": ["math", ["typescript", "rust"]]}),
+                Some("calc-b-1"),
+            ),
+            (
+                json!({"capability": "calc", "tags": [["+fast", "python"]]}),
+                Some("calc-c-1"),
+            ),
+            (json!({"capability": "calc", "tags": ["rust"]}), None),
+            (
+                json!({"capability": "calc", "tags": ["python"], "version": ">=2.0.0"}),
+                Some("calc-c-1"),
+            ),
+            (
+                json!({"capability": "calc", "version": "^1.0.0"}),
+                Some("calc-a-1"),
+            ),
+            (
+                json!({"capability": "calc", "version": "~2.1"}),
+                Some("calc-b-1"),
+            ),
+            (json!({"capability": "calc", "version": "garbage"}), None),
+            (
+                json!({"capability": "calc", "tags": [1, "python"]}),
+                Some("calc-c-1"),
+            ),
+            (json!({"capability": "nothing"}), None),
+            (json!({"capability": ""}), None),
+        ];
+        for (spec, expected) in cases {
+            assert_eq!(winner(&mesh, spec.clone()).as_deref(), expected, "{spec}");
+        }
+    }
+
+    #[test]
+    fn unhealthy_agents_and_other_namespaces_do_not_serve() {
+        let mut sick = provider("a-1", "weather", "1.0.0", &[]);
+        sick.healthy = false;
+        let mut elsewhere = provider("b-1", "weather", "1.0.0", &[]);
+        elsewhere.namespace = "prod".into();
+        let mesh = Mesh::new(vec![sick, elsewhere]);
+        assert_eq!(winner(&mesh, json!({"capability": "weather"})), None);
+        assert_eq!(
+            winner(&mesh, json!({"capability": "weather", "namespace": "prod"})).as_deref(),
+            Some("b-1")
+        );
+    }
+
+    #[test]
+    fn required_dependencies_gate_availability_transitively() {
+        let mut render = provider("render-1", "render", "1.0.0", &[]);
+        render.dependencies =
+            vec![
+                serde_json::from_value(json!({"capability": "storage", "required": true})).unwrap(),
+            ];
+        let mut optional = provider("render-2", "render", "0.1.0", &[]);
+        optional.dependencies =
+            vec![serde_json::from_value(json!({"capability": "storage"})).unwrap()];
+        let without_storage = Mesh::new(vec![render.clone(), optional.clone()]);
+        assert_eq!(
+            winner(&without_storage, json!({"capability": "render"})).as_deref(),
+            Some("render-2")
+        );
+        assert_eq!(
+            without_storage.availability(),
+            vec![Some("required dep 'storage' unresolved".to_owned()), None]
+        );
+        let with_storage = Mesh::new(vec![
+            render,
+            optional,
+            provider("storage-1", "storage", "1.0.0", &[]),
+        ]);
+        assert_eq!(
+            winner(&with_storage, json!({"capability": "render"})).as_deref(),
+            Some("render-1")
+        );
+    }
+
+    #[test]
+    fn a_required_cycle_fails_closed_instead_of_recursing_forever() {
+        let mut x = provider("x-1", "cx", "1.0.0", &[]);
+        x.dependencies =
+            vec![serde_json::from_value(json!({"capability": "cy", "required": true})).unwrap()];
+        let mut y = provider("y-1", "cy", "1.0.0", &[]);
+        y.dependencies =
+            vec![serde_json::from_value(json!({"capability": "cx", "required": true})).unwrap()];
+        let mesh = Mesh::new(vec![x, y]);
+        assert_eq!(winner(&mesh, json!({"capability": "cx"})), None);
+        assert!(mesh.availability().iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn unresolved_positions_keep_their_place() {
+        let mesh = calc_mesh();
+        let specs: Vec<DependencySpec> =
+            serde_json::from_value(json!([{"capability": "calc"}, {"capability": "nope"}]))
+                .unwrap();
+        let resolved = mesh.resolve_all(&specs, "default");
+        assert_eq!(resolved[0].status, DependencyStatus::Available);
+        assert_eq!(resolved[1].status, DependencyStatus::Unresolved);
+        assert_eq!(resolved[1].capability, "nope");
+        assert_eq!(resolved[1].agent_id, "");
+    }
+}
