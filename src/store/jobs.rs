@@ -22,13 +22,6 @@ macro_rules! job_columns {
     };
 }
 
-/// A live job is one still being worked on; everything else is terminal (absorbing).
-macro_rules! live {
-    () => {
-        "('working', 'input_required')"
-    };
-}
-
 /// Lease window of a job (contract §3.1): its `max_duration`, else 300 s.
 macro_rules! lease_window {
     () => {
@@ -56,6 +49,14 @@ pub struct JobListQuery {
     pub submitted_since: Option<Timestamp>,
     pub after: Option<(Timestamp, Uuid)>,
     pub limit: i64,
+}
+
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    Claimed(ClaimedJob),
+    NoWork,
+    /// The claimer has required dependencies to check before it may claim.
+    Gated,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -191,40 +192,54 @@ impl Store {
     /// T2 in one statement: the FIFO-oldest claimable job of the capability, `(submitted_at,
     /// job_id)` order, locked with SKIP LOCKED so concurrent claimers take different rows instead
     /// of losing races. Rows past their retry budget are not claimable and never block the queue.
+    ///
+    /// A claimer whose tool for this capability has required dependencies is `Gated`: nothing is
+    /// claimed until the caller has checked them and asks again with `gate_checked`.
     pub async fn claim_next(
         &self,
         capability: &str,
         instance_id: &str,
-    ) -> Result<Option<ClaimedJob>, StoreError> {
+        gate_checked: bool,
+    ) -> Result<ClaimOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
-                "WITH next AS ( \
+                "WITH gate AS ( \
+                   SELECT NOT $3 AND EXISTS ( \
+                     SELECT 1 FROM agent_tools \
+                     WHERE agent_id = $2 AND capability = $1 AND has_required_dependencies \
+                   ) AS closed), \
+                 next AS ( \
                    SELECT job_id FROM jobs \
                    WHERE capability = $1 AND status = 'working' AND owner_instance_id IS NULL \
-                     AND attempt_count <= max_retries \
+                     AND attempt_count <= max_retries AND NOT (SELECT closed FROM gate) \
                    ORDER BY submitted_at, job_id \
                    LIMIT 1 \
-                   FOR UPDATE SKIP LOCKED) \
-                 UPDATE jobs SET owner_instance_id = $2, \
-                   attempt_count = attempt_count + 1, \
-                   claim_epoch = claim_epoch + 1, \
-                   lease_expires_at = now() + ",
+                   FOR UPDATE SKIP LOCKED), \
+                 claimed AS ( \
+                   UPDATE jobs SET owner_instance_id = $2, \
+                     attempt_count = attempt_count + 1, \
+                     claim_epoch = claim_epoch + 1, \
+                     lease_expires_at = now() + ",
                 lease_window!(),
                 ", last_heartbeat_at = now() \
-                 FROM next WHERE jobs.job_id = next.job_id \
-                 RETURNING jobs.job_id, submitted_payload, attempt_count, claim_epoch, \
-                   lease_expires_at, max_duration, recv_cursor"
+                   FROM next WHERE jobs.job_id = next.job_id \
+                   RETURNING jobs.job_id, submitted_payload, attempt_count, claim_epoch, \
+                     lease_expires_at, max_duration, recv_cursor) \
+                 SELECT gate.closed AS gated, claimed.* FROM gate LEFT JOIN claimed ON true"
             ))
             .await?;
-        let Some(row) = conn
-            .query_opt(&statement, &[&capability, &instance_id])
-            .await?
-        else {
-            return Ok(None);
+        let row = conn
+            .query_one(&statement, &[&capability, &instance_id, &gate_checked])
+            .await?;
+        let Some(id) = column::<Option<Uuid>>(&row, "job_id")? else {
+            return Ok(match column(&row, "gated")? {
+                true => ClaimOutcome::Gated,
+                false => ClaimOutcome::NoWork,
+            });
         };
-        Ok(Some(ClaimedJob {
-            id: column(&row, "job_id")?,
+        Ok(ClaimOutcome::Claimed(ClaimedJob {
+            id,
             submitted_payload: column::<Json<RawJson>>(&row, "submitted_payload")?.0,
             attempt_count: column(&row, "attempt_count")?,
             claim_epoch: column(&row, "claim_epoch")?,

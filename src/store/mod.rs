@@ -4,6 +4,34 @@
 //!
 //! Hot paths are one round trip each (prepared statements, cached per connection).
 
+/// A live job is one still being worked on; everything else is terminal (absorbing).
+macro_rules! live {
+    () => {
+        "('working', 'input_required')"
+    };
+}
+
+/// T8: the live jobs of owners that are gone go back to the queue, or fail when their retry
+/// budget is spent. `$owners` is a subquery yielding owner ids.
+macro_rules! reroute_jobs_owned_by {
+    ($owners:literal) => {
+        concat!(
+            "UPDATE jobs SET \
+               status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
+               error = CASE WHEN attempt_count > max_retries \
+                 THEN 'orphaned: max retries exceeded' ELSE error END, \
+               last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END, \
+               owner_instance_id = NULL, lease_expires_at = NULL \
+             WHERE owner_instance_id IN (",
+            $owners,
+            ") AND status IN ",
+            live!(),
+            " RETURNING job_id"
+        )
+    };
+}
+
+mod agents;
 mod events;
 mod jobs;
 mod schema;
@@ -14,9 +42,11 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
+pub use agents::{AgentRow, Liveness, MeshSnapshot, NewRegistration, NewTool, Registered, ToolRow};
 pub use events::{EventFilter, PostEventOutcome};
 pub use jobs::{
-    CancelOutcome, DeltaOutcome, ExecutorRead, JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
+    CancelOutcome, ClaimOutcome, DeltaOutcome, ExecutorRead, JobListQuery, NewJob, ReclaimOutcome,
+    ReleaseOutcome,
 };
 
 /// How long a request may wait for a pooled connection, or for a new one to open, before the

@@ -1,0 +1,500 @@
+//! Agent statements: registration, liveness (batched heartbeats, expiry), deregistration, the
+//! mesh snapshot that resolution and `GET /agents` read, and the pending-jobs hint.
+//!
+//! An agent that goes away (DELETE or silence) takes its live jobs with it in the same statement:
+//! they are rerouted at once (T8) rather than at the next sweep.
+
+use std::time::{Duration, SystemTime};
+
+use mesh_registry_actors::{
+    AgentDirectory, Expired, HeartbeatsRecorded, StoreFuture, StoredLiveness,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
+
+use super::{column, Store, StoreError};
+
+macro_rules! agent_columns {
+    () => {
+        "agent_id, name, agent_type, runtime, version, description, namespace, http_host, \
+         http_port, a2a_producer, a2a_consumer, status, created_at, updated_at"
+    };
+}
+use crate::wire::{AgentStatus, DependencySpec, RawJson};
+
+/// A validated `POST /heartbeat`.
+pub struct NewRegistration<'a> {
+    pub agent_id: &'a str,
+    pub name: &'a str,
+    pub agent_type: &'a str,
+    pub runtime: &'a str,
+    pub version: &'a str,
+    pub description: &'a str,
+    pub namespace: &'a str,
+    pub http_host: Option<&'a str>,
+    pub http_port: Option<i32>,
+    pub a2a_producer: bool,
+    pub a2a_consumer: bool,
+    pub tools: Vec<NewTool<'a>>,
+    /// The body as the agent sent it.
+    pub body: &'a RawValue,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NewTool<'a> {
+    pub function_name: &'a str,
+    pub capability: &'a str,
+    pub version: &'a str,
+    pub description: &'a str,
+    pub tags: &'a [String],
+    pub kwargs: Option<&'a RawValue>,
+    pub dependencies: &'a [DependencySpec],
+}
+
+impl NewRegistration<'_> {
+    /// What other agents' resolution depends on; a change of it is a topology change.
+    fn topology(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "namespace": self.namespace,
+            "agent_type": self.agent_type,
+            "http_host": self.http_host,
+            "http_port": self.http_port,
+            "tools": self.tools,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Registered {
+    /// First registration of this agent id.
+    pub created: bool,
+    /// Mesh topology version the agent has now seen.
+    pub topology_version: i64,
+}
+
+/// What a heartbeat check needs about one agent.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub status: AgentStatus,
+    pub topology_seen: i64,
+    pub topology_version: i64,
+}
+
+/// An agent as stored.
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub name: String,
+    pub agent_type: String,
+    pub runtime: String,
+    pub version: String,
+    pub description: String,
+    pub namespace: String,
+    pub http_host: Option<String>,
+    pub http_port: Option<i32>,
+    pub a2a_producer: bool,
+    pub a2a_consumer: bool,
+    pub status: AgentStatus,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+impl AgentRow {
+    /// `http://host:port` when the agent registered an HTTP endpoint.
+    pub fn http_endpoint(&self) -> Option<String> {
+        match (self.http_host.as_deref(), self.http_port) {
+            (Some(host), Some(port)) if !host.is_empty() && port > 0 => {
+                Some(format!("http://{host}:{port}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// The HTTP endpoint, or `stdio://<id>` for an agent without one (as the reference shows it).
+    pub fn endpoint(&self) -> String {
+        self.http_endpoint()
+            .unwrap_or_else(|| format!("stdio://{}", self.agent_id))
+    }
+}
+
+/// A tool as stored, in registration order.
+#[derive(Debug, Clone)]
+pub struct ToolRow {
+    pub agent_id: String,
+    pub function_name: String,
+    pub capability: String,
+    pub version: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub kwargs: Option<RawJson>,
+    pub dependencies: Vec<DependencySpec>,
+}
+
+/// Every agent and tool at one moment.
+pub struct MeshSnapshot {
+    pub agents: Vec<AgentRow>,
+    pub tools: Vec<ToolRow>,
+}
+
+impl Store {
+    /// Registers or refreshes an agent from a full heartbeat, in one transaction: the agent row
+    /// (healthy, seen now), its tools (replaced), and the topology version, bumped only when the
+    /// agent is new, comes back, or changed what it offers (so a steady mesh sees no 202 storms).
+    pub async fn register_agent(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<Registered, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let upsert = tx
+            .prepare_cached(
+                // `previous` is the row as this statement found it (the upsert's own change is
+                // not visible to it); concurrent registrations are serialised by the conflict.
+                "WITH previous AS ( \
+                   SELECT status, topology FROM agents WHERE agent_id = $1) \
+                 INSERT INTO agents (agent_id, name, agent_type, runtime, version, description, \
+                   namespace, http_host, http_port, a2a_producer, a2a_consumer, registration, \
+                   topology, status, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'healthy', now()) \
+                 ON CONFLICT (agent_id) DO UPDATE SET name = excluded.name, \
+                   agent_type = excluded.agent_type, runtime = excluded.runtime, \
+                   version = excluded.version, description = excluded.description, \
+                   namespace = excluded.namespace, http_host = excluded.http_host, \
+                   http_port = excluded.http_port, a2a_producer = excluded.a2a_producer, \
+                   a2a_consumer = excluded.a2a_consumer, registration = excluded.registration, \
+                   topology = excluded.topology, status = 'healthy', updated_at = now() \
+                 RETURNING NOT EXISTS (SELECT 1 FROM previous) AS created, \
+                   NOT EXISTS (SELECT 1 FROM previous \
+                     WHERE status = 'healthy' AND topology = $13::jsonb) AS topology_changed",
+            )
+            .await?;
+        let row = tx
+            .query_one(
+                &upsert,
+                &[
+                    &agent.agent_id,
+                    &agent.name,
+                    &agent.agent_type,
+                    &agent.runtime,
+                    &agent.version,
+                    &agent.description,
+                    &agent.namespace,
+                    &agent.http_host,
+                    &agent.http_port,
+                    &agent.a2a_producer,
+                    &agent.a2a_consumer,
+                    &Json(agent.body),
+                    &Json(agent.topology()),
+                ],
+            )
+            .await?;
+        let created: bool = column(&row, "created")?;
+        let topology_changed: bool = column(&row, "topology_changed")?;
+
+        let clear = tx
+            .prepare_cached("DELETE FROM agent_tools WHERE agent_id = $1")
+            .await?;
+        tx.execute(&clear, &[&agent.agent_id]).await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO agent_tools (agent_id, position, function_name, capability, version, \
+                   description, tags, kwargs, dependencies, has_required_dependencies) \
+                 SELECT $1, position, tool->>'function_name', tool->>'capability', \
+                   tool->>'version', tool->>'description', \
+                   ARRAY(SELECT jsonb_array_elements_text(tool->'tags')), \
+                   nullif(tool->'kwargs', 'null'::jsonb), tool->'dependencies', \
+                   jsonb_path_exists(tool->'dependencies', '$[*] ? (@.required == true)') \
+                 FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(tool, position)",
+            )
+            .await?;
+        tx.execute(&insert, &[&agent.agent_id, &Json(&agent.tools)])
+            .await?;
+
+        let seen = tx
+            .prepare_cached(
+                "WITH bumped AS ( \
+                   UPDATE mesh_topology SET version = version + 1 WHERE $2 RETURNING version) \
+                 UPDATE agents SET topology_seen = \
+                   coalesce((SELECT version FROM bumped), (SELECT version FROM mesh_topology)) \
+                 WHERE agent_id = $1 RETURNING topology_seen",
+            )
+            .await?;
+        let row = tx
+            .query_one(&seen, &[&agent.agent_id, &topology_changed])
+            .await?;
+        let topology_version = column(&row, "topology_seen")?;
+        tx.commit().await?;
+        Ok(Registered {
+            created,
+            topology_version,
+        })
+    }
+
+    /// `DELETE /agents/{id}`: the agent turns unhealthy and its live jobs are rerouted at once.
+    /// Returns the new topology version when the agent was live (nothing happens otherwise).
+    pub async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "WITH departed AS ( \
+                   UPDATE agents SET status = 'unhealthy' \
+                   WHERE agent_id = $1 AND status <> 'unhealthy' RETURNING agent_id), \
+                 rerouted AS (",
+                reroute_jobs_owned_by!("SELECT agent_id FROM departed"),
+                "), bumped AS ( \
+                   UPDATE mesh_topology SET version = version + 1 \
+                   WHERE EXISTS (SELECT 1 FROM departed) RETURNING version) \
+                 SELECT (SELECT version FROM bumped) AS version, \
+                   (SELECT count(*) FROM rerouted) AS rerouted"
+            ))
+            .await?;
+        let row = conn.query_one(&statement, &[&agent_id]).await?;
+        let rerouted: i64 = column(&row, "rerouted")?;
+        if rerouted > 0 {
+            tracing::info!(
+                agent_id,
+                rerouted,
+                "agent deregistered; its live jobs were rerouted"
+            );
+        }
+        column(&row, "version")
+    }
+
+    /// Agents silent for longer than `silent_for` turn unhealthy, and their live jobs are
+    /// rerouted at once. Returns those agents and, when there were any, the new topology version.
+    pub async fn expire_silent_agents(
+        &self,
+        silent_for: Duration,
+    ) -> Result<(Vec<String>, Option<i64>), StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "WITH silent AS ( \
+                   UPDATE agents SET status = 'unhealthy' \
+                   WHERE status <> 'unhealthy' AND updated_at < now() - make_interval(secs => $1) \
+                   RETURNING agent_id), \
+                 rerouted AS (",
+                reroute_jobs_owned_by!("SELECT agent_id FROM silent"),
+                "), bumped AS ( \
+                   UPDATE mesh_topology SET version = version + 1 \
+                   WHERE EXISTS (SELECT 1 FROM silent) RETURNING version) \
+                 SELECT ARRAY(SELECT agent_id FROM silent) AS agents, \
+                   (SELECT version FROM bumped) AS version, \
+                   (SELECT count(*) FROM rerouted) AS rerouted"
+            ))
+            .await?;
+        let row = conn
+            .query_one(&statement, &[&silent_for.as_secs_f64()])
+            .await?;
+        let agents: Vec<String> = column(&row, "agents")?;
+        let rerouted: i64 = column(&row, "rerouted")?;
+        if !agents.is_empty() {
+            tracing::info!(
+                ?agents,
+                rerouted,
+                "silent agents marked unhealthy; their live jobs were rerouted"
+            );
+        }
+        Ok((agents, column(&row, "version")?))
+    }
+
+    /// Stamps the heartbeats a replica collected since its last flush (live agents only) and
+    /// answers every one of those agents' current status, plus the topology version.
+    pub async fn record_heartbeats(
+        &self,
+        agent_ids: &[String],
+    ) -> Result<(Vec<(String, AgentStatus)>, Option<i64>), StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "WITH beaten AS ( \
+                   UPDATE agents SET updated_at = now() \
+                   WHERE agent_id = ANY($1) AND status <> 'unhealthy' RETURNING agent_id) \
+                 SELECT agent_id, status, (SELECT version FROM mesh_topology) AS topology_version \
+                 FROM agents WHERE agent_id = ANY($1)",
+            )
+            .await?;
+        let rows = conn.query(&statement, &[&agent_ids]).await?;
+        let mut version = None;
+        let mut statuses = Vec::with_capacity(rows.len());
+        for row in &rows {
+            version = Some(column(row, "topology_version")?);
+            statuses.push((column(row, "agent_id")?, agent_status(row)?));
+        }
+        Ok((statuses, version))
+    }
+
+    /// The agent's status and topology bookkeeping, or `None` when it never registered.
+    pub async fn agent_liveness(&self, agent_id: &str) -> Result<Option<Liveness>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "SELECT a.status, a.topology_seen, t.version AS topology_version \
+                 FROM agents a CROSS JOIN mesh_topology t WHERE a.agent_id = $1",
+            )
+            .await?;
+        conn.query_opt(&statement, &[&agent_id])
+            .await?
+            .map(|row| {
+                Ok(Liveness {
+                    status: agent_status(&row)?,
+                    topology_seen: column(&row, "topology_seen")?,
+                    topology_version: column(&row, "topology_version")?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Exact number (capped at 100) of claimable jobs for the capabilities served by every agent
+    /// that shares this agent's name (decisions row 18).
+    pub async fn pending_jobs_for(&self, agent_id: &str) -> Result<i64, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "SELECT count(*) AS pending FROM ( \
+                   SELECT 1 FROM jobs \
+                   WHERE status = 'working' AND owner_instance_id IS NULL \
+                     AND attempt_count <= max_retries \
+                     AND capability IN ( \
+                       SELECT t.capability FROM agent_tools t JOIN agents a USING (agent_id) \
+                       WHERE a.name = (SELECT name FROM agents WHERE agent_id = $1)) \
+                   LIMIT 100) AS pending",
+            )
+            .await?;
+        column(&conn.query_one(&statement, &[&agent_id]).await?, "pending")
+    }
+
+    /// Every agent and tool, for resolution and listing.
+    pub async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
+        let conn = self.conn().await?;
+        let agents = conn
+            .prepare_cached(concat!(
+                "SELECT ",
+                agent_columns!(),
+                " FROM agents ORDER BY agent_id"
+            ))
+            .await?;
+        let tools = conn
+            .prepare_cached(
+                "SELECT agent_id, function_name, capability, version, description, tags, kwargs, \
+                   dependencies \
+                 FROM agent_tools ORDER BY agent_id, position",
+            )
+            .await?;
+        // Two reads: a tool registered in between, whose agent the first read missed, is ignored.
+        let agents = conn.query(&agents, &[]).await?;
+        let tools = conn.query(&tools, &[]).await?;
+        Ok(MeshSnapshot {
+            agents: agents
+                .iter()
+                .map(agent_from_row)
+                .collect::<Result<_, _>>()?,
+            tools: tools.iter().map(tool_from_row).collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "SELECT ",
+                agent_columns!(),
+                " FROM agents WHERE agent_id = $1"
+            ))
+            .await?;
+        conn.query_opt(&statement, &[&agent_id])
+            .await?
+            .as_ref()
+            .map(agent_from_row)
+            .transpose()
+    }
+}
+
+fn agent_status(row: &Row) -> Result<AgentStatus, StoreError> {
+    let raw: &str = column(row, "status")?;
+    AgentStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("agent status {raw:?}")))
+}
+
+fn agent_from_row(row: &Row) -> Result<AgentRow, StoreError> {
+    Ok(AgentRow {
+        agent_id: column(row, "agent_id")?,
+        name: column(row, "name")?,
+        agent_type: column(row, "agent_type")?,
+        runtime: column(row, "runtime")?,
+        version: column(row, "version")?,
+        description: column(row, "description")?,
+        namespace: column(row, "namespace")?,
+        http_host: column(row, "http_host")?,
+        http_port: column(row, "http_port")?,
+        a2a_producer: column(row, "a2a_producer")?,
+        a2a_consumer: column(row, "a2a_consumer")?,
+        status: agent_status(row)?,
+        created_at: column(row, "created_at")?,
+        updated_at: column(row, "updated_at")?,
+    })
+}
+
+fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
+    Ok(ToolRow {
+        agent_id: column(row, "agent_id")?,
+        function_name: column(row, "function_name")?,
+        capability: column(row, "capability")?,
+        version: column(row, "version")?,
+        description: column(row, "description")?,
+        tags: column(row, "tags")?,
+        kwargs: column::<Option<Json<RawJson>>>(row, "kwargs")?.map(|j| j.0),
+        dependencies: column::<Json<Vec<DependencySpec>>>(row, "dependencies")?.0,
+    })
+}
+
+/// The agent tracker's storage, served by the store.
+impl AgentDirectory for Store {
+    fn liveness(&self, agent_id: String) -> StoreFuture<Option<StoredLiveness>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let liveness = store
+                .agent_liveness(&agent_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(liveness.map(|l| StoredLiveness {
+                healthy: l.status != AgentStatus::Unhealthy,
+                topology_seen: l.topology_seen,
+                topology_version: l.topology_version,
+            }))
+        })
+    }
+
+    fn record_heartbeats(&self, agent_ids: Vec<String>) -> StoreFuture<HeartbeatsRecorded> {
+        let store = self.clone();
+        Box::pin(async move {
+            let (statuses, topology_version) = store
+                .record_heartbeats(&agent_ids)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(HeartbeatsRecorded {
+                healthy: statuses
+                    .into_iter()
+                    .map(|(id, status)| (id, status != AgentStatus::Unhealthy))
+                    .collect(),
+                topology_version,
+            })
+        })
+    }
+
+    fn expire_silent(&self, silent_for: Duration) -> StoreFuture<Expired> {
+        let store = self.clone();
+        Box::pin(async move {
+            let (agent_ids, topology_version) = store
+                .expire_silent_agents(silent_for)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Expired {
+                agent_ids,
+                topology_version,
+            })
+        })
+    }
+}
