@@ -4,6 +4,11 @@
 //! of truth. Nothing in this crate speaks HTTP or SQL: storage, when an actor needs it, is reached
 //! through a trait that the registry implements.
 
+pub mod agent_tracker;
 pub mod event_hub;
 
+pub use agent_tracker::{
+    AgentDeparted, AgentDirectory, AgentRegistered, AgentTracker, Expired, Heartbeat,
+    HeartbeatsRecorded, StoreFuture, StoredLiveness, TrackerSettings, Verdict,
+};
 pub use event_hub::{EventHub, EventPosted, NotParked, Park, Shutdown, Wakeup};
