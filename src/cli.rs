@@ -77,6 +77,16 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_JOB_STALE_TIMEOUT")]
     pub job_stale_timeout: Option<String>,
 
+    /// Seconds between checks for agents that stopped heartbeating
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_check_interval: u64,
+
+    /// Seconds of silence after which an agent is unhealthy (its live jobs are rerouted)
+    #[arg(long, env = "DEFAULT_TIMEOUT_THRESHOLD", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub agent_timeout: u64,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT
     #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,

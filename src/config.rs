@@ -21,6 +21,10 @@ pub struct Config {
     /// `MCP_MESH_JOB_STALE_TIMEOUT`; `None` = the opt-in stale ceiling is off.
     pub job_stale_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
+    /// `HEALTH_CHECK_INTERVAL`
+    pub health_check_interval: Duration,
+    /// `DEFAULT_TIMEOUT_THRESHOLD`
+    pub agent_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +82,8 @@ impl Config {
             cancel_event_grace,
             job_stale_timeout,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            health_check_interval: Duration::from_secs(args.health_check_interval),
+            agent_timeout: Duration::from_secs(args.agent_timeout),
         };
         Ok((config, warnings))
     }

@@ -10,13 +10,16 @@ use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::web::Data;
 use actix_web::{App, HttpServer};
-use mesh_registry_actors::{EventHub, Shutdown};
+use mesh_registry_actors::{AgentTracker, EventHub, Shutdown, TrackerSettings};
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, AppState, BodyLimit};
 use crate::store::{ConnectError, Store};
 use crate::telemetry;
+
+/// How often HEAD heartbeats collected in memory are written (far below any agent timeout).
+const HEARTBEAT_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -41,6 +44,15 @@ impl Application {
     pub async fn build(config: &Config) -> Result<Application, StartupError> {
         let store = Store::connect(&config.database_url, config.db_pool_size).await?;
         let event_hub = EventHub::new(config.max_long_polls).start();
+        let agent_tracker = AgentTracker::new(
+            std::rc::Rc::new(store.clone()),
+            TrackerSettings {
+                flush_every: HEARTBEAT_FLUSH_INTERVAL,
+                check_every: config.health_check_interval,
+                silent_for: config.agent_timeout,
+            },
+        )
+        .start();
         let address = format!("{}:{}", config.host, config.port);
         let listen_error = |source| StartupError::Listen {
             address: address.clone(),
@@ -52,6 +64,8 @@ impl Application {
         let state = Data::new(AppState {
             store,
             event_hub: event_hub.clone(),
+            agent_tracker,
+            agent_client: reqwest::Client::new(),
             cancel_event_grace: config.cancel_event_grace,
             job_stale_timeout: config.job_stale_timeout,
             started_at: Instant::now(),

@@ -49,8 +49,22 @@ impl Body {
         if self.is_empty() {
             return Err(ApiError::invalid_json("EOF"));
         }
-        serde_json::from_slice(&self.0).map_err(ApiError::invalid_json)
+        parse_json(&self.0)
     }
+}
+
+/// Decodes JSON; the error names the offending field (`tools[0].tags: invalid type …`).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            match error.path().to_string().as_str() {
+                "." => ApiError::invalid_json(error.into_inner()),
+                path => ApiError::invalid_json(format!("{path}: {}", error.into_inner())),
+            }
+        })?;
+    deserializer.end().map_err(ApiError::invalid_json)?;
+    Ok(value)
 }
 
 /// A JSON request body decoded into `T`.
@@ -83,6 +97,15 @@ impl Query {
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value given for a repeatable parameter.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
     }
 
     /// A string parameter, whitespace-trimmed; empty counts as absent.

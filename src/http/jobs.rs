@@ -9,8 +9,9 @@ use uuid::Uuid;
 use super::error::{ApiError, ALREADY_TERMINAL};
 use super::extract::{Body, JsonBody, Query};
 use super::AppState;
+use crate::resolve::Mesh;
 use crate::store::{
-    CancelOutcome, DeltaOutcome, JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
+    CancelOutcome, ClaimOutcome, DeltaOutcome, JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
 };
 use crate::wire::{
     decode_list_cursor, encode_list_cursor, parse_job_id, BatchRequest, BatchResponse,
@@ -182,18 +183,49 @@ pub async fn claim(
 ) -> Result<HttpResponse, ApiError> {
     let capability = required(&req.capability, "capability is required")?;
     let instance_id = required(&req.instance_id, "instance_id is required")?;
-    let claimed = state
-        .store
-        .claim_next(capability, instance_id)
-        .await
-        .map_err(ApiError::store("claim job"))?;
-    if let Some(job) = &claimed {
-        tracing::debug!(job_id = %job.id, capability, instance_id, epoch = job.claim_epoch,
-            attempt = job.attempt_count, "job claimed");
+    let store = &state.store;
+    let outcome = match store.claim_next(capability, instance_id, false).await {
+        Ok(ClaimOutcome::Gated)
+            if !required_dependencies_met(&state, instance_id, capability).await =>
+        {
+            Ok(ClaimOutcome::NoWork)
+        }
+        Ok(ClaimOutcome::Gated) => store.claim_next(capability, instance_id, true).await,
+        other => other,
     }
-    Ok(HttpResponse::Ok().json(ClaimResponse {
-        claimed: claimed.into_iter().collect(),
-    }))
+    .map_err(ApiError::store("claim job"))?;
+    let claimed = match outcome {
+        ClaimOutcome::Claimed(job) => {
+            tracing::debug!(job_id = %job.id, capability, instance_id, epoch = job.claim_epoch,
+                attempt = job.attempt_count, "job claimed");
+            vec![job]
+        }
+        ClaimOutcome::NoWork | ClaimOutcome::Gated => Vec::new(),
+    };
+    Ok(HttpResponse::Ok().json(ClaimResponse { claimed }))
+}
+
+/// The claim gate (contract §6 step 3): a producer whose tool for `capability` has a required
+/// dependency that nothing available serves gets no work. Its own health is not checked, and a
+/// failure to evaluate lets the claim through (fail open).
+async fn required_dependencies_met(state: &AppState, instance_id: &str, capability: &str) -> bool {
+    let snapshot = match state.store.mesh_snapshot().await {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            tracing::warn!(%error, instance_id, "claim gate not evaluated; letting the claim through");
+            return true;
+        }
+    };
+    let mesh = Mesh::from_snapshot(&snapshot);
+    let broken = mesh
+        .providers()
+        .iter()
+        .filter(|p| p.agent_id == instance_id && p.capability == capability)
+        .find_map(|p| mesh.broken_required_dependency(p));
+    if let Some(reason) = &broken {
+        tracing::debug!(instance_id, capability, reason, "claim gated");
+    }
+    broken.is_none()
 }
 
 /// `POST /jobs/batch` (T3): each delta applies or is rejected on its own, in order.
@@ -299,15 +331,16 @@ pub async fn release(
 pub async fn cancel(
     state: Data<AppState>,
     path: Path<String>,
+    req: HttpRequest,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let req: CancelRequest = if body.0.is_empty() {
+    let cancel: CancelRequest = if body.0.is_empty() {
         CancelRequest::default()
     } else {
         body.json()?
     };
     let job_id = path_job_id(&path)?;
-    let reason = req.reason.unwrap_or_default();
+    let reason = cancel.reason.unwrap_or_default();
     let outcome = state
         .store
         .cancel_job(job_id, reason.trim(), &reason)
@@ -325,15 +358,74 @@ pub async fn cancel(
     if !state.cancel_event_grace.is_zero() {
         actix_web::rt::time::sleep(state.cancel_event_grace).await;
     }
-    if let Some(owner) = &previous_owner {
-        // Forwarding needs the owner's endpoint from the agent registry, which this build does
-        // not keep yet; the owner learns of the cancel from its next rejected delta.
-        tracing::debug!(%job_id, owner, "cancel forward skipped: owner endpoint unknown");
+    if let Some(owner) = previous_owner.clone() {
+        // Best effort and not awaited: the row is already cancelled; a lost forward only means
+        // the owner learns it from its next rejected delta.
+        let trace_headers = FORWARDED_HEADERS
+            .iter()
+            .filter_map(|&name| Some((name, req.headers().get(name)?.to_str().ok()?.to_owned())))
+            .collect();
+        actix_web::rt::spawn(forward_cancel(
+            state.clone(),
+            owner,
+            job_id,
+            reason,
+            trace_headers,
+        ));
     }
     Ok(HttpResponse::Ok().json(CancelResponse {
         status: JobStatus::Cancelled,
         forwarded_to_instance_id: previous_owner,
     }))
+}
+
+/// Headers of the cancel request that travel with the forward to the owner.
+const FORWARDED_HEADERS: [&str; 3] = ["X-Trace-ID", "X-Parent-Span", "X-Mesh-Timeout"];
+const CANCEL_FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `POST {owner endpoint}/jobs/{job_id}/cancel`, so the owner's handler stops now.
+async fn forward_cancel(
+    state: Data<AppState>,
+    owner: String,
+    job_id: Uuid,
+    reason: String,
+    headers: Vec<(&'static str, String)>,
+) {
+    let endpoint = match state.store.agent(&owner).await {
+        Ok(Some(agent)) => agent.http_endpoint(),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::warn!(%error, %job_id, owner, "cancel forward skipped: owner lookup failed");
+            return;
+        }
+    };
+    let Some(endpoint) = endpoint else {
+        tracing::debug!(%job_id, owner, "cancel forward skipped: owner has no HTTP endpoint");
+        return;
+    };
+    let url = format!("{endpoint}/jobs/{job_id}/cancel");
+    let mut request = state
+        .agent_client
+        .post(&url)
+        .timeout(CANCEL_FORWARD_TIMEOUT)
+        .header("Content-Type", "application/json");
+    if !reason.is_empty() {
+        request = request.json(&CancelRequest {
+            reason: Some(reason),
+        });
+    }
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    match request.send().await {
+        Ok(response) if response.status().is_success() => {
+            tracing::debug!(%job_id, owner, "cancel forwarded to the owner");
+        }
+        Ok(response) => {
+            tracing::warn!(%job_id, url, status = %response.status(), "cancel forward refused");
+        }
+        Err(error) => tracing::warn!(%job_id, url, %error, "cancel forward failed"),
+    }
 }
 
 /// `POST /jobs/{job_id}/reclaim` (T7): operator force-reclaim; no body.

@@ -4,6 +4,7 @@
 //! Routing is by method *and* path (each resource carries its method guard), so `GET /jobs/claim`
 //! reaches `GET /jobs/{job_id}` exactly as it does in the reference.
 
+mod agents;
 mod error;
 mod events;
 mod extract;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
-use mesh_registry_actors::EventHub;
+use mesh_registry_actors::{AgentTracker, EventHub};
 
 pub use error::ApiError;
 pub use extract::BodyLimit;
@@ -26,6 +27,9 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub event_hub: Addr<EventHub>,
+    pub agent_tracker: Addr<AgentTracker>,
+    /// Outbound calls to agents (cancel forwarding).
+    pub agent_client: reqwest::Client,
     pub cancel_event_grace: Duration,
     pub job_stale_timeout: Option<Duration>,
     pub started_at: Instant,
@@ -34,8 +38,33 @@ pub struct AppState {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/health")
-            .guard(guard::Get())
+            .guard(guard::Any(guard::Get()).or(guard::Head()))
             .to(health::health),
+    )
+    .service(
+        web::resource("/heartbeat")
+            .guard(guard::Post())
+            .to(agents::register),
+    )
+    .service(
+        web::resource("/heartbeat/{agent_id}")
+            .guard(guard::Head())
+            .to(agents::beat),
+    )
+    .service(
+        web::resource("/agents")
+            .guard(guard::Get())
+            .to(agents::list),
+    )
+    .service(
+        web::resource("/agents/{agent_id}")
+            .guard(guard::Get())
+            .to(agents::get),
+    )
+    .service(
+        web::resource("/agents/{agent_id}")
+            .guard(guard::Delete())
+            .to(agents::deregister),
     )
     .service(web::resource("/jobs").guard(guard::Get()).to(jobs::list))
     .service(web::resource("/jobs").guard(guard::Post()).to(jobs::create))

@@ -161,6 +161,8 @@ pub fn test_config(database_url: String) -> Config {
         cancel_event_grace: Duration::ZERO,
         job_stale_timeout: None,
         shutdown_timeout: Duration::from_secs(5),
+        health_check_interval: Duration::from_secs(10),
+        agent_timeout: Duration::from_secs(20),
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP-level tests of the registry: the real application against a real PostgreSQL, one fresh
 //! database per test. Case numbers refer to `jobs-contract.md` §9 and `decisions.md` rows.
 
+mod agents;
 mod batch;
 mod claim;
 mod events;
