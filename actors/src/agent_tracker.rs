@@ -267,6 +267,16 @@ impl Handler<AgentDeparted> for AgentTracker {
     }
 }
 
+/// The registry is stopping. Heartbeats not yet written are dropped: agents keep beating, and
+/// the next registry to answer them stamps them.
+impl Handler<crate::Shutdown> for AgentTracker {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;

@@ -107,9 +107,10 @@ impl Handler<EventPosted> for EventHub {
     }
 }
 
-/// The registry is stopping: release every parked long-poll and refuse new ones, so graceful
-/// shutdown is not held up by requests that could wait a minute for nothing.
-#[derive(Message)]
+/// The registry is stopping. The event hub releases every parked long-poll and refuses new ones,
+/// so graceful shutdown is not held up by requests that could wait a minute for nothing; the
+/// other actors stop.
+#[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Shutdown;
 

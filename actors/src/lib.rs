@@ -6,9 +6,14 @@
 
 pub mod agent_tracker;
 pub mod event_hub;
+pub mod supervisor;
 
 pub use agent_tracker::{
     AgentDeparted, AgentDirectory, AgentRegistered, AgentTracker, Expired, Heartbeat,
     HeartbeatsRecorded, StoreFuture, StoredLiveness, TrackerSettings, Verdict,
 };
 pub use event_hub::{EventHub, EventPosted, NotParked, Park, Shutdown, Wakeup};
+pub use supervisor::{
+    ClaimEnded, JobActor, JobDirectory, LeaseCheck, LeaseHeld, Supervisor, SupervisorSettings,
+    SweepPhase, SweepReport, WatchedClaims,
+};

@@ -1,0 +1,808 @@
+//! `Supervisor` and `JobActor`: each live claim this replica has seen is watched by a `JobActor`
+//! that owns its lease timer; the supervisor owns the registry of job actors, the startup grace
+//! and the periodic safety sweep.
+//!
+//! PostgreSQL decides: when a lease timer fires the actor asks the directory for the guarded
+//! reclaim, which matches nothing if the claim was renewed (here or on another replica) or
+//! finished meanwhile; the actor then re-arms from what the row says, or retires. The sweep catches
+//! what no actor holds (a lease that expired while every replica was down, a replica that died,
+//! owners that never registered) and applies deadlines, the stale ceiling and retention.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::event_hub::EventPosted;
+use crate::StoreFuture;
+
+/// What the supervisor and its job actors need from storage (implemented by the registry).
+pub trait JobDirectory: 'static {
+    /// Every live claim that holds a lease, to watch after a start.
+    fn live_claims(&self) -> StoreFuture<Vec<LeaseHeld>>;
+    /// The guarded lease-expiry reclaim of one claim (contract T9).
+    fn reclaim_if_expired(&self, job_id: Uuid, claim_epoch: i64) -> StoreFuture<LeaseCheck>;
+    /// One phase of the safety sweep.
+    fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport>;
+}
+
+/// Outcome of a lease-expiry check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseCheck {
+    /// The lease had expired: the job is claimable again, or failed when `exhausted`.
+    Reclaimed { exhausted: bool },
+    /// The job is claimed with a lease that has not expired (renewed, or claimed anew).
+    StillLeased {
+        claim_epoch: i64,
+        lease_expires_at: SystemTime,
+    },
+    /// Nothing to watch: finished, released, reclaimed by someone else, or gone.
+    NotLeased,
+}
+
+/// The phases of the safety sweep, in the order they run (contract §4).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SweepPhase {
+    /// Delete agents that have been unhealthy for longer than this.
+    PurgeAgents { older_than: Duration },
+    /// Reroute live jobs whose owner is not a healthy agent (T8).
+    RerouteOrphans,
+    /// Reclaim live jobs whose lease expired (T9).
+    ReclaimExpiredLeases,
+    /// Fail live jobs past their `total_deadline` (T10, guarded).
+    ExpireDeadlines,
+    /// Fail live jobs without a deadline that outlived the stale ceiling (T11).
+    ExpireStale { timeout: Duration },
+    /// Delete the events of jobs that finished longer ago than this.
+    PurgeEvents { older_than: Duration },
+    /// Delete terminal job rows that finished longer ago than this.
+    PurgeJobs { older_than: Duration },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Rows the phase changed or deleted.
+    pub count: u64,
+    /// Claims the phase ended: their job actors retire.
+    pub ended: Vec<Uuid>,
+    /// Jobs the phase appended an event to: their long-polls wake.
+    pub evented: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SupervisorSettings {
+    /// `MCP_MESH_SWEEP_INTERVAL`
+    pub sweep_every: Duration,
+    /// `MCP_MESH_STARTUP_GRACE`: no lease is reclaimed before this has passed since start.
+    pub startup_grace: Duration,
+    /// `MCP_MESH_JOB_STALE_TIMEOUT`
+    pub stale_timeout: Option<Duration>,
+    /// `MCP_MESH_RETENTION` (events of finished jobs, unhealthy agents)
+    pub retention: Option<Duration>,
+    /// `MCP_MESH_JOB_ROW_RETENTION` (terminal job rows)
+    pub job_row_retention: Option<Duration>,
+}
+
+impl SupervisorSettings {
+    fn phases(&self, leases_due: bool) -> Vec<SweepPhase> {
+        let mut phases = Vec::new();
+        if let Some(older_than) = self.retention {
+            phases.push(SweepPhase::PurgeAgents { older_than });
+        }
+        phases.push(SweepPhase::RerouteOrphans);
+        if leases_due {
+            phases.push(SweepPhase::ReclaimExpiredLeases);
+        }
+        phases.push(SweepPhase::ExpireDeadlines);
+        if let Some(timeout) = self.stale_timeout {
+            phases.push(SweepPhase::ExpireStale { timeout });
+        }
+        if let Some(older_than) = self.retention {
+            phases.push(SweepPhase::PurgeEvents { older_than });
+        }
+        if let Some(older_than) = self.job_row_retention {
+            phases.push(SweepPhase::PurgeJobs { older_than });
+        }
+        phases
+    }
+}
+
+/// After the lease deadline, wait this long so the database clock agrees it has passed.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(20);
+/// Retry delay of a lease check that failed (database unreachable).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The supervisor's record of one watched claim.
+struct Watched {
+    actor: Addr<JobActor>,
+    /// Bumped on every re-arm, so a retirement decided before it is not applied after it.
+    generation: u64,
+}
+
+pub struct Supervisor {
+    directory: Rc<dyn JobDirectory>,
+    settings: SupervisorSettings,
+    events: Recipient<EventPosted>,
+    watched: HashMap<Uuid, Watched>,
+    /// Leases are not reclaimed before this instant (startup grace).
+    grace_until: Instant,
+    sweeping: bool,
+}
+
+impl Supervisor {
+    pub fn new(
+        directory: Rc<dyn JobDirectory>,
+        settings: SupervisorSettings,
+        events: Recipient<EventPosted>,
+    ) -> Self {
+        Supervisor {
+            grace_until: Instant::now() + settings.startup_grace,
+            directory,
+            settings,
+            events,
+            watched: HashMap::new(),
+            sweeping: false,
+        }
+    }
+
+    fn watch(&mut self, ctx: &mut Context<Self>, lease: LeaseHeld) {
+        match self.watched.get_mut(&lease.job_id) {
+            Some(watched) => {
+                watched.generation += 1;
+                watched.actor.do_send(Rearm {
+                    claim_epoch: lease.claim_epoch,
+                    lease_expires_at: lease.lease_expires_at,
+                    generation: watched.generation,
+                });
+            }
+            None => {
+                let actor = JobActor {
+                    job_id: lease.job_id,
+                    claim_epoch: lease.claim_epoch,
+                    lease_expires_at: lease.lease_expires_at,
+                    generation: 0,
+                    not_before: self.grace_until,
+                    directory: self.directory.clone(),
+                    supervisor: ctx.address().recipient(),
+                    timer: None,
+                }
+                .start();
+                self.watched.insert(
+                    lease.job_id,
+                    Watched {
+                        actor,
+                        generation: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    fn unwatch(&mut self, job_id: &Uuid) {
+        if let Some(watched) = self.watched.remove(job_id) {
+            watched.actor.do_send(Retire);
+        }
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let phases = self.settings.phases(Instant::now() >= self.grace_until);
+        let directory = self.directory.clone();
+        let run = async move {
+            let mut reports = Vec::with_capacity(phases.len());
+            // One failing phase is logged and does not stop the others.
+            for phase in phases {
+                reports.push((phase, directory.sweep(phase).await));
+            }
+            reports
+        };
+        ctx.spawn(run.into_actor(self).map(|reports, supervisor, _| {
+            supervisor.sweeping = false;
+            let mut summary = Vec::new();
+            for (phase, report) in reports {
+                match report {
+                    Ok(report) => {
+                        if report.count > 0 {
+                            summary.push(format!("{phase:?}: {}", report.count));
+                        }
+                        for job_id in &report.ended {
+                            supervisor.unwatch(job_id);
+                        }
+                        for job_id in report.evented {
+                            supervisor.events.do_send(EventPosted { job_id });
+                        }
+                    }
+                    Err(error) => tracing::error!(?phase, %error, "sweep phase failed"),
+                }
+            }
+            if summary.is_empty() {
+                tracing::debug!("sweep: nothing to do");
+            } else {
+                tracing::info!(changes = %summary.join(", "), "sweep");
+            }
+        }));
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Watch every live claim (this replica may have been down while they were made).
+        ctx.spawn(self.directory.live_claims().into_actor(self).map(
+            |claims, supervisor, ctx| match claims {
+                Ok(claims) => {
+                    tracing::info!(claims = claims.len(), "watching live claims");
+                    for claim in claims {
+                        supervisor.watch(ctx, claim);
+                    }
+                }
+                Err(error) => tracing::error!(%error, "cannot load live claims; the sweep will catch expired leases"),
+            },
+        ));
+        // The first sweep comes one interval after the start: right after a start the job
+        // actors already cover every claim, and owners get the startup grace to renew.
+        ctx.run_interval(self.settings.sweep_every, |supervisor, ctx| {
+            supervisor.sweep(ctx)
+        });
+    }
+}
+
+/// A claim holds a lease until `lease_expires_at`: sent on claim and on every accepted renewal.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct LeaseHeld {
+    pub job_id: Uuid,
+    pub claim_epoch: i64,
+    pub lease_expires_at: SystemTime,
+}
+
+impl Handler<LeaseHeld> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: LeaseHeld, ctx: &mut Self::Context) {
+        self.watch(ctx, msg);
+    }
+}
+
+/// The claim ended (terminal delta, release, cancel, reclaim, reroute): stop watching it.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct ClaimEnded {
+    pub job_id: Uuid,
+}
+
+impl Handler<ClaimEnded> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClaimEnded, _: &mut Self::Context) {
+        self.unwatch(&msg.job_id);
+    }
+}
+
+/// The registry is stopping: retire every job actor and stop (no reclaim during shutdown).
+impl Handler<crate::Shutdown> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::Shutdown, ctx: &mut Self::Context) {
+        for (_, watched) in self.watched.drain() {
+            watched.actor.do_send(Retire);
+        }
+        ctx.stop();
+    }
+}
+
+/// How many claims this replica watches (for tests and measurements).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct WatchedClaims;
+
+impl Handler<WatchedClaims> for Supervisor {
+    type Result = usize;
+
+    fn handle(&mut self, _: WatchedClaims, _: &mut Self::Context) -> usize {
+        self.watched.len()
+    }
+}
+
+/// A job actor has nothing left to watch (as of `generation`).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Settled {
+    job_id: Uuid,
+    generation: u64,
+}
+
+impl Handler<Settled> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settled, _: &mut Self::Context) {
+        // A re-arm sent after the actor settled is already in its mailbox: keep it then.
+        if self
+            .watched
+            .get(&msg.job_id)
+            .is_some_and(|w| w.generation == msg.generation)
+        {
+            self.unwatch(&msg.job_id);
+        }
+    }
+}
+
+/// Watches one claim's lease and reclaims it when it expires.
+pub struct JobActor {
+    job_id: Uuid,
+    claim_epoch: i64,
+    lease_expires_at: SystemTime,
+    generation: u64,
+    not_before: Instant,
+    directory: Rc<dyn JobDirectory>,
+    supervisor: Recipient<Settled>,
+    timer: Option<SpawnHandle>,
+}
+
+impl JobActor {
+    fn arm(&mut self, ctx: &mut Context<Self>, delay: Option<Duration>) {
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let until_expiry = self
+            .lease_expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            + EXPIRY_MARGIN;
+        let delay = delay
+            .unwrap_or(until_expiry)
+            .max(self.not_before.saturating_duration_since(Instant::now()));
+        self.timer = Some(ctx.run_later(delay, |actor, ctx| actor.expire(ctx)));
+    }
+
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        self.timer = None;
+        let generation = self.generation;
+        let check = self
+            .directory
+            .reclaim_if_expired(self.job_id, self.claim_epoch);
+        ctx.spawn(check.into_actor(self).map(move |outcome, actor, ctx| {
+            if actor.generation != generation {
+                return; // re-armed meanwhile; the new timer decides
+            }
+            match outcome {
+                Ok(LeaseCheck::Reclaimed { exhausted }) => {
+                    tracing::info!(job_id = %actor.job_id, epoch = actor.claim_epoch, exhausted,
+                        "lease expired; job reclaimed");
+                    actor.settle();
+                }
+                Ok(LeaseCheck::StillLeased {
+                    claim_epoch,
+                    lease_expires_at,
+                }) => {
+                    actor.claim_epoch = claim_epoch;
+                    actor.lease_expires_at = lease_expires_at;
+                    actor.arm(ctx, None);
+                }
+                Ok(LeaseCheck::NotLeased) => actor.settle(),
+                Err(error) => {
+                    tracing::warn!(job_id = %actor.job_id, %error, "lease check failed; retrying");
+                    actor.arm(ctx, Some(RETRY_AFTER));
+                }
+            }
+        }));
+    }
+
+    fn settle(&self) {
+        self.supervisor.do_send(Settled {
+            job_id: self.job_id,
+            generation: self.generation,
+        });
+    }
+}
+
+impl Actor for JobActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.arm(ctx, None);
+    }
+}
+
+/// The claim holds a (new) lease: watch that one.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Rearm {
+    claim_epoch: i64,
+    lease_expires_at: SystemTime,
+    generation: u64,
+}
+
+impl Handler<Rearm> for JobActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Rearm, ctx: &mut Self::Context) {
+        self.claim_epoch = msg.claim_epoch;
+        self.lease_expires_at = msg.lease_expires_at;
+        self.generation = msg.generation;
+        self.arm(ctx, None);
+    }
+}
+
+/// Stop watching.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Retire;
+
+impl Handler<Retire> for JobActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A directory whose answers are scripted and whose calls are recorded with their time.
+    #[derive(Default)]
+    struct FakeDirectory {
+        live: RefCell<Vec<LeaseHeld>>,
+        checks: RefCell<Vec<(Uuid, i64, Instant)>>,
+        answers: RefCell<VecDeque<LeaseCheck>>,
+        sweeps: RefCell<Vec<(SweepPhase, Instant)>>,
+        failing: RefCell<Option<SweepPhase>>,
+        report: RefCell<SweepReport>,
+    }
+
+    impl JobDirectory for FakeDirectory {
+        fn live_claims(&self) -> StoreFuture<Vec<LeaseHeld>> {
+            let live = self.live.borrow().clone();
+            Box::pin(async move { Ok(live) })
+        }
+
+        fn reclaim_if_expired(&self, job_id: Uuid, claim_epoch: i64) -> StoreFuture<LeaseCheck> {
+            self.checks
+                .borrow_mut()
+                .push((job_id, claim_epoch, Instant::now()));
+            let answer = self
+                .answers
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or(LeaseCheck::Reclaimed { exhausted: false });
+            Box::pin(async move { Ok(answer) })
+        }
+
+        fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport> {
+            self.sweeps.borrow_mut().push((phase, Instant::now()));
+            let outcome = match *self.failing.borrow() == Some(phase) {
+                true => Err("database down".to_owned()),
+                false => Ok(std::mem::take(&mut *self.report.borrow_mut())),
+            };
+            Box::pin(async move { outcome })
+        }
+    }
+
+    /// Collects the wake-ups the supervisor sends.
+    #[derive(Default)]
+    struct Woken(Rc<RefCell<Vec<Uuid>>>);
+
+    impl Actor for Woken {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<EventPosted> for Woken {
+        type Result = ();
+
+        fn handle(&mut self, msg: EventPosted, _: &mut Self::Context) {
+            self.0.borrow_mut().push(msg.job_id);
+        }
+    }
+
+    fn settings(startup_grace: Duration) -> SupervisorSettings {
+        SupervisorSettings {
+            sweep_every: Duration::from_secs(300),
+            startup_grace,
+            stale_timeout: None,
+            retention: Some(Duration::from_secs(3600)),
+            job_row_retention: None,
+        }
+    }
+
+    struct Harness {
+        directory: Rc<FakeDirectory>,
+        supervisor: Addr<Supervisor>,
+        woken: Rc<RefCell<Vec<Uuid>>>,
+        started: Instant,
+    }
+
+    fn start(directory: FakeDirectory, settings: SupervisorSettings) -> Harness {
+        let directory = Rc::new(directory);
+        let woken = Rc::new(RefCell::new(Vec::new()));
+        let recorder = Woken(woken.clone()).start();
+        let supervisor = Supervisor::new(directory.clone(), settings, recorder.recipient()).start();
+        Harness {
+            directory,
+            supervisor,
+            woken,
+            started: Instant::now(),
+        }
+    }
+
+    fn lease_in(job_id: Uuid, epoch: i64, secs: u64) -> LeaseHeld {
+        LeaseHeld {
+            job_id,
+            claim_epoch: epoch,
+            lease_expires_at: SystemTime::now() + Duration::from_secs(secs),
+        }
+    }
+
+    /// Lets pending messages settle, moves the clock, and lets timers and futures run.
+    async fn advance(by: Duration) {
+        settle().await;
+        tokio::time::advance(by).await;
+        settle().await;
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    impl Harness {
+        async fn watched(&self) -> usize {
+            self.supervisor.send(WatchedClaims).await.unwrap()
+        }
+
+        fn checks(&self) -> Vec<(Uuid, i64, Duration)> {
+            self.directory
+                .checks
+                .borrow()
+                .iter()
+                .map(|(id, epoch, at)| (*id, *epoch, *at - self.started))
+                .collect()
+        }
+    }
+
+    #[actix::test]
+    async fn an_expired_lease_is_reclaimed_right_after_its_deadline() {
+        tokio::time::pause();
+        let h = start(FakeDirectory::default(), settings(Duration::ZERO));
+        let job = Uuid::new_v4();
+        h.supervisor.do_send(lease_in(job, 1, 5));
+        advance(Duration::from_millis(4_900)).await;
+        assert!(h.checks().is_empty(), "nothing before the deadline");
+        assert_eq!(h.watched().await, 1);
+        advance(Duration::from_millis(200)).await;
+        let checks = h.checks();
+        assert_eq!(checks.len(), 1);
+        assert_eq!((checks[0].0, checks[0].1), (job, 1));
+        assert!(
+            checks[0].2 <= Duration::from_millis(5_100),
+            "{:?}",
+            checks[0].2
+        );
+        assert_eq!(
+            h.watched().await,
+            0,
+            "a reclaimed claim is no longer watched"
+        );
+    }
+
+    #[actix::test]
+    async fn a_renewal_moves_the_deadline() {
+        tokio::time::pause();
+        let h = start(FakeDirectory::default(), settings(Duration::ZERO));
+        let job = Uuid::new_v4();
+        h.supervisor.do_send(lease_in(job, 1, 5));
+        advance(Duration::from_secs(3)).await;
+        // (Leases are wall-clock times; the wall clock does not move with the paused timer, so
+        // this lease ends 10 s after the renewal.)
+        h.supervisor.do_send(lease_in(job, 1, 10));
+        advance(Duration::from_secs(5)).await;
+        assert!(h.checks().is_empty(), "the old deadline no longer counts");
+        advance(Duration::from_secs(6)).await;
+        assert_eq!(h.checks().len(), 1);
+    }
+
+    #[actix::test]
+    async fn a_lease_renewed_elsewhere_is_rearmed_from_the_row() {
+        tokio::time::pause();
+        let directory = FakeDirectory::default();
+        directory
+            .answers
+            .borrow_mut()
+            .push_back(LeaseCheck::StillLeased {
+                claim_epoch: 2,
+                lease_expires_at: SystemTime::now() + Duration::from_secs(8),
+            });
+        let h = start(directory, settings(Duration::ZERO));
+        let job = Uuid::new_v4();
+        h.supervisor.do_send(lease_in(job, 1, 2));
+        advance(Duration::from_millis(2_100)).await;
+        assert_eq!(h.checks().len(), 1);
+        assert_eq!(h.watched().await, 1, "still watched");
+        advance(Duration::from_secs(9)).await;
+        let checks = h.checks();
+        assert_eq!(checks.len(), 2);
+        assert_eq!(
+            checks[1].1, 2,
+            "the second check is for the epoch the row showed"
+        );
+        assert_eq!(h.watched().await, 0);
+    }
+
+    #[actix::test]
+    async fn an_ended_claim_is_never_checked() {
+        tokio::time::pause();
+        let h = start(FakeDirectory::default(), settings(Duration::ZERO));
+        let job = Uuid::new_v4();
+        h.supervisor.do_send(lease_in(job, 1, 2));
+        h.supervisor.do_send(ClaimEnded { job_id: job });
+        advance(Duration::from_secs(5)).await;
+        assert!(h.checks().is_empty());
+        assert_eq!(h.watched().await, 0);
+    }
+
+    #[actix::test]
+    async fn a_failed_check_is_retried() {
+        struct Flaky(RefCell<u32>);
+        impl JobDirectory for Flaky {
+            fn live_claims(&self) -> StoreFuture<Vec<LeaseHeld>> {
+                Box::pin(async { Ok(Vec::new()) })
+            }
+            fn reclaim_if_expired(&self, _: Uuid, _: i64) -> StoreFuture<LeaseCheck> {
+                *self.0.borrow_mut() += 1;
+                let first = *self.0.borrow() == 1;
+                Box::pin(async move {
+                    match first {
+                        true => Err("connection refused".to_owned()),
+                        false => Ok(LeaseCheck::Reclaimed { exhausted: true }),
+                    }
+                })
+            }
+            fn sweep(&self, _: SweepPhase) -> StoreFuture<SweepReport> {
+                Box::pin(async { Ok(SweepReport::default()) })
+            }
+        }
+        tokio::time::pause();
+        let flaky = Rc::new(Flaky(RefCell::new(0)));
+        let woken = Woken::default().start();
+        let supervisor =
+            Supervisor::new(flaky.clone(), settings(Duration::ZERO), woken.recipient()).start();
+        supervisor.do_send(lease_in(Uuid::new_v4(), 1, 1));
+        advance(Duration::from_millis(1_100)).await;
+        assert_eq!(*flaky.0.borrow(), 1);
+        advance(Duration::from_millis(1_100)).await;
+        assert_eq!(*flaky.0.borrow(), 2);
+        assert_eq!(supervisor.send(WatchedClaims).await.unwrap(), 0);
+    }
+
+    #[actix::test]
+    async fn after_a_restart_expired_leases_wait_for_the_grace() {
+        tokio::time::pause();
+        let expired = LeaseHeld {
+            job_id: Uuid::new_v4(),
+            claim_epoch: 3,
+            lease_expires_at: SystemTime::now() - Duration::from_secs(60),
+        };
+        let directory = FakeDirectory::default();
+        directory.live.borrow_mut().push(expired);
+        let mut config = settings(Duration::from_secs(30));
+        config.sweep_every = Duration::from_secs(10);
+        let h = start(directory, config);
+        for _ in 0..29 {
+            advance(Duration::from_secs(1)).await;
+        }
+        assert!(h.checks().is_empty(), "no reclaim inside the grace");
+        assert_eq!(h.watched().await, 1);
+        // The sweeps inside the grace hold their lease phase back too.
+        let lease_sweeps = |h: &Harness| {
+            h.directory
+                .sweeps
+                .borrow()
+                .iter()
+                .filter(|(p, _)| *p == SweepPhase::ReclaimExpiredLeases)
+                .count()
+        };
+        assert_eq!(
+            h.directory.sweeps.borrow().len(),
+            2 * 4,
+            "two sweeps of four phases"
+        );
+        assert_eq!(lease_sweeps(&h), 0);
+        advance(Duration::from_millis(1_100)).await;
+        assert_eq!(h.checks().len(), 1);
+        assert_eq!(
+            lease_sweeps(&h),
+            1,
+            "the sweep at 30 s, when the grace ends, has it"
+        );
+    }
+
+    #[actix::test]
+    async fn the_sweep_runs_every_phase_even_when_one_fails() {
+        tokio::time::pause();
+        let directory = FakeDirectory::default();
+        *directory.failing.borrow_mut() = Some(SweepPhase::RerouteOrphans);
+        let ended = Uuid::new_v4();
+        let evented = Uuid::new_v4();
+        let mut config = settings(Duration::ZERO);
+        config.stale_timeout = Some(Duration::from_secs(3600));
+        config.job_row_retention = Some(Duration::from_secs(86_400));
+        let h = start(directory, config);
+        h.supervisor.do_send(lease_in(ended, 1, 600));
+        advance(Duration::from_millis(10)).await;
+        assert!(
+            h.directory.sweeps.borrow().is_empty(),
+            "the first sweep waits one interval"
+        );
+        advance(Duration::from_secs(300)).await;
+        let phases: Vec<SweepPhase> = h
+            .directory
+            .sweeps
+            .borrow()
+            .iter()
+            .map(|(p, _)| *p)
+            .collect();
+        assert_eq!(
+            phases,
+            vec![
+                SweepPhase::PurgeAgents {
+                    older_than: Duration::from_secs(3600)
+                },
+                SweepPhase::RerouteOrphans,
+                SweepPhase::ReclaimExpiredLeases,
+                SweepPhase::ExpireDeadlines,
+                SweepPhase::ExpireStale {
+                    timeout: Duration::from_secs(3600)
+                },
+                SweepPhase::PurgeEvents {
+                    older_than: Duration::from_secs(3600)
+                },
+                SweepPhase::PurgeJobs {
+                    older_than: Duration::from_secs(86_400)
+                },
+            ]
+        );
+        // The next tick: what a phase ended is no longer watched, and its events wake readers.
+        *h.directory.report.borrow_mut() = SweepReport {
+            count: 2,
+            ended: vec![ended],
+            evented: vec![evented],
+        };
+        advance(Duration::from_secs(300)).await;
+        assert_eq!(h.directory.sweeps.borrow().len(), 14);
+        // (The lease at 600 s is still watched until the report that ended it was applied.)
+        assert_eq!(h.watched().await, 0);
+        assert_eq!(*h.woken.borrow(), vec![evented]);
+    }
+
+    #[actix::test]
+    async fn a_retirement_decided_before_a_rearm_does_not_cancel_it() {
+        tokio::time::pause();
+        let directory = FakeDirectory::default();
+        // The first check finds nothing to watch; meanwhile the job is claimed again.
+        directory
+            .answers
+            .borrow_mut()
+            .push_back(LeaseCheck::NotLeased);
+        let h = start(directory, settings(Duration::ZERO));
+        let job = Uuid::new_v4();
+        h.supervisor.do_send(lease_in(job, 1, 1));
+        advance(Duration::from_millis(1_100)).await;
+        h.supervisor.do_send(lease_in(job, 2, 5));
+        advance(Duration::from_millis(50)).await;
+        assert_eq!(h.watched().await, 1, "the new claim is watched");
+        advance(Duration::from_secs(5)).await;
+        assert_eq!(h.checks().last().map(|c| c.1), Some(2));
+    }
+}
