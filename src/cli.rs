@@ -87,6 +87,25 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub agent_timeout: u64,
 
+    /// Safety sweep period, as a Go duration (invalid, zero or negative means 5m)
+    #[arg(long, env = "MCP_MESH_SWEEP_INTERVAL")]
+    pub sweep_interval: Option<String>,
+
+    /// How long events of finished jobs and unhealthy agents are kept (Go duration; 0 keeps
+    /// them forever; invalid means 1h)
+    #[arg(long, env = "MCP_MESH_RETENTION")]
+    pub retention: Option<String>,
+
+    /// Delete terminal job rows this long after they finished (Go duration; unset or 0 keeps
+    /// them forever)
+    #[arg(long, env = "MCP_MESH_JOB_ROW_RETENTION")]
+    pub job_row_retention: Option<String>,
+
+    /// After a start, leases are not reclaimed before this has passed, so owners can renew
+    /// (Go duration; default 30s)
+    #[arg(long, env = "MCP_MESH_STARTUP_GRACE")]
+    pub startup_grace: Option<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT
     #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,

@@ -20,6 +20,14 @@ pub struct Config {
     pub cancel_event_grace: Duration,
     /// `MCP_MESH_JOB_STALE_TIMEOUT`; `None` = the opt-in stale ceiling is off.
     pub job_stale_timeout: Option<Duration>,
+    /// `MCP_MESH_SWEEP_INTERVAL`
+    pub sweep_interval: Duration,
+    /// `MCP_MESH_RETENTION`; `None` keeps events and unhealthy agents forever.
+    pub retention: Option<Duration>,
+    /// `MCP_MESH_JOB_ROW_RETENTION`; `None` keeps terminal job rows forever.
+    pub job_row_retention: Option<Duration>,
+    /// `MCP_MESH_STARTUP_GRACE`
+    pub startup_grace: Duration,
     pub shutdown_timeout: Duration,
     /// `HEALTH_CHECK_INTERVAL`
     pub health_check_interval: Duration,
@@ -37,6 +45,9 @@ pub enum ConfigError {
 }
 
 const DEFAULT_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(200);
+const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+const DEFAULT_STARTUP_GRACE: Duration = Duration::from_secs(30);
 const MAX_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(10_000);
 
 impl Config {
@@ -55,19 +66,40 @@ impl Config {
                 ));
                 DEFAULT_CANCEL_EVENT_GRACE
             });
-        let job_stale_timeout = match args.job_stale_timeout.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(raw) => match parse_go_duration(raw) {
-                Some(d) if d > Duration::ZERO => Some(d),
-                Some(_) => None,
-                None => {
-                    warnings.push(format!(
-                        "MCP_MESH_JOB_STALE_TIMEOUT={raw:?} is not a positive Go duration; the stale ceiling stays off"
-                    ));
-                    None
-                }
-            },
+        let mut knob = |name: &str, raw: &Option<String>, meaning: &str| {
+            let raw = raw.as_deref().map(str::trim).filter(|r| !r.is_empty())?;
+            let parsed = parse_go_duration(raw);
+            if parsed.is_none() {
+                warnings.push(format!("{name}={raw:?} is not a Go duration; {meaning}"));
+            }
+            Some(parsed)
         };
+        let job_stale_timeout = knob(
+            "MCP_MESH_JOB_STALE_TIMEOUT",
+            &args.job_stale_timeout,
+            "the stale ceiling stays off",
+        )
+        .flatten()
+        .filter(|d| !d.is_zero());
+        let sweep_interval = match knob("MCP_MESH_SWEEP_INTERVAL", &args.sweep_interval, "using 5m")
+        {
+            Some(Some(d)) if !d.is_zero() => d,
+            _ => DEFAULT_SWEEP_INTERVAL,
+        };
+        let retention = match knob("MCP_MESH_RETENTION", &args.retention, "using 1h") {
+            None | Some(None) => Some(DEFAULT_RETENTION),
+            Some(Some(d)) => Some(d).filter(|d| !d.is_zero()),
+        };
+        let job_row_retention = knob(
+            "MCP_MESH_JOB_ROW_RETENTION",
+            &args.job_row_retention,
+            "job rows are kept",
+        )
+        .flatten()
+        .filter(|d| !d.is_zero());
+        let startup_grace = knob("MCP_MESH_STARTUP_GRACE", &args.startup_grace, "using 30s")
+            .flatten()
+            .unwrap_or(DEFAULT_STARTUP_GRACE);
         let config = Config {
             host: args.host.clone(),
             port: args.port,
@@ -81,6 +113,10 @@ impl Config {
             max_long_polls: args.max_long_polls as usize,
             cancel_event_grace,
             job_stale_timeout,
+            sweep_interval,
+            retention,
+            job_row_retention,
+            startup_grace,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             health_check_interval: Duration::from_secs(args.health_check_interval),
             agent_timeout: Duration::from_secs(args.agent_timeout),
@@ -140,6 +176,37 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
+/// Renders a duration the way Go's `time.Duration.String()` does (`1h0m0s`, `1m30s`, `1.5s`,
+/// `300ms`), for messages that must match the reference's.
+pub fn format_go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000_000_000 {
+        let (value, unit) = match nanos {
+            n if n < 1_000 => (n as f64, "ns"),
+            n if n < 1_000_000 => (n as f64 / 1e3, "µs"),
+            n => (n as f64 / 1e6, "ms"),
+        };
+        return format!("{}{unit}", trim_float(value));
+    }
+    let total_seconds = d.as_secs();
+    let (hours, minutes) = (total_seconds / 3600, total_seconds % 3600 / 60);
+    let seconds = (total_seconds % 60) as f64 + f64::from(d.subsec_nanos()) / 1e9;
+    let seconds = format!("{}s", trim_float(seconds));
+    match (hours, minutes) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
+fn trim_float(value: f64) -> String {
+    let text = format!("{value:.9}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +221,19 @@ mod tests {
         assert_eq!(ms(Some("10000")), Ok(10_000));
         assert!(ms(Some("-5")).is_err());
         assert!(ms(Some("not-a-number")).is_err());
+    }
+
+    #[test]
+    fn go_duration_rendering() {
+        let f = |s| format_go_duration(Duration::from_secs_f64(s));
+        assert_eq!(f(3600.0), "1h0m0s");
+        assert_eq!(f(10_800.0), "3h0m0s");
+        assert_eq!(f(90.0), "1m30s");
+        assert_eq!(f(600.0), "10m0s");
+        assert_eq!(f(1.5), "1.5s");
+        assert_eq!(f(0.3), "300ms");
+        assert_eq!(f(3661.25), "1h1m1.25s");
+        assert_eq!(f(0.0), "0s");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::web::Data;
 use actix_web::{App, HttpServer};
-use mesh_registry_actors::{AgentTracker, EventHub, Shutdown, TrackerSettings};
+use mesh_registry_actors::{
+    AgentTracker, EventHub, Shutdown, Supervisor, SupervisorSettings, TrackerSettings,
+};
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
@@ -36,6 +38,8 @@ pub struct Application {
     server: Server,
     port: u16,
     event_hub: Addr<EventHub>,
+    agent_tracker: Addr<AgentTracker>,
+    supervisor: Addr<Supervisor>,
 }
 
 impl Application {
@@ -53,6 +57,18 @@ impl Application {
             },
         )
         .start();
+        let supervisor = Supervisor::new(
+            std::rc::Rc::new(store.clone()),
+            SupervisorSettings {
+                sweep_every: config.sweep_interval,
+                startup_grace: config.startup_grace,
+                stale_timeout: config.job_stale_timeout,
+                retention: config.retention,
+                job_row_retention: config.job_row_retention,
+            },
+            event_hub.clone().recipient(),
+        )
+        .start();
         let address = format!("{}:{}", config.host, config.port);
         let listen_error = |source| StartupError::Listen {
             address: address.clone(),
@@ -64,7 +80,8 @@ impl Application {
         let state = Data::new(AppState {
             store,
             event_hub: event_hub.clone(),
-            agent_tracker,
+            agent_tracker: agent_tracker.clone(),
+            supervisor: supervisor.clone(),
             agent_client: reqwest::Client::new(),
             cancel_event_grace: config.cancel_event_grace,
             job_stale_timeout: config.job_stale_timeout,
@@ -87,6 +104,8 @@ impl Application {
             server,
             port,
             event_hub,
+            agent_tracker,
+            supervisor,
         })
     }
 
@@ -101,10 +120,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + 'static,
     ) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let event_hub = self.event_hub;
+        let (event_hub, agent_tracker, supervisor) =
+            (self.event_hub, self.agent_tracker, self.supervisor);
         actix_web::rt::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
+            // No reclaim or health verdict while stopping: the next registry decides.
+            supervisor.do_send(Shutdown);
+            agent_tracker.do_send(Shutdown);
             event_hub.do_send(Shutdown);
             handle.stop(true).await;
         });

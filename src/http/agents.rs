@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
-use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
+use mesh_registry_actors::{AgentDeparted, AgentRegistered, ClaimEnded, Heartbeat, Verdict};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
@@ -235,13 +235,13 @@ pub async fn deregister(
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let agent_id = path.into_inner();
-    let topology_version = state
+    let (topology_version, rerouted) = state
         .store
         .deregister_agent(&agent_id)
         .await
         .map_err(ApiError::store("deregister agent"))?;
-    if topology_version.is_some() {
-        tracing::info!(agent_id, "agent deregistered");
+    for job_id in rerouted {
+        state.supervisor.do_send(ClaimEnded { job_id });
     }
     state.agent_tracker.do_send(AgentDeparted {
         agent_id,

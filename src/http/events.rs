@@ -57,7 +57,11 @@ pub async fn list(
         {
             ExecutorRead::NotFound => return Err(ApiError::job_not_found(&path)),
             ExecutorRead::Superseded => return Err(ApiError::Conflict(CLAIM_SUPERSEDED)),
-            ExecutorRead::Serve => {}
+            ExecutorRead::Serve { renewed } => {
+                if let Some(lease) = renewed {
+                    state.supervisor.do_send(lease);
+                }
+            }
         }
     }
     let filter = EventFilter {

@@ -3,7 +3,7 @@
 
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
-use mesh_registry_actors::EventPosted;
+use mesh_registry_actors::{ClaimEnded, EventPosted, LeaseHeld};
 use uuid::Uuid;
 
 use super::error::{ApiError, ALREADY_TERMINAL};
@@ -11,7 +11,8 @@ use super::extract::{Body, JsonBody, Query};
 use super::AppState;
 use crate::resolve::Mesh;
 use crate::store::{
-    CancelOutcome, ClaimOutcome, DeltaOutcome, JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
+    CancelOutcome, ClaimAfter, ClaimOutcome, DeltaOutcome, JobListQuery, NewJob, ReclaimOutcome,
+    ReleaseOutcome,
 };
 use crate::wire::{
     decode_list_cursor, encode_list_cursor, parse_job_id, BatchRequest, BatchResponse,
@@ -198,6 +199,13 @@ pub async fn claim(
         ClaimOutcome::Claimed(job) => {
             tracing::debug!(job_id = %job.id, capability, instance_id, epoch = job.claim_epoch,
                 attempt = job.attempt_count, "job claimed");
+            if let Some(lease) = job.lease_expires_at {
+                state.supervisor.do_send(LeaseHeld {
+                    job_id: job.id,
+                    claim_epoch: job.claim_epoch,
+                    lease_expires_at: lease.0,
+                });
+            }
             vec![job]
         }
         ClaimOutcome::NoWork | ClaimOutcome::Gated => Vec::new(),
@@ -274,7 +282,13 @@ pub async fn batch(
                 .map_err(ApiError::store("apply deltas"))?,
         };
         match outcome {
-            DeltaOutcome::Accepted => response.accepted += 1,
+            DeltaOutcome::Accepted(after) => {
+                response.accepted += 1;
+                match after {
+                    ClaimAfter::Held(lease) => state.supervisor.do_send(lease),
+                    ClaimAfter::Ended(job_id) => state.supervisor.do_send(ClaimEnded { job_id }),
+                }
+            }
             DeltaOutcome::Rejected(reason) => {
                 tracing::debug!(job_id = raw_id, instance_id, ?reason, "delta rejected");
                 response.rejected.push(RejectedDelta {
@@ -313,6 +327,7 @@ pub async fn release(
             attempt_count,
         } => {
             tracing::info!(%job_id, instance_id, ?status, reason, "job released by its owner");
+            state.supervisor.do_send(ClaimEnded { job_id });
             Ok(HttpResponse::Ok().json(ReleaseResponse {
                 status,
                 attempt_count,
@@ -352,6 +367,7 @@ pub async fn cancel(
         CancelOutcome::Terminal => return Err(ApiError::Conflict(ALREADY_TERMINAL)),
     };
     state.event_hub.do_send(EventPosted { job_id });
+    state.supervisor.do_send(ClaimEnded { job_id });
     tracing::info!(%job_id, owner = ?previous_owner, reason = reason.trim(), "job cancelled");
     // The grace lets a producer parked on recv_event see the `cancelled` event before the
     // forward to its endpoint interrupts it.
@@ -443,6 +459,7 @@ pub async fn reclaim(state: Data<AppState>, path: Path<String>) -> Result<HttpRe
             claim_epoch,
         } => {
             tracing::info!(%job_id, previous_owner = ?previous_owner, ?status, "job force-reclaimed");
+            state.supervisor.do_send(ClaimEnded { job_id });
             Ok(HttpResponse::Ok().json(ReclaimResponse {
                 status,
                 previous_owner_instance_id: previous_owner,

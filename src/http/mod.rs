@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
-use mesh_registry_actors::{AgentTracker, EventHub};
+use mesh_registry_actors::{AgentTracker, EventHub, Supervisor};
 
 pub use error::ApiError;
 pub use extract::BodyLimit;
@@ -28,6 +28,7 @@ pub struct AppState {
     pub store: Store,
     pub event_hub: Addr<EventHub>,
     pub agent_tracker: Addr<AgentTracker>,
+    pub supervisor: Addr<Supervisor>,
     /// Outbound calls to agents (cancel forwarding).
     pub agent_client: reqwest::Client,
     pub cancel_event_grace: Duration,

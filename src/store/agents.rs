@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
+use uuid::Uuid;
 
 use super::{column, Store, StoreError};
 
@@ -234,8 +235,12 @@ impl Store {
     }
 
     /// `DELETE /agents/{id}`: the agent turns unhealthy and its live jobs are rerouted at once.
-    /// Returns the new topology version when the agent was live (nothing happens otherwise).
-    pub async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError> {
+    /// Returns the new topology version when the agent was live (nothing happens otherwise), and
+    /// the rerouted jobs.
+    pub async fn deregister_agent(
+        &self,
+        agent_id: &str,
+    ) -> Result<(Option<i64>, Vec<Uuid>), StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
@@ -248,19 +253,19 @@ impl Store {
                    UPDATE mesh_topology SET version = version + 1 \
                    WHERE EXISTS (SELECT 1 FROM departed) RETURNING version) \
                  SELECT (SELECT version FROM bumped) AS version, \
-                   (SELECT count(*) FROM rerouted) AS rerouted"
+                   ARRAY(SELECT job_id FROM rerouted) AS rerouted"
             ))
             .await?;
         let row = conn.query_one(&statement, &[&agent_id]).await?;
-        let rerouted: i64 = column(&row, "rerouted")?;
-        if rerouted > 0 {
+        let rerouted: Vec<Uuid> = column(&row, "rerouted")?;
+        if !rerouted.is_empty() {
             tracing::info!(
                 agent_id,
-                rerouted,
+                rerouted = rerouted.len(),
                 "agent deregistered; its live jobs were rerouted"
             );
         }
-        column(&row, "version")
+        Ok((column(&row, "version")?, rerouted))
     }
 
     /// Agents silent for longer than `silent_for` turn unhealthy, and their live jobs are

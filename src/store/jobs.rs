@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use mesh_registry_actors::LeaseHeld;
 use serde_json::value::RawValue;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
@@ -61,8 +62,17 @@ pub enum ClaimOutcome {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeltaOutcome {
-    Accepted,
+    Accepted(ClaimAfter),
     Rejected(RejectReason),
+}
+
+/// What an accepted write left of the claim, for the job actors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimAfter {
+    /// Still live, holding this lease.
+    Held(LeaseHeld),
+    /// Terminal: nothing to watch.
+    Ended(Uuid),
 }
 
 #[derive(Debug)]
@@ -100,8 +110,10 @@ pub enum ExecutorRead {
     NotFound,
     /// Live job owned by someone else, or by this instance under another epoch.
     Superseded,
-    /// Serve the events (the lease was extended when the identity matched a live claim).
-    Serve,
+    /// Serve the events; `renewed` is the new lease when the read extended it.
+    Serve {
+        renewed: Option<LeaseHeld>,
+    },
 }
 
 /// What the miss paths need to name the reason a guarded statement matched nothing.
@@ -283,11 +295,12 @@ impl Store {
                 " END \
                  WHERE job_id = $1 AND owner_instance_id = $2 AND status IN ",
                 live!(),
-                " AND ($3::bigint IS NULL OR claim_epoch = $3)"
+                " AND ($3::bigint IS NULL OR claim_epoch = $3) \
+                 RETURNING status, claim_epoch, lease_expires_at"
             ))
             .await?;
         let updated = conn
-            .execute(
+            .query_opt(
                 &statement,
                 &[
                     &job_id,
@@ -302,8 +315,20 @@ impl Store {
                 ],
             )
             .await?;
-        if updated == 1 {
-            return Ok(DeltaOutcome::Accepted);
+        if let Some(row) = updated {
+            return Ok(DeltaOutcome::Accepted(
+                match (
+                    job_status(&row)?.is_terminal(),
+                    timestamp(&row, "lease_expires_at")?,
+                ) {
+                    (false, Some(lease)) => ClaimAfter::Held(LeaseHeld {
+                        job_id,
+                        claim_epoch: column(&row, "claim_epoch")?,
+                        lease_expires_at: lease.0,
+                    }),
+                    _ => ClaimAfter::Ended(job_id),
+                },
+            ));
         }
         let reason = self
             .delta_rejection(instance_id, job_id, delta.claim_epoch)
@@ -364,7 +389,7 @@ impl Store {
             .await?
         {
             return Ok(ReleaseOutcome::Released {
-                status: status(&row)?,
+                status: job_status(&row)?,
                 attempt_count: column(&row, "attempt_count")?,
             });
         }
@@ -447,7 +472,7 @@ impl Store {
             .await?;
         if let Some(row) = conn.query_opt(&statement, &[&job_id]).await? {
             return Ok(ReclaimOutcome::Reclaimed {
-                status: status(&row)?,
+                status: job_status(&row)?,
                 previous_owner: column(&row, "owner_instance_id")?,
                 claim_epoch: column(&row, "claim_epoch")?,
             });
@@ -489,8 +514,10 @@ impl Store {
                 live!(),
                 "    AND (jobs.lease_expires_at IS NULL \
                           OR jobs.lease_expires_at < current.capped_lease) \
-                   RETURNING jobs.job_id) \
-                 SELECT status, owner_instance_id, claim_epoch FROM current"
+                   RETURNING jobs.lease_expires_at) \
+                 SELECT status, owner_instance_id, claim_epoch, \
+                   (SELECT lease_expires_at FROM extended) AS renewed_lease \
+                 FROM current"
             ))
             .await?;
         let stale_seconds = stale_timeout.map_or(0.0, |d| d.as_secs_f64());
@@ -506,11 +533,15 @@ impl Store {
         let job = job_state_from_row(&row)?;
         let current_claim =
             job.owner_instance_id.as_deref() == Some(instance_id) && job.claim_epoch == claim_epoch;
-        Ok(if job.status.is_terminal() || current_claim {
-            ExecutorRead::Serve
-        } else {
-            ExecutorRead::Superseded
-        })
+        if !(job.status.is_terminal() || current_claim) {
+            return Ok(ExecutorRead::Superseded);
+        }
+        let renewed = column::<Option<SystemTime>>(&row, "renewed_lease")?.map(|lease| LeaseHeld {
+            job_id,
+            claim_epoch,
+            lease_expires_at: lease,
+        });
+        Ok(ExecutorRead::Serve { renewed })
     }
 
     /// Status, owner and epoch as they are now: what a miss path needs to name its reason.
@@ -531,7 +562,7 @@ impl Store {
 
 fn job_state_from_row(row: &Row) -> Result<JobState, StoreError> {
     Ok(JobState {
-        status: status(row)?,
+        status: job_status(row)?,
         owner_instance_id: column(row, "owner_instance_id")?,
         claim_epoch: column(row, "claim_epoch")?,
     })
@@ -543,7 +574,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         capability: column(row, "capability")?,
         owner_instance_id: column(row, "owner_instance_id")?,
         claim_epoch: column(row, "claim_epoch")?,
-        status: status(row)?,
+        status: job_status(row)?,
         progress: column(row, "progress")?,
         progress_message: column(row, "progress_message")?,
         result: column::<Option<Json<RawJson>>>(row, "result")?.map(|j| j.0),
@@ -561,7 +592,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
     })
 }
 
-fn status(row: &Row) -> Result<JobStatus, StoreError> {
+fn job_status(row: &Row) -> Result<JobStatus, StoreError> {
     let raw: &str = column(row, "status")?;
     JobStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("job status {raw:?}")))
 }

@@ -35,6 +35,7 @@ mod agents;
 mod events;
 mod jobs;
 mod schema;
+mod sweep;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,8 +46,8 @@ use tokio_postgres::{NoTls, Row};
 pub use agents::{AgentRow, Liveness, MeshSnapshot, NewRegistration, NewTool, Registered, ToolRow};
 pub use events::{EventFilter, PostEventOutcome};
 pub use jobs::{
-    CancelOutcome, ClaimOutcome, DeltaOutcome, ExecutorRead, JobListQuery, NewJob, ReclaimOutcome,
-    ReleaseOutcome,
+    CancelOutcome, ClaimAfter, ClaimOutcome, DeltaOutcome, ExecutorRead, JobListQuery, NewJob,
+    ReclaimOutcome, ReleaseOutcome,
 };
 
 /// How long a request may wait for a pooled connection, or for a new one to open, before the

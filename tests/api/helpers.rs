@@ -4,6 +4,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_registry::config::Config;
@@ -161,6 +162,10 @@ pub fn test_config(database_url: String) -> Config {
         cancel_event_grace: Duration::ZERO,
         job_stale_timeout: None,
         shutdown_timeout: Duration::from_secs(5),
+        sweep_interval: Duration::from_secs(300),
+        retention: Some(Duration::from_secs(3600)),
+        job_row_retention: None,
+        startup_grace: Duration::ZERO,
         health_check_interval: Duration::from_secs(10),
         agent_timeout: Duration::from_secs(20),
     }
@@ -172,8 +177,9 @@ pub struct TestApp {
     /// Direct access for setting up states the API cannot reach (e.g. a lease in the past).
     pub db: Client,
     stop: Option<oneshot::Sender<()>>,
+    server: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
     // Last field: dropped after the server was told to stop.
-    _database: TestDatabase,
+    database: Arc<TestDatabase>,
 }
 
 impl Drop for TestApp {
@@ -184,18 +190,32 @@ impl Drop for TestApp {
     }
 }
 
+/// A registry that was stopped, and the database it will find when it starts again.
+pub struct StoppedApp {
+    database: Arc<TestDatabase>,
+}
+
+impl StoppedApp {
+    pub async fn start(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        start_app(self.database, tweak).await
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let database = TestDatabase::create().await;
+    start_app(Arc::new(TestDatabase::create().await), tweak).await
+}
+
+async fn start_app(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(database.url());
     tweak(&mut config);
     let app = Application::build(&config).await.expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = oneshot::channel::<()>();
-    actix_web::rt::spawn(app.run_until(async move {
+    let server = actix_web::rt::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
     TestApp {
@@ -203,11 +223,25 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         http: reqwest::Client::new(),
         db: connect(&database.name).await,
         stop: Some(stop),
-        _database: database,
+        server: Some(server),
+        database,
     }
 }
 
 impl TestApp {
+    /// Stops this registry gracefully (SIGTERM's path); its database stays.
+    pub async fn stop(mut self) -> StoppedApp {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        StoppedApp {
+            database: self.database.clone(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

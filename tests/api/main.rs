@@ -7,5 +7,6 @@ mod claim;
 mod events;
 mod helpers;
 mod jobs;
+mod leases;
 mod lifecycle;
 mod server;

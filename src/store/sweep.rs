@@ -1,0 +1,320 @@
+//! Lease-expiry reclaim and the safety sweep (contract §4 with decisions rows 10, 11, 19): the
+//! statements behind the supervisor and its job actors, served through `JobDirectory`.
+
+use std::time::{Duration, SystemTime};
+
+use mesh_registry_actors::{
+    JobDirectory, LeaseCheck, LeaseHeld, StoreFuture, SweepPhase, SweepReport,
+};
+use uuid::Uuid;
+
+use super::{column, Store, StoreError};
+use crate::config::format_go_duration;
+
+/// T9: a claim whose lease expired goes back to the queue (normalised to `working`), or fails
+/// when its retry budget is spent. Epoch, attempts and cursor are kept.
+macro_rules! reclaim_expired_lease {
+    () => {
+        "UPDATE jobs SET \
+           status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
+           error = CASE WHEN attempt_count > max_retries \
+             THEN 'lease expired: no completion within lease window' ELSE error END, \
+           last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END, \
+           owner_instance_id = NULL, lease_expires_at = NULL "
+    };
+}
+
+impl Store {
+    /// Every live claim with a lease, for the job actors to watch after a start.
+    pub async fn live_claims(&self) -> Result<Vec<LeaseHeld>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "SELECT job_id, claim_epoch, lease_expires_at FROM jobs \
+                 WHERE owner_instance_id IS NOT NULL AND lease_expires_at IS NOT NULL \
+                   AND status IN ",
+                live!()
+            ))
+            .await?;
+        conn.query(&statement, &[])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(LeaseHeld {
+                    job_id: column(row, "job_id")?,
+                    claim_epoch: column(row, "claim_epoch")?,
+                    lease_expires_at: column(row, "lease_expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The job actor's guarded reclaim: applies only to this claim (epoch) and only if its lease
+    /// has expired by the database's clock; otherwise says what there is to watch now.
+    pub async fn reclaim_if_expired(
+        &self,
+        job_id: Uuid,
+        claim_epoch: i64,
+    ) -> Result<LeaseCheck, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "WITH expired AS (",
+                reclaim_expired_lease!(),
+                "  WHERE job_id = $1 AND claim_epoch = $2 AND lease_expires_at < now() \
+                     AND status IN ",
+                live!(),
+                "  RETURNING status) \
+                 SELECT (SELECT status FROM expired) AS reclaimed, \
+                   status, owner_instance_id, claim_epoch, lease_expires_at \
+                 FROM jobs WHERE job_id = $1"
+            ))
+            .await?;
+        let Some(row) = conn.query_opt(&statement, &[&job_id, &claim_epoch]).await? else {
+            return Ok(LeaseCheck::NotLeased);
+        };
+        if let Some(status) = column::<Option<&str>>(&row, "reclaimed")? {
+            return Ok(LeaseCheck::Reclaimed {
+                exhausted: status == "failed",
+            });
+        }
+        // Not expired: the row as it was, if it is still a leased live claim.
+        let live = matches!(
+            column::<&str>(&row, "status")?,
+            "working" | "input_required"
+        );
+        let owned = column::<Option<&str>>(&row, "owner_instance_id")?.is_some();
+        Ok(
+            match column::<Option<SystemTime>>(&row, "lease_expires_at")? {
+                Some(lease_expires_at) if live && owned => LeaseCheck::StillLeased {
+                    claim_epoch: column(&row, "claim_epoch")?,
+                    lease_expires_at,
+                },
+                _ => LeaseCheck::NotLeased,
+            },
+        )
+    }
+
+    /// One phase of the safety sweep.
+    pub async fn sweep(&self, phase: SweepPhase) -> Result<SweepReport, StoreError> {
+        match phase {
+            SweepPhase::PurgeAgents { older_than } => {
+                self.count(
+                    "DELETE FROM agents \
+                     WHERE status <> 'healthy' AND updated_at < now() - make_interval(secs => $1)",
+                    older_than,
+                )
+                .await
+            }
+            SweepPhase::RerouteOrphans => {
+                // Owners that are not healthy agents, including ids that never registered.
+                self.ended(reroute_jobs_owned_by!(
+                    "SELECT DISTINCT owner_instance_id FROM jobs orphan \
+                     WHERE orphan.status IN ('working', 'input_required') \
+                       AND orphan.owner_instance_id IS NOT NULL \
+                       AND NOT EXISTS (SELECT 1 FROM agents \
+                         WHERE agents.agent_id = orphan.owner_instance_id \
+                           AND agents.status = 'healthy')"
+                ))
+                .await
+            }
+            SweepPhase::ReclaimExpiredLeases => {
+                self.ended(concat!(
+                    reclaim_expired_lease!(),
+                    "WHERE lease_expires_at < now() AND status IN ",
+                    live!(),
+                    " RETURNING job_id"
+                ))
+                .await
+            }
+            // Guarded on the job still being live (decisions row 10): a completion that commits
+            // first is never overwritten.
+            SweepPhase::ExpireDeadlines => {
+                self.ended(concat!(
+                    "UPDATE jobs SET status = 'failed', error = 'deadline_exceeded', \
+                       owner_instance_id = NULL, lease_expires_at = NULL, \
+                       last_heartbeat_at = now() \
+                     WHERE total_deadline < now() AND status IN ",
+                    live!(),
+                    " RETURNING job_id"
+                ))
+                .await
+            }
+            SweepPhase::ExpireStale { timeout } => self.expire_stale(timeout).await,
+            SweepPhase::PurgeEvents { older_than } => {
+                self.count(
+                    "DELETE FROM job_events USING jobs \
+                     WHERE job_events.job_id = jobs.job_id \
+                       AND jobs.status IN ('completed', 'failed', 'cancelled') \
+                       AND jobs.last_heartbeat_at < now() - make_interval(secs => $1)",
+                    older_than,
+                )
+                .await
+            }
+            SweepPhase::PurgeJobs { older_than } => {
+                self.count(
+                    "WITH purged AS ( \
+                       DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') \
+                         AND last_heartbeat_at < now() - make_interval(secs => $1) \
+                       RETURNING job_id), \
+                     purged_events AS ( \
+                       DELETE FROM job_events WHERE job_id IN (SELECT job_id FROM purged)) \
+                     SELECT job_id FROM purged",
+                    older_than,
+                )
+                .await
+            }
+        }
+    }
+
+    /// A phase that ends claims: the ids of the jobs it changed.
+    async fn ended(&self, statement: &str) -> Result<SweepReport, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(statement).await?;
+        let ended: Vec<Uuid> = conn
+            .query(&statement, &[])
+            .await?
+            .iter()
+            .map(|row| column(row, "job_id"))
+            .collect::<Result<_, _>>()?;
+        Ok(SweepReport {
+            count: ended.len() as u64,
+            ended,
+            evented: Vec::new(),
+        })
+    }
+
+    /// A retention phase: how many rows it removed.
+    async fn count(
+        &self,
+        statement: &str,
+        older_than: Duration,
+    ) -> Result<SweepReport, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(statement).await?;
+        let count = conn
+            .execute(&statement, &[&older_than.as_secs_f64()])
+            .await?;
+        Ok(SweepReport {
+            count,
+            ..SweepReport::default()
+        })
+    }
+
+    /// T11: live jobs without a deadline older than `max(S, max_duration)` fail, each with one
+    /// `stale` event, in the same statement.
+    async fn expire_stale(&self, timeout: Duration) -> Result<SweepReport, StoreError> {
+        let conn = self.conn().await?;
+        let candidates = conn
+            .prepare_cached(concat!(
+                "SELECT job_id, max_duration FROM jobs \
+                 WHERE total_deadline IS NULL AND status IN ",
+                live!(),
+                "  AND submitted_at < now() - make_interval(secs => $1) \
+                   AND submitted_at <= now() \
+                     - make_interval(secs => greatest($1, coalesce(max_duration, 0)))"
+            ))
+            .await?;
+        let rows = conn.query(&candidates, &[&timeout.as_secs_f64()]).await?;
+        if rows.is_empty() {
+            return Ok(SweepReport::default());
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut reasons = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(column::<Uuid>(row, "job_id")?);
+            let max_duration = column::<Option<i64>>(row, "max_duration")?
+                .map(|s| Duration::from_secs(s.max(0) as u64))
+                .unwrap_or_default();
+            reasons.push(stale_reason(timeout, max_duration));
+        }
+        let apply = conn
+            .prepare_cached(concat!(
+                "WITH staled AS ( \
+                   UPDATE jobs SET status = 'failed', error = stale.reason, \
+                     owner_instance_id = NULL, lease_expires_at = NULL, \
+                     last_heartbeat_at = now(), event_seq = event_seq + 1 \
+                   FROM unnest($1::uuid[], $2::text[]) AS stale(job_id, reason) \
+                   WHERE jobs.job_id = stale.job_id AND jobs.total_deadline IS NULL \
+                     AND jobs.status IN ",
+                live!(),
+                "  RETURNING jobs.job_id, jobs.event_seq, stale.reason) \
+                 INSERT INTO job_events (job_id, seq, type, payload) \
+                 SELECT job_id, event_seq, 'stale', \
+                   json_build_object('reason', 'stale', 'detail', reason) \
+                 FROM staled RETURNING job_id"
+            ))
+            .await?;
+        let staled: Vec<Uuid> = conn
+            .query(&apply, &[&ids, &reasons])
+            .await?
+            .iter()
+            .map(|row| column(row, "job_id"))
+            .collect::<Result<_, _>>()?;
+        Ok(SweepReport {
+            count: staled.len() as u64,
+            ended: staled.clone(),
+            evented: staled,
+        })
+    }
+}
+
+/// The reference's stale reason (contract §3.6).
+fn stale_reason(timeout: Duration, max_duration: Duration) -> String {
+    if max_duration > timeout {
+        format!(
+            "stale: no total_deadline set and exceeded max_duration ({})",
+            format_go_duration(max_duration)
+        )
+    } else {
+        format!(
+            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling ({})",
+            format_go_duration(timeout)
+        )
+    }
+}
+
+/// The supervisor's storage, served by the store.
+impl JobDirectory for Store {
+    fn live_claims(&self) -> StoreFuture<Vec<LeaseHeld>> {
+        let store = self.clone();
+        Box::pin(async move { store.live_claims().await.map_err(|e| e.to_string()) })
+    }
+
+    fn reclaim_if_expired(&self, job_id: Uuid, claim_epoch: i64) -> StoreFuture<LeaseCheck> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .reclaim_if_expired(job_id, claim_epoch)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport> {
+        let store = self.clone();
+        Box::pin(async move { store.sweep(phase).await.map_err(|e| e.to_string()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_reasons_match_the_reference() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            stale_reason(hour, Duration::ZERO),
+            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (1h0m0s)"
+        );
+        assert_eq!(
+            stale_reason(hour, 3 * hour),
+            "stale: no total_deadline set and exceeded max_duration (3h0m0s)"
+        );
+        assert_eq!(
+            stale_reason(hour, Duration::from_secs(600)),
+            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (1h0m0s)"
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! Leases, reclaim and the safety sweep (issue 4; contract §3–§4, §9 cases 24, 57–62; decisions
+//! rows 10, 11, 13, 19): job actors reclaim expired leases within a second, the sweep catches what
+//! no actor holds, and a restart gives owners a grace to renew.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{now, spawn_app, spawn_app_with, TestApp};
+
+/// Polls `check` every 20 ms until it holds; fails after `limit`. Returns the time it took.
+async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+async fn owner(app: &TestApp, id: &str) -> Value {
+    app.job(id).await["owner_instance_id"].clone()
+}
+
+/// Submits with a 1-second lease window and claims as `owner`; returns the id.
+async fn claimed_briefly(app: &TestApp, owner: &str, extra: Value) -> String {
+    let mut body = json!({"max_duration": 1});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let id = app.submit_with("c", body).await;
+    assert_eq!(app.claim("c", owner).await.unwrap()["id"], id.as_str());
+    id
+}
+
+#[actix_web::test]
+async fn an_expired_lease_is_reclaimed_within_a_second_at_default_settings() {
+    // decisions row 11 and §9 case 24: the default sweep interval (5 min) plays no part.
+    let app = spawn_app().await;
+    let id = claimed_briefly(&app, "replica-a", json!({"max_retries": 2})).await;
+    let lease = app.job(&id).await["lease_expires_at"].as_i64().unwrap();
+    within(
+        Duration::from_secs(3),
+        "the expired lease to be reclaimed",
+        || async { owner(&app, &id).await.is_null() },
+    )
+    .await;
+    let job = app.job(&id).await;
+    assert!(now() <= lease + 2, "reclaimed about when the lease ended");
+    assert_eq!(job["status"], "working");
+    assert_eq!(job["claim_epoch"], 1, "a reclaim keeps the epoch");
+    assert_eq!(job["attempt_count"], 1);
+    assert_eq!(job["lease_expires_at"], Value::Null);
+    assert_eq!(job["last_heartbeat_at"], Value::Null);
+
+    let again = app.claim("c", "replica-a").await.unwrap();
+    assert_eq!(again["claim_epoch"], 2);
+    // The first execution's late delta is fenced.
+    let late = app
+        .delta(
+            "replica-a",
+            json!({"id": id, "claim_epoch": 1, "status": "completed"}),
+        )
+        .await;
+    assert_eq!(late["rejected"][0]["reason"], "claim_superseded");
+    let current = app
+        .delta(
+            "replica-a",
+            json!({"id": id, "claim_epoch": 2, "status": "completed"}),
+        )
+        .await;
+    assert_eq!(current["accepted"], 1);
+}
+
+#[actix_web::test]
+async fn an_expired_lease_past_its_budget_fails_the_job() {
+    let app = spawn_app().await;
+    let id = claimed_briefly(&app, "replica-a", json!({"max_retries": 0})).await;
+    within(Duration::from_secs(3), "the job to fail", || async {
+        app.job(&id).await["status"] == "failed"
+    })
+    .await;
+    let job = app.job(&id).await;
+    assert_eq!(
+        job["error"],
+        "lease expired: no completion within lease window"
+    );
+    assert_eq!(job["owner_instance_id"], Value::Null);
+    assert!(job["last_heartbeat_at"].is_i64());
+}
+
+#[actix_web::test]
+async fn an_input_required_job_is_reclaimed_like_a_working_one() {
+    let app = spawn_app().await;
+    let id = claimed_briefly(&app, "replica-a", json!({"max_retries": 1})).await;
+    app.delta(
+        "replica-a",
+        json!({"id": id, "claim_epoch": 1, "status": "input_required", "progress_message": "?"}),
+    )
+    .await;
+    within(
+        Duration::from_secs(4),
+        "the job to be reclaimed",
+        || async { owner(&app, &id).await.is_null() },
+    )
+    .await;
+    assert_eq!(
+        app.job(&id).await["status"],
+        "working",
+        "normalised to working"
+    );
+}
+
+#[actix_web::test]
+async fn renewals_keep_the_claim() {
+    // Deltas and executor reads both renew; the actor re-arms on each.
+    let app = spawn_app().await;
+    let id = claimed_briefly(&app, "replica-a", json!({})).await;
+    let started = Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        if round % 2 == 0 {
+            let renewed = app
+                .delta(
+                    "replica-a",
+                    json!({"id": id, "claim_epoch": 1, "progress": 0.1}),
+                )
+                .await;
+            assert_eq!(renewed["accepted"], 1);
+        } else {
+            let read = app
+                .get(&format!(
+                    "/jobs/{id}/events?instance_id=replica-a&claim_epoch=1"
+                ))
+                .await;
+            assert_eq!(read.status(), 200);
+        }
+        round += 1;
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(owner(&app, &id).await, "replica-a");
+    // Once renewals stop, the lease runs out.
+    within(Duration::from_secs(3), "the reclaim", || async {
+        owner(&app, &id).await.is_null()
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn finished_claims_are_left_alone() {
+    let app = spawn_app().await;
+    let completed = claimed_briefly(&app, "a", json!({})).await;
+    app.delta(
+        "a",
+        json!({"id": completed, "claim_epoch": 1, "status": "completed", "result": {"ok": 1}}),
+    )
+    .await;
+    let released = claimed_briefly(&app, "b", json!({"max_retries": 3})).await;
+    app.post(
+        &format!("/jobs/{released}/release"),
+        &json!({"instance_id": "b"}),
+    )
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(2_000)).await;
+    let job = app.job(&completed).await;
+    assert_eq!(
+        (job["status"].as_str(), job["owner_instance_id"].as_str()),
+        (Some("completed"), Some("a"))
+    );
+    let job = app.job(&released).await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempt_count"].as_i64()),
+        (Some("working"), Some(1))
+    );
+}
+
+async fn sweeping_app(tweak: impl FnOnce(&mut mesh_registry::config::Config)) -> TestApp {
+    spawn_app_with(|config| {
+        config.sweep_interval = Duration::from_millis(500);
+        tweak(config);
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn the_sweep_reroutes_jobs_of_owners_that_never_registered() {
+    // §9 case 58 and contract §10.22
+    let app = sweeping_app(|_| {}).await;
+    let anonymous = app.submit_with("c", json!({"max_retries": 3})).await;
+    app.claim("c", "replica-a").await.unwrap();
+    let pinned = app
+        .submit_with("c", json!({"owner_instance_id": "ghost"}))
+        .await;
+    let exhausted = app.submit_with("c", json!({"max_retries": 0})).await;
+    app.claim("c", "replica-b").await.unwrap();
+    within(Duration::from_secs(3), "the orphan sweep", || async {
+        owner(&app, &anonymous).await.is_null() && owner(&app, &pinned).await.is_null()
+    })
+    .await;
+    let job = app.job(&anonymous).await;
+    assert_eq!(
+        (job["status"].as_str(), job["attempt_count"].as_i64()),
+        (Some("working"), Some(1))
+    );
+    let job = app.job(&exhausted).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error"], "orphaned: max retries exceeded");
+}
+
+#[actix_web::test]
+async fn the_sweep_leaves_healthy_owners_alone_and_catches_leases_no_actor_holds() {
+    // §9 case 59: a lease that expired while no actor watched it (say, set straight in the DB).
+    let app = sweeping_app(|_| {}).await;
+    app.post(
+        "/heartbeat",
+        &json!({"agent_id": "worker", "tools": [{"function_name": "f", "capability": "c"}]}),
+    )
+    .await;
+    let healthy = app.submit("c").await;
+    app.claim("c", "worker").await.unwrap();
+    let expired = app.submit("c").await;
+    app.claim("c", "worker").await.unwrap();
+    app.sql("UPDATE jobs SET lease_expires_at = now() - interval '5 minutes', claim_epoch = claim_epoch + 10 WHERE job_id = $1", &expired).await;
+    within(Duration::from_secs(3), "the lease sweep", || async {
+        owner(&app, &expired).await.is_null()
+    })
+    .await;
+    assert_eq!(owner(&app, &healthy).await, "worker");
+}
+
+#[actix_web::test]
+async fn deadlines_fail_live_jobs_but_never_overwrite_a_finished_one() {
+    // §9 case 60 and decisions row 10
+    let app = sweeping_app(|_| {}).await;
+    app.post(
+        "/heartbeat",
+        &json!({"agent_id": "worker", "tools": [{"function_name": "f", "capability": "c"}]}),
+    )
+    .await;
+    let late = app
+        .submit_with("c", json!({"total_deadline": now() + 1}))
+        .await;
+    app.claim("c", "worker").await.unwrap();
+    let future = app
+        .submit_with("unclaimed", json!({"total_deadline": now() + 3600}))
+        .await;
+    let finished = app.submit("c").await;
+    assert_eq!(
+        app.claim("c", "worker").await.unwrap()["id"],
+        finished.as_str()
+    );
+    let completed = app
+        .delta("worker", json!({"id": finished, "claim_epoch": 1, "status": "completed", "result": {"kept": true}}))
+        .await;
+    assert_eq!(completed["accepted"], 1);
+    app.sql(
+        "UPDATE jobs SET total_deadline = now() - interval '5 minutes' WHERE job_id = $1",
+        &finished,
+    )
+    .await;
+
+    within(Duration::from_secs(4), "the deadline sweep", || async {
+        app.job(&late).await["status"] == "failed"
+    })
+    .await;
+    let job = app.job(&late).await;
+    assert_eq!(job["error"], "deadline_exceeded");
+    assert_eq!(job["owner_instance_id"], Value::Null);
+    assert_eq!(job["lease_expires_at"], Value::Null);
+    actix_web::rt::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(app.job(&future).await["status"], "working");
+    let job = app.job(&finished).await;
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["result"], json!({"kept": true}));
+}
+
+async fn age(app: &TestApp, id: &str, hours: u32) {
+    app.sql(
+        &format!(
+            "UPDATE jobs SET submitted_at = now() - interval '{hours} hours' WHERE job_id = $1"
+        ),
+        id,
+    )
+    .await;
+}
+
+async fn events_of(app: &TestApp, id: &str) -> Vec<Value> {
+    let page: Value = app
+        .get(&format!("/jobs/{id}/events"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["events"].as_array().unwrap().clone()
+}
+
+#[actix_web::test]
+async fn the_stale_reaper_fails_old_jobs_with_exactly_one_event() {
+    // §9 case 61
+    let app =
+        sweeping_app(|config| config.job_stale_timeout = Some(Duration::from_secs(3600))).await;
+    let old = app.submit("c").await;
+    age(&app, &old, 2).await;
+    let long_running = app
+        .submit_with("c", json!({"max_duration": 3 * 3600}))
+        .await;
+    age(&app, &long_running, 2).await;
+    let past_its_duration = app
+        .submit_with("c", json!({"max_duration": 3 * 3600}))
+        .await;
+    age(&app, &past_its_duration, 4).await;
+    let short = app.submit_with("c", json!({"max_duration": 600})).await;
+    age(&app, &short, 2).await;
+    let with_deadline = app
+        .submit_with("c", json!({"total_deadline": now() + 3600}))
+        .await;
+    age(&app, &with_deadline, 2).await;
+    let waiting = app.submit_with("c", json!({"max_retries": 3})).await;
+    app.claim("c", "w").await.unwrap();
+    app.delta("w", json!({"id": waiting, "status": "input_required"}))
+        .await;
+    age(&app, &waiting, 2).await;
+    let young = app.submit("c").await;
+
+    within(Duration::from_secs(4), "the stale sweep", || async {
+        app.job(&old).await["status"] == "failed"
+    })
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(1_200)).await; // a second tick
+    let ceiling =
+        "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (1h0m0s)";
+    for (id, error) in [
+        (&old, ceiling),
+        (&short, ceiling),
+        (&waiting, ceiling),
+        (
+            &past_its_duration,
+            "stale: no total_deadline set and exceeded max_duration (3h0m0s)",
+        ),
+    ] {
+        let job = app.job(id).await;
+        assert_eq!(job["status"], "failed", "{id}");
+        assert_eq!(job["error"], error);
+        let events = events_of(&app, id).await;
+        assert_eq!(events.len(), 1, "exactly one stale event: {events:?}");
+        assert_eq!(events[0]["type"], "stale");
+        assert_eq!(
+            events[0]["payload"],
+            json!({"reason": "stale", "detail": error})
+        );
+    }
+    for id in [&long_running, &with_deadline, &young] {
+        assert_eq!(app.job(id).await["status"], "working", "{id}");
+    }
+}
+
+#[actix_web::test]
+async fn retention_purges_events_of_old_finished_jobs_and_old_unhealthy_agents() {
+    // §9 case 57
+    let app = sweeping_app(|_| {}).await;
+    let finished = app.submit("c").await;
+    let active = app.submit("c").await;
+    for id in [&finished, &active] {
+        for _ in 0..2 {
+            app.post(&format!("/jobs/{id}/events"), &json!({"type": "t"}))
+                .await;
+        }
+    }
+    app.post(&format!("/jobs/{finished}/cancel"), &json!({}))
+        .await;
+    app.sql(
+        "UPDATE jobs SET last_heartbeat_at = now() - interval '2 hours' WHERE job_id = $1",
+        &finished,
+    )
+    .await;
+    app.sql(
+        "UPDATE job_events SET created_at = now() - interval '2 hours' WHERE job_id = $1",
+        &active,
+    )
+    .await;
+    app.post("/heartbeat", &json!({"agent_id": "gone"})).await;
+    app.post("/heartbeat", &json!({"agent_id": "resting"}))
+        .await;
+    app.http
+        .delete(app.url("/agents/gone"))
+        .send()
+        .await
+        .unwrap();
+    app.http
+        .delete(app.url("/agents/resting"))
+        .send()
+        .await
+        .unwrap();
+    app.db
+        .execute(
+            "UPDATE agents SET updated_at = now() - interval '2 hours' WHERE agent_id = 'gone'",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    within(Duration::from_secs(4), "the event purge", || async {
+        events_of(&app, &finished).await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        app.job(&finished).await["status"],
+        "cancelled",
+        "job rows are kept by default"
+    );
+    assert_eq!(
+        events_of(&app, &active).await.len(),
+        2,
+        "live jobs keep their events"
+    );
+    let agents: Value = app.get("/agents").await.json().await.unwrap();
+    let ids: Vec<&str> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["resting"]);
+}
+
+#[actix_web::test]
+async fn job_row_retention_is_opt_in() {
+    // decisions row 19
+    let app =
+        sweeping_app(|config| config.job_row_retention = Some(Duration::from_secs(3600))).await;
+    let old = app.submit("c").await;
+    let recent = app.submit("c").await;
+    let live = app.submit("c").await;
+    for id in [&old, &recent] {
+        app.post(&format!("/jobs/{id}/cancel"), &json!({})).await;
+    }
+    app.sql(
+        "UPDATE jobs SET last_heartbeat_at = now() - interval '2 hours' WHERE job_id = $1",
+        &old,
+    )
+    .await;
+    within(Duration::from_secs(4), "the job row purge", || async {
+        app.get(&format!("/jobs/{old}")).await.status() == 404
+    })
+    .await;
+    assert_eq!(app.get(&format!("/jobs/{recent}")).await.status(), 200);
+    assert_eq!(app.get(&format!("/jobs/{live}")).await.status(), 200);
+    let events: i64 = app
+        .db
+        .query_one(
+            "SELECT count(*) FROM job_events WHERE job_id = $1",
+            &[&uuid::Uuid::parse_str(&old).unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 0, "its events go with it");
+}
+
+#[actix_web::test]
+async fn after_a_restart_owners_get_the_grace_to_renew() {
+    // decisions row 13: leases that ran out while the registry was down.
+    let app = spawn_app().await;
+    let renewed = app
+        .submit_with("c", json!({"max_duration": 2, "max_retries": 3}))
+        .await;
+    app.claim("c", "owner").await.unwrap();
+    let abandoned = app
+        .submit_with("c", json!({"max_duration": 2, "max_retries": 3}))
+        .await;
+    app.claim("c", "owner").await.unwrap();
+
+    let stopped = app.stop().await;
+    actix_web::rt::time::sleep(Duration::from_millis(2_500)).await; // both leases run out
+    let app = stopped
+        .start(|config| config.startup_grace = Duration::from_secs(3))
+        .await;
+    let restarted = Instant::now();
+
+    // Inside the grace the owner's renewal is accepted: it keeps the job and is not fenced.
+    let renewal = app
+        .delta(
+            "owner",
+            json!({"id": renewed, "claim_epoch": 1, "progress": 0.5}),
+        )
+        .await;
+    assert_eq!(renewal["accepted"], 1);
+    actix_web::rt::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        owner(&app, &abandoned).await,
+        "owner",
+        "nothing reclaimed inside the grace"
+    );
+
+    // Without a renewal the other job is reclaimed once the grace is over (the owner keeps
+    // renewing the first one meanwhile).
+    within(
+        Duration::from_secs(6),
+        "the reclaim after the grace",
+        || async {
+            app.delta(
+                "owner",
+                json!({"id": renewed, "claim_epoch": 1, "progress": 0.6}),
+            )
+            .await;
+            owner(&app, &abandoned).await.is_null()
+        },
+    )
+    .await;
+    assert!(
+        restarted.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        restarted.elapsed()
+    );
+    let job = app.job(&renewed).await;
+    assert_eq!(job["owner_instance_id"], "owner");
+    assert_eq!(job["claim_epoch"], 1);
+}
