@@ -14,6 +14,6 @@ pub use agent_tracker::{
 };
 pub use event_hub::{EventHub, EventPosted, NotParked, Park, Shutdown, Wakeup};
 pub use supervisor::{
-    ClaimEnded, JobActor, JobDirectory, LeaseCheck, LeaseHeld, Supervisor, SupervisorSettings,
-    SweepPhase, SweepReport, WatchedClaims,
+    ClaimEnded, JobDirectory, LeaseCheck, LeaseHeld, Supervisor, SupervisorSettings, SweepPhase,
+    SweepReport, WatchedClaims,
 };
