@@ -229,6 +229,11 @@ async fn start_app(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut Config))
 }
 
 impl TestApp {
+    /// Another replica of the registry on the same database.
+    pub async fn replica(&self) -> TestApp {
+        start_app(self.database.clone(), |_| {}).await
+    }
+
     /// Stops this registry gracefully (SIGTERM's path); its database stays.
     pub async fn stop(mut self) -> StoppedApp {
         if let Some(stop) = self.stop.take() {

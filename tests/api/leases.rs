@@ -154,6 +154,32 @@ async fn renewals_keep_the_claim() {
 }
 
 #[actix_web::test]
+async fn a_renewal_through_another_replica_keeps_the_claim() {
+    // The replica that watches the claim finds the lease renewed elsewhere and re-arms.
+    let a = spawn_app().await;
+    let b = a.replica().await;
+    let id = claimed_briefly(&a, "owner", json!({})).await;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let renewed = b
+            .delta(
+                "owner",
+                json!({"id": id, "claim_epoch": 1, "progress": 0.2}),
+            )
+            .await;
+        assert_eq!(renewed["accepted"], 1);
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(owner(&a, &id).await, "owner");
+    within(
+        Duration::from_secs(3),
+        "the reclaim once renewals stop",
+        || async { owner(&a, &id).await.is_null() },
+    )
+    .await;
+}
+
+#[actix_web::test]
 async fn finished_claims_are_left_alone() {
     let app = spawn_app().await;
     let completed = claimed_briefly(&app, "a", json!({})).await;
