@@ -69,12 +69,16 @@ pub struct ServeArgs {
 
     /// Pause between a cancel's synthetic event and its answer, in ms (0 disables, max 10000;
     /// an invalid value means the default, 200)
-    #[arg(long, env = "MCP_MESH_CANCEL_EVENT_GRACE_MS")]
+    #[arg(
+        long,
+        env = "MCP_MESH_CANCEL_EVENT_GRACE_MS",
+        allow_hyphen_values = true
+    )]
     pub cancel_event_grace_ms: Option<String>,
 
     /// Opt-in stale ceiling for jobs without total_deadline, as a Go duration such as 1h
     /// (unset or 0 disables; also caps executor-read lease extensions)
-    #[arg(long, env = "MCP_MESH_JOB_STALE_TIMEOUT")]
+    #[arg(long, env = "MCP_MESH_JOB_STALE_TIMEOUT", allow_hyphen_values = true)]
     pub job_stale_timeout: Option<String>,
 
     /// Seconds between checks for agents that stopped heartbeating
@@ -88,22 +92,22 @@ pub struct ServeArgs {
     pub agent_timeout: u64,
 
     /// Safety sweep period, as a Go duration (invalid, zero or negative means 5m)
-    #[arg(long, env = "MCP_MESH_SWEEP_INTERVAL")]
+    #[arg(long, env = "MCP_MESH_SWEEP_INTERVAL", allow_hyphen_values = true)]
     pub sweep_interval: Option<String>,
 
     /// How long events of finished jobs and unhealthy agents are kept (Go duration; 0 keeps
     /// them forever; invalid means 1h)
-    #[arg(long, env = "MCP_MESH_RETENTION")]
+    #[arg(long, env = "MCP_MESH_RETENTION", allow_hyphen_values = true)]
     pub retention: Option<String>,
 
     /// Delete terminal job rows this long after they finished (Go duration; unset or 0 keeps
     /// them forever)
-    #[arg(long, env = "MCP_MESH_JOB_ROW_RETENTION")]
+    #[arg(long, env = "MCP_MESH_JOB_ROW_RETENTION", allow_hyphen_values = true)]
     pub job_row_retention: Option<String>,
 
     /// After a start, leases are not reclaimed before this has passed, so owners can renew
     /// (Go duration; default 30s)
-    #[arg(long, env = "MCP_MESH_STARTUP_GRACE")]
+    #[arg(long, env = "MCP_MESH_STARTUP_GRACE", allow_hyphen_values = true)]
     pub startup_grace: Option<String>,
 
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT

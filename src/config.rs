@@ -223,6 +223,53 @@ mod tests {
         assert!(ms(Some("not-a-number")).is_err());
     }
 
+    fn resolve(flags: &[&str]) -> (Config, Vec<String>) {
+        let mut argv = vec!["mesh-registry", "--database-url", "postgres://x/y"];
+        argv.extend_from_slice(flags);
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        Config::from_args(&cli.serve).unwrap()
+    }
+
+    #[test]
+    fn sweep_interval_follows_the_reference() {
+        // contract §9 case 62
+        let interval = |flags: &[&str]| resolve(flags).0.sweep_interval.as_secs();
+        assert_eq!(interval(&[]), 300);
+        assert_eq!(interval(&["--sweep-interval", "10s"]), 10);
+        assert_eq!(interval(&["--sweep-interval", "1m30s"]), 90);
+        for invalid in ["garbage", "0s", "-5m"] {
+            assert_eq!(interval(&["--sweep-interval", invalid]), 300, "{invalid}");
+        }
+        assert_eq!(
+            resolve(&["--sweep-interval", "garbage"]).1.len(),
+            1,
+            "a warning"
+        );
+    }
+
+    #[test]
+    fn retention_knobs() {
+        let (config, _) = resolve(&[]);
+        assert_eq!(config.retention, Some(Duration::from_secs(3600)));
+        assert_eq!(config.job_row_retention, None);
+        assert_eq!(config.startup_grace, Duration::from_secs(30));
+        let (config, warnings) = resolve(&[
+            "--retention",
+            "0",
+            "--job-row-retention",
+            "24h",
+            "--startup-grace",
+            "0",
+        ]);
+        assert_eq!(config.retention, None);
+        assert_eq!(config.job_row_retention, Some(Duration::from_secs(86_400)));
+        assert_eq!(config.startup_grace, Duration::ZERO);
+        assert!(warnings.is_empty());
+        let (config, warnings) = resolve(&["--retention", "-1h"]);
+        assert_eq!(config.retention, Some(Duration::from_secs(3600)));
+        assert_eq!(warnings.len(), 1);
+    }
+
     #[test]
     fn go_duration_rendering() {
         let f = |s| format_go_duration(Duration::from_secs_f64(s));
