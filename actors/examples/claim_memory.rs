@@ -26,6 +26,9 @@ impl JobDirectory for Idle {
     fn sweep(&self, _: SweepPhase) -> StoreFuture<SweepReport> {
         Box::pin(async { Ok(SweepReport::default()) })
     }
+    fn fleet_draining(&self) -> StoreFuture<bool> {
+        Box::pin(async { Ok(false) })
+    }
 }
 
 fn rss_kib() -> u64 {
@@ -44,7 +47,7 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
     let events = EventHub::new(1).start();
-    let supervisor = Supervisor::new(
+    let (supervisor, _gate) = Supervisor::new(
         Rc::new(Idle),
         SupervisorSettings {
             sweep_every: Duration::from_secs(3600),
@@ -54,8 +57,8 @@ async fn main() {
             job_row_retention: None,
         },
         events.recipient(),
-    )
-    .start();
+    );
+    let supervisor = supervisor.start();
     let lease_expires_at = SystemTime::now() + Duration::from_secs(3600);
     // Warm up allocator arenas so the measurement is of the claims, not of first use.
     supervisor.send(WatchedClaims).await.unwrap();

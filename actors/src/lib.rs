@@ -5,6 +5,7 @@
 //! through a trait that the registry implements.
 
 pub mod agent_tracker;
+pub mod drain;
 pub mod event_hub;
 pub mod supervisor;
 
@@ -12,8 +13,9 @@ pub use agent_tracker::{
     AgentDeparted, AgentDirectory, AgentRegistered, AgentTracker, Expired, Heartbeat,
     HeartbeatsRecorded, StoreFuture, StoredLiveness, TrackerSettings, Verdict,
 };
+pub use drain::{DrainGate, DrainScope, DrainState};
 pub use event_hub::{EventHub, EventPosted, NotParked, Park, Shutdown, Wakeup};
 pub use supervisor::{
-    ClaimEnded, JobDirectory, LeaseCheck, LeaseHeld, Supervisor, SupervisorSettings, SweepPhase,
-    SweepReport, WatchedClaims,
+    ClaimEnded, JobDirectory, LeaseCheck, LeaseHeld, SetDrain, Supervisor, SupervisorSettings,
+    SweepPhase, SweepReport, WatchedClaims,
 };

@@ -17,9 +17,11 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::drain::{DrainGate, DrainScope, DrainState};
 use crate::event_hub::EventPosted;
 use crate::StoreFuture;
 
@@ -31,6 +33,8 @@ pub trait JobDirectory: 'static {
     fn reclaim_if_expired(&self, job_id: Uuid, claim_epoch: i64) -> StoreFuture<LeaseCheck>;
     /// One phase of the safety sweep.
     fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport>;
+    /// Whether a fleet-wide drain is set.
+    fn fleet_draining(&self) -> StoreFuture<bool>;
 }
 
 /// Outcome of a lease-expiry check.
@@ -118,6 +122,8 @@ impl SupervisorSettings {
 const EXPIRY_MARGIN: Duration = Duration::from_millis(20);
 /// Retry delay of a lease check that failed (database unreachable).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often the fleet-wide drain flag is read: every replica honours it within this.
+const FLEET_DRAIN_POLL: Duration = Duration::from_secs(1);
 
 /// One watched claim: the lease it holds and when to check it.
 struct ClaimWatch {
@@ -142,15 +148,19 @@ pub struct Supervisor {
     /// Leases are not reclaimed before this instant (startup grace).
     grace_until: Instant,
     sweeping: bool,
+    drain: watch::Sender<DrainState>,
 }
 
 impl Supervisor {
+    /// The supervisor, and the gate that request handlers consult before every claim.
     pub fn new(
         directory: Rc<dyn JobDirectory>,
         settings: SupervisorSettings,
         events: Recipient<EventPosted>,
-    ) -> Self {
-        Supervisor {
+    ) -> (Self, DrainGate) {
+        let (drain, gate) = DrainGate::new();
+        let supervisor = Supervisor {
+            drain,
             grace_until: Instant::now() + settings.startup_grace,
             directory,
             settings,
@@ -159,7 +169,8 @@ impl Supervisor {
             deadlines: BTreeSet::new(),
             alarm: None,
             sweeping: false,
-        }
+        };
+        (supervisor, gate)
     }
 
     /// Watch a claim's lease (a new claim, or a renewal of one already watched).
@@ -342,6 +353,56 @@ impl Actor for Supervisor {
         ctx.run_interval(self.settings.sweep_every, |supervisor, ctx| {
             supervisor.sweep(ctx)
         });
+        self.read_fleet_drain(ctx);
+        ctx.run_interval(FLEET_DRAIN_POLL, |supervisor, ctx| {
+            supervisor.read_fleet_drain(ctx)
+        });
+    }
+}
+
+impl Supervisor {
+    fn read_fleet_drain(&mut self, ctx: &mut Context<Self>) {
+        let read = self.directory.fleet_draining();
+        ctx.spawn(
+            read.into_actor(self)
+                .map(|fleet, supervisor, _| match fleet {
+                    Ok(fleet) => supervisor.set_drain(DrainScope::Fleet, fleet),
+                    // Keep the last known state: a database hiccup neither opens nor closes the gate.
+                    Err(error) => tracing::debug!(%error, "fleet drain flag not read"),
+                }),
+        );
+    }
+
+    fn set_drain(&mut self, scope: DrainScope, draining: bool) {
+        self.drain.send_if_modified(|state| {
+            let flag = match scope {
+                DrainScope::Replica => &mut state.replica,
+                DrainScope::Fleet => &mut state.fleet,
+            };
+            let changed = *flag != draining;
+            *flag = draining;
+            if changed {
+                tracing::info!(?scope, draining, "drain gate changed");
+            }
+            changed
+        });
+    }
+}
+
+/// An operator drained or resumed (the fleet flag is stored by the caller first).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "DrainState")]
+pub struct SetDrain {
+    pub scope: DrainScope,
+    pub draining: bool,
+}
+
+impl Handler<SetDrain> for Supervisor {
+    type Result = MessageResult<SetDrain>;
+
+    fn handle(&mut self, msg: SetDrain, _: &mut Self::Context) -> Self::Result {
+        self.set_drain(msg.scope, msg.draining);
+        MessageResult(*self.drain.borrow())
     }
 }
 
@@ -415,6 +476,7 @@ mod tests {
         sweeps: RefCell<Vec<(SweepPhase, Instant)>>,
         failing: RefCell<Option<SweepPhase>>,
         report: RefCell<SweepReport>,
+        fleet: RefCell<bool>,
     }
 
     impl JobDirectory for FakeDirectory {
@@ -433,6 +495,11 @@ mod tests {
                 .pop_front()
                 .unwrap_or(LeaseCheck::Reclaimed { exhausted: false });
             Box::pin(async move { Ok(answer) })
+        }
+
+        fn fleet_draining(&self) -> StoreFuture<bool> {
+            let fleet = *self.fleet.borrow();
+            Box::pin(async move { Ok(fleet) })
         }
 
         fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport> {
@@ -474,6 +541,7 @@ mod tests {
     struct Harness {
         directory: Rc<FakeDirectory>,
         supervisor: Addr<Supervisor>,
+        gate: DrainGate,
         woken: Rc<RefCell<Vec<Uuid>>>,
         started: Instant,
     }
@@ -482,10 +550,11 @@ mod tests {
         let directory = Rc::new(directory);
         let woken = Rc::new(RefCell::new(Vec::new()));
         let recorder = Woken(woken.clone()).start();
-        let supervisor = Supervisor::new(directory.clone(), settings, recorder.recipient()).start();
+        let (supervisor, gate) = Supervisor::new(directory.clone(), settings, recorder.recipient());
         Harness {
             directory,
-            supervisor,
+            supervisor: supervisor.start(),
+            gate,
             woken,
             started: Instant::now(),
         }
@@ -627,12 +696,17 @@ mod tests {
             fn sweep(&self, _: SweepPhase) -> StoreFuture<SweepReport> {
                 Box::pin(async { Ok(SweepReport::default()) })
             }
+            fn fleet_draining(&self) -> StoreFuture<bool> {
+                Box::pin(async { Ok(false) })
+            }
         }
         tokio::time::pause();
         let flaky = Rc::new(Flaky(RefCell::new(0)));
         let woken = Woken::default().start();
         let supervisor =
-            Supervisor::new(flaky.clone(), settings(Duration::ZERO), woken.recipient()).start();
+            Supervisor::new(flaky.clone(), settings(Duration::ZERO), woken.recipient())
+                .0
+                .start();
         supervisor.do_send(lease_in(Uuid::new_v4(), 1, 1));
         advance(Duration::from_millis(1_100)).await;
         assert_eq!(*flaky.0.borrow(), 1);
@@ -759,5 +833,53 @@ mod tests {
         assert_eq!(h.watched().await, 1, "the new claim is watched");
         advance(Duration::from_secs(5)).await;
         assert_eq!(h.checks().last().map(|c| c.1), Some(2));
+    }
+
+    #[actix::test]
+    async fn the_drain_gate_follows_operators_and_the_fleet_flag() {
+        tokio::time::pause();
+        let h = start(FakeDirectory::default(), settings(Duration::ZERO));
+        assert!(!h.gate.state().draining());
+        let state = h
+            .supervisor
+            .send(SetDrain {
+                scope: DrainScope::Replica,
+                draining: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            state,
+            DrainState {
+                replica: true,
+                fleet: false
+            }
+        );
+        assert!(
+            h.gate.state().draining(),
+            "handlers see it as soon as the answer is out"
+        );
+
+        // Another replica set the fleet flag: this one honours it within a second.
+        *h.directory.fleet.borrow_mut() = true;
+        advance(Duration::from_millis(1_100)).await;
+        assert_eq!(
+            h.gate.state(),
+            DrainState {
+                replica: true,
+                fleet: true
+            }
+        );
+        h.supervisor
+            .send(SetDrain {
+                scope: DrainScope::Replica,
+                draining: false,
+            })
+            .await
+            .unwrap();
+        assert!(h.gate.state().draining(), "the fleet drain still holds");
+        *h.directory.fleet.borrow_mut() = false;
+        advance(Duration::from_millis(1_100)).await;
+        assert!(!h.gate.state().draining());
     }
 }
