@@ -31,6 +31,94 @@ pub struct Cli {
 pub enum Command {
     /// Run the registry (the default when no command is given)
     Serve(ServeArgs),
+    /// Administer a running registry: drain before an upgrade, resume, status (meshctl's
+    /// `registry` commands)
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Inspect or force-reclaim one job (meshctl's `job` commands)
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
+/// Where the registry to administer is.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Registry URL (overrides host/port/scheme); point it at the admin port when the registry
+    /// runs one
+    #[arg(long, global = true, env = "MCP_MESH_REGISTRY_URL")]
+    pub registry_url: Option<String>,
+
+    /// Registry host
+    #[arg(long, global = true, default_value = "localhost")]
+    pub registry_host: String,
+
+    /// Registry port
+    #[arg(long, global = true, default_value_t = 8000)]
+    pub registry_port: u16,
+
+    /// Registry URL scheme (http or https)
+    #[arg(long, global = true, default_value = "http")]
+    pub registry_scheme: String,
+
+    /// Skip TLS certificate verification
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
+    /// Request timeout in seconds
+    #[arg(long, global = true, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RegistryCommand {
+    /// Show the drain state and the live-claim count
+    Status {
+        /// Print the registry's JSON as it is
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause new job claims and let running jobs finish
+    Drain {
+        /// Block until no live claims remain
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds (0 waits as long as it takes)
+        #[arg(long, default_value_t = 0)]
+        wait_timeout: u64,
+        /// Seconds between live-claim polls while waiting (at least 1)
+        #[arg(long, default_value_t = 2)]
+        poll_interval: u64,
+        /// Drain every replica (stored in PostgreSQL; survives restarts until resumed)
+        #[arg(long)]
+        fleet: bool,
+    },
+    /// Resume normal job dispatch
+    Resume {
+        /// Clear the fleet-wide drain
+        #[arg(long)]
+        fleet: bool,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum JobCommand {
+    /// Show a job
+    Status {
+        job_id: String,
+        /// Print the registry's JSON as it is
+        #[arg(long)]
+        json: bool,
+    },
+    /// Force-reclaim a job: evict its owner and make it claimable again
+    Reclaim { job_id: String },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -42,6 +130,11 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free port)
     #[arg(short = 'p', long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
+
+    /// Serve /admin/* only on this port (all interfaces, plain HTTP); unset or 0 serves them on
+    /// the public port
+    #[arg(long, env = "MCP_MESH_ADMIN_PORT")]
+    pub admin_port: Option<String>,
 
     /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]

@@ -12,6 +12,8 @@ use crate::cli::ServeArgs;
 pub struct Config {
     pub host: String,
     pub port: u16,
+    /// `MCP_MESH_ADMIN_PORT`: `/admin/*` only there (`Some(0)` picks a free port, for tests).
+    pub admin_port: Option<u16>,
     pub database_url: String,
     pub db_pool_size: usize,
     pub http_workers: usize,
@@ -100,9 +102,23 @@ impl Config {
         let startup_grace = knob("MCP_MESH_STARTUP_GRACE", &args.startup_grace, "using 30s")
             .flatten()
             .unwrap_or(DEFAULT_STARTUP_GRACE);
+        let admin_port = match args.admin_port.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => match raw.parse::<u16>() {
+                Ok(0) => None,
+                Ok(port) => Some(port),
+                Err(_) => {
+                    warnings.push(format!(
+                        "MCP_MESH_ADMIN_PORT={raw:?} is not a port; /admin/* stays on the public port"
+                    ));
+                    None
+                }
+            },
+        };
         let config = Config {
             host: args.host.clone(),
             port: args.port,
+            admin_port,
             database_url,
             db_pool_size: args.db_pool_size as usize,
             http_workers: args.http_workers.map_or_else(

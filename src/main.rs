@@ -2,12 +2,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mesh_registry::cli::{Cli, Command};
-use mesh_registry::startup;
+use mesh_registry::{operator, startup};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Serve(args)) => startup::serve(args),
         None => startup::serve(&cli.serve),
+        Some(Command::Registry {
+            command,
+            connection,
+        }) => operator::registry(command, connection),
+        Some(Command::Job {
+            command,
+            connection,
+        }) => operator::job(command, connection),
     }
 }

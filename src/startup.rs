@@ -35,8 +35,10 @@ pub enum StartupError {
 }
 
 pub struct Application {
-    server: Server,
+    /// The public server, and the admin server when `/admin/*` has its own port.
+    servers: Vec<Server>,
     port: u16,
+    admin_port: Option<u16>,
     event_hub: Addr<EventHub>,
     agent_tracker: Addr<AgentTracker>,
     supervisor: Addr<Supervisor>,
@@ -57,7 +59,7 @@ impl Application {
             },
         )
         .start();
-        let supervisor = Supervisor::new(
+        let (supervisor, drain_gate) = Supervisor::new(
             std::rc::Rc::new(store.clone()),
             SupervisorSettings {
                 sweep_every: config.sweep_interval,
@@ -67,8 +69,8 @@ impl Application {
                 job_row_retention: config.job_row_retention,
             },
             event_hub.clone().recipient(),
-        )
-        .start();
+        );
+        let supervisor = supervisor.start();
         let address = format!("{}:{}", config.host, config.port);
         let listen_error = |source| StartupError::Listen {
             address: address.clone(),
@@ -82,17 +84,26 @@ impl Application {
             event_hub: event_hub.clone(),
             agent_tracker: agent_tracker.clone(),
             supervisor: supervisor.clone(),
+            drain_gate,
             agent_client: reqwest::Client::new(),
             cancel_event_grace: config.cancel_event_grace,
             job_stale_timeout: config.job_stale_timeout,
             started_at: Instant::now(),
         });
         let body_limit = BodyLimit(config.max_body_bytes);
-        let server = HttpServer::new(move || {
+        let admin_separate = config.admin_port.is_some();
+        let public_state = state.clone();
+        let public = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(public_state.clone())
                 .app_data(body_limit)
                 .configure(http::routes)
+                .configure(|cfg| {
+                    if !admin_separate {
+                        http::admin_routes(cfg);
+                    }
+                })
+                .configure(http::fallback_route)
         })
         .workers(config.http_workers)
         .disable_signals()
@@ -100,9 +111,39 @@ impl Application {
         .listen(listener)
         .map_err(listen_error)?
         .run();
+        let mut servers = vec![public];
+        let admin_port = match config.admin_port {
+            None => None,
+            Some(port) => {
+                // Plain HTTP on every interface, as the reference: probes and operators reach
+                // each replica directly.
+                let address = format!("0.0.0.0:{port}");
+                let admin_error = |source| StartupError::Listen {
+                    address: address.clone(),
+                    source,
+                };
+                let listener = TcpListener::bind(("0.0.0.0", port)).map_err(admin_error)?;
+                let bound = listener.local_addr().map_err(admin_error)?.port();
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .configure(http::admin_routes)
+                        .configure(http::fallback_route)
+                })
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(config.shutdown_timeout.as_secs())
+                .listen(listener)
+                .map_err(admin_error)?
+                .run();
+                servers.push(server);
+                Some(bound)
+            }
+        };
         Ok(Application {
-            server,
+            servers,
             port,
+            admin_port,
             event_hub,
             agent_tracker,
             supervisor,
@@ -113,13 +154,18 @@ impl Application {
         self.port
     }
 
+    /// The port `/admin/*` is served on when it has its own.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, releases parked long-polls and
     /// lets in-flight requests finish (up to the shutdown timeout).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + 'static,
     ) -> std::io::Result<()> {
-        let handle = self.server.handle();
+        let handles: Vec<_> = self.servers.iter().map(Server::handle).collect();
         let (event_hub, agent_tracker, supervisor) =
             (self.event_hub, self.agent_tracker, self.supervisor);
         actix_web::rt::spawn(async move {
@@ -129,9 +175,13 @@ impl Application {
             supervisor.do_send(Shutdown);
             agent_tracker.do_send(Shutdown);
             event_hub.do_send(Shutdown);
-            handle.stop(true).await;
+            for handle in handles {
+                handle.stop(true).await;
+            }
         });
-        self.server.await
+        futures_util::future::try_join_all(self.servers)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -174,6 +224,9 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             config.host,
             app.port()
         );
+        if let Some(admin_port) = app.admin_port() {
+            tracing::info!("admin endpoints on 0.0.0.0:{admin_port} only");
+        }
         app.run_until(shutdown_signal())
             .await
             .map_err(|source| StartupError::Listen {

@@ -380,6 +380,24 @@ pub struct ParamErrorBody<'a> {
     pub msg: &'a str,
 }
 
+/// `/admin/drain` answer: meshctl reads `draining` and `live_claims`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DrainResponse {
+    /// Claims are paused on this replica (by its own drain or by the fleet drain).
+    pub draining: bool,
+    /// Owned jobs still `working` or `input_required`, across the whole database.
+    pub live_claims: i64,
+    /// A fleet-wide drain is set (it pauses every replica).
+    #[serde(default)]
+    pub fleet_draining: bool,
+}
+
+/// Body of an `/admin/*` error.
+#[derive(Debug, Serialize)]
+pub struct AdminErrorBody<'a> {
+    pub error: &'a str,
+}
+
 /// RFC 3339 UTC with nanoseconds, the format of `ErrorResponse.timestamp`.
 pub fn rfc3339_now() -> String {
     rfc3339(SystemTime::now())

@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::store::StoreError;
-use crate::wire::{rfc3339_now, ErrorBody, ParamErrorBody};
+use crate::wire::{rfc3339_now, AdminErrorBody, ErrorBody, ParamErrorBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +26,9 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
+    /// An `/admin/*` error: its body is `{"error"}` only (contract §0).
+    #[error("{1}")]
+    Admin(StatusCode, String),
 }
 
 impl ApiError {
@@ -60,6 +63,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Admin(status, _) => *status,
         }
     }
 
@@ -68,6 +72,7 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             ApiError::BadParameter { .. } => response.json(ParamErrorBody { msg: &message }),
+            ApiError::Admin(..) => response.json(AdminErrorBody { error: &message }),
             _ => response.json(ErrorBody {
                 error: &message,
                 timestamp: rfc3339_now(),

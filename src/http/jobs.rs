@@ -184,6 +184,12 @@ pub async fn claim(
 ) -> Result<HttpResponse, ApiError> {
     let capability = required(&req.capability, "capability is required")?;
     let instance_id = required(&req.instance_id, "instance_id is required")?;
+    // Draining: no work, and nothing touched (contract §6 step 1).
+    if state.drain_gate.state().draining() {
+        return Ok(HttpResponse::Ok().json(ClaimResponse {
+            claimed: Vec::new(),
+        }));
+    }
     let store = &state.store;
     let outcome = match store.claim_next(capability, instance_id, false).await {
         Ok(ClaimOutcome::Gated)

@@ -4,6 +4,7 @@
 //! Routing is by method *and* path (each resource carries its method guard), so `GET /jobs/claim`
 //! reaches `GET /jobs/{job_id}` exactly as it does in the reference.
 
+mod admin;
 mod agents;
 mod error;
 mod events;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
-use mesh_registry_actors::{AgentTracker, EventHub, Supervisor};
+use mesh_registry_actors::{AgentTracker, DrainGate, EventHub, Supervisor};
 
 pub use error::ApiError;
 pub use extract::BodyLimit;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub event_hub: Addr<EventHub>,
     pub agent_tracker: Addr<AgentTracker>,
     pub supervisor: Addr<Supervisor>,
+    /// Read before every claim; the supervisor owns it.
+    pub drain_gate: DrainGate,
     /// Outbound calls to agents (cancel forwarding).
     pub agent_client: reqwest::Client,
     pub cancel_event_grace: Duration,
@@ -36,6 +39,31 @@ pub struct AppState {
     pub started_at: Instant,
 }
 
+/// `/admin/*`: on the public port, or alone on `MCP_MESH_ADMIN_PORT` when that is set.
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/admin/drain")
+            .guard(guard::Get())
+            .to(admin::status),
+    )
+    .service(
+        web::resource("/admin/drain")
+            .guard(guard::Post())
+            .to(admin::drain),
+    )
+    .service(
+        web::resource("/admin/drain")
+            .guard(guard::Delete())
+            .to(admin::resume),
+    );
+}
+
+/// The fallback of every server: gin's 404 and trailing-slash redirect.
+pub fn fallback_route(cfg: &mut web::ServiceConfig) {
+    cfg.default_service(web::to(fallback));
+}
+
+/// The public API (without `/admin/*` and without the fallback).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/health")
@@ -108,8 +136,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/jobs/{job_id}/events")
             .guard(guard::Post())
             .to(events::post),
-    )
-    .default_service(web::to(fallback));
+    );
 }
 
 /// Unknown route or method: gin's answer. A path with a trailing slash whose trimmed form is a

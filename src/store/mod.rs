@@ -31,6 +31,7 @@ macro_rules! reroute_jobs_owned_by {
     };
 }
 
+mod admin;
 mod agents;
 mod events;
 mod jobs;

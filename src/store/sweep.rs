@@ -295,6 +295,11 @@ impl JobDirectory for Store {
         let store = self.clone();
         Box::pin(async move { store.sweep(phase).await.map_err(|e| e.to_string()) })
     }
+
+    fn fleet_draining(&self) -> StoreFuture<bool> {
+        let store = self.clone();
+        Box::pin(async move { store.fleet_draining().await.map_err(|e| e.to_string()) })
+    }
 }
 
 #[cfg(test)]

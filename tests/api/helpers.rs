@@ -154,6 +154,7 @@ pub fn test_config(database_url: String) -> Config {
     Config {
         host: "127.0.0.1".into(),
         port: 0,
+        admin_port: None,
         database_url,
         db_pool_size: 4,
         http_workers: 1,
@@ -173,6 +174,8 @@ pub fn test_config(database_url: String) -> Config {
 
 pub struct TestApp {
     pub address: String,
+    /// The admin port, when the app was started with one.
+    pub admin_port: Option<u16>,
     pub http: reqwest::Client,
     /// Direct access for setting up states the API cannot reach (e.g. a lease in the past).
     pub db: Client,
@@ -214,12 +217,14 @@ async fn start_app(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut Config))
     tweak(&mut config);
     let app = Application::build(&config).await.expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let admin_port = app.admin_port();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = actix_web::rt::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
     TestApp {
         address,
+        admin_port,
         http: reqwest::Client::new(),
         db: connect(&database.name).await,
         stop: Some(stop),

@@ -4,6 +4,7 @@
 mod agents;
 mod batch;
 mod claim;
+mod drain;
 mod events;
 mod helpers;
 mod jobs;

@@ -1,0 +1,39 @@
+//! Drain bookkeeping: the live-claims count operators wait on, and the fleet-wide drain flag.
+
+use super::{column, Store, StoreError};
+
+impl Store {
+    /// Owned jobs still being worked on, across the whole database (contract §7.2): push-mode
+    /// jobs not yet started and jobs of dead owners not yet swept included.
+    pub async fn count_live_claims(&self) -> Result<i64, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "SELECT count(*) AS live FROM jobs \
+                 WHERE owner_instance_id IS NOT NULL AND status IN ",
+                live!()
+            ))
+            .await?;
+        column(&conn.query_one(&statement, &[]).await?, "live")
+    }
+
+    pub async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "UPDATE fleet_state SET draining = $1, draining_changed_at = now() \
+                 WHERE draining IS DISTINCT FROM $1",
+            )
+            .await?;
+        conn.execute(&statement, &[&draining]).await?;
+        Ok(())
+    }
+
+    pub async fn fleet_draining(&self) -> Result<bool, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached("SELECT draining FROM fleet_state")
+            .await?;
+        column(&conn.query_one(&statement, &[]).await?, "draining")
+    }
+}

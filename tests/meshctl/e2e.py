@@ -1,0 +1,139 @@
+"""Drain -> wait -> resume against mesh-registry, driven by the real meshctl 3.7.1 and by
+mesh-registry's own CLI, the way an operator upgrades a live registry.
+
+Usage: python3 e2e.py <mesh-registry binary> <meshctl binary>
+Exits non-zero on the first failure; kills what it started and drops its database.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+PG_SERVER = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+
+
+def log(message):
+    print(f"[drain-e2e] {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(method, url, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_until(what, check, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def drive(cli_name, cli, public, admin):
+    """One operator sequence with one CLI."""
+    log(f"{cli_name}: a job is running")
+    status, body = request("POST", f"{public}/jobs", {"capability": "e2e", "submitted_by": "e2e", "submitted_payload": {}})
+    job = json.loads(body)["id"]
+    status, body = request("POST", f"{public}/jobs/claim", {"capability": "e2e", "instance_id": "worker"})
+    expect(json.loads(body)["claimed"][0]["id"] == job, body)
+
+    log(f"{cli_name}: drain --wait")
+    drain = subprocess.Popen(
+        cli + ["registry", "drain", "--wait", "--poll-interval", "1", "--registry-url", admin],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(2.5)
+    expect(drain.poll() is None, f"{cli_name} drain --wait returned while a job was running")
+    request("POST", f"{public}/jobs", {"capability": "e2e", "submitted_by": "e2e", "submitted_payload": {}})
+    status, body = request("POST", f"{public}/jobs/claim", {"capability": "e2e", "instance_id": "worker"})
+    expect(json.loads(body) == {"claimed": []}, f"claims are paused while draining: {body}")
+
+    log(f"{cli_name}: the job completes; drain must return promptly")
+    status, body = request("POST", f"{public}/jobs/batch",
+                           {"instance_id": "worker", "deltas": [{"id": job, "claim_epoch": 1, "status": "completed"}]})
+    expect(json.loads(body)["accepted"] == 1, body)
+    completed = time.monotonic()
+    stdout, stderr = drain.communicate(timeout=10)
+    expect(drain.returncode == 0, f"{cli_name} drain failed: {stdout} {stderr}")
+    expect(time.monotonic() - completed < 3.0, "drain --wait took too long after the last job ended")
+    expect("All jobs drained" in stdout, stdout)
+
+    out = subprocess.run(cli + ["registry", "status", "--registry-url", admin], capture_output=True, text=True, check=True).stdout
+    expect("DRAINING" in out, out)
+    out = subprocess.run(cli + ["registry", "resume", "--registry-url", admin], capture_output=True, text=True, check=True).stdout
+    expect("Registry resumed" in out, out)
+    out = subprocess.run(cli + ["registry", "status", "--registry-url", admin], capture_output=True, text=True, check=True).stdout
+    expect("active (normal dispatch)" in out, out)
+    status, body = request("POST", f"{public}/jobs/claim", {"capability": "e2e", "instance_id": "worker"})
+    expect(len(json.loads(body)["claimed"]) == 1, f"claims resume: {body}")
+    request("POST", f"{public}/jobs/batch",
+            {"instance_id": "worker", "deltas": [{"id": json.loads(body)["claimed"][0]["id"], "claim_epoch": 1, "status": "completed"}]})
+    log(f"{cli_name}: passed")
+
+
+def main():
+    registry_binary, meshctl = sys.argv[1], sys.argv[2]
+    database = f"mesh_registry_drain_e2e_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["psql", f"{PG_SERVER}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True, capture_output=True)
+    port, admin_port = free_port(), free_port()
+    log_file = tempfile.NamedTemporaryFile(prefix="drain-e2e-registry-", suffix=".log", delete=False)
+    registry = subprocess.Popen(
+        [registry_binary, "--host", "127.0.0.1", "--port", str(port)],
+        env=dict(os.environ, DATABASE_URL=f"{PG_SERVER}/{database}?sslmode=disable", MCP_MESH_ADMIN_PORT=str(admin_port)),
+        stdout=log_file, stderr=subprocess.STDOUT,
+    )
+    public, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    ok = False
+    try:
+        wait_until("the registry", lambda: _up(f"{public}/health"))
+        status, _ = request("GET", f"{public}/admin/drain")
+        expect(status == 404, "admin routes are off the public port")
+        drive("meshctl", [meshctl], public, admin)
+        drive("mesh-registry", [registry_binary], public, admin)
+        ok = True
+    except Exception as failure:  # noqa: BLE001
+        log(f"FAILED: {failure}")
+        print(open(log_file.name).read()[-4000:])
+    finally:
+        registry.send_signal(signal.SIGTERM)
+        try:
+            registry.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            registry.kill()
+        subprocess.run(["psql", f"{PG_SERVER}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], capture_output=True)
+    log("all passed" if ok else "failed")
+    return 0 if ok else 1
+
+
+def _up(url):
+    try:
+        return request("GET", url)[0] == 200
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
