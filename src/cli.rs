@@ -39,6 +39,14 @@ pub enum Command {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
+    /// Inspect, apply or prune the database schema
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+        /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable
+        #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
     /// Inspect or force-reclaim one job (meshctl's `job` commands)
     Job {
         #[command(subcommand)]
@@ -105,6 +113,25 @@ pub enum RegistryCommand {
         /// Clear the fleet-wide drain
         #[arg(long)]
         fleet: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum MigrateCommand {
+    /// Applied versus known migrations, and how the live schema differs from this binary's
+    Status,
+    /// Apply the pending migrations, then exit (the registry also does this when it starts)
+    Up {
+        /// Stop after this migration version
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Drop the columns, indexes and tables this binary does not know, and forget the
+    /// migrations it does not know; without --yes, only print what would be dropped
+    Prune {
+        /// Really drop them
+        #[arg(long)]
+        yes: bool,
     },
 }
 

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod migrate;
 pub mod operator;
 pub mod resolve;
 pub mod startup;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mesh_registry::cli::{Cli, Command};
-use mesh_registry::{operator, startup};
+use mesh_registry::{migrate, operator, startup};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -13,6 +13,10 @@ fn main() -> ExitCode {
             command,
             connection,
         }) => operator::registry(command, connection),
+        Some(Command::Migrate {
+            command,
+            database_url,
+        }) => migrate::run(*command, database_url.as_deref()),
         Some(Command::Job {
             command,
             connection,

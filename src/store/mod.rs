@@ -39,6 +39,7 @@ mod schema;
 mod sweep;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -50,6 +51,7 @@ pub use jobs::{
     CancelOutcome, ClaimAfter, ClaimOutcome, DeltaOutcome, ExecutorRead, JobListQuery, NewJob,
     ReclaimOutcome, ReleaseOutcome,
 };
+pub use schema::{SchemaPiece, SchemaReport};
 
 /// How long a request may wait for a pooled connection, or for a new one to open, before the
 /// store reports the database unavailable (the caller answers 503 instead of hanging).
@@ -81,11 +83,26 @@ pub enum ConnectError {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// For the connections that live outside the pool (schema changes).
+    pg: Arc<tokio_postgres::Config>,
+    /// `host:port/dbname`, for messages.
+    target: Arc<str>,
 }
 
 impl Store {
-    /// Opens the pool, proves the database answers, and applies the embedded migrations.
+    /// Opens the pool and reconciles the schema (migrations, then verification): what the
+    /// server does at start.
     pub async fn connect(database_url: &str, pool_size: usize) -> Result<Store, ConnectError> {
+        let store = Store::open(database_url, pool_size)?;
+        store
+            .prepare_schema()
+            .await
+            .map_err(|error| store.connect_error(error))?;
+        Ok(store)
+    }
+
+    /// Parses the URL and builds the pool; connects lazily, touches nothing.
+    pub fn open(database_url: &str, pool_size: usize) -> Result<Store, ConnectError> {
         if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(ConnectError::InvalidUrl(
                 "expected a postgres:// or postgresql:// URL".into(),
@@ -101,7 +118,7 @@ impl Store {
         }
         let target = describe_target(&pg);
         let manager = Manager::from_config(
-            pg,
+            pg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -115,18 +132,45 @@ impl Store {
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        let store = Store { pool };
-        store.migrate().await.map_err(|error| match error {
+        Ok(Store {
+            pool,
+            pg: Arc::new(pg),
+            target: target.into(),
+        })
+    }
+
+    /// `host:port/dbname` of the database (never the password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Names a failure to reach or prepare the database for the one-line start-up error.
+    pub fn connect_error(&self, error: StoreError) -> ConnectError {
+        let target = self.target.to_string();
+        match error {
             StoreError::Pool(reason) => ConnectError::Unreachable {
-                target: target.clone(),
+                target,
                 reason: pool_error_reason(reason),
             },
+            StoreError::Db(error) if error.as_db_error().is_none() => ConnectError::Unreachable {
+                target,
+                reason: error.to_string(),
+            },
+            StoreError::Db(error)
+                if error.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
+            {
+                ConnectError::Unreachable {
+                    target,
+                    reason: error
+                        .as_db_error()
+                        .map_or_else(|| error.to_string(), |db| db.message().to_owned()),
+                }
+            }
             other => ConnectError::Schema {
-                target: target.clone(),
+                target,
                 reason: other.to_string(),
             },
-        })?;
-        Ok(store)
+        }
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Object, StoreError> {

@@ -51,6 +51,17 @@ impl TestDatabase {
         TestDatabase { name }
     }
 
+    /// A database with no schema at all.
+    pub async fn create_empty() -> TestDatabase {
+        let name = format!("mesh_registry_test_{}", uuid::Uuid::new_v4().simple());
+        connect("postgres")
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create an empty test database");
+        TestDatabase { name }
+    }
+
     pub fn url(&self) -> String {
         database_url(&self.name)
     }
@@ -212,7 +223,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     start_app(Arc::new(TestDatabase::create().await), tweak).await
 }
 
-async fn start_app(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+/// The registry on a database the test prepared.
+pub async fn start_app(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(database.url());
     tweak(&mut config);
     let app = Application::build(&config).await.expect("build the app");

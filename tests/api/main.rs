@@ -10,4 +10,5 @@ mod helpers;
 mod jobs;
 mod leases;
 mod lifecycle;
+mod schema;
 mod server;

@@ -1,0 +1,115 @@
+//! `mesh-registry migrate status|up|prune`: the operator's view of schema reconciliation.
+//! `prune --yes` is the only path that drops anything.
+
+use std::process::ExitCode;
+
+use crate::cli::MigrateCommand;
+use crate::store::{SchemaReport, Store};
+
+pub fn run(command: MigrateCommand, database_url: Option<&str>) -> ExitCode {
+    let Some(database_url) = database_url.filter(|url| !url.trim().is_empty()) else {
+        eprintln!("Error: no database: pass --database-url or set DATABASE_URL");
+        return ExitCode::FAILURE;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("Error: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(command, database_url)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("Error: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: MigrateCommand, database_url: &str) -> Result<(), String> {
+    let store = Store::open(database_url, 1).map_err(|e| e.to_string())?;
+    let fail = |error| store.connect_error(error).to_string();
+    match command {
+        MigrateCommand::Status => {
+            let report = store.schema_report().await.map_err(fail)?;
+            print_status(store.target(), &report);
+        }
+        MigrateCommand::Up { to } => {
+            let applied = store.migrate_up(to).await.map_err(fail)?;
+            if applied.is_empty() {
+                println!("Nothing to apply: {} is up to date.", store.target());
+            }
+            for migration in applied {
+                println!("Applied {migration}");
+            }
+        }
+        MigrateCommand::Prune { yes: false } => {
+            let report = store.schema_report().await.map_err(fail)?;
+            if report.unknown.is_empty() {
+                println!("Nothing to prune: every piece of the schema is known to this binary.");
+                return Ok(());
+            }
+            println!("`migrate prune --yes` would drop, from {}:", store.target());
+            for piece in &report.unknown {
+                println!("  {piece}");
+            }
+            println!("Nothing was dropped. Data in those columns and tables is lost for good once dropped.");
+        }
+        MigrateCommand::Prune { yes: true } => {
+            let dropped = store.prune().await.map_err(fail)?;
+            if dropped.is_empty() {
+                println!("Nothing to prune.");
+            }
+            for piece in dropped {
+                println!("Dropped {piece}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_status(target: &str, report: &SchemaReport) {
+    let list = |migrations: &[&(i64, String)]| -> String {
+        match migrations {
+            [] => "none".to_owned(),
+            _ => migrations
+                .iter()
+                .map(|(version, name)| format!("V{version}__{name}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    };
+    let known: Vec<_> = report.known.iter().collect();
+    let applied: Vec<_> = report.applied.iter().collect();
+    println!("Database:              {target}");
+    println!("Known to this binary:  {}", list(&known));
+    println!("Applied:               {}", list(&applied));
+    println!("Pending:               {}", list(&report.pending()));
+    println!("Unknown to this binary: {}", list(&report.ahead()));
+    let pending = !report.pending().is_empty();
+    let verdict = match (
+        pending,
+        report.missing.is_empty(),
+        report.ahead().is_empty(),
+    ) {
+        (true, _, _) => "behind: the registry applies the pending migrations when it starts",
+        (false, false, _) => "MISSING pieces this binary needs: it will refuse to start",
+        (false, true, false) => {
+            "ahead of this binary: it runs with what it knows and drops nothing"
+        }
+        (false, true, true) => "up to date",
+    };
+    println!("Schema:                {verdict}");
+    if !pending {
+        for piece in &report.missing {
+            println!("  missing: {piece}");
+        }
+    }
+    for piece in &report.unknown {
+        println!("  not used by this binary: {piece}");
+    }
+}
