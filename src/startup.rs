@@ -11,13 +11,14 @@ use actix_web::dev::Server;
 use actix_web::web::Data;
 use actix_web::{App, HttpServer};
 use mesh_registry_actors::{
-    AgentTracker, EventHub, Shutdown, Supervisor, SupervisorSettings, TrackerSettings,
+    AgentTracker, DrainScope, EventHub, EventPosted, Notifications, RemoteLeases, SetDrain,
+    Shutdown, Supervisor, SupervisorSettings, TrackerSettings,
 };
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, AppState, BodyLimit};
-use crate::store::{ConnectError, Store};
+use crate::store::{ConnectError, Notice, Store};
 use crate::telemetry;
 
 /// How often HEAD heartbeats collected in memory are written (far below any agent timeout).
@@ -71,6 +72,7 @@ impl Application {
             event_hub.clone().recipient(),
         );
         let supervisor = supervisor.start();
+        forward_notices(store.listen(), event_hub.clone(), supervisor.clone());
         let address = format!("{}:{}", config.host, config.port);
         let listen_error = |source| StartupError::Listen {
             address: address.clone(),
@@ -183,6 +185,28 @@ impl Application {
             .await
             .map(|_| ())
     }
+}
+
+/// Hands what other replicas announce (through PostgreSQL) to the actors it concerns.
+fn forward_notices(
+    mut notices: tokio::sync::mpsc::Receiver<Notice>,
+    event_hub: Addr<EventHub>,
+    supervisor: Addr<Supervisor>,
+) {
+    actix_web::rt::spawn(async move {
+        while let Some(notice) = notices.recv().await {
+            match notice {
+                Notice::EventPosted(job_id) => event_hub.do_send(EventPosted { job_id }),
+                Notice::Leases(changes) => supervisor.do_send(RemoteLeases(changes)),
+                Notice::FleetDrain(draining) => supervisor.do_send(SetDrain {
+                    scope: DrainScope::Fleet,
+                    draining,
+                }),
+                Notice::Lost => event_hub.do_send(Notifications { arriving: false }),
+                Notice::Listening => event_hub.do_send(Notifications { arriving: true }),
+            }
+        }
+    });
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use mesh_registry_actors::{
-    EventHub, JobDirectory, LeaseCheck, LeaseHeld, StoreFuture, Supervisor, SupervisorSettings,
-    SweepPhase, SweepReport, WatchedClaims,
+    EventHub, JobDirectory, LeaseChange, LeaseCheck, LeaseHeld, StoreFuture, Supervisor,
+    SupervisorSettings, SweepPhase, SweepReport, WatchedClaims,
 };
 use uuid::Uuid;
 
@@ -28,6 +28,9 @@ impl JobDirectory for Idle {
     }
     fn fleet_draining(&self) -> StoreFuture<bool> {
         Box::pin(async { Ok(false) })
+    }
+    fn announce(&self, _: Vec<LeaseChange>) -> StoreFuture<()> {
+        Box::pin(async { Ok(()) })
     }
 }
 

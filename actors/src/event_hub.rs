@@ -2,8 +2,10 @@
 //!
 //! A long-poll parks *before* it queries the database, so an event committed after that query
 //! started is announced to a waiter that is already registered (the mailbox is FIFO): no wake-up
-//! is lost and nothing re-queries the database on a timer. The number of parked long-polls is
-//! bounded; a waiter whose request went away is pruned.
+//! is lost and nothing re-queries the database on a timer. Posts through other replicas arrive
+//! as PostgreSQL notifications; while those are lost (the listening connection is down), every
+//! parked long-poll is woken once a second to re-read, so latency stays bounded. The number of
+//! parked long-polls is bounded; a waiter whose request went away is pruned.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,12 +19,16 @@ pub type Wakeup = oneshot::Receiver<()>;
 
 /// How often waiters whose long-poll has ended are forgotten.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
+/// While notifications from other replicas are lost, parked long-polls re-read this often.
+const DEGRADED_RECHECK: Duration = Duration::from_secs(1);
 
 pub struct EventHub {
     parked: HashMap<Uuid, Vec<oneshot::Sender<()>>>,
     parked_count: usize,
     capacity: usize,
     closing: bool,
+    /// Notifications from other replicas are not arriving.
+    degraded: bool,
 }
 
 impl EventHub {
@@ -32,7 +38,17 @@ impl EventHub {
             parked_count: 0,
             capacity,
             closing: false,
+            degraded: false,
         }
+    }
+
+    fn wake_all(&mut self) {
+        for (_, waiters) in self.parked.drain() {
+            for waiter in waiters {
+                let _ = waiter.send(());
+            }
+        }
+        self.parked_count = 0;
     }
 
     fn prune(&mut self) {
@@ -49,6 +65,11 @@ impl Actor for EventHub {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(PRUNE_INTERVAL, |hub, _| hub.prune());
+        ctx.run_interval(DEGRADED_RECHECK, |hub, _| {
+            if hub.degraded {
+                hub.wake_all();
+            }
+        });
     }
 }
 
@@ -124,6 +145,26 @@ impl Handler<Shutdown> for EventHub {
     }
 }
 
+/// Whether notifications from other replicas arrive. Either way every parked long-poll re-reads
+/// now: posts made while they were lost are found.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Notifications {
+    pub arriving: bool,
+}
+
+impl Handler<Notifications> for EventHub {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notifications, _: &mut Self::Context) {
+        if self.degraded == msg.arriving {
+            tracing::info!(arriving = msg.arriving, "cross-replica notifications");
+        }
+        self.degraded = !msg.arriving;
+        self.wake_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +204,30 @@ mod tests {
         drop(dropped);
         assert!(hub.send(Park { job_id: job() }).await.unwrap().is_ok());
         drop(kept);
+    }
+
+    #[actix::test]
+    async fn lost_notifications_mean_a_recheck_every_second_until_they_return() {
+        tokio::time::pause();
+        let hub = EventHub::new(10).start();
+        let parked = hub.send(Park { job_id: job() }).await.unwrap().unwrap();
+        hub.send(Notifications { arriving: false }).await.unwrap();
+        assert!(parked.await.is_ok(), "everyone re-reads at once");
+        let mut parked = hub.send(Park { job_id: job() }).await.unwrap().unwrap();
+        tokio::time::advance(Duration::from_millis(1_100)).await;
+        tokio::task::yield_now().await;
+        assert!(
+            parked.try_recv().is_ok(),
+            "and again every second while degraded"
+        );
+        hub.send(Notifications { arriving: true }).await.unwrap();
+        let mut parked = hub.send(Park { job_id: job() }).await.unwrap().unwrap();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        tokio::task::yield_now().await;
+        assert!(
+            parked.try_recv().is_err(),
+            "no timer once notifications arrive again"
+        );
     }
 
     #[actix::test]

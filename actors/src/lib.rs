@@ -14,8 +14,8 @@ pub use agent_tracker::{
     HeartbeatsRecorded, StoreFuture, StoredLiveness, TrackerSettings, Verdict,
 };
 pub use drain::{DrainGate, DrainScope, DrainState};
-pub use event_hub::{EventHub, EventPosted, NotParked, Park, Shutdown, Wakeup};
+pub use event_hub::{EventHub, EventPosted, NotParked, Notifications, Park, Shutdown, Wakeup};
 pub use supervisor::{
-    ClaimEnded, JobDirectory, LeaseCheck, LeaseHeld, SetDrain, Supervisor, SupervisorSettings,
-    SweepPhase, SweepReport, WatchedClaims,
+    ClaimEnded, JobDirectory, LeaseChange, LeaseCheck, LeaseHeld, RemoteLeases, SetDrain,
+    Supervisor, SupervisorSettings, SweepPhase, SweepReport, WatchedClaims,
 };

@@ -35,6 +35,15 @@ pub trait JobDirectory: 'static {
     fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport>;
     /// Whether a fleet-wide drain is set.
     fn fleet_draining(&self) -> StoreFuture<bool>;
+    /// Tells the other replicas about claims held or ended through this one.
+    fn announce(&self, changes: Vec<LeaseChange>) -> StoreFuture<()>;
+}
+
+/// A claim's lease as one replica learned it, for the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseChange {
+    Held(LeaseHeld),
+    Ended(Uuid),
 }
 
 /// Outcome of a lease-expiry check.
@@ -124,6 +133,9 @@ const EXPIRY_MARGIN: Duration = Duration::from_millis(20);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often the fleet-wide drain flag is read: every replica honours it within this.
 const FLEET_DRAIN_POLL: Duration = Duration::from_secs(1);
+/// How often lease changes made through this replica are announced to the others (in one
+/// notification, not one per change).
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
 
 /// One watched claim: the lease it holds and when to check it.
 struct ClaimWatch {
@@ -149,6 +161,8 @@ pub struct Supervisor {
     grace_until: Instant,
     sweeping: bool,
     drain: watch::Sender<DrainState>,
+    /// Lease changes made through this replica, not yet announced (the latest per job).
+    outbox: HashMap<Uuid, LeaseChange>,
 }
 
 impl Supervisor {
@@ -169,6 +183,7 @@ impl Supervisor {
             deadlines: BTreeSet::new(),
             alarm: None,
             sweeping: false,
+            outbox: HashMap::new(),
         };
         (supervisor, gate)
     }
@@ -314,6 +329,9 @@ impl Supervisor {
                         }
                         for job_id in &report.ended {
                             supervisor.unwatch(job_id);
+                            supervisor
+                                .outbox
+                                .insert(*job_id, LeaseChange::Ended(*job_id));
                         }
                         for job_id in report.evented {
                             supervisor.events.do_send(EventPosted { job_id });
@@ -357,10 +375,30 @@ impl Actor for Supervisor {
         ctx.run_interval(FLEET_DRAIN_POLL, |supervisor, ctx| {
             supervisor.read_fleet_drain(ctx)
         });
+        ctx.run_interval(ANNOUNCE_EVERY, |supervisor, ctx| supervisor.announce(ctx));
     }
 }
 
 impl Supervisor {
+    fn announce(&mut self, ctx: &mut Context<Self>) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let changes: Vec<LeaseChange> = self.outbox.drain().map(|(_, change)| change).collect();
+        let count = changes.len();
+        ctx.spawn(
+            self.directory
+                .announce(changes)
+                .into_actor(self)
+                .map(move |outcome, _, _| {
+                    // Only a hint: the other replicas re-check at their own deadlines anyway.
+                    if let Err(error) = outcome {
+                        tracing::debug!(%error, count, "lease changes not announced");
+                    }
+                }),
+        );
+    }
+
     fn read_fleet_drain(&mut self, ctx: &mut Context<Self>) {
         let read = self.directory.fleet_draining();
         ctx.spawn(
@@ -420,6 +458,7 @@ impl Handler<LeaseHeld> for Supervisor {
 
     fn handle(&mut self, msg: LeaseHeld, ctx: &mut Self::Context) {
         self.watch(ctx, msg, Instant::now());
+        self.outbox.insert(msg.job_id, LeaseChange::Held(msg));
     }
 }
 
@@ -435,6 +474,31 @@ impl Handler<ClaimEnded> for Supervisor {
 
     fn handle(&mut self, msg: ClaimEnded, _: &mut Self::Context) {
         self.unwatch(&msg.job_id);
+        self.outbox
+            .insert(msg.job_id, LeaseChange::Ended(msg.job_id));
+    }
+}
+
+/// Lease changes another replica announced: the claims watched here follow them at once
+/// (a claim this replica never saw is left to the replicas that did).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RemoteLeases(pub Vec<LeaseChange>);
+
+impl Handler<RemoteLeases> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoteLeases, ctx: &mut Self::Context) {
+        for change in msg.0 {
+            match change {
+                LeaseChange::Held(lease) => {
+                    if let Some(not_before) = self.claims.get(&lease.job_id).map(|w| w.not_before) {
+                        self.watch(ctx, lease, not_before);
+                    }
+                }
+                LeaseChange::Ended(job_id) => self.unwatch(&job_id),
+            }
+        }
     }
 }
 
@@ -477,6 +541,7 @@ mod tests {
         failing: RefCell<Option<SweepPhase>>,
         report: RefCell<SweepReport>,
         fleet: RefCell<bool>,
+        announced: RefCell<Vec<LeaseChange>>,
     }
 
     impl JobDirectory for FakeDirectory {
@@ -500,6 +565,11 @@ mod tests {
         fn fleet_draining(&self) -> StoreFuture<bool> {
             let fleet = *self.fleet.borrow();
             Box::pin(async move { Ok(fleet) })
+        }
+
+        fn announce(&self, changes: Vec<LeaseChange>) -> StoreFuture<()> {
+            self.announced.borrow_mut().extend(changes);
+            Box::pin(async { Ok(()) })
         }
 
         fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport> {
@@ -699,6 +769,9 @@ mod tests {
             fn fleet_draining(&self) -> StoreFuture<bool> {
                 Box::pin(async { Ok(false) })
             }
+            fn announce(&self, _: Vec<LeaseChange>) -> StoreFuture<()> {
+                Box::pin(async { Ok(()) })
+            }
         }
         tokio::time::pause();
         let flaky = Rc::new(Flaky(RefCell::new(0)));
@@ -881,5 +954,40 @@ mod tests {
         *h.directory.fleet.borrow_mut() = false;
         advance(Duration::from_millis(1_100)).await;
         assert!(!h.gate.state().draining());
+    }
+
+    #[actix::test]
+    async fn lease_changes_are_announced_in_batches_and_followed_when_remote() {
+        tokio::time::pause();
+        let h = start(FakeDirectory::default(), settings(Duration::ZERO));
+        let (mine, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+        let held = lease_in(mine, 1, 2);
+        h.supervisor.do_send(lease_in(mine, 1, 1));
+        h.supervisor.do_send(held); // a renewal replaces the change not yet announced
+        h.supervisor.do_send(ClaimEnded { job_id: theirs });
+        advance(Duration::from_millis(150)).await;
+        let mut announced = h.directory.announced.borrow().clone();
+        announced.sort_by_key(|change| matches!(change, LeaseChange::Ended(_)));
+        assert_eq!(
+            announced,
+            vec![LeaseChange::Held(held), LeaseChange::Ended(theirs)],
+            "one batch"
+        );
+        // Another replica renewed `mine` for 10 s: no check at the old deadline.
+        h.supervisor
+            .do_send(RemoteLeases(vec![LeaseChange::Held(lease_in(mine, 1, 10))]));
+        advance(Duration::from_secs(3)).await;
+        assert!(h.checks().is_empty());
+        // ...and then finished it: no check at all, nothing watched.
+        h.supervisor
+            .do_send(RemoteLeases(vec![LeaseChange::Ended(mine)]));
+        advance(Duration::from_secs(10)).await;
+        assert!(h.checks().is_empty());
+        assert_eq!(h.watched().await, 0);
+        assert_eq!(
+            h.directory.announced.borrow().len(),
+            2,
+            "remote changes are not re-announced"
+        );
     }
 }

@@ -19,11 +19,16 @@ impl Store {
 
     pub async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError> {
         let conn = self.conn().await?;
+        // Every replica hears of it at once (and re-reads the flag every second anyway).
         let statement = conn
-            .prepare_cached(
-                "UPDATE fleet_state SET draining = $1, draining_changed_at = now() \
-                 WHERE draining IS DISTINCT FROM $1",
-            )
+            .prepare_cached(concat!(
+                "WITH changed AS ( \
+                   UPDATE fleet_state SET draining = $1, draining_changed_at = now() \
+                   WHERE draining IS DISTINCT FROM $1 RETURNING draining) \
+                 SELECT pg_notify('",
+                fleet_drain_channel!(),
+                "', draining::text)::text FROM changed"
+            ))
             .await?;
         conn.execute(&statement, &[&draining]).await?;
         Ok(())

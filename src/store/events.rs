@@ -85,15 +85,17 @@ impl Store {
     ) -> Result<PostEventOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "WITH bumped AS ( \
                    UPDATE jobs SET event_seq = event_seq + 1 \
                    WHERE job_id = $1 AND status IN ('working', 'input_required') \
                    RETURNING job_id, event_seq) \
                  INSERT INTO job_events (job_id, seq, type, payload, trace_context) \
                  SELECT job_id, event_seq, $2, $3, $4 FROM bumped \
-                 RETURNING seq, created_at",
-            )
+                 RETURNING seq, created_at, pg_notify('",
+                job_events_channel!(),
+                "', job_id::text)::text"
+            ))
             .await?;
         let row = conn
             .query_opt(

@@ -424,7 +424,9 @@ impl Store {
                    INSERT INTO job_events (job_id, seq, type, payload) \
                    SELECT job_id, event_seq, 'cancelled', $3::json \
                    FROM cancelled) \
-                 SELECT owner_instance_id FROM cancelled"
+                 SELECT owner_instance_id, pg_notify('",
+                job_events_channel!(),
+                "', job_id::text)::text FROM cancelled"
             ))
             .await?;
         if let Some(row) = conn

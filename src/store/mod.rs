@@ -31,10 +31,25 @@ macro_rules! reroute_jobs_owned_by {
     };
 }
 
+/// NOTIFY channel of appended events (payload: the job id); see `notify`.
+macro_rules! job_events_channel {
+    () => {
+        "mesh_job_events"
+    };
+}
+
+/// NOTIFY channel of the fleet drain flag (payload: `true` or `false`); see `notify`.
+macro_rules! fleet_drain_channel {
+    () => {
+        "mesh_fleet_drain"
+    };
+}
+
 mod admin;
 mod agents;
 mod events;
 mod jobs;
+mod notify;
 mod schema;
 mod sweep;
 
@@ -51,6 +66,7 @@ pub use jobs::{
     CancelOutcome, ClaimAfter, ClaimOutcome, DeltaOutcome, ExecutorRead, JobListQuery, NewJob,
     ReclaimOutcome, ReleaseOutcome,
 };
+pub use notify::Notice;
 pub use schema::{SchemaPiece, SchemaReport};
 
 /// How long a request may wait for a pooled connection, or for a new one to open, before the
@@ -87,6 +103,8 @@ pub struct Store {
     pg: Arc<tokio_postgres::Config>,
     /// `host:port/dbname`, for messages.
     target: Arc<str>,
+    /// This process among the replicas (to skip its own announcements).
+    replica: Arc<str>,
 }
 
 impl Store {
@@ -116,6 +134,8 @@ impl Store {
         if pg.get_application_name().is_none() {
             pg.application_name("mesh-registry");
         }
+        // A connection whose server vanished is noticed, not waited on forever.
+        pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
         let target = describe_target(&pg);
         let manager = Manager::from_config(
             pg.clone(),
@@ -136,6 +156,7 @@ impl Store {
             pool,
             pg: Arc::new(pg),
             target: target.into(),
+            replica: uuid::Uuid::new_v4().simple().to_string().into(),
         })
     }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use mesh_registry_actors::{
-    JobDirectory, LeaseCheck, LeaseHeld, StoreFuture, SweepPhase, SweepReport,
+    JobDirectory, LeaseChange, LeaseCheck, LeaseHeld, StoreFuture, SweepPhase, SweepReport,
 };
 use uuid::Uuid;
 
@@ -242,7 +242,10 @@ impl Store {
                  INSERT INTO job_events (job_id, seq, type, payload) \
                  SELECT job_id, event_seq, 'stale', \
                    json_build_object('reason', 'stale', 'detail', reason) \
-                 FROM staled RETURNING job_id"
+                 FROM staled \
+                 RETURNING job_id, pg_notify('",
+                job_events_channel!(),
+                "', job_id::text)::text"
             ))
             .await?;
         let staled: Vec<Uuid> = conn
@@ -299,6 +302,16 @@ impl JobDirectory for Store {
     fn fleet_draining(&self) -> StoreFuture<bool> {
         let store = self.clone();
         Box::pin(async move { store.fleet_draining().await.map_err(|e| e.to_string()) })
+    }
+
+    fn announce(&self, changes: Vec<LeaseChange>) -> StoreFuture<()> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .announce_leases(&changes)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

@@ -10,5 +10,6 @@ mod helpers;
 mod jobs;
 mod leases;
 mod lifecycle;
+mod replicas;
 mod schema;
 mod server;

@@ -1,0 +1,197 @@
+//! Cross-replica wake-ups through PostgreSQL `LISTEN/NOTIFY`, never a private protocol.
+//!
+//! Three channels: an event was appended to a job (`mesh_job_events`, sent by the statement that
+//! appends it, so long-polls on every replica wake at once); claims held or ended through one
+//! replica (`mesh_leases`, sent in batches by its supervisor, so the others re-arm or stop
+//! watching without waiting for a deadline); the fleet drain flag (`mesh_fleet_drain`).
+//! Notifications are hints: when they are lost, correctness holds and latency falls back to
+//! re-checks. The listener has a connection of its own and reconnects after a drop.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::poll_fn;
+use mesh_registry_actors::{LeaseChange, LeaseHeld};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+
+const JOB_EVENTS: &str = job_events_channel!();
+const LEASES: &str = "mesh_leases";
+const FLEET_DRAIN: &str = fleet_drain_channel!();
+
+/// NOTIFY payloads must stay under 8000 bytes; one lease change takes about 60.
+const CHANGES_PER_NOTIFY: usize = 100;
+/// Wait before listening again after the connection dropped.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// What another replica (or the database) told this one.
+#[derive(Debug)]
+pub enum Notice {
+    EventPosted(Uuid),
+    Leases(Vec<LeaseChange>),
+    FleetDrain(bool),
+    /// The listening connection is down: notifications are being lost.
+    Lost,
+    /// Listening again (after a start or a reconnection).
+    Listening,
+}
+
+impl Store {
+    /// Starts listening; notices arrive on the returned channel until the runtime stops.
+    pub fn listen(&self) -> mpsc::Receiver<Notice> {
+        let (sender, receiver) = mpsc::channel(1024);
+        let store = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let outcome = store.listen_once(&sender).await;
+                if sender.is_closed() {
+                    return;
+                }
+                if let Err(error) = outcome {
+                    tracing::warn!(%error, "notification listener down; reconnecting");
+                }
+                if sender.send(Notice::Lost).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(RECONNECT_AFTER).await;
+            }
+        });
+        receiver
+    }
+
+    /// One listening session, until its connection ends.
+    async fn listen_once(&self, sender: &mpsc::Sender<Notice>) -> Result<(), StoreError> {
+        let (client, mut connection) = self.pg.connect(NoTls).await?;
+        let (messages, mut incoming) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(message) => {
+                        if messages.send(message).is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "notification connection ended");
+                        return;
+                    }
+                }
+            }
+        });
+        client
+            .batch_execute(&format!(
+                "LISTEN {JOB_EVENTS}; LISTEN {LEASES}; LISTEN {FLEET_DRAIN}"
+            ))
+            .await?;
+        let _ = sender.send(Notice::Listening).await;
+        while let Some(message) = incoming.recv().await {
+            let AsyncMessage::Notification(notification) = message else {
+                continue;
+            };
+            let notice = match notification.channel() {
+                JOB_EVENTS => Uuid::parse_str(notification.payload())
+                    .ok()
+                    .map(Notice::EventPosted),
+                FLEET_DRAIN => Some(Notice::FleetDrain(notification.payload() == "true")),
+                LEASES => self
+                    .decode_leases(notification.payload())
+                    .map(Notice::Leases),
+                _ => None,
+            };
+            if let Some(notice) = notice {
+                if sender.send(notice).await.is_err() {
+                    break;
+                }
+            }
+        }
+        driver.abort();
+        Ok(())
+    }
+
+    /// Announces lease changes made through this replica, in as few notifications as fit.
+    pub async fn announce_leases(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached("SELECT pg_notify($1, $2)").await?;
+        for chunk in changes.chunks(CHANGES_PER_NOTIFY) {
+            let payload = self.encode_leases(chunk);
+            conn.execute(&statement, &[&LEASES, &payload]).await?;
+        }
+        Ok(())
+    }
+
+    /// `<replica>|<job>=<epoch>@<lease µs>;<job>=-;…` (`-`: the claim ended).
+    fn encode_leases(&self, changes: &[LeaseChange]) -> String {
+        let entries: Vec<String> = changes
+            .iter()
+            .map(|change| match change {
+                LeaseChange::Held(lease) => {
+                    let micros = lease
+                        .lease_expires_at
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_micros();
+                    format!("{}={}@{micros}", lease.job_id.simple(), lease.claim_epoch)
+                }
+                LeaseChange::Ended(job_id) => format!("{}=-", job_id.simple()),
+            })
+            .collect();
+        format!("{}|{}", self.replica, entries.join(";"))
+    }
+
+    /// The changes of another replica's announcement (`None` for this replica's own).
+    fn decode_leases(&self, payload: &str) -> Option<Vec<LeaseChange>> {
+        let (replica, entries) = payload.split_once('|')?;
+        if replica == &*self.replica {
+            return None;
+        }
+        let changes = entries
+            .split(';')
+            .filter_map(|entry| {
+                let (job, lease) = entry.split_once('=')?;
+                let job_id = Uuid::parse_str(job).ok()?;
+                if lease == "-" {
+                    return Some(LeaseChange::Ended(job_id));
+                }
+                let (epoch, micros) = lease.split_once('@')?;
+                Some(LeaseChange::Held(LeaseHeld {
+                    job_id,
+                    claim_epoch: epoch.parse().ok()?,
+                    lease_expires_at: SystemTime::UNIX_EPOCH
+                        + Duration::from_micros(micros.parse().ok()?),
+                }))
+            })
+            .collect();
+        Some(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_announcements_round_trip_between_replicas_only() {
+        let here = Store::open("postgres://x@127.0.0.1/y", 1).unwrap();
+        let there = Store::open("postgres://x@127.0.0.1/y", 1).unwrap();
+        let held = LeaseHeld {
+            job_id: Uuid::new_v4(),
+            claim_epoch: 7,
+            lease_expires_at: UNIX_EPOCH + Duration::from_micros(1_795_773_177_123_456),
+        };
+        let changes = vec![LeaseChange::Held(held), LeaseChange::Ended(Uuid::new_v4())];
+        let payload = here.encode_leases(&changes);
+        assert_eq!(there.decode_leases(&payload), Some(changes));
+        assert_eq!(
+            here.decode_leases(&payload),
+            None,
+            "its own announcement is skipped"
+        );
+        let full = vec![LeaseChange::Held(held); CHANGES_PER_NOTIFY];
+        assert!(
+            here.encode_leases(&full).len() < 8000,
+            "a full batch fits one notification"
+        );
+    }
+}
