@@ -31,6 +31,8 @@ const CAPABILITY: &str = "chaos";
 const LEASE_SECONDS: i64 = 2;
 /// After the database is back, pools and listeners need a moment before every answer is good.
 const RECOVERY: Duration = Duration::from_secs(10);
+/// The consumer's pace; the fault rounds repeat for as long as it submits.
+const SUBMITS_PER_SECOND: u32 = 30;
 
 fn log(message: impl AsRef<str>) {
     println!(
@@ -58,8 +60,8 @@ struct Cluster {
     http: reqwest::Client,
     /// Every 5xx answer, with when it came.
     errors_5xx: Mutex<Vec<(Instant, u16, String)>>,
-    /// When PostgreSQL was being restarted (start, end).
-    db_restart: Mutex<Option<(Instant, Instant)>>,
+    /// When PostgreSQL was being restarted (start, end), each time.
+    db_restarts: Mutex<Vec<(Instant, Instant)>>,
 }
 
 impl Cluster {
@@ -84,7 +86,7 @@ impl Cluster {
                 .build()
                 .unwrap(),
             errors_5xx: Mutex::new(Vec::new()),
-            db_restart: Mutex::new(None),
+            db_restarts: Mutex::new(Vec::new()),
         });
         for index in 0..REPLICAS {
             cluster.launch(index).await;
@@ -216,7 +218,10 @@ impl Cluster {
             .status()
             .expect("pg_ctlcluster");
         assert!(status.success(), "PostgreSQL restart failed");
-        *self.db_restart.lock().unwrap() = Some((began, Instant::now()));
+        self.db_restarts
+            .lock()
+            .unwrap()
+            .push((began, Instant::now()));
     }
 }
 
@@ -409,7 +414,7 @@ async fn main() {
     let submitter = {
         let (cluster, submitted) = (cluster.clone(), submitted.clone());
         tokio::spawn(async move {
-            let pace = Duration::from_secs(30) / jobs as u32;
+            let pace = Duration::from_secs(1) / SUBMITS_PER_SECOND;
             for n in 0..jobs {
                 let body = json!({"capability": CAPABILITY, "submitted_by": format!("chaos-consumer-{n}"),
                     "submitted_payload": {"n": n}, "max_duration": LEASE_SECONDS, "max_retries": 50});
@@ -466,49 +471,69 @@ async fn main() {
         dead_claims.len()
     ));
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    log("SIGKILL replica 1");
-    cluster.kill(1).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.launch(1).await;
-    log("replica 1 restarted");
+    // Fault rounds, for as long as the consumer submits: in each, one replica is killed and
+    // restarted, PostgreSQL restarts, and one replica goes through the upgrade drill (drain,
+    // graceful stop, start, resume). The dead worker's late deltas come after the first restart.
+    let mut round = 0;
+    loop {
+        let victim = (round + 1) % REPLICAS;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        log(format!("round {round}: SIGKILL replica {victim}"));
+        cluster.kill(victim).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        cluster.launch(victim).await;
+        log(format!("round {round}: replica {victim} restarted"));
 
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    log("restarting PostgreSQL");
-    cluster.restart_postgres().await;
-    log("PostgreSQL is back");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        log(format!("round {round}: restarting PostgreSQL"));
+        cluster.restart_postgres().await;
+        log(format!("round {round}: PostgreSQL is back"));
+        tokio::time::sleep(Duration::from_secs(6)).await;
 
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    log("the dead worker wakes up and sends its late deltas");
-    for (id, epoch) in &dead_claims {
-        let late = delta(
-            &cluster,
-            &dead,
-            *id,
-            *epoch,
-            json!({"status": "completed", "result": {"by": dead, "epoch": epoch}}),
-        )
-        .await;
-        let reason = match late {
-            Some(Ok(())) => "accepted".to_owned(),
-            Some(Err(reason)) => reason,
-            None => "no answer".to_owned(),
+        if round == 0 {
+            log("the dead worker wakes up and sends its late deltas");
+            for (id, epoch) in &dead_claims {
+                let late = delta(
+                    &cluster,
+                    &dead,
+                    *id,
+                    *epoch,
+                    json!({"status": "completed", "result": {"by": dead, "epoch": epoch}}),
+                )
+                .await;
+                let reason = match late {
+                    Some(Ok(())) => "accepted".to_owned(),
+                    Some(Err(reason)) => reason,
+                    None => "no answer".to_owned(),
+                };
+                *ledger.lock().unwrap().late.entry(reason).or_default() += 1;
+            }
+        }
+
+        // The rolling-upgrade drill: every replica in round 0, one per later round.
+        let drilled: Vec<usize> = if round == 0 {
+            (0..REPLICAS).collect()
+        } else {
+            vec![round % REPLICAS]
         };
-        *ledger.lock().unwrap().late.entry(reason).or_default() += 1;
-    }
-
-    log("rolling-upgrade drill");
-    for index in 0..REPLICAS {
-        let _ = cluster
-            .send(index, reqwest::Method::POST, "/admin/drain", None)
-            .await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        cluster.stop(index).await;
-        cluster.launch(index).await;
-        let _ = cluster
-            .send(index, reqwest::Method::DELETE, "/admin/drain", None)
-            .await;
-        log(format!("replica {index} drained, restarted, resumed"));
+        for index in drilled {
+            let _ = cluster
+                .send(index, reqwest::Method::POST, "/admin/drain", None)
+                .await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cluster.stop(index).await;
+            cluster.launch(index).await;
+            let _ = cluster
+                .send(index, reqwest::Method::DELETE, "/admin/drain", None)
+                .await;
+            log(format!(
+                "round {round}: replica {index} drained, stopped, started, resumed"
+            ));
+        }
+        round += 1;
+        if submitter.is_finished() {
+            break;
+        }
     }
 
     submitter.await.unwrap();
@@ -628,14 +653,16 @@ async fn verify(
             ledger.late
         ));
     }
-    let window = *cluster.db_restart.lock().unwrap();
+    let windows = cluster.db_restarts.lock().unwrap().clone();
     let outside: Vec<_> = cluster
         .errors_5xx
         .lock()
         .unwrap()
         .iter()
         .filter(|(at, _, _)| {
-            !window.is_some_and(|(began, ended)| *at >= began && *at <= ended + RECOVERY)
+            !windows
+                .iter()
+                .any(|(began, ended)| *at >= *began && *at <= *ended + RECOVERY)
         })
         .map(|(at, status, body)| {
             format!(
@@ -646,7 +673,7 @@ async fn verify(
         .collect();
     if !outside.is_empty() {
         return Err(format!(
-            "5xx outside the database restart window: {outside:?}"
+            "5xx outside the database restart windows: {outside:?}"
         ));
     }
     if lost > 0 || duplicates > 0 || exactly_once != jobs {
