@@ -1,24 +1,33 @@
-//! mesh-registry benchmark: starts the registry binary (and the reference registry when
-//! `--reference <binary>` is given) on fresh PostgreSQL databases, drives the HTTP API, and
-//! prints one JSON line per scenario and target.
+//! mesh-registry benchmark: starts the registry binary (and the reference registry, when one is
+//! given or cached) on fresh PostgreSQL databases, drives the HTTP API with a small async load
+//! generator, and prints one JSON line per scenario and target, then one ratio line per scenario.
 //!
-//!   cargo bench --bench registry -- [scenario ...] [--reference PATH]
+//!   cargo bench --bench registry -- [scenario ...] [--reference PATH | --no-reference]
+//!                                   [--seconds N] [--slow]
 //!
-//! Scenarios: reclaim (lease-expiry reclaim latency at default settings), live-claims (registry
-//! memory per live claim).
+//! Scenarios (default: all): startup, idle, submit, cycle, cycle-backlog, poll, wakeup, reclaim,
+//! drain, statements, live-claims. The reference is `--reference PATH`, else the binary that
+//! `tests/meshctl/run.sh` caches (`~/.cache/mesh-registry/cli-linux-x64-3.7.1`), else none.
+//! `--slow` also measures the reference's reclaim latency (it waits for its 5-minute sweep).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+const PG_PORT: u16 = 5432;
+
+type Figures = Map<String, Value>;
 
 /// A registry build to measure.
 #[derive(Clone)]
@@ -41,123 +50,197 @@ impl Target {
         Target {
             name: "reference",
             binary,
+            // Its fastest setting (issue 8).
             env: vec![
                 ("MCP_MESH_LOG_LEVEL", "WARNING".into()),
                 ("DB_MAX_IDLE_CONNECTIONS", "25".into()),
             ],
         }
     }
+
+    fn cached_reference() -> Option<PathBuf> {
+        let home = std::env::var_os("HOME")?;
+        let cache = std::env::var_os("MESH_REGISTRY_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(home).join(".cache/mesh-registry"));
+        let binary = cache.join("cli-linux-x64-3.7.1/package/bin/mcp-mesh-registry");
+        binary.exists().then_some(binary)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+async fn connect(database: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&format!("{SERVER}/{database}"), NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {SERVER}: {e}"));
+    tokio::spawn(connection);
+    client
 }
 
 /// A running registry on its own database; stopped and dropped with this value.
 struct Registry {
-    target: &'static str,
     child: Child,
     base: String,
     database: String,
     http: reqwest::Client,
     db: tokio_postgres::Client,
+    startup: Duration,
 }
 
 impl Registry {
     async fn start(target: &Target) -> Registry {
+        Registry::start_via(target, None).await
+    }
+
+    /// Starts it; with `db_port`, it reaches PostgreSQL through that port (a counting proxy).
+    async fn start_via(target: &Target, db_port: Option<u16>) -> Registry {
         let database = format!("mesh_bench_{}", Uuid::new_v4().simple());
-        let admin = connect("postgres").await;
-        admin
+        connect("postgres")
+            .await
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .await
             .expect("create the bench database");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
+        let db_port = db_port.unwrap_or(PG_PORT);
+        let spawned = Instant::now();
         let child = Command::new(&target.binary)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env(
                 "DATABASE_URL",
-                format!("{SERVER}/{database}?sslmode=disable"),
+                format!("postgres://postgres@127.0.0.1:{db_port}/{database}?sslmode=disable"),
             )
             .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", target.binary.display()));
-        let registry = Registry {
-            target: target.name,
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            db: connect(&database).await,
-            database,
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .expect("client"),
-        };
-        let started = Instant::now();
-        while registry
-            .http
-            .get(registry.url("/health"))
-            .send()
-            .await
-            .is_err()
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let base = format!("http://127.0.0.1:{port}");
+        while !matches!(http.get(format!("{base}/health")).send().await, Ok(r) if r.status() == 200)
         {
             assert!(
-                started.elapsed() < Duration::from_secs(30),
+                spawned.elapsed() < Duration::from_secs(60),
                 "{} did not start",
                 target.name
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        registry
+        let startup = spawned.elapsed();
+        Registry {
+            child,
+            base,
+            db: connect(&database).await,
+            database,
+            http,
+            startup,
+        }
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    /// Resident memory of the registry process, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
+    fn proc_status(&self, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Value {
-        self.http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json body")
+    /// Resident memory now, and its high-water mark, in KiB.
+    fn rss_kib(&self) -> (u64, u64) {
+        (self.proc_status("VmRSS:"), self.proc_status("VmHWM:"))
     }
 
-    async fn submit(&self, capability: &str, extra: Value) -> String {
-        let mut body = json!({"capability": capability, "submitted_by": "bench", "submitted_payload": {"n": 1}});
-        body.as_object_mut()
-            .expect("object")
-            .extend(extra.as_object().expect("object").clone());
-        self.post("/jobs", &body).await["id"]
-            .as_str()
-            .expect("job id")
-            .to_owned()
+    /// CPU time used so far (user + system), in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks: u64 = fields
+            .get(11..13)
+            .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+        ticks as f64 / 100.0
     }
 
-    async fn claim(&self, capability: &str, worker: &str) -> Option<Value> {
-        let body = self
+    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        match self.http.post(self.url(path)).json(body).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    async fn submit(&self, capability: &str) -> Option<String> {
+        let body = json!({"capability": capability, "submitted_by": "bench",
+                          "submitted_payload": {"n": 1}, "max_retries": 3});
+        let (status, body) = self.post("/jobs", &body).await;
+        (status == 201).then(|| body["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// `(id, epoch)` of the claimed job, or `None` for "no work".
+    async fn claim(&self, capability: &str, worker: &str) -> Option<(String, i64)> {
+        let (_, body) = self
             .post(
                 "/jobs/claim",
                 &json!({"capability": capability, "instance_id": worker}),
             )
             .await;
-        body["claimed"].as_array().and_then(|c| c.first().cloned())
+        let job = body["claimed"].get(0)?;
+        Some((job["id"].as_str()?.to_owned(), job["claim_epoch"].as_i64()?))
+    }
+
+    async fn delta(&self, worker: &str, id: &str, epoch: i64, fields: Value) -> bool {
+        let mut delta = json!({"id": id, "claim_epoch": epoch});
+        delta
+            .as_object_mut()
+            .expect("object")
+            .extend(fields.as_object().expect("object").clone());
+        let (_, body) = self
+            .post(
+                "/jobs/batch",
+                &json!({"instance_id": worker, "deltas": [delta]}),
+            )
+            .await;
+        body["accepted"] == 1
+    }
+
+    /// One whole job cycle as a producer runs it: claim, progress, complete.
+    async fn run_one(&self, capability: &str, worker: &str) -> Option<String> {
+        let (id, epoch) = self.claim(capability, worker).await?;
+        self.delta(
+            worker,
+            &id,
+            epoch,
+            json!({"progress": 0.5, "progress_message": "half"}),
+        )
+        .await;
+        self.delta(
+            worker,
+            &id,
+            epoch,
+            json!({"status": "completed", "result": {"ok": true}}),
+        )
+        .await;
+        Some(id)
     }
 }
 
@@ -182,14 +265,6 @@ impl Drop for Registry {
     }
 }
 
-async fn connect(database: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&format!("{SERVER}/{database}"), NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {SERVER}: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -198,60 +273,249 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn report(scenario: &str, registry: &Registry, figures: Value) -> Value {
-    let mut line = json!({"scenario": scenario, "target": registry.target});
-    line.as_object_mut()
-        .expect("object")
-        .extend(figures.as_object().expect("object").clone());
-    println!("{line}");
-    line
+fn round(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
 }
 
-/// Lease-expiry reclaim latency at default settings: jobs with a one-second lease are claimed
-/// and abandoned; the time from each lease's expiry to the job being claimable again is read
-/// from the database (polled every 2 ms).
-async fn reclaim(target: &Target, jobs: usize) -> Value {
-    let registry = Registry::start(target).await;
-    if target.name == "reference" {
-        // The reference acts on expired leases only at its sweep, every 5 minutes by default.
-        return report(
-            "reclaim",
-            &registry,
-            json!({"skipped": "reclaims at its 5-minute sweep"}),
-        );
+fn figures(value: Value) -> Figures {
+    match value {
+        Value::Object(map) => map,
+        _ => Figures::new(),
     }
+}
+
+/// Runs `clients` loops of `one` until `seconds` pass; returns how many succeeded.
+async fn hammer<F, Fut>(clients: usize, seconds: f64, one: F) -> (u64, f64)
+where
+    F: Fn(usize) -> Fut + Clone,
+    Fut: std::future::Future<Output = bool>,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    join_all((0..clients).map(|c| {
+        let (one, done) = (one.clone(), done.clone());
+        async move {
+            while Instant::now() < deadline {
+                if one(c).await {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }))
+    .await;
+    (
+        done.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+    )
+}
+
+/// Submissions per second with `clients` concurrent submitters.
+async fn submit(r: &Registry, seconds: f64) -> Figures {
+    let clients = 16;
+    let (done, elapsed) = hammer(clients, seconds, |_| async {
+        r.submit("bench-submit").await.is_some()
+    })
+    .await;
+    figures(json!({"clients": clients, "submits": done, "per_s": round(done as f64 / elapsed)}))
+}
+
+/// `GET /jobs/{id}` per second with `clients` concurrent readers.
+async fn poll(r: &Registry, seconds: f64) -> Figures {
+    let clients = 32;
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(r.submit("bench-poll").await.expect("submit"));
+    }
+    let ids = Arc::new(ids);
+    let (done, elapsed) = hammer(clients, seconds, |c| {
+        let ids = ids.clone();
+        async move {
+            let id = &ids[(c * 7 + fastrand::usize(..ids.len())) % ids.len()];
+            matches!(r.http.get(r.url(&format!("/jobs/{id}"))).send().await, Ok(resp) if resp.status() == 200)
+        }
+    })
+    .await;
+    figures(json!({"clients": clients, "gets": done, "per_s": round(done as f64 / elapsed)}))
+}
+
+/// Job cycles per second: `workers` producers claim, report progress and complete while a feeder
+/// keeps `backlog` (at least twice the workers) jobs queued. Also counts "no work" answers given
+/// while more jobs were queued than claims could be in flight, and checks each job was claimed
+/// exactly once.
+async fn cycle(r: &Registry, seconds: f64, backlog: usize) -> Figures {
+    let workers = 8;
+    let capability = format!("bench-cycle-{}", Uuid::new_v4().simple());
+    let target = backlog.max(2 * workers) as u64;
+    let submitted = Arc::new(AtomicU64::new(0));
+    let claimed = Arc::new(AtomicU64::new(0));
+    stream_submit(r, &capability, target as usize, &submitted).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let completed = Arc::new(AtomicU64::new(0));
+    let no_work_while_queued = Arc::new(AtomicU64::new(0));
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
+    let twice = Arc::new(AtomicU64::new(0));
+    let cpu_before = r.cpu_seconds();
+    let started = Instant::now();
+    let feeder = async {
+        while !stop.load(Ordering::Relaxed) {
+            let queued = submitted.load(Ordering::Relaxed) - claimed.load(Ordering::Relaxed);
+            if queued < target {
+                join_all((0..4).map(|_| async {
+                    if r.submit(&capability).await.is_some() {
+                        submitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }))
+                .await;
+            } else {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        }
+    };
+    let producers = join_all((0..workers).map(|w| {
+        let worker = format!("bench-worker-{w}");
+        let (capability, stop, completed, claimed, submitted) =
+            (&capability, &stop, &completed, &claimed, &submitted);
+        let (no_work_while_queued, seen, twice) = (&no_work_while_queued, &seen, &twice);
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                match r.claim(capability, &worker).await {
+                    Some((id, epoch)) => {
+                        claimed.fetch_add(1, Ordering::Relaxed);
+                        if !seen.lock().expect("lock").insert(id.clone()) {
+                            twice.fetch_add(1, Ordering::Relaxed);
+                        }
+                        r.delta(
+                            &worker,
+                            &id,
+                            epoch,
+                            json!({"progress": 0.5, "progress_message": "half"}),
+                        )
+                        .await;
+                        if r.delta(
+                            &worker,
+                            &id,
+                            epoch,
+                            json!({"status": "completed", "result": {"ok": true}}),
+                        )
+                        .await
+                        {
+                            completed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    None => {
+                        let queued = submitted.load(Ordering::Relaxed) as i64
+                            - claimed.load(Ordering::Relaxed) as i64;
+                        // More queued than could be in flight: the answer was wrong.
+                        if queued > workers as i64 {
+                            no_work_while_queued.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            }
+        }
+    }));
+    let timer = async {
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+    };
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = async {
+        while !stop.load(Ordering::Relaxed) {
+            peak.fetch_max(r.rss_kib().0, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::join!(feeder, producers, timer, sampler);
+    let elapsed = started.elapsed().as_secs_f64();
+    let done = completed.load(Ordering::Relaxed);
+    figures(json!({
+        "workers": workers,
+        "backlog": backlog,
+        "completed": done,
+        "per_s": round(done as f64 / elapsed),
+        "no_work_while_queued": no_work_while_queued.load(Ordering::Relaxed),
+        "claimed_twice": twice.load(Ordering::Relaxed),
+        "registry_cpu_percent": round(100.0 * (r.cpu_seconds() - cpu_before) / elapsed),
+        "rss_peak_kib": peak.load(Ordering::Relaxed),
+    }))
+}
+
+/// Submits `count` jobs with 16 submitters.
+async fn stream_submit(r: &Registry, capability: &str, count: usize, submitted: &AtomicU64) {
+    let next = AtomicU64::new(0);
+    join_all((0..16).map(|_| async {
+        while next.fetch_add(1, Ordering::Relaxed) < count as u64 {
+            if r.submit(capability).await.is_some() {
+                submitted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }))
+    .await;
+}
+
+/// Event long-poll wake-up: a reader parked on a job, then an event posted; the time from the
+/// post to the reader's answer.
+async fn wakeup(r: &Registry) -> Figures {
+    let id = r.submit("bench-wakeup").await.expect("submit");
+    let mut latencies = Vec::new();
+    for after in 0..50 {
+        let reader = r
+            .http
+            .get(r.url(&format!("/jobs/{id}/events?after={after}&wait=10")))
+            .send();
+        let poster = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let posted = Instant::now();
+            r.post(&format!("/jobs/{id}/events"), &json!({"type": "tick"}))
+                .await;
+            posted
+        };
+        let (answer, posted) = tokio::join!(reader, poster);
+        answer.expect("long-poll answer");
+        latencies.push(posted.elapsed().as_secs_f64() * 1e3);
+    }
+    latencies.sort_by(f64::total_cmp);
+    figures(
+        json!({"wakeups": latencies.len(), "p50_ms": round(percentile(&latencies, 50.0)),
+                   "p95_ms": round(percentile(&latencies, 95.0)), "max_ms": round(*latencies.last().unwrap_or(&0.0))}),
+    )
+}
+
+/// Lease-expiry reclaim latency at default settings: one-second leases claimed and abandoned;
+/// the time from each lease's expiry to its job being claimable again, read from the database
+/// (polled every 2 ms).
+async fn reclaim(r: &Registry, jobs: usize, limit: Duration) -> Figures {
     let mut ids = Vec::with_capacity(jobs);
     for _ in 0..jobs {
-        ids.push(
-            Uuid::parse_str(
-                &registry
-                    .submit("reclaim", json!({"max_duration": 1, "max_retries": 3}))
-                    .await,
-            )
-            .expect("uuid"),
-        );
+        let body = json!({"capability": "bench-reclaim", "submitted_by": "bench",
+                          "submitted_payload": {}, "max_duration": 1, "max_retries": 3});
+        let (_, created) = r.post("/jobs", &body).await;
+        ids.push(Uuid::parse_str(created["id"].as_str().expect("id")).expect("uuid"));
     }
     for worker in 0..jobs {
-        registry
-            .claim("reclaim", &format!("worker-{worker}"))
+        r.claim("bench-reclaim", &format!("worker-{worker}"))
             .await
             .expect("claim");
     }
-    let leases: HashMap<Uuid, SystemTime> = registry
-        .db
-        .query("SELECT job_id, lease_expires_at FROM jobs", &[])
+    // (`::uuid`: the reference keeps ids as text.)
+    let leases: HashMap<Uuid, SystemTime> =
+        r.db.query(
+            "SELECT job_id::uuid, lease_expires_at FROM jobs WHERE lease_expires_at IS NOT NULL",
+            &[],
+        )
         .await
         .expect("leases")
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     let mut reclaimed_at: HashMap<Uuid, SystemTime> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
     while reclaimed_at.len() < jobs && Instant::now() < deadline {
-        let rows = registry
-            .db
-            .query(
-                "SELECT job_id FROM jobs WHERE owner_instance_id IS NULL",
+        let rows =
+            r.db.query(
+                "SELECT job_id::uuid FROM jobs WHERE owner_instance_id IS NULL",
                 &[],
             )
             .await
@@ -267,7 +531,7 @@ async fn reclaim(target: &Target, jobs: usize) -> Value {
         .filter_map(|id| {
             let at = reclaimed_at.get(id)?;
             Some(
-                at.duration_since(leases[id])
+                at.duration_since(*leases.get(id)?)
                     .unwrap_or_default()
                     .as_secs_f64()
                     * 1e3,
@@ -275,81 +539,286 @@ async fn reclaim(target: &Target, jobs: usize) -> Value {
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
-    report(
-        "reclaim",
-        &registry,
-        json!({
-            "jobs": jobs,
-            "reclaimed": latencies.len(),
-            "p50_ms": percentile(&latencies, 50.0),
-            "p95_ms": percentile(&latencies, 95.0),
-            "max_ms": latencies.last(),
-            "min_ms": latencies.first(),
-        }),
+    figures(
+        json!({"jobs": jobs, "reclaimed": latencies.len(), "p50_ms": round(percentile(&latencies, 50.0)),
+                   "p95_ms": round(percentile(&latencies, 95.0)), "max_ms": latencies.last().map(|m| round(*m))}),
     )
 }
 
-/// Registry memory per live claim: RSS before and after `claims` jobs are claimed (and held).
-async fn live_claims(target: &Target, claims: usize) -> Value {
-    let registry = Registry::start(target).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = registry.rss_kib();
-    let registry_ref = &registry;
-    stream::iter(0..claims)
-        .for_each_concurrent(16, |_| async move {
-            registry_ref
-                .submit("held", json!({"max_duration": 3600}))
-                .await;
-        })
-        .await;
-    let submitted = registry.rss_kib();
-    stream::iter(0..claims)
-        .for_each_concurrent(16, |i| async move {
-            registry_ref
-                .claim("held", &format!("worker-{i}"))
+/// Drain: with one job running and the registry draining, the time from the last completion's
+/// answer to `GET /admin/drain` reporting no live claims (polled back to back).
+async fn drain(r: &Registry) -> Figures {
+    let mut latencies = Vec::new();
+    for round_no in 0..20 {
+        let capability = format!("bench-drain-{round_no}");
+        r.submit(&capability).await.expect("submit");
+        let (id, epoch) = r.claim(&capability, "drainer").await.expect("claim");
+        r.post("/admin/drain", &Value::Null).await;
+        r.delta("drainer", &id, epoch, json!({"status": "completed"}))
+            .await;
+        let completed = Instant::now();
+        loop {
+            let body: Value = r
+                .http
+                .get(r.url("/admin/drain"))
+                .send()
                 .await
-                .expect("claim");
-        })
-        .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let held = registry.rss_kib();
-    report(
-        "live-claims",
-        &registry,
-        json!({
-            "claims": claims,
-            "rss_idle_kib": idle,
-            "rss_after_submits_kib": submitted,
-            "rss_with_live_claims_kib": held,
-            "bytes_per_live_claim": (held.saturating_sub(submitted) * 1024) as f64 / claims as f64,
-        }),
+                .expect("drain status")
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            if body["live_claims"] == 0 {
+                break;
+            }
+        }
+        latencies.push(completed.elapsed().as_secs_f64() * 1e3);
+        r.http
+            .delete(r.url("/admin/drain"))
+            .send()
+            .await
+            .expect("resume");
+    }
+    latencies.sort_by(f64::total_cmp);
+    figures(
+        json!({"rounds": latencies.len(), "p50_ms": round(percentile(&latencies, 50.0)), "max_ms": round(*latencies.last().unwrap_or(&0.0))}),
     )
+}
+
+/// SQL statements per job cycle (submit, claim, progress, complete), counted on the wire by a
+/// proxy between the registry and PostgreSQL: every simple query and every extended-protocol
+/// Execute, background work included.
+async fn statements(target: &Target) -> Figures {
+    let counter = Arc::new(AtomicU64::new(0));
+    let proxy_port = start_counting_proxy(counter.clone()).await;
+    let r = Registry::start_via(target, Some(proxy_port)).await;
+    let jobs = 200;
+    for _ in 0..20 {
+        r.submit("bench-statements").await.expect("submit");
+        r.run_one("bench-statements", "counter")
+            .await
+            .expect("cycle");
+    }
+    let before = counter.load(Ordering::SeqCst);
+    let started = Instant::now();
+    for _ in 0..jobs {
+        r.submit("bench-statements").await.expect("submit");
+        r.run_one("bench-statements", "counter")
+            .await
+            .expect("cycle");
+    }
+    let counted = counter.load(Ordering::SeqCst) - before;
+    figures(
+        json!({"jobs": jobs, "statements": counted, "per_job": round(counted as f64 / jobs as f64),
+                   "seconds": round(started.elapsed().as_secs_f64())}),
+    )
+}
+
+/// A TCP proxy in front of PostgreSQL that counts statements the clients send.
+async fn start_counting_proxy(counter: Arc<AtomicU64>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy");
+    let port = listener.local_addr().expect("proxy address").port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", PG_PORT)).await
+                else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = async {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 16 * 1024];
+                    let mut started = false;
+                    loop {
+                        let n = client_read.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 || server_write.write_all(&chunk[..n]).await.is_err() {
+                            break;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        count_messages(&mut buffer, &mut started, &counter);
+                    }
+                };
+                let downstream = async {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                };
+                tokio::join!(upstream, downstream);
+            });
+        }
+    });
+    port
+}
+
+/// Consumes whole frontend messages from `buffer`, counting `Q` and `E`.
+fn count_messages(buffer: &mut Vec<u8>, started: &mut bool, counter: &AtomicU64) {
+    let mut at = 0;
+    loop {
+        if !*started {
+            // The startup message has no type byte.
+            let Some(len) = buffer.get(at..at + 4) else {
+                break;
+            };
+            let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+            if buffer.len() < at + len {
+                break;
+            }
+            at += len;
+            *started = true;
+            continue;
+        }
+        let Some(header) = buffer.get(at..at + 5) else {
+            break;
+        };
+        let len = u32::from_be_bytes(header[1..5].try_into().expect("4 bytes")) as usize;
+        if buffer.len() < at + 1 + len {
+            break;
+        }
+        if matches!(header[0], b'Q' | b'E') {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        at += 1 + len;
+    }
+    buffer.drain(..at);
+}
+
+/// Registry memory per live claim: RSS before and after `claims` jobs are claimed and held.
+async fn live_claims(r: &Registry, claims: usize) -> Figures {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let submitted = AtomicU64::new(0);
+    stream_submit(r, "bench-held", claims, &submitted).await;
+    let before = r.rss_kib().0;
+    let next = AtomicU64::new(0);
+    join_all((0..16).map(|_| async {
+        while next.fetch_add(1, Ordering::Relaxed) < claims as u64 {
+            let worker = format!("w-{}", fastrand::u64(..));
+            r.claim("bench-held", &worker).await;
+        }
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = r.rss_kib().0;
+    figures(
+        json!({"claims": claims, "rss_after_submits_kib": before, "rss_with_live_claims_kib": held,
+                   "bytes_per_live_claim": round((held.saturating_sub(before) * 1024) as f64 / claims as f64)}),
+    )
+}
+
+/// The figure a ratio is taken of, for each scenario.
+fn headline(scenario: &str) -> &'static str {
+    match scenario {
+        "submit" | "cycle" | "cycle-backlog" | "poll" => "per_s",
+        "wakeup" | "drain" => "p50_ms",
+        "reclaim" => "p95_ms",
+        "statements" => "per_job",
+        "startup" => "ms",
+        "idle" => "rss_kib",
+        _ => "bytes_per_live_claim",
+    }
+}
+
+async fn run(scenario: &str, target: &Target, seconds: f64, slow: bool) -> Figures {
+    if scenario == "statements" {
+        return statements(target).await;
+    }
+    let r = Registry::start(target).await;
+    match scenario {
+        "startup" => figures(json!({"ms": round(r.startup.as_secs_f64() * 1e3)})),
+        "idle" => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            figures(json!({"rss_kib": r.rss_kib().0}))
+        }
+        "submit" => submit(&r, seconds).await,
+        "cycle" => cycle(&r, seconds, 0).await,
+        "cycle-backlog" => cycle(&r, seconds, 5_000).await,
+        "poll" => poll(&r, seconds).await,
+        "wakeup" => wakeup(&r).await,
+        "reclaim" if target.name == "reference" && !slow => figures(json!({
+            "skipped": "reclaims only at its sweep (every 5 minutes by default); --slow measures it"
+        })),
+        "reclaim" => {
+            reclaim(
+                &r,
+                if target.name == "reference" { 10 } else { 100 },
+                Duration::from_secs(400),
+            )
+            .await
+        }
+        "drain" => drain(&r).await,
+        "live-claims" => live_claims(&r, 10_000).await,
+        other => panic!("unknown scenario {other:?}"),
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut scenarios = Vec::new();
-    let mut targets = vec![Target::ours()];
+    let mut reference = Target::cached_reference();
+    let (mut seconds, mut slow) = (10.0, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--reference" => {
-                let path = PathBuf::from(args.next().expect("--reference needs a path"));
-                targets.push(Target::reference(path));
+                reference = Some(PathBuf::from(args.next().expect("--reference PATH")))
             }
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("--seconds N")
+            }
+            "--slow" => slow = true,
+            "--no-reference" => reference = None,
             scenario => scenarios.push(scenario.to_owned()),
         }
     }
     if scenarios.is_empty() {
-        scenarios = vec!["reclaim".into(), "live-claims".into()];
+        scenarios = [
+            "startup",
+            "idle",
+            "submit",
+            "cycle",
+            "cycle-backlog",
+            "poll",
+            "wakeup",
+            "reclaim",
+            "drain",
+            "statements",
+            "live-claims",
+        ]
+        .map(String::from)
+        .to_vec();
     }
+    let mut targets = vec![Target::ours()];
+    targets.extend(reference.map(Target::reference));
     for scenario in &scenarios {
+        let mut results: HashMap<&str, Figures> = HashMap::new();
+        // Interleaved: each scenario runs on every target before the next scenario.
         for target in &targets {
-            match scenario.as_str() {
-                "reclaim" => reclaim(target, 100).await,
-                "live-claims" => live_claims(target, 10_000).await,
-                other => panic!("unknown scenario {other:?}"),
-            };
+            let mut line = Figures::new();
+            line.insert("scenario".into(), json!(scenario));
+            line.insert("target".into(), json!(target.name));
+            line.extend(run(scenario, target, seconds, slow).await);
+            println!("{}", Value::Object(line.clone()));
+            results.insert(target.name, line);
+        }
+        let key = headline(scenario);
+        if let (Some(ours), Some(reference)) = (
+            results
+                .get("ours")
+                .and_then(|f| f.get(key))
+                .and_then(Value::as_f64),
+            results
+                .get("reference")
+                .and_then(|f| f.get(key))
+                .and_then(Value::as_f64),
+        ) {
+            println!(
+                "{}",
+                json!({"scenario": scenario, "ratio": key, "ours_over_reference": round(ours / reference * 100.0) / 100.0})
+            );
         }
     }
 }

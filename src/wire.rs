@@ -235,7 +235,7 @@ pub fn decode_list_cursor(cursor: &str) -> Result<(Timestamp, Uuid), String> {
 // ---------------------------------------------------------------------------------------------
 
 /// A job row as `GET /jobs/{id}` and `GET /jobs` return it (contract §1.1).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: Uuid,
     pub capability: String,

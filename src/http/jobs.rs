@@ -11,8 +11,8 @@ use super::extract::{Body, JsonBody, Query};
 use super::AppState;
 use crate::resolve::Mesh;
 use crate::store::{
-    CancelOutcome, ClaimAfter, ClaimOutcome, DeltaOutcome, JobListQuery, NewJob, ReclaimOutcome,
-    ReleaseOutcome,
+    CancelOutcome, ClaimAfter, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, NewJob,
+    ReclaimOutcome, ReleaseOutcome,
 };
 use crate::wire::{
     decode_list_cursor, encode_list_cursor, parse_job_id, BatchRequest, BatchResponse,
@@ -78,27 +78,27 @@ pub async fn create(
             })
         })
         .transpose()?;
-    let owner_instance_id = req.owner_instance_id.as_deref().filter(|o| !o.is_empty());
+    let owner_instance_id = req.owner_instance_id.clone().filter(|o| !o.is_empty());
     let id = Uuid::new_v4();
+    tracing::debug!(job_id = %id, capability, push_owner = ?owner_instance_id, "job submitted");
     state
         .store
-        .create_job(&NewJob {
+        .create_job(NewJob {
             id,
-            capability,
-            submitted_by,
-            submitted_payload: &payload.0,
-            owner_instance_id,
+            capability: capability.to_owned(),
+            submitted_by: submitted_by.to_owned(),
+            submitted_payload: payload.0.clone(),
+            owner_instance_id: owner_instance_id.clone(),
             max_retries,
             max_duration: req.max_duration,
             total_deadline,
         })
         .await
         .map_err(ApiError::store("create job"))?;
-    tracing::debug!(job_id = %id, capability, push_owner = ?owner_instance_id, "job submitted");
     Ok(HttpResponse::Created().json(CreateJobResponse {
         id,
         status: JobStatus::Working,
-        owner_instance_id: owner_instance_id.map(str::to_owned),
+        owner_instance_id,
     }))
 }
 
@@ -265,9 +265,9 @@ pub async fn batch(
         accepted: 0,
         rejected: Vec::new(),
     };
-    for delta in &deltas {
-        let raw_id = delta.id.as_deref().unwrap_or_default();
-        let outcome = match (parse_job_id(raw_id), delta.status.as_deref()) {
+    for delta in deltas {
+        let raw_id = delta.id.clone().unwrap_or_default();
+        let outcome = match (parse_job_id(&raw_id), delta.status.as_deref()) {
             (None, _) => DeltaOutcome::Rejected(RejectReason::NotFound),
             (Some(job_id), Some(raw_status)) if JobStatus::parse(raw_status).is_none() => {
                 // An unknown status is reported only after the reasons that come first.
@@ -278,12 +278,17 @@ pub async fn batch(
                 DeltaOutcome::Rejected(reason.unwrap_or(RejectReason::InvalidStatus))
             }
             (Some(job_id), raw_status) => store
-                .apply_delta(
-                    instance_id,
+                .apply_delta(DeltaUpdate {
                     job_id,
-                    delta,
-                    raw_status.and_then(JobStatus::parse),
-                )
+                    instance_id: instance_id.to_owned(),
+                    claim_epoch: delta.claim_epoch,
+                    status: raw_status.and_then(JobStatus::parse),
+                    progress: delta.progress,
+                    progress_message: delta.progress_message,
+                    result: delta.result.map(|object| object.0),
+                    error: delta.error,
+                    recv_cursor: delta.recv_cursor,
+                })
                 .await
                 .map_err(ApiError::store("apply deltas"))?,
         };
@@ -297,10 +302,7 @@ pub async fn batch(
             }
             DeltaOutcome::Rejected(reason) => {
                 tracing::debug!(job_id = raw_id, instance_id, ?reason, "delta rejected");
-                response.rejected.push(RejectedDelta {
-                    id: raw_id.to_owned(),
-                    reason,
-                });
+                response.rejected.push(RejectedDelta { id: raw_id, reason });
             }
         }
     }

@@ -63,12 +63,47 @@ pub fn fallback_route(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(fallback));
 }
 
-/// The public API (without `/admin/*` and without the fallback).
+/// The public API (without `/admin/*` and without the fallback). Hot routes come first and
+/// `/jobs` is a scope: dynamic path segments are matched by regular expressions, so the fewer a
+/// request is tried against, the cheaper its routing.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/health")
-            .guard(guard::Any(guard::Get()).or(guard::Head()))
-            .to(health::health),
+        web::scope("/jobs")
+            .service(web::resource("/claim").guard(guard::Post()).to(jobs::claim))
+            .service(web::resource("/batch").guard(guard::Post()).to(jobs::batch))
+            .service(web::resource("").guard(guard::Get()).to(jobs::list))
+            .service(web::resource("").guard(guard::Post()).to(jobs::create))
+            .service(web::resource("/{job_id}").guard(guard::Get()).to(jobs::get))
+            .service(
+                web::resource("/{job_id}/events")
+                    .guard(guard::Get())
+                    .to(events::list),
+            )
+            .service(
+                web::resource("/{job_id}/events")
+                    .guard(guard::Post())
+                    .to(events::post),
+            )
+            .service(
+                web::resource("/{job_id}/cancel")
+                    .guard(guard::Post())
+                    .to(jobs::cancel),
+            )
+            .service(
+                web::resource("/{job_id}/release")
+                    .guard(guard::Post())
+                    .to(jobs::release),
+            )
+            .service(
+                web::resource("/{job_id}/reclaim")
+                    .guard(guard::Post())
+                    .to(jobs::reclaim),
+            ),
+    )
+    .service(
+        web::resource("/heartbeat/{agent_id}")
+            .guard(guard::Head())
+            .to(agents::beat),
     )
     .service(
         web::resource("/heartbeat")
@@ -76,9 +111,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .to(agents::register),
     )
     .service(
-        web::resource("/heartbeat/{agent_id}")
-            .guard(guard::Head())
-            .to(agents::beat),
+        web::resource("/health")
+            .guard(guard::Any(guard::Get()).or(guard::Head()))
+            .to(health::health),
     )
     .service(
         web::resource("/agents")
@@ -94,48 +129,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/agents/{agent_id}")
             .guard(guard::Delete())
             .to(agents::deregister),
-    )
-    .service(web::resource("/jobs").guard(guard::Get()).to(jobs::list))
-    .service(web::resource("/jobs").guard(guard::Post()).to(jobs::create))
-    .service(
-        web::resource("/jobs/claim")
-            .guard(guard::Post())
-            .to(jobs::claim),
-    )
-    .service(
-        web::resource("/jobs/batch")
-            .guard(guard::Post())
-            .to(jobs::batch),
-    )
-    .service(
-        web::resource("/jobs/{job_id}")
-            .guard(guard::Get())
-            .to(jobs::get),
-    )
-    .service(
-        web::resource("/jobs/{job_id}/cancel")
-            .guard(guard::Post())
-            .to(jobs::cancel),
-    )
-    .service(
-        web::resource("/jobs/{job_id}/release")
-            .guard(guard::Post())
-            .to(jobs::release),
-    )
-    .service(
-        web::resource("/jobs/{job_id}/reclaim")
-            .guard(guard::Post())
-            .to(jobs::reclaim),
-    )
-    .service(
-        web::resource("/jobs/{job_id}/events")
-            .guard(guard::Get())
-            .to(events::list),
-    )
-    .service(
-        web::resource("/jobs/{job_id}/events")
-            .guard(guard::Post())
-            .to(events::post),
     );
 }
 

@@ -1,6 +1,7 @@
 //! Job statements: submit, read, list, claim, owner deltas, release, cancel, force reclaim and the
 //! executor read's lease extension (contract §1.5 T1–T7).
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use mesh_registry_actors::LeaseHeld;
@@ -10,9 +11,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{column, Store, StoreError};
-use crate::wire::{
-    ClaimedJob, Job, JobDelta, JobStatus, RawJson, RecvCursor, RejectReason, Timestamp,
-};
+use crate::wire::{ClaimedJob, Job, JobStatus, RawJson, RecvCursor, RejectReason, Timestamp};
 
 /// Every column of the wire `Job`, in one list so reads cannot drift apart.
 macro_rules! job_columns {
@@ -30,12 +29,12 @@ macro_rules! lease_window {
     };
 }
 
-pub struct NewJob<'a> {
+pub struct NewJob {
     pub id: Uuid,
-    pub capability: &'a str,
-    pub submitted_by: &'a str,
-    pub submitted_payload: &'a RawValue,
-    pub owner_instance_id: Option<&'a str>,
+    pub capability: String,
+    pub submitted_by: String,
+    pub submitted_payload: RawJson,
+    pub owner_instance_id: Option<String>,
     pub max_retries: i64,
     pub max_duration: Option<i64>,
     pub total_deadline: Option<Timestamp>,
@@ -52,6 +51,15 @@ pub struct JobListQuery {
     pub limit: i64,
 }
 
+/// One `POST /jobs/claim` (past validation and the drain gate).
+#[derive(Debug)]
+pub struct ClaimCall {
+    pub capability: String,
+    pub instance_id: String,
+    /// The caller already checked its required dependencies: do not gate it again.
+    pub gate_checked: bool,
+}
+
 #[derive(Debug)]
 pub enum ClaimOutcome {
     Claimed(ClaimedJob),
@@ -60,7 +68,21 @@ pub enum ClaimOutcome {
     Gated,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+/// An owner's update of one job (a delta of `POST /jobs/batch`, its status already valid).
+#[derive(Debug)]
+pub struct DeltaUpdate {
+    pub job_id: Uuid,
+    pub instance_id: String,
+    pub claim_epoch: Option<i64>,
+    pub status: Option<JobStatus>,
+    pub progress: Option<f64>,
+    pub progress_message: Option<String>,
+    pub result: Option<RawJson>,
+    pub error: Option<String>,
+    pub recv_cursor: Option<RecvCursor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeltaOutcome {
     Accepted(ClaimAfter),
     Rejected(RejectReason),
@@ -124,47 +146,85 @@ pub(super) struct JobState {
 }
 
 impl Store {
-    /// T1: one INSERT.
-    pub async fn create_job(&self, job: &NewJob<'_>) -> Result<(), StoreError> {
+    /// T1, grouped: the submissions that arrive together are one multi-row INSERT (one commit).
+    pub async fn create_job(&self, job: NewJob) -> Result<(), StoreError> {
+        match &self.batches {
+            Some(batches) => batches.submits.call(job).await,
+            None => self.create_jobs(vec![job]).await.map(|_| ()),
+        }
+    }
+
+    /// One INSERT for every job given. `submitted_at` is taken per row, in the order given, so
+    /// submissions that share a statement keep their arrival order.
+    pub(super) async fn create_jobs(&self, jobs: Vec<NewJob>) -> Result<Vec<()>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(
                 "INSERT INTO jobs (job_id, capability, submitted_by, submitted_payload, \
-                 owner_instance_id, max_retries, max_duration, total_deadline) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                   owner_instance_id, max_retries, max_duration, total_deadline, submitted_at) \
+                 SELECT job_id, capability, submitted_by, submitted_payload, owner_instance_id, \
+                   max_retries, max_duration, total_deadline, clock_timestamp() \
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::json[], $5::text[], \
+                   $6::bigint[], $7::bigint[], $8::timestamptz[]) WITH ORDINALITY \
+                   AS j(job_id, capability, submitted_by, submitted_payload, owner_instance_id, \
+                        max_retries, max_duration, total_deadline, arrival) \
+                 ORDER BY arrival",
             )
             .await?;
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+        let capabilities: Vec<&str> = jobs.iter().map(|j| j.capability.as_str()).collect();
+        let submitters: Vec<&str> = jobs.iter().map(|j| j.submitted_by.as_str()).collect();
+        let payloads: Vec<Json<&RawValue>> =
+            jobs.iter().map(|j| Json(&*j.submitted_payload)).collect();
+        let owners: Vec<Option<&str>> = jobs
+            .iter()
+            .map(|j| j.owner_instance_id.as_deref())
+            .collect();
+        let retries: Vec<i64> = jobs.iter().map(|j| j.max_retries).collect();
+        let durations: Vec<Option<i64>> = jobs.iter().map(|j| j.max_duration).collect();
+        let deadlines: Vec<Option<SystemTime>> =
+            jobs.iter().map(|j| j.total_deadline.map(|t| t.0)).collect();
         conn.execute(
             &statement,
             &[
-                &job.id,
-                &job.capability,
-                &job.submitted_by,
-                &Json(job.submitted_payload),
-                &job.owner_instance_id,
-                &job.max_retries,
-                &job.max_duration,
-                &job.total_deadline.map(|t| t.0),
+                &ids,
+                &capabilities,
+                &submitters,
+                &payloads,
+                &owners,
+                &retries,
+                &durations,
+                &deadlines,
             ],
         )
         .await?;
-        Ok(())
+        Ok(vec![(); jobs.len()])
     }
 
+    /// Reads one job; reads that arrive together are one statement.
     pub async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {
+        match &self.batches {
+            Some(batches) => batches.reads.call(job_id).await,
+            None => Ok(self.get_jobs(vec![job_id]).await?.pop().flatten()),
+        }
+    }
+
+    /// The jobs asked for, in the order asked (`None` for an id that names no job).
+    pub(super) async fn get_jobs(&self, ids: Vec<Uuid>) -> Result<Vec<Option<Job>>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
                 "SELECT ",
                 job_columns!(),
-                " FROM jobs WHERE job_id = $1"
+                " FROM jobs WHERE job_id = ANY($1)"
             ))
             .await?;
-        conn.query_opt(&statement, &[&job_id])
-            .await?
-            .as_ref()
-            .map(job_from_row)
-            .transpose()
+        let mut found = HashMap::new();
+        for row in conn.query(&statement, &[&ids]).await? {
+            let job = job_from_row(&row)?;
+            found.insert(job.id, job);
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
 
     /// Newest first, `(submitted_at, job_id)` descending; at most `query.limit` rows.
@@ -201,7 +261,7 @@ impl Store {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// T2 in one statement: the FIFO-oldest claimable job of the capability, `(submitted_at,
+    /// T2, grouped: the FIFO-oldest claimable jobs of the capability, in `(submitted_at,
     /// job_id)` order, locked with SKIP LOCKED so concurrent claimers take different rows instead
     /// of losing races. Rows past their retry budget are not claimable and never block the queue.
     ///
@@ -213,131 +273,242 @@ impl Store {
         instance_id: &str,
         gate_checked: bool,
     ) -> Result<ClaimOutcome, StoreError> {
+        let call = ClaimCall {
+            capability: capability.to_owned(),
+            instance_id: instance_id.to_owned(),
+            gate_checked,
+        };
+        match &self.batches {
+            Some(batches) => batches.claims.call(call).await,
+            None => Ok(self
+                .claim_many(vec![call])
+                .await?
+                .pop()
+                .unwrap_or(ClaimOutcome::NoWork)),
+        }
+    }
+
+    /// One statement for every claim call: each capability's oldest claimable jobs are handed
+    /// to its claimers in the order they called. Outcomes in the given order.
+    pub(super) async fn claim_many(
+        &self,
+        calls: Vec<ClaimCall>,
+    ) -> Result<Vec<ClaimOutcome>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
-                "WITH gate AS ( \
-                   SELECT NOT $3 AND EXISTS ( \
-                     SELECT 1 FROM agent_tools \
-                     WHERE agent_id = $2 AND capability = $1 AND has_required_dependencies \
-                   ) AS closed), \
-                 next AS ( \
-                   SELECT job_id FROM jobs \
-                   WHERE capability = $1 AND status = 'working' AND owner_instance_id IS NULL \
-                     AND attempt_count <= max_retries AND NOT (SELECT closed FROM gate) \
-                   ORDER BY submitted_at, job_id \
-                   LIMIT 1 \
-                   FOR UPDATE SKIP LOCKED), \
+                "WITH claimers AS ( \
+                   SELECT w.capability, w.instance_id, w.ord, \
+                     (NOT w.gate_checked AND EXISTS ( \
+                       SELECT 1 FROM agent_tools t \
+                       WHERE t.agent_id = w.instance_id AND t.capability = w.capability \
+                         AND t.has_required_dependencies)) AS gated \
+                   FROM unnest($1::text[], $2::text[], $3::bool[]) WITH ORDINALITY \
+                     AS w(capability, instance_id, gate_checked, ord)), \
+                 eligible AS ( \
+                   SELECT capability, instance_id, ord, \
+                     row_number() OVER (PARTITION BY capability ORDER BY ord) AS slot \
+                   FROM claimers WHERE NOT gated), \
+                 demand AS ( \
+                   SELECT capability, count(*) AS wanted FROM eligible GROUP BY capability), \
+                 candidates AS ( \
+                   SELECT picked.job_id, demand.capability, row_number() OVER ( \
+                     PARTITION BY demand.capability ORDER BY picked.submitted_at, picked.job_id \
+                   ) AS slot \
+                   FROM demand CROSS JOIN LATERAL ( \
+                     SELECT job_id, submitted_at FROM jobs \
+                     WHERE capability = demand.capability AND status = 'working' \
+                       AND owner_instance_id IS NULL AND attempt_count <= max_retries \
+                     ORDER BY submitted_at, job_id \
+                     LIMIT demand.wanted \
+                     FOR UPDATE SKIP LOCKED) AS picked), \
                  claimed AS ( \
-                   UPDATE jobs SET owner_instance_id = $2, \
+                   UPDATE jobs SET owner_instance_id = eligible.instance_id, \
                      attempt_count = attempt_count + 1, \
                      claim_epoch = claim_epoch + 1, \
                      lease_expires_at = now() + ",
                 lease_window!(),
                 ", last_heartbeat_at = now() \
-                   FROM next WHERE jobs.job_id = next.job_id \
-                   RETURNING jobs.job_id, submitted_payload, attempt_count, claim_epoch, \
-                     lease_expires_at, max_duration, recv_cursor) \
-                 SELECT gate.closed AS gated, claimed.* FROM gate LEFT JOIN claimed ON true"
+                   FROM candidates JOIN eligible \
+                     ON eligible.capability = candidates.capability \
+                     AND eligible.slot = candidates.slot \
+                   WHERE jobs.job_id = candidates.job_id \
+                   RETURNING eligible.ord, jobs.job_id, submitted_payload, attempt_count, \
+                     claim_epoch, lease_expires_at, max_duration, recv_cursor) \
+                 SELECT claimers.ord AS caller, claimers.gated, claimed.* \
+                 FROM claimers LEFT JOIN claimed ON claimed.ord = claimers.ord"
             ))
             .await?;
-        let row = conn
-            .query_one(&statement, &[&capability, &instance_id, &gate_checked])
+        let capabilities: Vec<&str> = calls.iter().map(|c| c.capability.as_str()).collect();
+        let instances: Vec<&str> = calls.iter().map(|c| c.instance_id.as_str()).collect();
+        let checked: Vec<bool> = calls.iter().map(|c| c.gate_checked).collect();
+        let rows = conn
+            .query(&statement, &[&capabilities, &instances, &checked])
             .await?;
-        let Some(id) = column::<Option<Uuid>>(&row, "job_id")? else {
-            return Ok(match column(&row, "gated")? {
-                true => ClaimOutcome::Gated,
-                false => ClaimOutcome::NoWork,
-            });
-        };
-        Ok(ClaimOutcome::Claimed(ClaimedJob {
-            id,
-            submitted_payload: column::<Json<RawJson>>(&row, "submitted_payload")?.0,
-            attempt_count: column(&row, "attempt_count")?,
-            claim_epoch: column(&row, "claim_epoch")?,
-            lease_expires_at: timestamp(&row, "lease_expires_at")?,
-            max_duration: column(&row, "max_duration")?,
-            recv_cursor: recv_cursor(&row)?,
-        }))
+        let mut outcomes: Vec<ClaimOutcome> = calls.iter().map(|_| ClaimOutcome::NoWork).collect();
+        for row in &rows {
+            let slot = column::<i64>(row, "caller")? as usize - 1;
+            outcomes[slot] = match column::<Option<Uuid>>(row, "job_id")? {
+                Some(id) => ClaimOutcome::Claimed(ClaimedJob {
+                    id,
+                    submitted_payload: column::<Json<RawJson>>(row, "submitted_payload")?.0,
+                    attempt_count: column(row, "attempt_count")?,
+                    claim_epoch: column(row, "claim_epoch")?,
+                    lease_expires_at: timestamp(row, "lease_expires_at")?,
+                    max_duration: column(row, "max_duration")?,
+                    recv_cursor: recv_cursor(row)?,
+                }),
+                None if column(row, "gated")? => ClaimOutcome::Gated,
+                None => ClaimOutcome::NoWork,
+            };
+        }
+        Ok(outcomes)
     }
 
-    /// T3: one guarded UPDATE that re-asserts owner, liveness and (when the delta carries one)
-    /// the claim epoch. A rejected delta touches nothing: no lease extension, no cursor advance.
-    /// `status` is the delta's status, already known to be valid.
-    pub async fn apply_delta(
+    /// T3, grouped: each delta is applied by a guarded UPDATE that re-asserts owner, liveness
+    /// and (when the delta carries one) the claim epoch. A rejected delta touches nothing: no
+    /// lease extension, no cursor advance.
+    pub async fn apply_delta(&self, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError> {
+        match &self.batches {
+            Some(batches) => batches.deltas.call(delta).await,
+            None => Ok(self
+                .apply_deltas(vec![delta])
+                .await?
+                .pop()
+                .unwrap_or(DeltaOutcome::Rejected(RejectReason::NotFound))),
+        }
+    }
+
+    /// Applies deltas in as few statements as their jobs allow: one per "wave" of distinct jobs
+    /// (two deltas to one job go in order, in successive waves). Outcomes in the given order.
+    pub(super) async fn apply_deltas(
         &self,
-        instance_id: &str,
-        job_id: Uuid,
-        delta: &JobDelta,
-        status: Option<JobStatus>,
-    ) -> Result<DeltaOutcome, StoreError> {
+        deltas: Vec<DeltaUpdate>,
+    ) -> Result<Vec<DeltaOutcome>, StoreError> {
+        let mut outcomes: Vec<Option<DeltaOutcome>> = vec![None; deltas.len()];
+        let mut remaining: Vec<usize> = (0..deltas.len()).collect();
+        while !remaining.is_empty() {
+            let mut jobs_in_wave = HashSet::new();
+            let (wave, later): (Vec<usize>, Vec<usize>) = remaining
+                .into_iter()
+                .partition(|&i| jobs_in_wave.insert(deltas[i].job_id));
+            remaining = later;
+            let applied = self.apply_wave(&wave, &deltas).await?;
+            for (&i, outcome) in wave.iter().zip(applied) {
+                outcomes[i] = Some(match outcome {
+                    Some(after) => DeltaOutcome::Accepted(after),
+                    None => {
+                        let delta = &deltas[i];
+                        let reason = self
+                            .delta_rejection(&delta.instance_id, delta.job_id, delta.claim_epoch)
+                            .await?;
+                        // The guard failed yet the row now looks acceptable: it changed under us;
+                        // the reference answers not_owner in that case.
+                        DeltaOutcome::Rejected(reason.unwrap_or(RejectReason::NotOwner))
+                    }
+                });
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(DeltaOutcome::Rejected(RejectReason::NotFound)))
+            .collect())
+    }
+
+    /// One statement for deltas to distinct jobs; `None` where the guard did not hold.
+    async fn apply_wave(
+        &self,
+        wave: &[usize],
+        deltas: &[DeltaUpdate],
+    ) -> Result<Vec<Option<ClaimAfter>>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
-                "UPDATE jobs SET \
-                   status = coalesce($4, status), \
-                   progress = coalesce($5, progress), \
-                   progress_message = coalesce($6, progress_message), \
-                   result = CASE WHEN $4 = 'completed' AND $7::json IS NOT NULL THEN $7 ELSE result END, \
-                   error = CASE WHEN $4 = 'failed' AND $8::text IS NOT NULL THEN $8 ELSE error END, \
-                   recv_cursor = CASE WHEN $9::jsonb IS NULL THEN recv_cursor ELSE ( \
+                "WITH d AS ( \
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], \
+                     $5::float8[], $6::text[], $7::json[], $8::text[], $9::jsonb[]) \
+                   WITH ORDINALITY AS d(job_id, instance_id, claim_epoch, status, progress, \
+                     progress_message, result, error, recv_cursor, ord)) \
+                 UPDATE jobs SET \
+                   status = coalesce(d.status, jobs.status), \
+                   progress = coalesce(d.progress, jobs.progress), \
+                   progress_message = coalesce(d.progress_message, jobs.progress_message), \
+                   result = CASE WHEN d.status = 'completed' AND d.result IS NOT NULL \
+                     THEN d.result ELSE jobs.result END, \
+                   error = CASE WHEN d.status = 'failed' AND d.error IS NOT NULL \
+                     THEN d.error ELSE jobs.error END, \
+                   recv_cursor = CASE WHEN d.recv_cursor IS NULL THEN jobs.recv_cursor ELSE ( \
                      SELECT jsonb_object_agg(key, seq) FROM ( \
                        SELECT key, max(value::bigint) AS seq FROM ( \
-                         SELECT key, value FROM jsonb_each_text(coalesce(recv_cursor, '{}'::jsonb)) \
-                         UNION ALL SELECT key, value FROM jsonb_each_text($9) \
+                         SELECT key, value \
+                         FROM jsonb_each_text(coalesce(jobs.recv_cursor, '{}'::jsonb)) \
+                         UNION ALL SELECT key, value FROM jsonb_each_text(d.recv_cursor) \
                        ) AS both_cursors GROUP BY key \
                      ) AS merged) END, \
                    last_heartbeat_at = now(), \
                    lease_expires_at = CASE \
-                     WHEN coalesce($4, status) IN ('completed', 'failed', 'cancelled') \
-                     THEN lease_expires_at ELSE now() + ",
+                     WHEN coalesce(d.status, jobs.status) IN ('completed', 'failed', 'cancelled') \
+                     THEN jobs.lease_expires_at ELSE now() + ",
                 lease_window!(),
                 " END \
-                 WHERE job_id = $1 AND owner_instance_id = $2 AND status IN ",
+                 FROM d \
+                 WHERE jobs.job_id = d.job_id AND jobs.owner_instance_id = d.instance_id \
+                   AND (d.claim_epoch IS NULL OR jobs.claim_epoch = d.claim_epoch) \
+                   AND jobs.status IN ",
                 live!(),
-                " AND ($3::bigint IS NULL OR claim_epoch = $3) \
-                 RETURNING status, claim_epoch, lease_expires_at"
+                " RETURNING d.ord, jobs.status, jobs.claim_epoch, jobs.lease_expires_at"
             ))
             .await?;
-        let updated = conn
-            .query_opt(
+        let pick = |i: &usize| &deltas[*i];
+        let ids: Vec<Uuid> = wave.iter().map(|i| pick(i).job_id).collect();
+        let instances: Vec<&str> = wave.iter().map(|i| pick(i).instance_id.as_str()).collect();
+        let epochs: Vec<Option<i64>> = wave.iter().map(|i| pick(i).claim_epoch).collect();
+        let statuses: Vec<Option<&str>> = wave
+            .iter()
+            .map(|i| pick(i).status.map(JobStatus::as_str))
+            .collect();
+        let progress: Vec<Option<f64>> = wave.iter().map(|i| pick(i).progress).collect();
+        let messages: Vec<Option<&str>> = wave
+            .iter()
+            .map(|i| pick(i).progress_message.as_deref())
+            .collect();
+        let results: Vec<Option<Json<&RawValue>>> = wave
+            .iter()
+            .map(|i| pick(i).result.as_deref().map(Json))
+            .collect();
+        let errors: Vec<Option<&str>> = wave.iter().map(|i| pick(i).error.as_deref()).collect();
+        let cursors: Vec<Option<Json<&RecvCursor>>> = wave
+            .iter()
+            .map(|i| pick(i).recv_cursor.as_ref().map(Json))
+            .collect();
+        let rows = conn
+            .query(
                 &statement,
                 &[
-                    &job_id,
-                    &instance_id,
-                    &delta.claim_epoch,
-                    &status.map(JobStatus::as_str),
-                    &delta.progress,
-                    &delta.progress_message,
-                    &delta.result.as_ref().map(|object| Json(&*object.0)),
-                    &delta.error,
-                    &delta.recv_cursor.as_ref().map(Json),
+                    &ids, &instances, &epochs, &statuses, &progress, &messages, &results, &errors,
+                    &cursors,
                 ],
             )
             .await?;
-        if let Some(row) = updated {
-            return Ok(DeltaOutcome::Accepted(
+        let mut applied: Vec<Option<ClaimAfter>> = vec![None; wave.len()];
+        for row in &rows {
+            let slot = column::<i64>(row, "ord")? as usize - 1;
+            let job_id = ids[slot];
+            applied[slot] = Some(
                 match (
-                    job_status(&row)?.is_terminal(),
-                    timestamp(&row, "lease_expires_at")?,
+                    job_status(row)?.is_terminal(),
+                    timestamp(row, "lease_expires_at")?,
                 ) {
                     (false, Some(lease)) => ClaimAfter::Held(LeaseHeld {
                         job_id,
-                        claim_epoch: column(&row, "claim_epoch")?,
+                        claim_epoch: column(row, "claim_epoch")?,
                         lease_expires_at: lease.0,
                     }),
                     _ => ClaimAfter::Ended(job_id),
                 },
-            ));
+            );
         }
-        let reason = self
-            .delta_rejection(instance_id, job_id, delta.claim_epoch)
-            .await?;
-        // The guard failed yet the row now looks acceptable: it changed under us; the reference
-        // answers not_owner in that case.
-        Ok(DeltaOutcome::Rejected(
-            reason.unwrap_or(RejectReason::NotOwner),
-        ))
+        Ok(applied)
     }
 
     /// Why a delta from `instance_id` (with or without an epoch) cannot apply to the job as it

@@ -47,6 +47,7 @@ macro_rules! fleet_drain_channel {
 
 mod admin;
 mod agents;
+mod batch;
 mod events;
 mod jobs;
 mod notify;
@@ -63,8 +64,8 @@ use tokio_postgres::{NoTls, Row};
 pub use agents::{AgentRow, Liveness, MeshSnapshot, NewRegistration, NewTool, Registered, ToolRow};
 pub use events::{EventFilter, PostEventOutcome};
 pub use jobs::{
-    CancelOutcome, ClaimAfter, ClaimOutcome, DeltaOutcome, ExecutorRead, JobListQuery, NewJob,
-    ReclaimOutcome, ReleaseOutcome,
+    CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
+    JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
 };
 pub use notify::Notice;
 pub use schema::{SchemaPiece, SchemaReport};
@@ -83,6 +84,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migration(String),
+    /// The shared statement a call was part of failed (the message is the statement's error).
+    #[error("{0}")]
+    Batch(String),
 }
 
 /// Why the registry could not start on the configured database.
@@ -105,17 +109,51 @@ pub struct Store {
     target: Arc<str>,
     /// This process among the replicas (to skip its own announcements).
     replica: Arc<str>,
+    /// Group commit of the hot writes (started with the server; `None` for the CLI's stores).
+    batches: Option<Arc<Batches>>,
 }
+
+/// The hot writes that are grouped into shared statements (see `batch`).
+struct Batches {
+    reads: batch::Batcher<uuid::Uuid, Option<crate::wire::Job>>,
+    submits: batch::Batcher<NewJob, ()>,
+    claims: batch::Batcher<ClaimCall, ClaimOutcome>,
+    deltas: batch::Batcher<DeltaUpdate, DeltaOutcome>,
+}
+
+/// Statements in flight per kind, and calls per statement, at most.
+const BATCH_SLOTS: usize = 1;
+const BATCH_MAX: usize = 64;
 
 impl Store {
     /// Opens the pool and reconciles the schema (migrations, then verification): what the
     /// server does at start.
     pub async fn connect(database_url: &str, pool_size: usize) -> Result<Store, ConnectError> {
-        let store = Store::open(database_url, pool_size)?;
+        let mut store = Store::open(database_url, pool_size)?;
         store
             .prepare_schema()
             .await
             .map_err(|error| store.connect_error(error))?;
+        let (for_reads, for_submits) = (store.clone(), store.clone());
+        let (for_claims, for_deltas) = (store.clone(), store.clone());
+        store.batches = Some(Arc::new(Batches {
+            reads: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |ids| {
+                let store = for_reads.clone();
+                async move { store.get_jobs(ids).await }
+            }),
+            submits: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |jobs| {
+                let store = for_submits.clone();
+                async move { store.create_jobs(jobs).await }
+            }),
+            claims: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |calls| {
+                let store = for_claims.clone();
+                async move { store.claim_many(calls).await }
+            }),
+            deltas: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |deltas| {
+                let store = for_deltas.clone();
+                async move { store.apply_deltas(deltas).await }
+            }),
+        }));
         Ok(store)
     }
 
@@ -136,6 +174,13 @@ impl Store {
         }
         // A connection whose server vanished is noticed, not waited on forever.
         pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
+        // Every statement is prepared once per connection and reused: plan it once too (the
+        // default re-plans statements with array parameters on every execution).
+        let options = match pg.get_options() {
+            Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
+            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
+        };
+        pg.options(&options);
         let target = describe_target(&pg);
         let manager = Manager::from_config(
             pg.clone(),
@@ -157,6 +202,7 @@ impl Store {
             pg: Arc::new(pg),
             target: target.into(),
             replica: uuid::Uuid::new_v4().simple().to_string().into(),
+            batches: None,
         })
     }
 
