@@ -1,0 +1,100 @@
+{{/* Chart name. */}}
+{{- define "mesh-registry.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name; 63 characters at most (DNS label), 54 leaves room for suffixes. */}}
+{{- define "mesh-registry.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 54 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 54 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 54 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mesh-registry.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mesh-registry.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mesh-registry.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "mesh-registry.labels" -}}
+helm.sh/chart: {{ include "mesh-registry.chart" . }}
+{{ include "mesh-registry.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mcp-mesh
+{{- end }}
+
+{{- define "mesh-registry.headlessName" -}}
+{{- printf "%s-headless" (include "mesh-registry.fullname" .) }}
+{{- end }}
+
+{{- define "mesh-registry.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mesh-registry.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "mesh-registry.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+
+{{/* The Secret holding DATABASE_URL, and its key. */}}
+{{- define "mesh-registry.databaseSecretName" -}}
+{{- if .Values.database.existingSecret.name }}
+{{- .Values.database.existingSecret.name }}
+{{- else }}
+{{- printf "%s-database" (include "mesh-registry.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "mesh-registry.databaseSecretKey" -}}
+{{- if .Values.database.existingSecret.name }}
+{{- .Values.database.existingSecret.key }}
+{{- else }}
+{{- "DATABASE_URL" }}
+{{- end }}
+{{- end }}
+
+{{/* The port /admin/* is served on: the admin port, or the public port when it is disabled. */}}
+{{- define "mesh-registry.adminPort" -}}
+{{- if .Values.admin.enabled }}{{ int64 .Values.admin.port }}{{ else }}{{ int64 .Values.port }}{{ end }}
+{{- end }}
+
+{{/* MCP_MESH_SHUTDOWN_TIMEOUT as the registry will read it (its default is 30). */}}
+{{- define "mesh-registry.shutdownTimeout" -}}
+{{- $v := index .Values.config "MCP_MESH_SHUTDOWN_TIMEOUT" }}
+{{- if kindIs "invalid" $v }}30{{ else }}{{ int64 $v }}{{ end }}
+{{- end }}
+
+{{/* Drain wait, then the graceful shutdown, then a margin: always more than the drain wait. */}}
+{{- define "mesh-registry.terminationGracePeriodSeconds" -}}
+{{- add (int64 .Values.drain.waitTimeoutSeconds) (int64 (include "mesh-registry.shutdownTimeout" .)) (int64 .Values.drain.graceMarginSeconds) }}
+{{- end }}
+
+{{/* "true" when more than one replica can run at once. */}}
+{{- define "mesh-registry.multiReplica" -}}
+{{- if .Values.autoscaling.enabled }}
+{{- if gt (int64 .Values.autoscaling.maxReplicas) 1 }}true{{ end }}
+{{- else if gt (int64 .Values.replicaCount) 1 }}true{{ end }}
+{{- end }}
+
+{{/* An environment value as a string; whole numbers never in exponent form. */}}
+{{- define "mesh-registry.envValue" -}}
+{{- if kindIs "float64" . }}
+{{- if eq . (float64 (int64 .)) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
