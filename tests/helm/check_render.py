@@ -1,0 +1,417 @@
+#!/usr/bin/env python3
+"""Structure test for the mesh-registry Helm chart.
+
+For every matrix case (tests/helm/values/<case>.yaml) it reads what `helm template` rendered
+(<render dir>/<case>.yaml) and the rendered NOTES (<render dir>/<case>.notes.txt), merges the case
+over the chart's values.yaml the way Helm does, and asserts that the manifests say what those
+values ask for: the rolling update never drops a replica, the env comes from values, DATABASE_URL
+comes from the right Secret, the Services, probes, preStop drain, grace period,
+PodDisruptionBudget, spread, security contexts, resources, HPA and the helm test pod. Once per
+run it also checks the chart itself (apiVersion v2, values.schema.json describes every value) and
+the Dockerfile.
+
+Usage: check_render.py CHART_DIR VALUES_DIR RENDER_DIR RELEASE NAMESPACE [DOCKERFILE]
+Prints one line per case and a closing "N passed, M failed"; exits 1 on any failure.
+"""
+
+import base64
+import copy
+import json
+import os
+import sys
+
+import yaml
+
+RESTRICTED_SECCOMP = {"type": "RuntimeDefault"}
+
+
+class Case:
+    """Collects the failures of one case, so a run reports all of them at once."""
+
+    def __init__(self, name):
+        self.name = name
+        self.failures = []
+        self.checks = 0
+
+    def check(self, ok, what):
+        self.checks += 1
+        if not ok:
+            self.failures.append(what)
+        return ok
+
+    def eq(self, got, want, what):
+        return self.check(got == want, f"{what}: got {got!r}, want {want!r}")
+
+
+def merge(base, over):
+    """Helm's coalescing: maps merge key by key, anything else replaces, null deletes."""
+    out = copy.deepcopy(base)
+    for key, value in (over or {}).items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def env_string(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def fullname(values, release, chart_name):
+    if values.get("fullnameOverride"):
+        return values["fullnameOverride"][:54].rstrip("-")
+    name = values.get("nameOverride") or chart_name
+    if name in release:
+        return release[:54].rstrip("-")
+    return f"{release}-{name}"[:54].rstrip("-")
+
+
+def load_docs(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def labels_match(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_case(name, values, docs, notes, release, namespace, chart):
+    c = Case(name)
+    full = fullname(values, release, chart["name"])
+    headless = f"{full}-headless"
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d.get("kind"), []).append(d)
+
+    # Never a Namespace object; never a namespace other than the release's.
+    c.check("Namespace" not in by_kind, "a Namespace object is rendered")
+    for d in docs:
+        ns = (d.get("metadata") or {}).get("namespace")
+        c.check(ns in (None, namespace), f"{d['kind']}/{d['metadata']['name']} hard-codes namespace {ns!r}")
+
+    # Deployment: replicas, RollingUpdate with maxUnavailable 0.
+    deployments = by_kind.get("Deployment", [])
+    if not c.eq(len(deployments), 1, "Deployments"):
+        return c
+    dep = deployments[0]
+    spec = dep["spec"]
+    autoscaling = values["autoscaling"]["enabled"]
+    if autoscaling:
+        c.check("replicas" not in spec, "Deployment sets replicas although autoscaling is on")
+    else:
+        c.eq(spec.get("replicas"), values["replicaCount"], "Deployment replicas")
+    strategy = spec.get("strategy") or {}
+    c.eq(strategy.get("type"), "RollingUpdate", "strategy type")
+    c.eq((strategy.get("rollingUpdate") or {}).get("maxUnavailable"), 0, "rollingUpdate.maxUnavailable")
+    selector = spec["selector"]["matchLabels"]
+    pod = spec["template"]
+    pod_labels = pod["metadata"]["labels"]
+    c.check(labels_match(selector, pod_labels), "the Deployment's selector does not match its pods")
+    pspec = pod["spec"]
+    containers = {ct["name"]: ct for ct in pspec["containers"]}
+    if not c.check("mesh-registry" in containers, "no mesh-registry container"):
+        return c
+    ct = containers["mesh-registry"]
+    c.check(ct["image"].startswith(values["image"]["repository"] + ":"), f"image {ct['image']!r}")
+
+    # Environment from values.
+    env_list = ct.get("env") or []
+    names = [e["name"] for e in env_list]
+    c.check(len(names) == len(set(names)), f"duplicate env names in {names}")
+    env = {e["name"]: e for e in env_list}
+
+    def env_value(key):
+        return (env.get(key) or {}).get("value")
+
+    admin_enabled = values["admin"]["enabled"]
+    c.eq(env_value("HOST"), values["host"], "env HOST")
+    c.eq(env_value("PORT"), str(values["port"]), "env PORT")
+    c.eq(env_value("MCP_MESH_LOG_LEVEL"), values["logLevel"], "env MCP_MESH_LOG_LEVEL")
+    if admin_enabled:
+        c.eq(env_value("MCP_MESH_ADMIN_PORT"), str(values["admin"]["port"]), "env MCP_MESH_ADMIN_PORT")
+    else:
+        c.check("MCP_MESH_ADMIN_PORT" not in env, "MCP_MESH_ADMIN_PORT set although admin is disabled")
+    for key, value in values["config"].items():
+        if value is not None:
+            c.eq(env_value(key), env_string(value), f"env {key} (from config)")
+    for extra in values["extraEnv"]:
+        c.eq(env.get(extra["name"]), extra, f"env {extra['name']} (from extraEnv)")
+    c.eq(pspec.get("enableServiceLinks"), False, "enableServiceLinks")
+
+    # DATABASE_URL from a Secret: the operator's, or one the chart creates and keeps.
+    secret_ref = ((env.get("DATABASE_URL") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    c.check("value" not in (env.get("DATABASE_URL") or {}), "DATABASE_URL given as a plain value")
+    secrets = by_kind.get("Secret", [])
+    existing = values["database"]["existingSecret"]
+    if existing["name"]:
+        c.eq((secret_ref.get("name"), secret_ref.get("key")), (existing["name"], existing["key"]), "DATABASE_URL secretKeyRef")
+        c.eq(len(secrets), 0, "Secrets rendered with existingSecret")
+    else:
+        c.eq((secret_ref.get("name"), secret_ref.get("key")), (f"{full}-database", "DATABASE_URL"), "DATABASE_URL secretKeyRef")
+        if c.eq(len(secrets), 1, "Secrets created by the chart"):
+            secret = secrets[0]
+            c.eq(secret["metadata"]["name"], secret_ref.get("name"), "created Secret name")
+            c.eq((secret["metadata"].get("annotations") or {}).get("helm.sh/resource-policy"), "keep", "created Secret resource-policy")
+            stored = (secret.get("data") or {}).get("DATABASE_URL")
+            c.eq(stored and base64.b64decode(stored).decode(), values["database"]["url"], "created Secret DATABASE_URL")
+
+    # Ports: http, and admin as its own named port.
+    ports = {p["name"]: p for p in ct.get("ports") or []}
+    c.eq((ports.get("http") or {}).get("containerPort"), values["port"], "container port http")
+    if admin_enabled:
+        c.eq((ports.get("admin") or {}).get("containerPort"), values["admin"]["port"], "container port admin")
+    else:
+        c.check("admin" not in ports, "admin container port although admin is disabled")
+
+    # Services: the public one keeps the admin port out unless asked; the headless one lists every replica.
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    c.eq(sorted(services), sorted([full, headless]), "Services")
+    public = services.get(full)
+    if public:
+        pports = {p["name"]: p for p in public["spec"]["ports"]}
+        c.eq(public["spec"].get("type"), values["service"]["type"], "public Service type")
+        c.eq(public["spec"].get("selector"), selector, "public Service selector")
+        c.eq((pports.get("http") or {}).get("port"), values["service"]["port"], "public Service http port")
+        c.eq((pports.get("http") or {}).get("targetPort"), "http", "public Service http targetPort")
+        c.check(public["spec"].get("clusterIP") != "None", "public Service is headless")
+        admin_public = admin_enabled and values["service"]["exposeAdmin"]
+        if admin_public:
+            c.eq((pports.get("admin") or {}).get("targetPort"), "admin", "public Service admin port (asked for)")
+        else:
+            c.check("admin" not in pports, "public Service carries the admin port without being asked")
+        for p in public["spec"]["ports"]:
+            c.check(p.get("targetPort") != values["admin"]["port"] or admin_public, "public Service targets the admin port by number")
+    hl = services.get(headless)
+    if hl:
+        hspec = hl["spec"]
+        c.eq(hspec.get("clusterIP"), "None", "headless Service clusterIP")
+        c.eq(hspec.get("publishNotReadyAddresses"), True, "headless Service publishNotReadyAddresses")
+        c.eq(hspec.get("selector"), selector, "headless Service selector")
+        hports = {p["name"]: p.get("targetPort") for p in hspec["ports"]}
+        c.eq(hports, {"http": "http", "admin": "admin"} if admin_enabled else {"http": "http"}, "headless Service ports")
+
+    # Probes: truthful endpoints, timings from values.
+    probe_values = values["probes"]
+    for probe, path, key in (
+        ("livenessProbe", "/health", "liveness"),
+        ("readinessProbe", "/ready", "readiness"),
+        ("startupProbe", "/health", "startup"),
+    ):
+        got = ct.get(probe) or {}
+        c.eq(got.get("httpGet"), {"path": path, "port": "http"}, f"{probe} endpoint")
+        timings = {k: v for k, v in got.items() if k != "httpGet"}
+        c.eq(timings, probe_values[key], f"{probe} timings (from probes.{key})")
+
+    # preStop drains this replica, on the admin port (public port when admin is off); the grace
+    # period outlasts the drain and the graceful shutdown.
+    wait = values["drain"]["waitTimeoutSeconds"]
+    drain_port = values["admin"]["port"] if admin_enabled else values["port"]
+    pre_stop = ((ct.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
+    c.eq(
+        pre_stop,
+        ["mesh-registry", "registry", "drain", "--wait", "--wait-timeout", str(wait),
+         "--registry-url", f"http://127.0.0.1:{drain_port}"],
+        "preStop command",
+    )
+    grace = pspec.get("terminationGracePeriodSeconds")
+    shutdown = int(values["config"].get("MCP_MESH_SHUTDOWN_TIMEOUT") or 30)
+    c.check(isinstance(grace, int) and grace > wait, f"terminationGracePeriodSeconds {grace!r} is not more than the drain wait {wait}")
+    c.eq(grace, wait + shutdown + values["drain"]["graceMarginSeconds"], "terminationGracePeriodSeconds")
+
+    # PodDisruptionBudget exactly when more than one replica can run.
+    if autoscaling:
+        multi = values["autoscaling"]["maxReplicas"] > 1
+    else:
+        multi = values["replicaCount"] > 1
+    pdbs = by_kind.get("PodDisruptionBudget", [])
+    want_pdb = values["podDisruptionBudget"]["enabled"] and multi
+    if c.eq(len(pdbs), 1 if want_pdb else 0, "PodDisruptionBudgets"):
+        for pdb in pdbs:
+            c.eq(pdb["spec"].get("selector", {}).get("matchLabels"), selector, "PDB selector")
+            c.eq(pdb["spec"].get("maxUnavailable"), values["podDisruptionBudget"]["maxUnavailable"], "PDB maxUnavailable")
+            c.check("minAvailable" not in pdb["spec"], "PDB sets minAvailable")
+
+    # Soft topology spread.
+    spread = pspec.get("topologySpreadConstraints") or []
+    if values["topologySpread"]["enabled"]:
+        c.eq([t["topologyKey"] for t in spread], values["topologySpread"]["topologyKeys"], "spread topology keys")
+        for t in spread:
+            c.eq(t.get("whenUnsatisfiable"), "ScheduleAnyway", f"spread on {t.get('topologyKey')}: whenUnsatisfiable")
+            c.eq(t.get("maxSkew"), values["topologySpread"]["maxSkew"], "spread maxSkew")
+            c.eq((t.get("labelSelector") or {}).get("matchLabels"), selector, "spread labelSelector")
+    else:
+        c.eq(spread, [], "spread constraints when disabled")
+
+    # Restricted security contexts, from values; resources from values.
+    check_restricted(c, pspec, ct, "registry pod")
+    c.eq(pspec.get("securityContext"), values["podSecurityContext"], "pod securityContext (from values)")
+    c.eq(ct.get("securityContext"), values["securityContext"], "container securityContext (from values)")
+    c.eq(ct.get("resources"), values["resources"], "resources (from values)")
+    c.eq(pspec.get("automountServiceAccountToken"), False, "automountServiceAccountToken")
+    mounts = {m["mountPath"] for m in ct.get("volumeMounts") or []}
+    c.check("/tmp" in mounts, "no writable /tmp next to the read-only root filesystem")
+
+    # HPA when autoscaling is on.
+    hpas = by_kind.get("HorizontalPodAutoscaler", [])
+    if c.eq(len(hpas), 1 if autoscaling else 0, "HorizontalPodAutoscalers"):
+        for hpa in hpas:
+            a = values["autoscaling"]
+            c.eq(hpa["apiVersion"], "autoscaling/v2", "HPA apiVersion")
+            c.eq(hpa["spec"]["scaleTargetRef"], {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep["metadata"]["name"]}, "HPA target")
+            c.eq((hpa["spec"].get("minReplicas"), hpa["spec"]["maxReplicas"]), (a["minReplicas"], a["maxReplicas"]), "HPA min/max")
+            want = {}
+            if a["targetCPUUtilizationPercentage"]:
+                want["cpu"] = a["targetCPUUtilizationPercentage"]
+            if a["targetMemoryUtilizationPercentage"]:
+                want["memory"] = a["targetMemoryUtilizationPercentage"]
+            got = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]}
+            c.eq(got, want, "HPA metrics")
+
+    # The helm test hook pod checks /health through the public Service, and no registry selector picks it.
+    pods = by_kind.get("Pod", [])
+    tests = [p for p in pods if (p["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+    c.eq(len(pods), len(tests), "Pods that are not helm test hooks")
+    if c.eq(len(tests), 1, "helm test hook pods"):
+        t = tests[0]
+        tct = t["spec"]["containers"]
+        cmd = " ".join(tct[0].get("command", []) + tct[0].get("args", []))
+        c.check(f"http://{full}:{values['service']['port']}/health" in cmd, f"helm test pod does not GET /health on the Service: {cmd!r}")
+        c.eq(t["spec"].get("restartPolicy"), "Never", "helm test pod restartPolicy")
+        c.check(not labels_match(selector, t["metadata"].get("labels") or {}), "the registry's selector picks the helm test pod")
+        check_restricted(c, t["spec"], tct[0], "helm test pod")
+
+    # Service account: created or not, never with an API token.
+    sas = by_kind.get("ServiceAccount", [])
+    c.eq(len(sas), 1 if values["serviceAccount"]["create"] else 0, "ServiceAccounts")
+    for sa in sas:
+        c.eq(sa["metadata"]["name"], pspec.get("serviceAccountName"), "ServiceAccount name")
+        c.eq(sa.get("automountServiceAccountToken"), False, "ServiceAccount automountServiceAccountToken")
+
+    # NOTES: how to drain every replica, upgrade in place, and never uninstall.
+    admin_url = f"http://127.0.0.1:{drain_port}"
+    for needle in (
+        f"kubernetes.io/service-name={headless}",
+        f"mesh-registry registry drain --registry-url {admin_url}",
+        f"mesh-registry registry drain --wait --wait-timeout 600 --registry-url {admin_url}",
+        f"mesh-registry registry resume --registry-url {admin_url}",
+        f"helm upgrade {release} <chart> -n {namespace} --reuse-values",
+        f"helm get values {release} -n {namespace}",
+        f"NEVER run `helm uninstall {release}`",
+        "for p in $PODS; do",
+    ):
+        c.check(needle in notes, f"NOTES lack {needle!r}")
+
+    c.kinds = sorted(f"{k}" for k in by_kind)
+    return c
+
+
+def check_restricted(c, pod_spec, container, what):
+    psc = pod_spec.get("securityContext") or {}
+    csc = container.get("securityContext") or {}
+    c.check(csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True, f"{what}: runAsNonRoot")
+    c.check(csc.get("runAsUser", psc.get("runAsUser", 1)) != 0, f"{what}: runs as uid 0")
+    c.eq(csc.get("readOnlyRootFilesystem"), True, f"{what}: readOnlyRootFilesystem")
+    c.eq(csc.get("allowPrivilegeEscalation"), False, f"{what}: allowPrivilegeEscalation")
+    c.check(csc.get("privileged") is not True, f"{what}: privileged")
+    caps = csc.get("capabilities") or {}
+    c.check("ALL" in (caps.get("drop") or []), f"{what}: capabilities not all dropped")
+    c.check(not caps.get("add"), f"{what}: capabilities added")
+    c.eq(csc.get("seccompProfile", psc.get("seccompProfile")), RESTRICTED_SECCOMP, f"{what}: seccompProfile")
+
+
+def check_schema(c, values, schema, path="values"):
+    """Every value in values.yaml is described by values.schema.json."""
+    if not isinstance(values, dict):
+        return
+    props = schema.get("properties")
+    if props is None:  # a free-form map (annotations, nodeSelector, ...)
+        c.check("description" in schema, f"{path}: free-form map without a description")
+        return
+    c.eq(schema.get("additionalProperties"), False, f"{path}: schema accepts unknown keys")
+    for key, value in values.items():
+        sub = props.get(key)
+        if c.check(sub is not None, f"{path}.{key}: not in values.schema.json"):
+            c.check("description" in sub, f"{path}.{key}: no description in values.schema.json")
+            check_schema(c, value, sub, f"{path}.{key}")
+    for key, sub in props.items():
+        c.check("description" in sub, f"{path}.{key}: no description in values.schema.json")
+
+
+def check_chart(chart_dir, values, chart):
+    c = Case("chart")
+    c.eq(chart.get("apiVersion"), "v2", "Chart.yaml apiVersion")
+    with open(os.path.join(chart_dir, "values.schema.json")) as f:
+        schema = json.load(f)
+    check_schema(c, values, schema)
+    c.check(os.path.isfile(os.path.join(chart_dir, "templates", "NOTES.txt")), "no NOTES.txt")
+    for root, _, files in os.walk(os.path.join(chart_dir, "templates")):
+        for name in files:
+            with open(os.path.join(root, name)) as f:
+                text = f.read()
+            c.check("kind: Namespace" not in text, f"{name} declares a Namespace")
+            c.check("namespace:" not in text, f"{name} sets a namespace (the release's is used)")
+    return c
+
+
+def check_dockerfile(path):
+    c = Case("Dockerfile")
+    with open(path) as f:
+        lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    froms = [ln for ln in lines if ln.upper().startswith("FROM ")]
+    c.check(len(froms) >= 2, f"not a multi-stage build: {froms}")
+    final = lines[lines.index(froms[-1]):] if froms else []
+    users = [ln.split(None, 1)[1] for ln in final if ln.upper().startswith("USER ")]
+    c.check(bool(users) and users[-1].split(":")[0] not in ("0", "root"), f"final stage user {users}")
+    c.check(any(ln.startswith("COPY --from=") and "/usr/local/bin/mesh-registry" in ln for ln in final), "binary not copied to /usr/local/bin/mesh-registry")
+    entry = [ln for ln in final if ln.upper().startswith("ENTRYPOINT")]
+    c.check(bool(entry) and json.loads(entry[-1].split(None, 1)[1]) in (["mesh-registry"], ["/usr/local/bin/mesh-registry"]), f"ENTRYPOINT {entry}")
+    return c
+
+
+def main(argv):
+    if len(argv) not in (6, 7):
+        print(__doc__.strip().splitlines()[-2], file=sys.stderr)
+        return 2
+    chart_dir, values_dir, render_dir, release, namespace = argv[1:6]
+    with open(os.path.join(chart_dir, "Chart.yaml")) as f:
+        chart = yaml.safe_load(f)
+    with open(os.path.join(chart_dir, "values.yaml")) as f:
+        defaults = yaml.safe_load(f)
+
+    results = [check_chart(chart_dir, defaults, chart)]
+    if len(argv) == 7:
+        results.append(check_dockerfile(argv[6]))
+    for file in sorted(os.listdir(values_dir)):
+        if not file.endswith(".yaml"):
+            continue
+        name = file[: -len(".yaml")]
+        with open(os.path.join(values_dir, file)) as f:
+            values = merge(defaults, yaml.safe_load(f) or {})
+        with open(os.path.join(render_dir, f"{name}.notes.txt")) as f:
+            notes = f.read()
+        docs = load_docs(os.path.join(render_dir, f"{name}.yaml"))
+        results.append(check_case(name, values, docs, notes, release, namespace, chart))
+
+    failed = 0
+    for r in results:
+        if r.failures:
+            failed += 1
+            print(f"FAIL {r.name}: {len(r.failures)} of {r.checks} checks failed")
+            for f in r.failures:
+                print(f"     - {f}")
+        else:
+            kinds = f" [{', '.join(getattr(r, 'kinds', []))}]" if getattr(r, "kinds", None) else ""
+            print(f"ok   {r.name}: {r.checks} checks{kinds}")
+    print(f"helm: {len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
