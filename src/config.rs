@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
+use crate::store::DEFAULT_EMBEDDED_FILE;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,15 +38,6 @@ pub struct Config {
     pub agent_timeout: Duration,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error(
-        "no database configured: pass --database-url or set DATABASE_URL to a PostgreSQL URL \
-         such as postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable"
-    )]
-    MissingDatabaseUrl,
-}
-
 const DEFAULT_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(200);
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
@@ -54,13 +46,14 @@ const MAX_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(10_000);
 
 impl Config {
     /// Resolves the flags; the second value lists the lenient knobs that fell back to a default.
-    pub fn from_args(args: &ServeArgs) -> Result<(Config, Vec<String>), ConfigError> {
+    pub fn from_args(args: &ServeArgs) -> (Config, Vec<String>) {
         let mut warnings = Vec::new();
+        // No database named: the embedded file in the working directory, like the reference.
         let database_url = args
             .database_url
             .clone()
             .filter(|url| !url.trim().is_empty())
-            .ok_or(ConfigError::MissingDatabaseUrl)?;
+            .unwrap_or_else(|| DEFAULT_EMBEDDED_FILE.to_owned());
         let cancel_event_grace = cancel_event_grace(args.cancel_event_grace_ms.as_deref())
             .unwrap_or_else(|raw| {
                 warnings.push(format!(
@@ -137,7 +130,7 @@ impl Config {
             health_check_interval: Duration::from_secs(args.health_check_interval),
             agent_timeout: Duration::from_secs(args.agent_timeout),
         };
-        Ok((config, warnings))
+        (config, warnings)
     }
 }
 
@@ -243,7 +236,7 @@ mod tests {
         let mut argv = vec!["mesh-registry", "--database-url", "postgres://x/y"];
         argv.extend_from_slice(flags);
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
-        Config::from_args(&cli.serve).unwrap()
+        Config::from_args(&cli.serve)
     }
 
     #[test]

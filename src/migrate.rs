@@ -31,7 +31,7 @@ pub fn run(command: MigrateCommand, database_url: Option<&str>) -> ExitCode {
 }
 
 async fn execute(command: MigrateCommand, database_url: &str) -> Result<(), String> {
-    let store = Store::open(database_url, 1).map_err(|e| e.to_string())?;
+    let store = Store::open(database_url).map_err(|e| e.to_string())?;
     let fail = |error| store.connect_error(error).to_string();
     match command {
         MigrateCommand::Status => {

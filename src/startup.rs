@@ -18,7 +18,7 @@ use mesh_registry_actors::{
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, AppState, BodyLimit};
-use crate::store::{ConnectError, Notice, Store};
+use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry;
 
 /// How often HEAD heartbeats collected in memory are written (far below any agent timeout).
@@ -50,6 +50,17 @@ impl Application {
     /// inside an actix system (the actors live on its arbiter).
     pub async fn build(config: &Config) -> Result<Application, StartupError> {
         let store = Store::connect(&config.database_url, config.db_pool_size).await?;
+        match store.backend() {
+            Backend::Postgres => tracing::info!(
+                "storage: PostgreSQL at {} (replicas may share it)",
+                store.target()
+            ),
+            Backend::Embedded => tracing::info!(
+                "storage: embedded SQLite file {} (this process only; fleet-wide drain and \
+                 cross-replica notifications are PostgreSQL features and unavailable here)",
+                store.target()
+            ),
+        }
         let event_hub = EventHub::new(config.max_long_polls).start();
         let agent_tracker = AgentTracker::new(
             std::rc::Rc::new(store.clone()),
@@ -72,7 +83,11 @@ impl Application {
             event_hub.clone().recipient(),
         );
         let supervisor = supervisor.start();
-        forward_notices(store.listen(), event_hub.clone(), supervisor.clone());
+        match store.listen() {
+            Some(notices) => forward_notices(notices, event_hub.clone(), supervisor.clone()),
+            // One process: every wake-up is local, nothing can be missed.
+            None => event_hub.do_send(Notifications { arriving: true }),
+        }
         let address = format!("{}:{}", config.host, config.port);
         let listen_error = |source| StartupError::Listen {
             address: address.clone(),
@@ -233,10 +248,7 @@ pub async fn shutdown_signal() {
 /// clear error line) when the registry cannot start.
 pub fn serve(args: &ServeArgs) -> ExitCode {
     let level_warning = telemetry::init(&args.log_level, args.debug_mode);
-    let (config, warnings) = match Config::from_args(args) {
-        Ok(resolved) => resolved,
-        Err(error) => return fail(error),
-    };
+    let (config, warnings) = Config::from_args(args);
     for warning in level_warning.into_iter().chain(warnings) {
         tracing::warn!("{warning}");
     }

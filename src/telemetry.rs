@@ -27,9 +27,11 @@ pub fn init(mesh_level: &str, debug_mode: bool) -> Option<String> {
             )),
         ),
     };
-    // actix-server announces every worker at INFO; that is noise next to the registry's own log.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{directive},actix_server=warn")));
+    // actix-server announces every worker at INFO, and refinery dumps every migration's SQL:
+    // noise next to the registry's own log (which names each migration it applies).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{directive},actix_server=warn,refinery_core=warn"))
+    });
     // A second init (tests start many apps in one process) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -357,6 +357,15 @@ pub struct PostEventResponse {
     pub created_at: Timestamp,
 }
 
+/// `GET /ready`: whether this replica can serve (its database answers).
+#[derive(Debug, Serialize)]
+pub struct ReadyResponse {
+    pub status: &'static str,
+    pub backend: &'static str,
+    /// Why it is not ready (`null` when it is).
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct HealthResponse {
     pub service: &'static str,

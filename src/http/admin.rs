@@ -1,5 +1,6 @@
 //! `/admin/drain` (contract §7): pause claims before an upgrade, watch the live claims reach
-//! zero, resume. `?scope=fleet` drains every replica through PostgreSQL (decisions row 16).
+//! zero, resume. `?scope=fleet` drains every replica through PostgreSQL (decisions row 16); the
+//! embedded store, one process only, answers it 501.
 //!
 //! Orders matter and follow the reference: POST counts before it sets the flag (a failed count
 //! leaves the registry undrained); DELETE clears the flag before it counts.
@@ -12,6 +13,7 @@ use mesh_registry_actors::{DrainScope, DrainState, SetDrain};
 use super::error::ApiError;
 use super::extract::Query;
 use super::AppState;
+use crate::store::StoreError;
 use crate::wire::DrainResponse;
 
 fn scope(req: &HttpRequest) -> Result<DrainScope, ApiError> {
@@ -45,11 +47,14 @@ async fn set_drain(
             .store
             .set_fleet_draining(draining)
             .await
-            .map_err(|error| {
-                ApiError::Admin(
+            .map_err(|error| match error {
+                StoreError::Unsupported(why) => {
+                    ApiError::Admin(StatusCode::NOT_IMPLEMENTED, why.to_owned())
+                }
+                error => ApiError::Admin(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("failed to store the fleet drain: {error}"),
-                )
+                ),
             })?;
     }
     state

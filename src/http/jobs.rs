@@ -11,8 +11,8 @@ use super::extract::{Body, JsonBody, Query};
 use super::AppState;
 use crate::resolve::Mesh;
 use crate::store::{
-    CancelOutcome, ClaimAfter, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, NewJob,
-    ReclaimOutcome, ReleaseOutcome,
+    CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery,
+    NewJob, ReclaimOutcome, ReleaseOutcome,
 };
 use crate::wire::{
     decode_list_cursor, encode_list_cursor, parse_job_id, BatchRequest, BatchResponse,
@@ -191,13 +191,18 @@ pub async fn claim(
         }));
     }
     let store = &state.store;
-    let outcome = match store.claim_next(capability, instance_id, false).await {
+    let call = |gate_checked| ClaimCall {
+        capability: capability.to_owned(),
+        instance_id: instance_id.to_owned(),
+        gate_checked,
+    };
+    let outcome = match store.claim_next(call(false)).await {
         Ok(ClaimOutcome::Gated)
             if !required_dependencies_met(&state, instance_id, capability).await =>
         {
             Ok(ClaimOutcome::NoWork)
         }
-        Ok(ClaimOutcome::Gated) => store.claim_next(capability, instance_id, true).await,
+        Ok(ClaimOutcome::Gated) => store.claim_next(call(true)).await,
         other => other,
     }
     .map_err(ApiError::store("claim job"))?;

@@ -116,6 +116,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .to(health::health),
     )
     .service(
+        web::resource("/ready")
+            .guard(guard::Any(guard::Get()).or(guard::Head()))
+            .to(health::ready),
+    )
+    .service(
         web::resource("/agents")
             .guard(guard::Get())
             .to(agents::list),

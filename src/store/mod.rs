@@ -1,8 +1,13 @@
-//! The store: the one place that holds SQL. PostgreSQL is the source of truth for every job's
-//! status, owner, claim epoch and lease; every change of ownership is ONE guarded statement whose
-//! WHERE clause says what must still be true, and each "0 rows" outcome has a named meaning.
+//! The store: the one place that holds SQL, behind one boundary with two implementations.
 //!
-//! Hot paths are one round trip each (prepared statements, cached per connection).
+//! * `postgres`: the production backend, and the only one for several replicas. Every change of
+//!   ownership is ONE guarded statement whose WHERE clause says what must still be true; hot
+//!   paths are one round trip each, grouped under load (group commit).
+//! * `embedded`: a single SQLite file in the working directory, the default when no
+//!   `DATABASE_URL` is given, so one command serves a local mesh. One process owns the file (a
+//!   lock); one thread owns the connection, so each call is atomic by construction.
+//!
+//! The HTTP layer and the actors see only `Store`; which backend runs is decided by the URL.
 
 /// A live job is one still being worked on; everything else is terminal (absorbing).
 macro_rules! live {
@@ -11,68 +16,33 @@ macro_rules! live {
     };
 }
 
-/// T8: the live jobs of owners that are gone go back to the queue, or fail when their retry
-/// budget is spent. `$owners` is a subquery yielding owner ids.
-macro_rules! reroute_jobs_owned_by {
-    ($owners:literal) => {
-        concat!(
-            "UPDATE jobs SET \
-               status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
-               error = CASE WHEN attempt_count > max_retries \
-                 THEN 'orphaned: max retries exceeded' ELSE error END, \
-               last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END, \
-               owner_instance_id = NULL, lease_expires_at = NULL \
-             WHERE owner_instance_id IN (",
-            $owners,
-            ") AND status IN ",
-            live!(),
-            " RETURNING job_id"
-        )
-    };
-}
+mod embedded;
+mod model;
+mod postgres;
 
-/// NOTIFY channel of appended events (payload: the job id); see `notify`.
-macro_rules! job_events_channel {
-    () => {
-        "mesh_job_events"
-    };
-}
-
-/// NOTIFY channel of the fleet drain flag (payload: `true` or `false`); see `notify`.
-macro_rules! fleet_drain_channel {
-    () => {
-        "mesh_fleet_drain"
-    };
-}
-
-mod admin;
-mod agents;
-mod batch;
-mod events;
-mod jobs;
-mod notify;
-mod schema;
-mod sweep;
-
-use std::str::FromStr;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::{NoTls, Row};
-
-pub use agents::{AgentRow, Liveness, MeshSnapshot, NewRegistration, NewTool, Registered, ToolRow};
-pub use events::{EventFilter, PostEventOutcome};
-pub use jobs::{
-    CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
-    JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
+use async_trait::async_trait;
+use mesh_registry_actors::{
+    AgentDirectory, Expired, HeartbeatsRecorded, JobDirectory, LeaseChange, LeaseCheck, LeaseHeld,
+    StoreFuture, StoredLiveness, SweepPhase, SweepReport,
 };
-pub use notify::Notice;
-pub use schema::{SchemaPiece, SchemaReport};
+use tokio::sync::mpsc;
+use uuid::Uuid;
 
-/// How long a request may wait for a pooled connection, or for a new one to open, before the
-/// store reports the database unavailable (the caller answers 503 instead of hanging).
-const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+pub use model::{
+    AgentRow, CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate,
+    EventFilter, ExecutorRead, JobListQuery, Liveness, MeshSnapshot, NewJob, NewRegistration,
+    NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome, SchemaPiece,
+    SchemaReport, ToolRow,
+};
+
+use crate::wire::{AgentStatus, Job, JobEvent, RawJson, RejectReason};
+
+/// The file the embedded backend uses when no `DATABASE_URL` is given (the reference's name).
+pub const DEFAULT_EMBEDDED_FILE: &str = "mcp_mesh_registry.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,6 +50,8 @@ pub enum StoreError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("{0}")]
     Db(#[from] tokio_postgres::Error),
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("stored value not understood: {0}")]
     Corrupt(String),
     #[error("migration failed: {0}")]
@@ -87,6 +59,9 @@ pub enum StoreError {
     /// The shared statement a call was part of failed (the message is the statement's error).
     #[error("{0}")]
     Batch(String),
+    /// A feature the running backend does not have (the message says which, and why).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// Why the registry could not start on the configured database.
@@ -96,188 +71,327 @@ pub enum ConnectError {
     InvalidUrl(String),
     #[error("cannot reach PostgreSQL at {target}: {reason}")]
     Unreachable { target: String, reason: String },
+    #[error("cannot open the database file {target}: {reason}")]
+    File { target: String, reason: String },
+    #[error(
+        "the database file {target} is in use by another registry process; the embedded \
+         store serves one process only (stop the other one, or use PostgreSQL for several \
+         replicas)"
+    )]
+    Locked { target: String },
     #[error("cannot prepare the schema on {target}: {reason}")]
     Schema { target: String, reason: String },
 }
 
+/// Which backend a store runs on, and what it can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Embedded,
+}
+
+impl Backend {
+    /// Chosen by the URL: `postgres://`/`postgresql://` is PostgreSQL; anything else (a path,
+    /// `sqlite://path`, or nothing at all) is the embedded file.
+    pub fn of(database_url: &str) -> Backend {
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Embedded
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Embedded => "embedded SQLite",
+        }
+    }
+}
+
+/// Job statements: submit, read, list, claim, owner deltas, release, cancel, force reclaim and
+/// the executor read's lease extension (contract §1.5 T1–T7).
+#[async_trait]
+pub trait JobStore {
+    /// T1.
+    async fn create_job(&self, job: NewJob) -> Result<(), StoreError>;
+    async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError>;
+    /// Newest first, `(submitted_at, job_id)` descending; at most `query.limit` rows.
+    async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError>;
+    /// T2: the FIFO-oldest claimable job of the capability, in `(submitted_at, job_id)` order.
+    /// Rows past their retry budget are not claimable and never block the queue. A claimer
+    /// whose tool for this capability has required dependencies is `Gated` until the caller
+    /// has checked them and asks again with `gate_checked`.
+    async fn claim_next(&self, call: ClaimCall) -> Result<ClaimOutcome, StoreError>;
+    /// T3: a guarded update that re-asserts owner, liveness and (when the delta carries one)
+    /// the claim epoch. A rejected delta touches nothing: no lease extension, no cursor advance.
+    async fn apply_delta(&self, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError>;
+    /// Why a delta from `instance_id` cannot apply to the job as it is now (`None`: nothing
+    /// stands in the way).
+    async fn delta_rejection(
+        &self,
+        instance_id: &str,
+        job_id: Uuid,
+        claim_epoch: Option<i64>,
+    ) -> Result<Option<RejectReason>, StoreError>;
+    /// T5 with decisions row 8: the owner gives the job back (fails past its budget).
+    async fn release_job(
+        &self,
+        job_id: Uuid,
+        instance_id: &str,
+        reason: &str,
+    ) -> Result<ReleaseOutcome, StoreError>;
+    /// T6: cancel and append the synthetic `cancelled` event atomically. `error_reason` is the
+    /// trimmed reason (empty = leave `error` alone); `event_reason` goes in the event payload.
+    async fn cancel_job(
+        &self,
+        job_id: Uuid,
+        error_reason: &str,
+        event_reason: &str,
+    ) -> Result<CancelOutcome, StoreError>;
+    /// T7 with decisions row 9: force the job back to the queue (or fail it past its budget).
+    async fn reclaim_job(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError>;
+    /// T4 and the fencing of executor reads (contract §2.6, §3.3): when the caller owns the
+    /// live job at that epoch, its lease is extended to `now + window`, capped by
+    /// `total_deadline` (or else by the opt-in stale ceiling), and only if that is later.
+    async fn authorize_executor_read(
+        &self,
+        job_id: Uuid,
+        instance_id: &str,
+        claim_epoch: i64,
+        stale_timeout: Option<Duration>,
+    ) -> Result<ExecutorRead, StoreError>;
+}
+
+/// The event log of each job (contract §2.6, §2.7, §5).
+#[async_trait]
+pub trait EventStore {
+    /// Events with `seq > after` (of the wanted types), ascending, at most `limit`; `None`
+    /// when the job does not exist.
+    async fn list_events(
+        &self,
+        job_id: Uuid,
+        filter: &EventFilter,
+    ) -> Result<Option<Vec<JobEvent>>, StoreError>;
+    /// Appends an event to a live job with the next gap-free seq (decisions row 15).
+    async fn post_event(
+        &self,
+        job_id: Uuid,
+        event_type: &str,
+        payload: Option<&RawJson>,
+        trace_context: Option<&RawJson>,
+    ) -> Result<PostEventOutcome, StoreError>;
+}
+
+/// Agents: registration, liveness, deregistration and what resolution reads. An agent that
+/// goes away takes its live jobs with it atomically (T8).
+#[async_trait]
+pub trait AgentStore {
+    /// Registers or refreshes an agent from a full heartbeat; the topology version moves only
+    /// when the agent is new, comes back, or changed what it offers.
+    async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError>;
+    /// The agent turns unhealthy and its live jobs are rerouted: the new topology version when
+    /// it was live, and the rerouted jobs.
+    async fn deregister_agent(
+        &self,
+        agent_id: &str,
+    ) -> Result<(Option<i64>, Vec<Uuid>), StoreError>;
+    /// Agents silent for longer than `silent_for` turn unhealthy (their jobs rerouted).
+    async fn expire_silent_agents(
+        &self,
+        silent_for: Duration,
+    ) -> Result<(Vec<String>, Option<i64>), StoreError>;
+    /// Stamps collected HEAD heartbeats (live agents only); every agent's status, and the
+    /// topology version.
+    async fn record_heartbeats(
+        &self,
+        agent_ids: &[String],
+    ) -> Result<(Vec<(String, AgentStatus)>, Option<i64>), StoreError>;
+    async fn agent_liveness(&self, agent_id: &str) -> Result<Option<Liveness>, StoreError>;
+    /// Claimable jobs (capped at 100) for the capabilities of every agent sharing this
+    /// agent's name (decisions row 18).
+    async fn pending_jobs_for(&self, agent_id: &str) -> Result<i64, StoreError>;
+    async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError>;
+    async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError>;
+}
+
+/// Leases and the safety sweep (contract §4; decisions rows 10, 11, 19).
+#[async_trait]
+pub trait LeaseStore {
+    /// Every live claim with a lease, for the supervisor to watch after a start.
+    async fn live_claims(&self) -> Result<Vec<LeaseHeld>, StoreError>;
+    /// Reclaims this claim (epoch) only if its lease has expired; else what to watch now.
+    async fn reclaim_if_expired(
+        &self,
+        job_id: Uuid,
+        claim_epoch: i64,
+    ) -> Result<LeaseCheck, StoreError>;
+    async fn sweep(&self, phase: SweepPhase) -> Result<SweepReport, StoreError>;
+}
+
+/// Drain bookkeeping, cross-replica notifications and the health of the connection.
+#[async_trait]
+pub trait AdminStore {
+    /// Owned live jobs across the whole database (contract §7.2).
+    async fn count_live_claims(&self) -> Result<i64, StoreError>;
+    /// The fleet-wide drain flag (decisions row 16); PostgreSQL only.
+    async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError>;
+    async fn fleet_draining(&self) -> Result<bool, StoreError>;
+    /// Tells the other replicas about lease changes made here.
+    async fn announce_leases(&self, changes: &[LeaseChange]) -> Result<(), StoreError>;
+    /// Notices from other replicas; `None` where there can be no other replica.
+    fn listen(&self) -> Option<mpsc::Receiver<Notice>>;
+    /// One cheap round trip: is the database answering?
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Schema reconciliation (decisions row 17) and the operator's `migrate` commands.
+#[async_trait]
+pub trait SchemaStore {
+    /// Start-up reconciliation: migrate what is pending, then verify the model.
+    async fn prepare_schema(&self) -> Result<(), StoreError>;
+    /// Applies what is pending (up to version N); the names of what was applied.
+    async fn migrate_up(&self, up_to: Option<u32>) -> Result<Vec<String>, StoreError>;
+    async fn schema_report(&self) -> Result<SchemaReport, StoreError>;
+    /// Drops everything the model does not know; returns what was dropped.
+    async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError>;
+}
+
+/// A backend: every concern of the store, plus what it is.
+pub trait Storage:
+    JobStore + EventStore + AgentStore + LeaseStore + AdminStore + SchemaStore + Send + Sync
+{
+    fn backend(&self) -> Backend;
+    /// Where the data lives, for messages (never a password).
+    fn target(&self) -> &str;
+    /// Names a failure to reach or prepare the database for the one-line start-up error.
+    fn connect_error(&self, error: StoreError) -> ConnectError;
+}
+
+/// The store the application holds: one backend behind the boundary, cheap to clone.
 #[derive(Clone)]
-pub struct Store {
-    pool: Pool,
-    /// For the connections that live outside the pool (schema changes).
-    pg: Arc<tokio_postgres::Config>,
-    /// `host:port/dbname`, for messages.
-    target: Arc<str>,
-    /// This process among the replicas (to skip its own announcements).
-    replica: Arc<str>,
-    /// Group commit of the hot writes (started with the server; `None` for the CLI's stores).
-    batches: Option<Arc<Batches>>,
-}
+pub struct Store(Arc<dyn Storage>);
 
-/// The hot writes that are grouped into shared statements (see `batch`).
-struct Batches {
-    reads: batch::Batcher<uuid::Uuid, Option<crate::wire::Job>>,
-    submits: batch::Batcher<NewJob, ()>,
-    claims: batch::Batcher<ClaimCall, ClaimOutcome>,
-    deltas: batch::Batcher<DeltaUpdate, DeltaOutcome>,
-}
+impl Deref for Store {
+    type Target = dyn Storage;
 
-/// Statements in flight per kind, and calls per statement, at most.
-const BATCH_SLOTS: usize = 1;
-const BATCH_MAX: usize = 64;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
 
 impl Store {
-    /// Opens the pool and reconciles the schema (migrations, then verification): what the
-    /// server does at start.
+    /// Opens the backend the URL names and reconciles its schema: what the server does at
+    /// start. An empty URL is the embedded file in the working directory.
     pub async fn connect(database_url: &str, pool_size: usize) -> Result<Store, ConnectError> {
-        let mut store = Store::open(database_url, pool_size)?;
+        let store = match Backend::of(database_url) {
+            Backend::Postgres => Store(Arc::new(
+                postgres::PgStore::connect(database_url, pool_size).await?,
+            )),
+            Backend::Embedded => Store(Arc::new(embedded::EmbeddedStore::open(database_url)?)),
+        };
         store
             .prepare_schema()
             .await
             .map_err(|error| store.connect_error(error))?;
-        let (for_reads, for_submits) = (store.clone(), store.clone());
-        let (for_claims, for_deltas) = (store.clone(), store.clone());
-        store.batches = Some(Arc::new(Batches {
-            reads: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |ids| {
-                let store = for_reads.clone();
-                async move { store.get_jobs(ids).await }
-            }),
-            submits: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |jobs| {
-                let store = for_submits.clone();
-                async move { store.create_jobs(jobs).await }
-            }),
-            claims: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |calls| {
-                let store = for_claims.clone();
-                async move { store.claim_many(calls).await }
-            }),
-            deltas: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |deltas| {
-                let store = for_deltas.clone();
-                async move { store.apply_deltas(deltas).await }
-            }),
-        }));
         Ok(store)
     }
 
-    /// Parses the URL and builds the pool; connects lazily, touches nothing.
-    pub fn open(database_url: &str, pool_size: usize) -> Result<Store, ConnectError> {
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConnectError::InvalidUrl(
-                "expected a postgres:// or postgresql:// URL".into(),
-            ));
-        }
-        let mut pg = tokio_postgres::Config::from_str(database_url)
-            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(POOL_TIMEOUT);
-        }
-        if pg.get_application_name().is_none() {
-            pg.application_name("mesh-registry");
-        }
-        // A connection whose server vanished is noticed, not waited on forever.
-        pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
-        // Every statement is prepared once per connection and reused: plan it once too (the
-        // default re-plans statements with array parameters on every execution).
-        let options = match pg.get_options() {
-            Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
-            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
-        };
-        pg.options(&options);
-        let target = describe_target(&pg);
-        let manager = Manager::from_config(
-            pg.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .recycle_timeout(Some(POOL_TIMEOUT))
-            .build()
-            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        Ok(Store {
-            pool,
-            pg: Arc::new(pg),
-            target: target.into(),
-            replica: uuid::Uuid::new_v4().simple().to_string().into(),
-            batches: None,
+    /// Opens the backend without touching the schema (the `migrate` commands).
+    pub fn open(database_url: &str) -> Result<Store, ConnectError> {
+        Ok(match Backend::of(database_url) {
+            Backend::Postgres => Store(Arc::new(postgres::PgStore::open(database_url, 1)?)),
+            Backend::Embedded => Store(Arc::new(embedded::EmbeddedStore::open(database_url)?)),
+        })
+    }
+}
+
+/// The supervisor's storage, served by whichever backend runs.
+impl JobDirectory for Store {
+    fn live_claims(&self) -> StoreFuture<Vec<LeaseHeld>> {
+        let store = self.clone();
+        Box::pin(async move { store.0.live_claims().await.map_err(|e| e.to_string()) })
+    }
+
+    fn reclaim_if_expired(&self, job_id: Uuid, claim_epoch: i64) -> StoreFuture<LeaseCheck> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .0
+                .reclaim_if_expired(job_id, claim_epoch)
+                .await
+                .map_err(|e| e.to_string())
         })
     }
 
-    /// `host:port/dbname` of the database (never the password).
-    pub fn target(&self) -> &str {
-        &self.target
+    fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport> {
+        let store = self.clone();
+        Box::pin(async move { store.0.sweep(phase).await.map_err(|e| e.to_string()) })
     }
 
-    /// Names a failure to reach or prepare the database for the one-line start-up error.
-    pub fn connect_error(&self, error: StoreError) -> ConnectError {
-        let target = self.target.to_string();
-        match error {
-            StoreError::Pool(reason) => ConnectError::Unreachable {
-                target,
-                reason: pool_error_reason(reason),
-            },
-            StoreError::Db(error) if error.as_db_error().is_none() => ConnectError::Unreachable {
-                target,
-                reason: error.to_string(),
-            },
-            StoreError::Db(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
-            {
-                ConnectError::Unreachable {
-                    target,
-                    reason: error
-                        .as_db_error()
-                        .map_or_else(|| error.to_string(), |db| db.message().to_owned()),
-                }
-            }
-            other => ConnectError::Schema {
-                target,
-                reason: other.to_string(),
-            },
-        }
+    fn fleet_draining(&self) -> StoreFuture<bool> {
+        let store = self.clone();
+        Box::pin(async move { store.0.fleet_draining().await.map_err(|e| e.to_string()) })
     }
 
-    async fn conn(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        Ok(self.pool.get().await?)
-    }
-}
-
-/// `host:port/dbname` for messages: never the password.
-fn describe_target(pg: &tokio_postgres::Config) -> String {
-    let host = pg
-        .get_hosts()
-        .first()
-        .map(|host| match host {
-            tokio_postgres::config::Host::Tcp(name) => name.clone(),
-            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+    fn announce(&self, changes: Vec<LeaseChange>) -> StoreFuture<()> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .0
+                .announce_leases(&changes)
+                .await
+                .map_err(|e| e.to_string())
         })
-        .unwrap_or_else(|| "localhost".into());
-    let port = pg.get_ports().first().copied().unwrap_or(5432);
-    let db = pg.get_dbname().or(pg.get_user()).unwrap_or("postgres");
-    format!("{host}:{port}/{db}")
-}
-
-/// The underlying cause of a failed connection attempt, without deadpool's wrapping.
-fn pool_error_reason(error: deadpool_postgres::PoolError) -> String {
-    match error {
-        deadpool_postgres::PoolError::Backend(e) => match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        },
-        deadpool_postgres::PoolError::Timeout(_) => {
-            format!("no connection within {}s", POOL_TIMEOUT.as_secs())
-        }
-        other => other.to_string(),
     }
 }
 
-/// Reads a column, turning a type mismatch into an error instead of a panic.
-fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
-    row: &'a Row,
-    name: &str,
-) -> Result<T, StoreError> {
-    Ok(row.try_get(name)?)
+/// The agent tracker's storage, served by whichever backend runs.
+impl AgentDirectory for Store {
+    fn liveness(&self, agent_id: String) -> StoreFuture<Option<StoredLiveness>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let liveness = store
+                .agent_liveness(&agent_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(liveness.map(|l| StoredLiveness {
+                healthy: l.status != AgentStatus::Unhealthy,
+                topology_seen: l.topology_seen,
+                topology_version: l.topology_version,
+            }))
+        })
+    }
+
+    fn record_heartbeats(&self, agent_ids: Vec<String>) -> StoreFuture<HeartbeatsRecorded> {
+        let store = self.clone();
+        Box::pin(async move {
+            let (statuses, topology_version) = store
+                .0
+                .record_heartbeats(&agent_ids)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(HeartbeatsRecorded {
+                healthy: statuses
+                    .into_iter()
+                    .map(|(id, status)| (id, status != AgentStatus::Unhealthy))
+                    .collect(),
+                topology_version,
+            })
+        })
+    }
+
+    fn expire_silent(&self, silent_for: Duration) -> StoreFuture<Expired> {
+        let store = self.clone();
+        Box::pin(async move {
+            let (agent_ids, topology_version) = store
+                .expire_silent_agents(silent_for)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Expired {
+                agent_ids,
+                topology_version,
+            })
+        })
+    }
 }

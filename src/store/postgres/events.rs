@@ -1,30 +1,18 @@
 //! Event-log statements: read a page of a job's events, append one (contract §2.6, §2.7, §5).
 
+use async_trait::async_trait;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::{column, Store, StoreError};
+use super::{column, PgStore};
+use crate::store::{EventFilter, EventStore, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson, Timestamp};
 
-/// Which events of a job to read.
-pub struct EventFilter {
-    pub after: i64,
-    /// `None` = every type.
-    pub types: Option<Vec<String>>,
-    pub limit: i64,
-}
-
-#[derive(Debug)]
-pub enum PostEventOutcome {
-    Posted { seq: i64, created_at: Timestamp },
-    NotFound,
-    Terminal,
-}
-
-impl Store {
+#[async_trait]
+impl EventStore for PgStore {
     /// Events with `seq > after` (of the wanted types), ascending, at most `limit`; `None` when
     /// the job does not exist. Existence and the page come from one statement.
-    pub async fn list_events(
+    async fn list_events(
         &self,
         job_id: Uuid,
         filter: &EventFilter,
@@ -76,7 +64,7 @@ impl Store {
     /// same statement (decisions row 15): concurrent posters queue on the row lock and every
     /// one of them succeeds with a gap-free seq. A JSON `null` payload is stored as no payload.
     /// `posted_by` stays NULL: it is the caller's mTLS identity, and this build serves plain HTTP.
-    pub async fn post_event(
+    async fn post_event(
         &self,
         job_id: Uuid,
         event_type: &str,

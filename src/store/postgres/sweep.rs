@@ -1,15 +1,15 @@
 //! Lease-expiry reclaim and the safety sweep (contract §4 with decisions rows 10, 11, 19): the
-//! statements behind the supervisor and its job actors, served through `JobDirectory`.
+//! statements behind the supervisor and its job actors.
 
 use std::time::{Duration, SystemTime};
 
-use mesh_registry_actors::{
-    JobDirectory, LeaseChange, LeaseCheck, LeaseHeld, StoreFuture, SweepPhase, SweepReport,
-};
+use async_trait::async_trait;
+use mesh_registry_actors::{LeaseCheck, LeaseHeld, SweepPhase, SweepReport};
 use uuid::Uuid;
 
-use super::{column, Store, StoreError};
-use crate::config::format_go_duration;
+use super::{column, PgStore};
+use crate::store::model::stale_reason;
+use crate::store::{LeaseStore, StoreError};
 
 /// T9: a claim whose lease expired goes back to the queue (normalised to `working`), or fails
 /// when its retry budget is spent. Epoch, attempts and cursor are kept.
@@ -24,9 +24,10 @@ macro_rules! reclaim_expired_lease {
     };
 }
 
-impl Store {
+#[async_trait]
+impl LeaseStore for PgStore {
     /// Every live claim with a lease, for the job actors to watch after a start.
-    pub async fn live_claims(&self) -> Result<Vec<LeaseHeld>, StoreError> {
+    async fn live_claims(&self) -> Result<Vec<LeaseHeld>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
@@ -51,7 +52,7 @@ impl Store {
 
     /// The job actor's guarded reclaim: applies only to this claim (epoch) and only if its lease
     /// has expired by the database's clock; otherwise says what there is to watch now.
-    pub async fn reclaim_if_expired(
+    async fn reclaim_if_expired(
         &self,
         job_id: Uuid,
         claim_epoch: i64,
@@ -96,7 +97,7 @@ impl Store {
     }
 
     /// One phase of the safety sweep.
-    pub async fn sweep(&self, phase: SweepPhase) -> Result<SweepReport, StoreError> {
+    async fn sweep(&self, phase: SweepPhase) -> Result<SweepReport, StoreError> {
         match phase {
             SweepPhase::PurgeAgents { older_than } => {
                 self.count(
@@ -166,7 +167,9 @@ impl Store {
             }
         }
     }
+}
 
+impl PgStore {
     /// A phase that ends claims: the ids of the jobs it changed.
     async fn ended(&self, statement: &str) -> Result<SweepReport, StoreError> {
         let conn = self.conn().await?;
@@ -259,80 +262,5 @@ impl Store {
             ended: staled.clone(),
             evented: staled,
         })
-    }
-}
-
-/// The reference's stale reason (contract §3.6).
-fn stale_reason(timeout: Duration, max_duration: Duration) -> String {
-    if max_duration > timeout {
-        format!(
-            "stale: no total_deadline set and exceeded max_duration ({})",
-            format_go_duration(max_duration)
-        )
-    } else {
-        format!(
-            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling ({})",
-            format_go_duration(timeout)
-        )
-    }
-}
-
-/// The supervisor's storage, served by the store.
-impl JobDirectory for Store {
-    fn live_claims(&self) -> StoreFuture<Vec<LeaseHeld>> {
-        let store = self.clone();
-        Box::pin(async move { store.live_claims().await.map_err(|e| e.to_string()) })
-    }
-
-    fn reclaim_if_expired(&self, job_id: Uuid, claim_epoch: i64) -> StoreFuture<LeaseCheck> {
-        let store = self.clone();
-        Box::pin(async move {
-            store
-                .reclaim_if_expired(job_id, claim_epoch)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-
-    fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport> {
-        let store = self.clone();
-        Box::pin(async move { store.sweep(phase).await.map_err(|e| e.to_string()) })
-    }
-
-    fn fleet_draining(&self) -> StoreFuture<bool> {
-        let store = self.clone();
-        Box::pin(async move { store.fleet_draining().await.map_err(|e| e.to_string()) })
-    }
-
-    fn announce(&self, changes: Vec<LeaseChange>) -> StoreFuture<()> {
-        let store = self.clone();
-        Box::pin(async move {
-            store
-                .announce_leases(&changes)
-                .await
-                .map_err(|e| e.to_string())
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stale_reasons_match_the_reference() {
-        let hour = Duration::from_secs(3600);
-        assert_eq!(
-            stale_reason(hour, Duration::ZERO),
-            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (1h0m0s)"
-        );
-        assert_eq!(
-            stale_reason(hour, 3 * hour),
-            "stale: no total_deadline set and exceeded max_duration (3h0m0s)"
-        );
-        assert_eq!(
-            stale_reason(hour, Duration::from_secs(600)),
-            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (1h0m0s)"
-        );
     }
 }

@@ -1,11 +1,17 @@
 //! Drain bookkeeping: the live-claims count operators wait on, and the fleet-wide drain flag.
 
-use super::{column, Store, StoreError};
+use async_trait::async_trait;
+use mesh_registry_actors::LeaseChange;
+use tokio::sync::mpsc;
 
-impl Store {
+use super::{column, PgStore};
+use crate::store::{AdminStore, Notice, StoreError};
+
+#[async_trait]
+impl AdminStore for PgStore {
     /// Owned jobs still being worked on, across the whole database (contract §7.2): push-mode
     /// jobs not yet started and jobs of dead owners not yet swept included.
-    pub async fn count_live_claims(&self) -> Result<i64, StoreError> {
+    async fn count_live_claims(&self) -> Result<i64, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
@@ -17,7 +23,7 @@ impl Store {
         column(&conn.query_one(&statement, &[]).await?, "live")
     }
 
-    pub async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError> {
+    async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError> {
         let conn = self.conn().await?;
         // Every replica hears of it at once (and re-reads the flag every second anyway).
         let statement = conn
@@ -34,11 +40,24 @@ impl Store {
         Ok(())
     }
 
-    pub async fn fleet_draining(&self) -> Result<bool, StoreError> {
+    async fn fleet_draining(&self) -> Result<bool, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached("SELECT draining FROM fleet_state")
             .await?;
         column(&conn.query_one(&statement, &[]).await?, "draining")
+    }
+
+    async fn announce_leases(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
+        self.notify_leases(changes).await
+    }
+
+    fn listen(&self) -> Option<mpsc::Receiver<Notice>> {
+        Some(self.start_listening())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.conn().await?.simple_query("").await?;
+        Ok(())
     }
 }

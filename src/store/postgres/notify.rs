@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::PgStore;
+use crate::store::{Notice, StoreError};
 
 const JOB_EVENTS: &str = job_events_channel!();
 const LEASES: &str = "mesh_leases";
@@ -26,21 +27,9 @@ const CHANGES_PER_NOTIFY: usize = 100;
 /// Wait before listening again after the connection dropped.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
-/// What another replica (or the database) told this one.
-#[derive(Debug)]
-pub enum Notice {
-    EventPosted(Uuid),
-    Leases(Vec<LeaseChange>),
-    FleetDrain(bool),
-    /// The listening connection is down: notifications are being lost.
-    Lost,
-    /// Listening again (after a start or a reconnection).
-    Listening,
-}
-
-impl Store {
+impl PgStore {
     /// Starts listening; notices arrive on the returned channel until the runtime stops.
-    pub fn listen(&self) -> mpsc::Receiver<Notice> {
+    pub(super) fn start_listening(&self) -> mpsc::Receiver<Notice> {
         let (sender, receiver) = mpsc::channel(1024);
         let store = self.clone();
         tokio::spawn(async move {
@@ -111,7 +100,7 @@ impl Store {
     }
 
     /// Announces lease changes made through this replica, in as few notifications as fit.
-    pub async fn announce_leases(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
+    pub(super) async fn notify_leases(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
         let conn = self.conn().await?;
         let statement = conn.prepare_cached("SELECT pg_notify($1, $2)").await?;
         for chunk in changes.chunks(CHANGES_PER_NOTIFY) {
@@ -173,8 +162,8 @@ mod tests {
 
     #[test]
     fn lease_announcements_round_trip_between_replicas_only() {
-        let here = Store::open("postgres://x@127.0.0.1/y", 1).unwrap();
-        let there = Store::open("postgres://x@127.0.0.1/y", 1).unwrap();
+        let here = PgStore::open("postgres://x@127.0.0.1/y", 1).unwrap();
+        let there = PgStore::open("postgres://x@127.0.0.1/y", 1).unwrap();
         let held = LeaseHeld {
             job_id: Uuid::new_v4(),
             claim_epoch: 7,

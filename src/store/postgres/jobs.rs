@@ -4,13 +4,19 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use mesh_registry_actors::LeaseHeld;
 use serde_json::value::RawValue;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{column, Store, StoreError};
+use super::{column, PgStore};
+use crate::store::model::JobState;
+use crate::store::{
+    CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
+    JobListQuery, JobStore, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
+};
 use crate::wire::{ClaimedJob, Job, JobStatus, RawJson, RecvCursor, RejectReason, Timestamp};
 
 /// Every column of the wire `Job`, in one list so reads cannot drift apart.
@@ -29,131 +35,286 @@ macro_rules! lease_window {
     };
 }
 
-pub struct NewJob {
-    pub id: Uuid,
-    pub capability: String,
-    pub submitted_by: String,
-    pub submitted_payload: RawJson,
-    pub owner_instance_id: Option<String>,
-    pub max_retries: i64,
-    pub max_duration: Option<i64>,
-    pub total_deadline: Option<Timestamp>,
-}
-
-/// Filters of `GET /jobs`, already validated; `after` is the keyset position of the last row of
-/// the previous page.
-pub struct JobListQuery {
-    pub statuses: Option<Vec<&'static str>>,
-    pub owner_instance_id: Option<String>,
-    pub capability: Option<String>,
-    pub submitted_since: Option<Timestamp>,
-    pub after: Option<(Timestamp, Uuid)>,
-    pub limit: i64,
-}
-
-/// One `POST /jobs/claim` (past validation and the drain gate).
-#[derive(Debug)]
-pub struct ClaimCall {
-    pub capability: String,
-    pub instance_id: String,
-    /// The caller already checked its required dependencies: do not gate it again.
-    pub gate_checked: bool,
-}
-
-#[derive(Debug)]
-pub enum ClaimOutcome {
-    Claimed(ClaimedJob),
-    NoWork,
-    /// The claimer has required dependencies to check before it may claim.
-    Gated,
-}
-
-/// An owner's update of one job (a delta of `POST /jobs/batch`, its status already valid).
-#[derive(Debug)]
-pub struct DeltaUpdate {
-    pub job_id: Uuid,
-    pub instance_id: String,
-    pub claim_epoch: Option<i64>,
-    pub status: Option<JobStatus>,
-    pub progress: Option<f64>,
-    pub progress_message: Option<String>,
-    pub result: Option<RawJson>,
-    pub error: Option<String>,
-    pub recv_cursor: Option<RecvCursor>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeltaOutcome {
-    Accepted(ClaimAfter),
-    Rejected(RejectReason),
-}
-
-/// What an accepted write left of the claim, for the job actors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClaimAfter {
-    /// Still live, holding this lease.
-    Held(LeaseHeld),
-    /// Terminal: nothing to watch.
-    Ended(Uuid),
-}
-
-#[derive(Debug)]
-pub enum ReleaseOutcome {
-    Released {
-        status: JobStatus,
-        attempt_count: i64,
-    },
-    NotFound,
-    Terminal,
-    NotOwner,
-}
-
-#[derive(Debug)]
-pub enum CancelOutcome {
-    Cancelled { previous_owner: Option<String> },
-    NotFound,
-    Terminal,
-}
-
-#[derive(Debug)]
-pub enum ReclaimOutcome {
-    Reclaimed {
-        status: JobStatus,
-        previous_owner: Option<String>,
-        claim_epoch: i64,
-    },
-    NotFound,
-    Terminal,
-}
-
-/// Verdict on an executor event read (one that carries `instance_id` and `claim_epoch`).
-#[derive(Debug, PartialEq, Eq)]
-pub enum ExecutorRead {
-    NotFound,
-    /// Live job owned by someone else, or by this instance under another epoch.
-    Superseded,
-    /// Serve the events; `renewed` is the new lease when the read extended it.
-    Serve {
-        renewed: Option<LeaseHeld>,
-    },
-}
-
-/// What the miss paths need to name the reason a guarded statement matched nothing.
-pub(super) struct JobState {
-    status: JobStatus,
-    owner_instance_id: Option<String>,
-    claim_epoch: i64,
-}
-
-impl Store {
+#[async_trait]
+impl JobStore for PgStore {
     /// T1, grouped: the submissions that arrive together are one multi-row INSERT (one commit).
-    pub async fn create_job(&self, job: NewJob) -> Result<(), StoreError> {
+    async fn create_job(&self, job: NewJob) -> Result<(), StoreError> {
         match &self.batches {
             Some(batches) => batches.submits.call(job).await,
             None => self.create_jobs(vec![job]).await.map(|_| ()),
         }
     }
 
+    /// Reads one job; reads that arrive together are one statement.
+    async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {
+        match &self.batches {
+            Some(batches) => batches.reads.call(job_id).await,
+            None => Ok(self.get_jobs(vec![job_id]).await?.pop().flatten()),
+        }
+    }
+
+    /// Newest first, `(submitted_at, job_id)` descending; at most `query.limit` rows.
+    async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM jobs \
+                 WHERE ($1::text[] IS NULL OR status = ANY($1)) \
+                   AND ($2::text IS NULL OR owner_instance_id = $2) \
+                   AND ($3::text IS NULL OR capability = $3) \
+                   AND ($4::timestamptz IS NULL OR submitted_at >= $4) \
+                   AND ($5::timestamptz IS NULL OR (submitted_at, job_id) < ($5, $6::uuid)) \
+                 ORDER BY submitted_at DESC, job_id DESC \
+                 LIMIT $7"
+            ))
+            .await?;
+        let rows = conn
+            .query(
+                &statement,
+                &[
+                    &query.statuses,
+                    &query.owner_instance_id,
+                    &query.capability,
+                    &query.submitted_since.map(|t| t.0),
+                    &query.after.map(|(t, _)| t.0),
+                    &query.after.map(|(_, id)| id),
+                    &query.limit,
+                ],
+            )
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// T2, grouped: the FIFO-oldest claimable jobs of the capability, in `(submitted_at,
+    /// job_id)` order, locked with SKIP LOCKED so concurrent claimers take different rows instead
+    /// of losing races. Rows past their retry budget are not claimable and never block the queue.
+    ///
+    /// A claimer whose tool for this capability has required dependencies is `Gated`: nothing is
+    /// claimed until the caller has checked them and asks again with `gate_checked`.
+    async fn claim_next(&self, call: ClaimCall) -> Result<ClaimOutcome, StoreError> {
+        match &self.batches {
+            Some(batches) => batches.claims.call(call).await,
+            None => Ok(self
+                .claim_many(vec![call])
+                .await?
+                .pop()
+                .unwrap_or(ClaimOutcome::NoWork)),
+        }
+    }
+
+    /// T3, grouped: each delta is applied by a guarded UPDATE that re-asserts owner, liveness
+    /// and (when the delta carries one) the claim epoch. A rejected delta touches nothing: no
+    /// lease extension, no cursor advance.
+    async fn apply_delta(&self, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError> {
+        match &self.batches {
+            Some(batches) => batches.deltas.call(delta).await,
+            None => Ok(self
+                .apply_deltas(vec![delta])
+                .await?
+                .pop()
+                .unwrap_or(DeltaOutcome::Rejected(RejectReason::NotFound))),
+        }
+    }
+
+    /// Why a delta from `instance_id` (with or without an epoch) cannot apply to the job as it
+    /// is now, in the reference's order: existence, ownership/epoch, then terminal state.
+    /// `None` when nothing stands in the way.
+    async fn delta_rejection(
+        &self,
+        instance_id: &str,
+        job_id: Uuid,
+        claim_epoch: Option<i64>,
+    ) -> Result<Option<RejectReason>, StoreError> {
+        Ok(match self.job_state(job_id).await? {
+            None => Some(RejectReason::NotFound),
+            Some(job) => job.delta_rejection(instance_id, claim_epoch),
+        })
+    }
+
+    /// T5 with decisions row 8: the owner gives the job back. Within budget it returns to
+    /// `working`, unowned and claimable (an `input_required` job too); past its budget it fails.
+    async fn release_job(
+        &self,
+        job_id: Uuid,
+        instance_id: &str,
+        reason: &str,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
+                   last_heartbeat_at = now(), \
+                   status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
+                   error = CASE WHEN attempt_count > max_retries \
+                     THEN 'exhausted (release): ' || $3::text ELSE error END \
+                 WHERE job_id = $1 AND owner_instance_id = $2 AND status IN ",
+                live!(),
+                " RETURNING status, attempt_count"
+            ))
+            .await?;
+        if let Some(row) = conn
+            .query_opt(&statement, &[&job_id, &instance_id, &reason])
+            .await?
+        {
+            return Ok(ReleaseOutcome::Released {
+                status: job_status(&row)?,
+                attempt_count: column(&row, "attempt_count")?,
+            });
+        }
+        Ok(match self.job_state(job_id).await? {
+            None => ReleaseOutcome::NotFound,
+            Some(job) if job.status.is_terminal() => ReleaseOutcome::Terminal,
+            Some(_) => ReleaseOutcome::NotOwner,
+        })
+    }
+
+    /// T6: cancel and append the synthetic `cancelled` event in ONE statement, so the event a
+    /// parked producer waits for can never be lost between the two.
+    /// `error_reason` is the trimmed reason (empty = leave `error` alone); `event_reason` is the
+    /// caller's reason as sent, for the event payload.
+    async fn cancel_job(
+        &self,
+        job_id: Uuid,
+        error_reason: &str,
+        event_reason: &str,
+    ) -> Result<CancelOutcome, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "WITH cancelled AS ( \
+                   UPDATE jobs SET status = 'cancelled', \
+                     error = CASE WHEN $2::text <> '' THEN 'cancelled: ' || $2 ELSE error END, \
+                     last_heartbeat_at = now(), event_seq = event_seq + 1 \
+                   WHERE job_id = $1 AND status IN ",
+                live!(),
+                "  RETURNING job_id, owner_instance_id, event_seq), \
+                 synthetic_event AS ( \
+                   INSERT INTO job_events (job_id, seq, type, payload) \
+                   SELECT job_id, event_seq, 'cancelled', $3::json \
+                   FROM cancelled) \
+                 SELECT owner_instance_id, pg_notify('",
+                job_events_channel!(),
+                "', job_id::text)::text FROM cancelled"
+            ))
+            .await?;
+        if let Some(row) = conn
+            .query_opt(
+                &statement,
+                &[
+                    &job_id,
+                    &error_reason,
+                    &Json(serde_json::json!({ "reason": event_reason })),
+                ],
+            )
+            .await?
+        {
+            return Ok(CancelOutcome::Cancelled {
+                previous_owner: column(&row, "owner_instance_id")?,
+            });
+        }
+        Ok(match self.job_state(job_id).await? {
+            None => CancelOutcome::NotFound,
+            Some(_) => CancelOutcome::Terminal,
+        })
+    }
+
+    /// T7 with decisions row 9: force the job back to the queue, leaving epoch and attempts
+    /// alone (the next claim mints the new generation). The previous owner is read under the row
+    /// lock, so a concurrent claim cannot slip between read and write. A job already past its
+    /// retry budget is failed instead of left as an unclaimable queue entry.
+    async fn reclaim_job(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
+                   status = CASE WHEN jobs.attempt_count > jobs.max_retries \
+                     THEN 'failed' ELSE 'working' END, \
+                   error = CASE WHEN jobs.attempt_count > jobs.max_retries \
+                     THEN 'reclaimed: max retries exceeded' ELSE jobs.error END, \
+                   last_heartbeat_at = CASE WHEN jobs.attempt_count > jobs.max_retries \
+                     THEN now() END \
+                 FROM (SELECT job_id, owner_instance_id FROM jobs WHERE job_id = $1 FOR UPDATE) \
+                   AS previous \
+                 WHERE jobs.job_id = previous.job_id AND jobs.status IN ",
+                live!(),
+                " RETURNING jobs.status, previous.owner_instance_id, jobs.claim_epoch"
+            ))
+            .await?;
+        if let Some(row) = conn.query_opt(&statement, &[&job_id]).await? {
+            return Ok(ReclaimOutcome::Reclaimed {
+                status: job_status(&row)?,
+                previous_owner: column(&row, "owner_instance_id")?,
+                claim_epoch: column(&row, "claim_epoch")?,
+            });
+        }
+        Ok(match self.job_state(job_id).await? {
+            None => ReclaimOutcome::NotFound,
+            Some(_) => ReclaimOutcome::Terminal,
+        })
+    }
+
+    /// T4 and the fencing of executor reads (contract §2.6, §3.3), in one statement: when the
+    /// caller owns the live job at that epoch, its lease is extended to `now + window`, capped by
+    /// `total_deadline` (or else by the opt-in stale ceiling), and only if that is later than the
+    /// current lease. A lost race is silent; the events are served either way.
+    async fn authorize_executor_read(
+        &self,
+        job_id: Uuid,
+        instance_id: &str,
+        claim_epoch: i64,
+        stale_timeout: Option<Duration>,
+    ) -> Result<ExecutorRead, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(concat!(
+                "WITH current AS ( \
+                   SELECT job_id, status, owner_instance_id, claim_epoch, \
+                     LEAST(now() + ",
+                lease_window!(),
+                ", CASE WHEN total_deadline IS NOT NULL THEN total_deadline \
+                          WHEN $4::float8 > 0 THEN submitted_at + make_interval(secs => \
+                            GREATEST($4, coalesce(max_duration, 0))) END) AS capped_lease \
+                   FROM jobs WHERE job_id = $1), \
+                 extended AS ( \
+                   UPDATE jobs SET lease_expires_at = current.capped_lease, last_heartbeat_at = now() \
+                   FROM current \
+                   WHERE jobs.job_id = current.job_id \
+                     AND jobs.owner_instance_id = $2 AND jobs.claim_epoch = $3 \
+                     AND jobs.status IN ",
+                live!(),
+                "    AND (jobs.lease_expires_at IS NULL \
+                          OR jobs.lease_expires_at < current.capped_lease) \
+                   RETURNING jobs.lease_expires_at) \
+                 SELECT status, owner_instance_id, claim_epoch, \
+                   (SELECT lease_expires_at FROM extended) AS renewed_lease \
+                 FROM current"
+            ))
+            .await?;
+        let stale_seconds = stale_timeout.map_or(0.0, |d| d.as_secs_f64());
+        let Some(row) = conn
+            .query_opt(
+                &statement,
+                &[&job_id, &instance_id, &claim_epoch, &stale_seconds],
+            )
+            .await?
+        else {
+            return Ok(ExecutorRead::NotFound);
+        };
+        if job_state_from_row(&row)?.superseded_for(instance_id, claim_epoch) {
+            return Ok(ExecutorRead::Superseded);
+        }
+        let renewed = column::<Option<SystemTime>>(&row, "renewed_lease")?.map(|lease| LeaseHeld {
+            job_id,
+            claim_epoch,
+            lease_expires_at: lease,
+        });
+        Ok(ExecutorRead::Serve { renewed })
+    }
+}
+
+impl PgStore {
     /// One INSERT for every job given. `submitted_at` is taken per row, in the order given, so
     /// submissions that share a statement keep their arrival order.
     pub(super) async fn create_jobs(&self, jobs: Vec<NewJob>) -> Result<Vec<()>, StoreError> {
@@ -201,14 +362,6 @@ impl Store {
         Ok(vec![(); jobs.len()])
     }
 
-    /// Reads one job; reads that arrive together are one statement.
-    pub async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {
-        match &self.batches {
-            Some(batches) => batches.reads.call(job_id).await,
-            None => Ok(self.get_jobs(vec![job_id]).await?.pop().flatten()),
-        }
-    }
-
     /// The jobs asked for, in the order asked (`None` for an id that names no job).
     pub(super) async fn get_jobs(&self, ids: Vec<Uuid>) -> Result<Vec<Option<Job>>, StoreError> {
         let conn = self.conn().await?;
@@ -225,67 +378,6 @@ impl Store {
             found.insert(job.id, job);
         }
         Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
-    }
-
-    /// Newest first, `(submitted_at, job_id)` descending; at most `query.limit` rows.
-    pub async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(concat!(
-                "SELECT ",
-                job_columns!(),
-                " FROM jobs \
-                 WHERE ($1::text[] IS NULL OR status = ANY($1)) \
-                   AND ($2::text IS NULL OR owner_instance_id = $2) \
-                   AND ($3::text IS NULL OR capability = $3) \
-                   AND ($4::timestamptz IS NULL OR submitted_at >= $4) \
-                   AND ($5::timestamptz IS NULL OR (submitted_at, job_id) < ($5, $6::uuid)) \
-                 ORDER BY submitted_at DESC, job_id DESC \
-                 LIMIT $7"
-            ))
-            .await?;
-        let rows = conn
-            .query(
-                &statement,
-                &[
-                    &query.statuses,
-                    &query.owner_instance_id,
-                    &query.capability,
-                    &query.submitted_since.map(|t| t.0),
-                    &query.after.map(|(t, _)| t.0),
-                    &query.after.map(|(_, id)| id),
-                    &query.limit,
-                ],
-            )
-            .await?;
-        rows.iter().map(job_from_row).collect()
-    }
-
-    /// T2, grouped: the FIFO-oldest claimable jobs of the capability, in `(submitted_at,
-    /// job_id)` order, locked with SKIP LOCKED so concurrent claimers take different rows instead
-    /// of losing races. Rows past their retry budget are not claimable and never block the queue.
-    ///
-    /// A claimer whose tool for this capability has required dependencies is `Gated`: nothing is
-    /// claimed until the caller has checked them and asks again with `gate_checked`.
-    pub async fn claim_next(
-        &self,
-        capability: &str,
-        instance_id: &str,
-        gate_checked: bool,
-    ) -> Result<ClaimOutcome, StoreError> {
-        let call = ClaimCall {
-            capability: capability.to_owned(),
-            instance_id: instance_id.to_owned(),
-            gate_checked,
-        };
-        match &self.batches {
-            Some(batches) => batches.claims.call(call).await,
-            None => Ok(self
-                .claim_many(vec![call])
-                .await?
-                .pop()
-                .unwrap_or(ClaimOutcome::NoWork)),
-        }
     }
 
     /// One statement for every claim call: each capability's oldest claimable jobs are handed
@@ -363,20 +455,6 @@ impl Store {
             };
         }
         Ok(outcomes)
-    }
-
-    /// T3, grouped: each delta is applied by a guarded UPDATE that re-asserts owner, liveness
-    /// and (when the delta carries one) the claim epoch. A rejected delta touches nothing: no
-    /// lease extension, no cursor advance.
-    pub async fn apply_delta(&self, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError> {
-        match &self.batches {
-            Some(batches) => batches.deltas.call(delta).await,
-            None => Ok(self
-                .apply_deltas(vec![delta])
-                .await?
-                .pop()
-                .unwrap_or(DeltaOutcome::Rejected(RejectReason::NotFound))),
-        }
     }
 
     /// Applies deltas in as few statements as their jobs allow: one per "wave" of distinct jobs
@@ -509,212 +587,6 @@ impl Store {
             );
         }
         Ok(applied)
-    }
-
-    /// Why a delta from `instance_id` (with or without an epoch) cannot apply to the job as it
-    /// is now, in the reference's order: existence, ownership/epoch, then terminal state.
-    /// `None` when nothing stands in the way.
-    pub async fn delta_rejection(
-        &self,
-        instance_id: &str,
-        job_id: Uuid,
-        claim_epoch: Option<i64>,
-    ) -> Result<Option<RejectReason>, StoreError> {
-        let Some(job) = self.job_state(job_id).await? else {
-            return Ok(Some(RejectReason::NotFound));
-        };
-        let owned = job.owner_instance_id.as_deref() == Some(instance_id);
-        Ok(match claim_epoch {
-            Some(epoch) if !owned || epoch != job.claim_epoch => {
-                Some(RejectReason::ClaimSuperseded)
-            }
-            None if !owned => Some(RejectReason::NotOwner),
-            _ if job.status.is_terminal() => Some(RejectReason::AlreadyTerminal),
-            _ => None,
-        })
-    }
-
-    /// T5 with decisions row 8: the owner gives the job back. Within budget it returns to
-    /// `working`, unowned and claimable (an `input_required` job too); past its budget it fails.
-    pub async fn release_job(
-        &self,
-        job_id: Uuid,
-        instance_id: &str,
-        reason: &str,
-    ) -> Result<ReleaseOutcome, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(concat!(
-                "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
-                   last_heartbeat_at = now(), \
-                   status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
-                   error = CASE WHEN attempt_count > max_retries \
-                     THEN 'exhausted (release): ' || $3::text ELSE error END \
-                 WHERE job_id = $1 AND owner_instance_id = $2 AND status IN ",
-                live!(),
-                " RETURNING status, attempt_count"
-            ))
-            .await?;
-        if let Some(row) = conn
-            .query_opt(&statement, &[&job_id, &instance_id, &reason])
-            .await?
-        {
-            return Ok(ReleaseOutcome::Released {
-                status: job_status(&row)?,
-                attempt_count: column(&row, "attempt_count")?,
-            });
-        }
-        Ok(match self.job_state(job_id).await? {
-            None => ReleaseOutcome::NotFound,
-            Some(job) if job.status.is_terminal() => ReleaseOutcome::Terminal,
-            Some(_) => ReleaseOutcome::NotOwner,
-        })
-    }
-
-    /// T6: cancel and append the synthetic `cancelled` event in ONE statement, so the event a
-    /// parked producer waits for can never be lost between the two.
-    /// `error_reason` is the trimmed reason (empty = leave `error` alone); `event_reason` is the
-    /// caller's reason as sent, for the event payload.
-    pub async fn cancel_job(
-        &self,
-        job_id: Uuid,
-        error_reason: &str,
-        event_reason: &str,
-    ) -> Result<CancelOutcome, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(concat!(
-                "WITH cancelled AS ( \
-                   UPDATE jobs SET status = 'cancelled', \
-                     error = CASE WHEN $2::text <> '' THEN 'cancelled: ' || $2 ELSE error END, \
-                     last_heartbeat_at = now(), event_seq = event_seq + 1 \
-                   WHERE job_id = $1 AND status IN ",
-                live!(),
-                "  RETURNING job_id, owner_instance_id, event_seq), \
-                 synthetic_event AS ( \
-                   INSERT INTO job_events (job_id, seq, type, payload) \
-                   SELECT job_id, event_seq, 'cancelled', $3::json \
-                   FROM cancelled) \
-                 SELECT owner_instance_id, pg_notify('",
-                job_events_channel!(),
-                "', job_id::text)::text FROM cancelled"
-            ))
-            .await?;
-        if let Some(row) = conn
-            .query_opt(
-                &statement,
-                &[
-                    &job_id,
-                    &error_reason,
-                    &Json(serde_json::json!({ "reason": event_reason })),
-                ],
-            )
-            .await?
-        {
-            return Ok(CancelOutcome::Cancelled {
-                previous_owner: column(&row, "owner_instance_id")?,
-            });
-        }
-        Ok(match self.job_state(job_id).await? {
-            None => CancelOutcome::NotFound,
-            Some(_) => CancelOutcome::Terminal,
-        })
-    }
-
-    /// T7 with decisions row 9: force the job back to the queue, leaving epoch and attempts
-    /// alone (the next claim mints the new generation). The previous owner is read under the row
-    /// lock, so a concurrent claim cannot slip between read and write. A job already past its
-    /// retry budget is failed instead of left as an unclaimable queue entry.
-    pub async fn reclaim_job(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(concat!(
-                "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
-                   status = CASE WHEN jobs.attempt_count > jobs.max_retries \
-                     THEN 'failed' ELSE 'working' END, \
-                   error = CASE WHEN jobs.attempt_count > jobs.max_retries \
-                     THEN 'reclaimed: max retries exceeded' ELSE jobs.error END, \
-                   last_heartbeat_at = CASE WHEN jobs.attempt_count > jobs.max_retries \
-                     THEN now() END \
-                 FROM (SELECT job_id, owner_instance_id FROM jobs WHERE job_id = $1 FOR UPDATE) \
-                   AS previous \
-                 WHERE jobs.job_id = previous.job_id AND jobs.status IN ",
-                live!(),
-                " RETURNING jobs.status, previous.owner_instance_id, jobs.claim_epoch"
-            ))
-            .await?;
-        if let Some(row) = conn.query_opt(&statement, &[&job_id]).await? {
-            return Ok(ReclaimOutcome::Reclaimed {
-                status: job_status(&row)?,
-                previous_owner: column(&row, "owner_instance_id")?,
-                claim_epoch: column(&row, "claim_epoch")?,
-            });
-        }
-        Ok(match self.job_state(job_id).await? {
-            None => ReclaimOutcome::NotFound,
-            Some(_) => ReclaimOutcome::Terminal,
-        })
-    }
-
-    /// T4 and the fencing of executor reads (contract §2.6, §3.3), in one statement: when the
-    /// caller owns the live job at that epoch, its lease is extended to `now + window`, capped by
-    /// `total_deadline` (or else by the opt-in stale ceiling), and only if that is later than the
-    /// current lease. A lost race is silent; the events are served either way.
-    pub async fn authorize_executor_read(
-        &self,
-        job_id: Uuid,
-        instance_id: &str,
-        claim_epoch: i64,
-        stale_timeout: Option<Duration>,
-    ) -> Result<ExecutorRead, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(concat!(
-                "WITH current AS ( \
-                   SELECT job_id, status, owner_instance_id, claim_epoch, \
-                     LEAST(now() + ",
-                lease_window!(),
-                ", CASE WHEN total_deadline IS NOT NULL THEN total_deadline \
-                          WHEN $4::float8 > 0 THEN submitted_at + make_interval(secs => \
-                            GREATEST($4, coalesce(max_duration, 0))) END) AS capped_lease \
-                   FROM jobs WHERE job_id = $1), \
-                 extended AS ( \
-                   UPDATE jobs SET lease_expires_at = current.capped_lease, last_heartbeat_at = now() \
-                   FROM current \
-                   WHERE jobs.job_id = current.job_id \
-                     AND jobs.owner_instance_id = $2 AND jobs.claim_epoch = $3 \
-                     AND jobs.status IN ",
-                live!(),
-                "    AND (jobs.lease_expires_at IS NULL \
-                          OR jobs.lease_expires_at < current.capped_lease) \
-                   RETURNING jobs.lease_expires_at) \
-                 SELECT status, owner_instance_id, claim_epoch, \
-                   (SELECT lease_expires_at FROM extended) AS renewed_lease \
-                 FROM current"
-            ))
-            .await?;
-        let stale_seconds = stale_timeout.map_or(0.0, |d| d.as_secs_f64());
-        let Some(row) = conn
-            .query_opt(
-                &statement,
-                &[&job_id, &instance_id, &claim_epoch, &stale_seconds],
-            )
-            .await?
-        else {
-            return Ok(ExecutorRead::NotFound);
-        };
-        let job = job_state_from_row(&row)?;
-        let current_claim =
-            job.owner_instance_id.as_deref() == Some(instance_id) && job.claim_epoch == claim_epoch;
-        if !(job.status.is_terminal() || current_claim) {
-            return Ok(ExecutorRead::Superseded);
-        }
-        let renewed = column::<Option<SystemTime>>(&row, "renewed_lease")?.map(|lease| LeaseHeld {
-            job_id,
-            claim_epoch,
-            lease_expires_at: lease,
-        });
-        Ok(ExecutorRead::Serve { renewed })
     }
 
     /// Status, owner and epoch as they are now: what a miss path needs to name its reason.

@@ -4,18 +4,18 @@
 //! An agent that goes away (DELETE or silence) takes its live jobs with it in the same statement:
 //! they are rerouted at once (T8) rather than at the next sweep.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use mesh_registry_actors::{
-    AgentDirectory, Expired, HeartbeatsRecorded, StoreFuture, StoredLiveness,
-};
-use serde::Serialize;
-use serde_json::value::RawValue;
+use async_trait::async_trait;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{column, Store, StoreError};
+use super::{column, PgStore};
+use crate::store::{
+    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, Registered, StoreError, ToolRow,
+};
+use crate::wire::{AgentStatus, DependencySpec, RawJson};
 
 macro_rules! agent_columns {
     () => {
@@ -23,131 +23,13 @@ macro_rules! agent_columns {
          http_port, a2a_producer, a2a_consumer, status, created_at, updated_at"
     };
 }
-use crate::wire::{AgentStatus, DependencySpec, RawJson};
 
-/// A validated `POST /heartbeat`.
-pub struct NewRegistration<'a> {
-    pub agent_id: &'a str,
-    pub name: &'a str,
-    pub agent_type: &'a str,
-    pub runtime: &'a str,
-    pub version: &'a str,
-    pub description: &'a str,
-    pub namespace: &'a str,
-    pub http_host: Option<&'a str>,
-    pub http_port: Option<i32>,
-    pub a2a_producer: bool,
-    pub a2a_consumer: bool,
-    pub tools: Vec<NewTool<'a>>,
-    /// The body as the agent sent it.
-    pub body: &'a RawValue,
-}
-
-#[derive(Debug, Serialize)]
-pub struct NewTool<'a> {
-    pub function_name: &'a str,
-    pub capability: &'a str,
-    pub version: &'a str,
-    pub description: &'a str,
-    pub tags: &'a [String],
-    pub kwargs: Option<&'a RawValue>,
-    pub dependencies: &'a [DependencySpec],
-}
-
-impl NewRegistration<'_> {
-    /// What other agents' resolution depends on; a change of it is a topology change.
-    fn topology(&self) -> serde_json::Value {
-        serde_json::json!({
-            "name": self.name,
-            "namespace": self.namespace,
-            "agent_type": self.agent_type,
-            "http_host": self.http_host,
-            "http_port": self.http_port,
-            "tools": self.tools,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Registered {
-    /// First registration of this agent id.
-    pub created: bool,
-    /// Mesh topology version the agent has now seen.
-    pub topology_version: i64,
-}
-
-/// What a heartbeat check needs about one agent.
-#[derive(Debug, Clone, Copy)]
-pub struct Liveness {
-    pub status: AgentStatus,
-    pub topology_seen: i64,
-    pub topology_version: i64,
-}
-
-/// An agent as stored.
-#[derive(Debug, Clone)]
-pub struct AgentRow {
-    pub agent_id: String,
-    pub name: String,
-    pub agent_type: String,
-    pub runtime: String,
-    pub version: String,
-    pub description: String,
-    pub namespace: String,
-    pub http_host: Option<String>,
-    pub http_port: Option<i32>,
-    pub a2a_producer: bool,
-    pub a2a_consumer: bool,
-    pub status: AgentStatus,
-    pub created_at: SystemTime,
-    pub updated_at: SystemTime,
-}
-
-impl AgentRow {
-    /// `http://host:port` when the agent registered an HTTP endpoint.
-    pub fn http_endpoint(&self) -> Option<String> {
-        match (self.http_host.as_deref(), self.http_port) {
-            (Some(host), Some(port)) if !host.is_empty() && port > 0 => {
-                Some(format!("http://{host}:{port}"))
-            }
-            _ => None,
-        }
-    }
-
-    /// The HTTP endpoint, or `stdio://<id>` for an agent without one (as the reference shows it).
-    pub fn endpoint(&self) -> String {
-        self.http_endpoint()
-            .unwrap_or_else(|| format!("stdio://{}", self.agent_id))
-    }
-}
-
-/// A tool as stored, in registration order.
-#[derive(Debug, Clone)]
-pub struct ToolRow {
-    pub agent_id: String,
-    pub function_name: String,
-    pub capability: String,
-    pub version: String,
-    pub description: String,
-    pub tags: Vec<String>,
-    pub kwargs: Option<RawJson>,
-    pub dependencies: Vec<DependencySpec>,
-}
-
-/// Every agent and tool at one moment.
-pub struct MeshSnapshot {
-    pub agents: Vec<AgentRow>,
-    pub tools: Vec<ToolRow>,
-}
-
-impl Store {
+#[async_trait]
+impl AgentStore for PgStore {
     /// Registers or refreshes an agent from a full heartbeat, in one transaction: the agent row
     /// (healthy, seen now), its tools (replaced), and the topology version, bumped only when the
     /// agent is new, comes back, or changed what it offers (so a steady mesh sees no 202 storms).
-    pub async fn register_agent(
-        &self,
-        agent: &NewRegistration<'_>,
-    ) -> Result<Registered, StoreError> {
+    async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let upsert = tx
@@ -237,7 +119,7 @@ impl Store {
     /// `DELETE /agents/{id}`: the agent turns unhealthy and its live jobs are rerouted at once.
     /// Returns the new topology version when the agent was live (nothing happens otherwise), and
     /// the rerouted jobs.
-    pub async fn deregister_agent(
+    async fn deregister_agent(
         &self,
         agent_id: &str,
     ) -> Result<(Option<i64>, Vec<Uuid>), StoreError> {
@@ -270,7 +152,7 @@ impl Store {
 
     /// Agents silent for longer than `silent_for` turn unhealthy, and their live jobs are
     /// rerouted at once. Returns those agents and, when there were any, the new topology version.
-    pub async fn expire_silent_agents(
+    async fn expire_silent_agents(
         &self,
         silent_for: Duration,
     ) -> Result<(Vec<String>, Option<i64>), StoreError> {
@@ -308,7 +190,7 @@ impl Store {
 
     /// Stamps the heartbeats a replica collected since its last flush (live agents only) and
     /// answers every one of those agents' current status, plus the topology version.
-    pub async fn record_heartbeats(
+    async fn record_heartbeats(
         &self,
         agent_ids: &[String],
     ) -> Result<(Vec<(String, AgentStatus)>, Option<i64>), StoreError> {
@@ -333,7 +215,7 @@ impl Store {
     }
 
     /// The agent's status and topology bookkeeping, or `None` when it never registered.
-    pub async fn agent_liveness(&self, agent_id: &str) -> Result<Option<Liveness>, StoreError> {
+    async fn agent_liveness(&self, agent_id: &str) -> Result<Option<Liveness>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(
@@ -355,7 +237,7 @@ impl Store {
 
     /// Exact number (capped at 100) of claimable jobs for the capabilities served by every agent
     /// that shares this agent's name (decisions row 18).
-    pub async fn pending_jobs_for(&self, agent_id: &str) -> Result<i64, StoreError> {
+    async fn pending_jobs_for(&self, agent_id: &str) -> Result<i64, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(
@@ -373,7 +255,7 @@ impl Store {
     }
 
     /// Every agent and tool, for resolution and listing.
-    pub async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
+    async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
         let conn = self.conn().await?;
         let agents = conn
             .prepare_cached(concat!(
@@ -401,7 +283,7 @@ impl Store {
         })
     }
 
-    pub async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError> {
+    async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
@@ -453,53 +335,4 @@ fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
         kwargs: column::<Option<Json<RawJson>>>(row, "kwargs")?.map(|j| j.0),
         dependencies: column::<Json<Vec<DependencySpec>>>(row, "dependencies")?.0,
     })
-}
-
-/// The agent tracker's storage, served by the store.
-impl AgentDirectory for Store {
-    fn liveness(&self, agent_id: String) -> StoreFuture<Option<StoredLiveness>> {
-        let store = self.clone();
-        Box::pin(async move {
-            let liveness = store
-                .agent_liveness(&agent_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(liveness.map(|l| StoredLiveness {
-                healthy: l.status != AgentStatus::Unhealthy,
-                topology_seen: l.topology_seen,
-                topology_version: l.topology_version,
-            }))
-        })
-    }
-
-    fn record_heartbeats(&self, agent_ids: Vec<String>) -> StoreFuture<HeartbeatsRecorded> {
-        let store = self.clone();
-        Box::pin(async move {
-            let (statuses, topology_version) = store
-                .record_heartbeats(&agent_ids)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(HeartbeatsRecorded {
-                healthy: statuses
-                    .into_iter()
-                    .map(|(id, status)| (id, status != AgentStatus::Unhealthy))
-                    .collect(),
-                topology_version,
-            })
-        })
-    }
-
-    fn expire_silent(&self, silent_for: Duration) -> StoreFuture<Expired> {
-        let store = self.clone();
-        Box::pin(async move {
-            let (agent_ids, topology_version) = store
-                .expire_silent_agents(silent_for)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Expired {
-                agent_ids,
-                topology_version,
-            })
-        })
-    }
 }

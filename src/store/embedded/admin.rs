@@ -1,0 +1,51 @@
+//! Drain bookkeeping on the embedded file. One process serves the file, so there is no fleet to
+//! drain and no replica to notify: those calls say so instead of pretending.
+
+use async_trait::async_trait;
+use mesh_registry_actors::LeaseChange;
+use tokio::sync::mpsc;
+
+use super::EmbeddedStore;
+use crate::store::{AdminStore, Notice, StoreError};
+
+/// Why `?scope=fleet` is refused here.
+const NO_FLEET: &str = "fleet-wide drain needs the PostgreSQL backend: the embedded store serves \
+                        a single registry process, so drain it with the replica scope";
+
+#[async_trait]
+impl AdminStore for EmbeddedStore {
+    async fn count_live_claims(&self) -> Result<i64, StoreError> {
+        self.run(|db| {
+            Ok(db
+                .prepare_cached(concat!(
+                    "SELECT count(*) FROM jobs WHERE owner_instance_id IS NOT NULL AND status IN ",
+                    live!()
+                ))?
+                .query_row([], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn set_fleet_draining(&self, _draining: bool) -> Result<(), StoreError> {
+        Err(StoreError::Unsupported(NO_FLEET))
+    }
+
+    /// No fleet flag can be set here, so none is ever raised.
+    async fn fleet_draining(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// No other replica can exist to be told.
+    async fn announce_leases(&self, _changes: &[LeaseChange]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn listen(&self) -> Option<mpsc::Receiver<Notice>> {
+        None
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|db| Ok(db.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?))
+            .await
+    }
+}

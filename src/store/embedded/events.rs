@@ -1,0 +1,128 @@
+//! Event-log statements on the embedded file: read a page of a job's events, append one
+//! (contract §2.6, §2.7, §5).
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use uuid::Uuid;
+
+use super::jobs::job_state;
+use super::{encode, json, now_micros, time_of, EmbeddedStore};
+use crate::store::{EventFilter, EventStore, PostEventOutcome, StoreError};
+use crate::wire::{JobEvent, RawJson, Timestamp};
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    async fn list_events(
+        &self,
+        job_id: Uuid,
+        filter: &EventFilter,
+    ) -> Result<Option<Vec<JobEvent>>, StoreError> {
+        let after = filter.after;
+        let types = filter.types.as_ref().map(encode).transpose()?;
+        let limit = filter.limit;
+        self.run(move |db| {
+            let id = job_id.to_string();
+            let exists = db
+                .prepare_cached("SELECT 1 FROM jobs WHERE job_id = ?1")?
+                .exists([&id])?;
+            if !exists {
+                return Ok(None);
+            }
+            let mut statement = db.prepare_cached(
+                "SELECT seq, type, payload, trace_context, posted_by, created_at \
+                 FROM job_events \
+                 WHERE job_id = ?1 AND seq > ?2 \
+                   AND (?3 IS NULL OR type IN (SELECT value FROM json_each(?3))) \
+                 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = statement.query_map(params![id, after, types, limit], |row| {
+                Ok(event_from_row(job_id, row))
+            })?;
+            let events = rows.map(|row| row?).collect::<Result<_, _>>()?;
+            Ok(Some(events))
+        })
+        .await
+    }
+
+    async fn post_event(
+        &self,
+        job_id: Uuid,
+        event_type: &str,
+        payload: Option<&RawJson>,
+        trace_context: Option<&RawJson>,
+    ) -> Result<PostEventOutcome, StoreError> {
+        let event_type = event_type.to_owned();
+        let payload = payload.map(|p| p.get().to_owned());
+        let trace_context = trace_context.map(|t| t.get().to_owned());
+        self.run(move |db| {
+            // The seq comes from the job row's counter (decisions row 15): gap-free, never
+            // contended (calls run one at a time).
+            let seq: Option<i64> = db
+                .prepare_cached(concat!(
+                    "UPDATE jobs SET event_seq = event_seq + 1 WHERE job_id = ?1 AND status IN ",
+                    live!(),
+                    " RETURNING event_seq"
+                ))?
+                .query_row([job_id.to_string()], |row| row.get(0))
+                .optional()?;
+            let Some(seq) = seq else {
+                return Ok(match job_state(db, job_id)? {
+                    None => PostEventOutcome::NotFound,
+                    Some(_) => PostEventOutcome::Terminal,
+                });
+            };
+            let now = now_micros();
+            append(
+                db,
+                job_id,
+                seq,
+                &event_type,
+                payload.as_deref(),
+                trace_context.as_deref(),
+                now,
+            )?;
+            Ok(PostEventOutcome::Posted {
+                seq,
+                created_at: Timestamp(time_of(now)),
+            })
+        })
+        .await
+    }
+}
+
+fn event_from_row(job_id: Uuid, row: &Row) -> Result<JobEvent, StoreError> {
+    Ok(JobEvent {
+        job_id,
+        seq: row.get("seq")?,
+        event_type: row.get("type")?,
+        payload: json(row, "payload")?,
+        trace_context: json(row, "trace_context")?,
+        posted_by: row.get("posted_by")?,
+        created_at: Timestamp(time_of(row.get("created_at")?)),
+    })
+}
+
+/// Appends one event whose seq the caller took from the job's counter.
+pub(super) fn append(
+    db: &Connection,
+    job_id: Uuid,
+    seq: i64,
+    event_type: &str,
+    payload: Option<&str>,
+    trace_context: Option<&str>,
+    created_at: i64,
+) -> Result<(), StoreError> {
+    db.prepare_cached(
+        "INSERT INTO job_events (job_id, seq, type, payload, trace_context, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        job_id.to_string(),
+        seq,
+        event_type,
+        payload,
+        trace_context,
+        created_at
+    ])?;
+    Ok(())
+}

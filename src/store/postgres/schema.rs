@@ -1,0 +1,208 @@
+//! Schema reconciliation (decisions row 17): at start, under a PostgreSQL advisory lock held on a
+//! dedicated connection, apply the embedded migrations this binary knows, then verify that every
+//! table, column and index the compiled model needs exists with its type. A database *ahead* of
+//! the binary (a downgrade) is not an error: a warning, and nothing is dropped. Dropping what the
+//! binary does not know is the explicit `migrate prune`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tokio_postgres::{Client, NoTls};
+
+use super::PgStore;
+use crate::store::model::{LiveSchema, HISTORY_TABLE};
+use crate::store::{Backend, SchemaPiece, SchemaReport, SchemaStore, StoreError};
+
+mod compiled {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// Advisory-lock key reserved for schema changes ("meshreg1").
+const MIGRATION_LOCK_KEY: i64 = 0x6d65_7368_7265_6731;
+
+fn known_migrations() -> Vec<(i64, String)> {
+    let mut known: Vec<(i64, String)> = compiled::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| (i64::from(m.version()), m.name().to_owned()))
+        .collect();
+    known.sort();
+    known
+}
+
+fn runner() -> refinery::Runner {
+    // A migration recorded by a newer binary is not an error here (decisions row 17).
+    compiled::migrations::runner()
+        .set_abort_missing(false)
+        .set_abort_divergent(true)
+}
+
+#[async_trait]
+impl SchemaStore for PgStore {
+    /// Start-up reconciliation: migrate what is pending (under the lock), then verify.
+    async fn prepare_schema(&self) -> Result<(), StoreError> {
+        let mut client = self.dedicated().await?;
+        // Fast path: nothing pending means no lock (a fleet restarting together doesn't queue).
+        if !inspect(&client).await?.pending().is_empty() {
+            self.migrate_locked(&mut client, None).await?;
+        }
+        inspect(&client).await?.check_servable()
+    }
+
+    /// `migrate up [--to N]`: apply what is pending (up to version N); the names of what was
+    /// applied.
+    async fn migrate_up(&self, up_to: Option<u32>) -> Result<Vec<String>, StoreError> {
+        let mut client = self.dedicated().await?;
+        self.migrate_locked(&mut client, up_to).await
+    }
+
+    /// `migrate status`.
+    async fn schema_report(&self) -> Result<SchemaReport, StoreError> {
+        inspect(&self.dedicated().await?).await
+    }
+
+    /// `migrate prune --yes`: drops everything the model does not know, and forgets migrations
+    /// this binary does not know (so a later upgrade applies them again), in one transaction
+    /// under the migration lock. Returns what was dropped.
+    async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError> {
+        let mut client = self.dedicated().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
+        let unknown = inspect(&client).await?.unknown;
+        let tx = client.transaction().await?;
+        for piece in &unknown {
+            // Names come from the catalogue, quoted as identifiers; nothing user-typed.
+            let statement = match piece {
+                SchemaPiece::Table(table) => format!("DROP TABLE IF EXISTS {}", ident(table)),
+                SchemaPiece::Column { table, column, .. } => format!(
+                    "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                    ident(table),
+                    ident(column)
+                ),
+                SchemaPiece::Index { index, .. } => {
+                    format!("DROP INDEX IF EXISTS {}", ident(index))
+                }
+                SchemaPiece::Migration { version, .. } => {
+                    tx.execute(
+                        &format!("DELETE FROM {HISTORY_TABLE} WHERE version = $1"),
+                        &[&(*version as i32)],
+                    )
+                    .await?;
+                    continue;
+                }
+            };
+            tx.batch_execute(&statement).await?;
+        }
+        tx.commit().await?;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
+        Ok(unknown)
+    }
+}
+
+impl PgStore {
+    /// A connection of its own, outside the pool: the advisory lock must stay on one session
+    /// from the first look to the last verification.
+    async fn dedicated(&self) -> Result<Client, StoreError> {
+        let (client, connection) = self.pg.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "schema connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    async fn migrate_locked(
+        &self,
+        client: &mut Client,
+        up_to: Option<u32>,
+    ) -> Result<Vec<String>, StoreError> {
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
+        let runner = match up_to {
+            Some(version) => runner().set_target(refinery::Target::Version(version)),
+            None => runner(),
+        };
+        let applied = runner
+            .run_async(client)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()));
+        // Unlock even when a migration failed (the session ends soon anyway).
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+            .await?;
+        let applied: Vec<String> = applied?
+            .applied_migrations()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for migration in &applied {
+            tracing::info!(migration, "applied schema migration");
+        }
+        Ok(applied)
+    }
+}
+
+/// A quoted SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Compares the live schema with the binary's migrations and model.
+async fn inspect(client: &Client) -> Result<SchemaReport, StoreError> {
+    let history_exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+        .await?
+        .try_get(0)?;
+    let applied: Vec<(i64, String)> = if history_exists {
+        client
+            .query(
+                &format!("SELECT version::bigint, name FROM {HISTORY_TABLE} ORDER BY version"),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?
+    } else {
+        Vec::new()
+    };
+    let mut columns: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for row in client
+        .query(
+            "SELECT c.table_name::text, c.column_name::text, c.data_type::text \
+             FROM information_schema.columns c \
+             JOIN information_schema.tables t USING (table_schema, table_name) \
+             WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'",
+            &[],
+        )
+        .await?
+    {
+        columns
+            .entry(row.try_get(0)?)
+            .or_default()
+            .insert(row.try_get(1)?, row.try_get(2)?);
+    }
+    let mut indexes: BTreeMap<String, String> = BTreeMap::new();
+    for row in client
+        .query(
+            "SELECT indexname::text, tablename::text FROM pg_indexes \
+             WHERE schemaname = current_schema()",
+            &[],
+        )
+        .await?
+    {
+        indexes.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+
+    Ok(SchemaReport::compare(
+        Backend::Postgres,
+        known_migrations(),
+        applied,
+        &LiveSchema { columns, indexes },
+    ))
+}
