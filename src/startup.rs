@@ -43,6 +43,7 @@ pub struct Application {
     event_hub: Addr<EventHub>,
     agent_tracker: Addr<AgentTracker>,
     supervisor: Addr<Supervisor>,
+    store: Store,
 }
 
 impl Application {
@@ -97,7 +98,7 @@ impl Application {
             TcpListener::bind((config.host.as_str(), config.port)).map_err(listen_error)?;
         let port = listener.local_addr().map_err(listen_error)?.port();
         let state = Data::new(AppState {
-            store,
+            store: store.clone(),
             event_hub: event_hub.clone(),
             agent_tracker: agent_tracker.clone(),
             supervisor: supervisor.clone(),
@@ -164,6 +165,7 @@ impl Application {
             event_hub,
             agent_tracker,
             supervisor,
+            store,
         })
     }
 
@@ -196,9 +198,10 @@ impl Application {
                 handle.stop(true).await;
             }
         });
-        futures_util::future::try_join_all(self.servers)
-            .await
-            .map(|_| ())
+        let served = futures_util::future::try_join_all(self.servers).await;
+        // Nothing is served any more: release the database (and the embedded file's lock).
+        self.store.close().await;
+        served.map(|_| ())
     }
 }
 

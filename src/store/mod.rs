@@ -243,6 +243,9 @@ pub trait AdminStore {
     fn listen(&self) -> Option<mpsc::Receiver<Notice>>;
     /// One cheap round trip: is the database answering?
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Releases the database (connections, the embedded file's lock) once the server stopped;
+    /// calls after it fail.
+    async fn close(&self);
 }
 
 /// Schema reconciliation (decisions row 17) and the operator's `migrate` commands.

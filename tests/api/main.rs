@@ -5,6 +5,7 @@ mod agents;
 mod batch;
 mod claim;
 mod drain;
+mod embedded;
 mod events;
 mod helpers;
 mod jobs;

@@ -44,6 +44,10 @@ impl AdminStore for EmbeddedStore {
         None
     }
 
+    async fn close(&self) {
+        self.shut_down().await;
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|db| Ok(db.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?))
             .await

@@ -50,6 +50,8 @@ enum Work {
     Shared(SharedCall),
     /// Runs alone, outside any transaction (schema changes manage their own).
     Alone(Box<dyn FnOnce(&mut Connection) + Send>),
+    /// Close the file and release its lock, then answer.
+    Close(oneshot::Sender<()>),
 }
 
 pub(in crate::store) struct EmbeddedStore {
@@ -131,6 +133,15 @@ impl EmbeddedStore {
         self.submit(work, answer).await?
     }
 
+    /// Ends the store thread: what is queued before it still runs; the file is closed and
+    /// unlocked before this returns.
+    async fn shut_down(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.work.send(Work::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+
     async fn submit<T>(&self, work: Work, answer: oneshot::Receiver<T>) -> Result<T, StoreError> {
         let gone = || StoreError::Batch("the embedded store has stopped".into());
         self.work.send(work).await.map_err(|_| gone())?;
@@ -192,8 +203,10 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The store thread: batches of shared calls in one transaction each, lone calls in between.
-/// Ends when every store handle is gone; the lock is released after the connection closed.
+/// Ends on `Close` or when every store handle is gone; the lock is released after the
+/// connection closed.
 fn serve(mut connection: Connection, mut queue: mpsc::Receiver<Work>, lock: File) {
+    let mut closed = None;
     let mut next = queue.blocking_recv();
     while let Some(first) = next.take() {
         let mut batch = Vec::new();
@@ -205,16 +218,25 @@ fn serve(mut connection: Connection, mut queue: mpsc::Receiver<Work>, lock: File
                     commit_batch(&connection, std::mem::take(&mut batch));
                     call(&mut connection);
                 }
+                Work::Close(done) => closed = Some(done),
             }
-            if batch.len() < BATCH_MAX {
+            if batch.len() < BATCH_MAX && closed.is_none() {
                 pending = queue.try_recv().ok();
             }
         }
         commit_batch(&connection, batch);
+        if closed.is_some() {
+            break;
+        }
         next = queue.blocking_recv();
     }
+    // Calls that arrive from now on are refused (their senders see a closed queue).
+    queue.close();
     drop(connection);
     drop(lock);
+    if let Some(done) = closed {
+        let _ = done.send(());
+    }
 }
 
 fn commit_batch(connection: &Connection, batch: Vec<SharedCall>) {

@@ -60,4 +60,8 @@ impl AdminStore for PgStore {
         self.conn().await?.simple_query("").await?;
         Ok(())
     }
+
+    async fn close(&self) {
+        self.pool.close();
+    }
 }
