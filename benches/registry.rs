@@ -1,14 +1,18 @@
 //! mesh-registry benchmark: starts the registry binary (and the reference registry, when one is
-//! given or cached) on fresh PostgreSQL databases, drives the HTTP API with a small async load
-//! generator, and prints one JSON line per scenario and target, then one ratio line per scenario.
+//! given or cached) on fresh databases of each backend (PostgreSQL, and the embedded SQLite file
+//! each registry uses when no DATABASE_URL is given), drives the HTTP API with a small async
+//! load generator, and prints one JSON line per scenario, backend and target, then one ratio
+//! line per scenario and backend.
 //!
 //!   cargo bench --bench registry -- [scenario ...] [--reference PATH | --no-reference]
-//!                                   [--seconds N] [--slow]
+//!                                   [--backend postgres|embedded] [--seconds N] [--slow]
 //!
 //! Scenarios (default: all): startup, idle, submit, cycle, cycle-backlog, poll, wakeup, reclaim,
 //! drain, statements, live-claims. The reference is `--reference PATH`, else the binary that
 //! `tests/meshctl/run.sh` caches (`~/.cache/mesh-registry/cli-linux-x64-3.7.1`), else none.
 //! `--slow` also measures the reference's reclaim latency (it waits for its 5-minute sweep).
+//! Both backends run unless `--backend` names one. On the embedded backend, `statements` (a
+//! PostgreSQL wire count) does not apply, and the reference's reclaim is not read.
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
@@ -28,6 +32,33 @@ const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const PG_PORT: u16 = 5432;
 
 type Figures = Map<String, Value>;
+
+/// Where a registry under test keeps its data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    /// The registry's default: a SQLite file in its working directory.
+    Embedded,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Embedded => "embedded",
+        }
+    }
+}
+
+/// A registry's database, removed when the registry is dropped.
+enum Database {
+    Postgres {
+        name: String,
+        client: tokio_postgres::Client,
+    },
+    /// The working directory the registry created its file in.
+    Embedded { directory: PathBuf },
+}
 
 /// A registry build to measure.
 #[derive(Clone)]
@@ -87,35 +118,40 @@ async fn connect(database: &str) -> tokio_postgres::Client {
 struct Registry {
     child: Child,
     base: String,
-    database: String,
+    database: Database,
     http: reqwest::Client,
-    db: tokio_postgres::Client,
     startup: Duration,
 }
 
 impl Registry {
-    async fn start(target: &Target) -> Registry {
-        Registry::start_via(target, None).await
+    async fn start(target: &Target, backend: Backend) -> Registry {
+        Registry::start_via(target, backend, None).await
     }
 
     /// Starts it; with `db_port`, it reaches PostgreSQL through that port (a counting proxy).
-    async fn start_via(target: &Target, db_port: Option<u16>) -> Registry {
-        let database = format!("mesh_bench_{}", Uuid::new_v4().simple());
-        connect("postgres")
-            .await
-            .batch_execute(&format!("CREATE DATABASE {database}"))
-            .await
-            .expect("create the bench database");
+    async fn start_via(target: &Target, backend: Backend, db_port: Option<u16>) -> Registry {
+        let name = format!("mesh_bench_{}", Uuid::new_v4().simple());
+        let directory = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&directory).expect("a working directory");
+        let mut command = Command::new(&target.binary);
+        command.current_dir(&directory).env_remove("DATABASE_URL");
+        if backend == Backend::Postgres {
+            connect("postgres")
+                .await
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create the bench database");
+            let db_port = db_port.unwrap_or(PG_PORT);
+            command.env(
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:{db_port}/{name}?sslmode=disable"),
+            );
+        }
         let port = free_port();
-        let db_port = db_port.unwrap_or(PG_PORT);
         let spawned = Instant::now();
-        let child = Command::new(&target.binary)
+        let child = command
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
-            .env(
-                "DATABASE_URL",
-                format!("postgres://postgres@127.0.0.1:{db_port}/{database}?sslmode=disable"),
-            )
             .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -137,14 +173,93 @@ impl Registry {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let startup = spawned.elapsed();
+        let database = match backend {
+            Backend::Postgres => Database::Postgres {
+                client: connect(&name).await,
+                name,
+            },
+            Backend::Embedded => Database::Embedded { directory },
+        };
         Registry {
             child,
             base,
-            db: connect(&database).await,
             database,
             http,
             startup,
         }
+    }
+
+    /// `(job, lease expiry)` of every job with a lease, read from the registry's database.
+    async fn leases(&self) -> HashMap<Uuid, SystemTime> {
+        match &self.database {
+            // (`::uuid`: the reference keeps ids as text.)
+            Database::Postgres { client, .. } => client
+                .query(
+                    "SELECT job_id::uuid, lease_expires_at FROM jobs \
+                     WHERE lease_expires_at IS NOT NULL",
+                    &[],
+                )
+                .await
+                .expect("leases")
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect(),
+            // Ours only: microseconds since the epoch.
+            Database::Embedded { .. } => self
+                .sqlite(
+                    "SELECT job_id, lease_expires_at FROM jobs WHERE lease_expires_at IS NOT NULL",
+                )
+                .into_iter()
+                .map(|(id, micros)| {
+                    let micros = micros.expect("a lease") as u64;
+                    (id, SystemTime::UNIX_EPOCH + Duration::from_micros(micros))
+                })
+                .collect(),
+        }
+    }
+
+    /// Jobs nobody owns, read from the registry's database.
+    async fn unowned(&self) -> Vec<Uuid> {
+        match &self.database {
+            Database::Postgres { client, .. } => client
+                .query(
+                    "SELECT job_id::uuid FROM jobs WHERE owner_instance_id IS NULL",
+                    &[],
+                )
+                .await
+                .expect("poll")
+                .iter()
+                .map(|row| row.get(0))
+                .collect(),
+            Database::Embedded { .. } => self
+                .sqlite("SELECT job_id, NULL FROM jobs WHERE owner_instance_id IS NULL")
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+        }
+    }
+
+    /// Rows of `(job id, an integer)` from our embedded file (read-only, beside the registry).
+    fn sqlite(&self, query: &str) -> Vec<(Uuid, Option<i64>)> {
+        let Database::Embedded { directory } = &self.database else {
+            return Vec::new();
+        };
+        let file = rusqlite::Connection::open_with_flags(
+            directory.join("mcp_mesh_registry.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the registry's file");
+        file.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        let mut statement = file.prepare(query).expect("query");
+        statement
+            .query_map([], |row| {
+                let id: String = row.get(0)?;
+                Ok((Uuid::parse_str(&id).expect("uuid"), row.get(1)?))
+            })
+            .expect("rows")
+            .map(|row| row.expect("row"))
+            .collect()
     }
 
     fn url(&self, path: &str) -> String {
@@ -248,7 +363,13 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let database = self.database.clone();
+        let database = match &self.database {
+            Database::Embedded { directory } => {
+                let _ = std::fs::remove_dir_all(directory);
+                return;
+            }
+            Database::Postgres { name, .. } => name.clone(),
+        };
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -499,30 +620,14 @@ async fn reclaim(r: &Registry, jobs: usize, limit: Duration) -> Figures {
             .await
             .expect("claim");
     }
-    // (`::uuid`: the reference keeps ids as text.)
-    let leases: HashMap<Uuid, SystemTime> =
-        r.db.query(
-            "SELECT job_id::uuid, lease_expires_at FROM jobs WHERE lease_expires_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .expect("leases")
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+    let leases = r.leases().await;
     let mut reclaimed_at: HashMap<Uuid, SystemTime> = HashMap::new();
     let deadline = Instant::now() + limit;
     while reclaimed_at.len() < jobs && Instant::now() < deadline {
-        let rows =
-            r.db.query(
-                "SELECT job_id::uuid FROM jobs WHERE owner_instance_id IS NULL",
-                &[],
-            )
-            .await
-            .expect("poll");
+        let unowned = r.unowned().await;
         let now = SystemTime::now();
-        for row in rows {
-            reclaimed_at.entry(row.get(0)).or_insert(now);
+        for id in unowned {
+            reclaimed_at.entry(id).or_insert(now);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -590,7 +695,7 @@ async fn drain(r: &Registry) -> Figures {
 async fn statements(target: &Target) -> Figures {
     let counter = Arc::new(AtomicU64::new(0));
     let proxy_port = start_counting_proxy(counter.clone()).await;
-    let r = Registry::start_via(target, Some(proxy_port)).await;
+    let r = Registry::start_via(target, Backend::Postgres, Some(proxy_port)).await;
     let jobs = 200;
     for _ in 0..20 {
         r.submit("bench-statements").await.expect("submit");
@@ -719,11 +824,27 @@ fn headline(scenario: &str) -> &'static str {
     }
 }
 
-async fn run(scenario: &str, target: &Target, seconds: f64, slow: bool) -> Figures {
-    if scenario == "statements" {
-        return statements(target).await;
+async fn run(
+    scenario: &str,
+    target: &Target,
+    backend: Backend,
+    seconds: f64,
+    slow: bool,
+) -> Figures {
+    match (scenario, backend) {
+        ("statements", Backend::Postgres) => return statements(target).await,
+        ("statements", Backend::Embedded) => {
+            return figures(json!({"skipped": "counts statements on the PostgreSQL wire"}))
+        }
+        ("reclaim", Backend::Embedded) if target.name == "reference" => {
+            return figures(json!({
+                "skipped": "reclaims only at its sweep (every 5 minutes by default); measured \
+                            on PostgreSQL with --slow"
+            }))
+        }
+        _ => {}
     }
-    let r = Registry::start(target).await;
+    let r = Registry::start(target, backend).await;
     match scenario {
         "startup" => figures(json!({"ms": round(r.startup.as_secs_f64() * 1e3)})),
         "idle" => {
@@ -758,6 +879,7 @@ async fn main() {
     let mut scenarios = Vec::new();
     let mut reference = Target::cached_reference();
     let (mut seconds, mut slow) = (10.0, false);
+    let mut backends = vec![Backend::Postgres, Backend::Embedded];
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--reference" => {
@@ -771,6 +893,13 @@ async fn main() {
             }
             "--slow" => slow = true,
             "--no-reference" => reference = None,
+            "--backend" => {
+                backends = match args.next().as_deref() {
+                    Some("postgres") => vec![Backend::Postgres],
+                    Some("embedded") => vec![Backend::Embedded],
+                    other => panic!("--backend postgres|embedded, not {other:?}"),
+                }
+            }
             scenario => scenarios.push(scenario.to_owned()),
         }
     }
@@ -793,14 +922,18 @@ async fn main() {
     }
     let mut targets = vec![Target::ours()];
     targets.extend(reference.map(Target::reference));
-    for scenario in &scenarios {
+    for (scenario, backend) in scenarios
+        .iter()
+        .flat_map(|s| backends.iter().map(move |b| (s, *b)))
+    {
         let mut results: HashMap<&str, Figures> = HashMap::new();
         // Interleaved: each scenario runs on every target before the next scenario.
         for target in &targets {
             let mut line = Figures::new();
             line.insert("scenario".into(), json!(scenario));
+            line.insert("backend".into(), json!(backend.name()));
             line.insert("target".into(), json!(target.name));
-            line.extend(run(scenario, target, seconds, slow).await);
+            line.extend(run(scenario, target, backend, seconds, slow).await);
             println!("{}", Value::Object(line.clone()));
             results.insert(target.name, line);
         }
@@ -817,7 +950,8 @@ async fn main() {
         ) {
             println!(
                 "{}",
-                json!({"scenario": scenario, "ratio": key, "ours_over_reference": round(ours / reference * 100.0) / 100.0})
+                json!({"scenario": scenario, "backend": backend.name(), "ratio": key,
+                       "ours_over_reference": round(ours / reference * 100.0) / 100.0})
             );
         }
     }
