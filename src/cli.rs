@@ -43,7 +43,8 @@ pub enum Command {
     Migrate {
         #[command(subcommand)]
         command: MigrateCommand,
-        /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable
+        /// The database: a PostgreSQL URL (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable)
+        /// or an embedded SQLite file (a path or sqlite://path) [default: mcp_mesh_registry.db]
         #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
@@ -163,7 +164,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_ADMIN_PORT")]
     pub admin_port: Option<String>,
 
-    /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable
+    /// The database: a PostgreSQL URL for production and replicas
+    /// (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable), or an embedded SQLite file for
+    /// one process (a path or sqlite://path) [default: mcp_mesh_registry.db]
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -4,13 +4,13 @@
 use std::process::ExitCode;
 
 use crate::cli::MigrateCommand;
-use crate::store::{SchemaReport, Store};
+use crate::store::{SchemaReport, Store, DEFAULT_EMBEDDED_FILE};
 
 pub fn run(command: MigrateCommand, database_url: Option<&str>) -> ExitCode {
-    let Some(database_url) = database_url.filter(|url| !url.trim().is_empty()) else {
-        eprintln!("Error: no database: pass --database-url or set DATABASE_URL");
-        return ExitCode::FAILURE;
-    };
+    // The same default as `serve`: the embedded file in the working directory.
+    let database_url = database_url
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or(DEFAULT_EMBEDDED_FILE);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
