@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_error, on_both_backends, spawn_app, spawn_app_with, Backend, Set, TestApp,
+};
 
 fn tool(function: &str, capability: &str, extra: Value) -> Value {
     let mut tool = json!({"function_name": function, "capability": capability});
@@ -76,9 +78,9 @@ where
     }
 }
 
-#[actix_web::test]
-async fn register_then_update() {
-    let app = spawn_app().await;
+on_both_backends!(register_then_update);
+async fn register_then_update(backend: Backend) {
+    let app = spawn_app(backend).await;
     let body = agent(
         "weather-1",
         vec![tool(
@@ -98,9 +100,9 @@ async fn register_then_update() {
     assert_eq!(second["message"], "Agent updated via heartbeat");
 }
 
-#[actix_web::test]
-async fn invalid_registrations_are_400_naming_the_field() {
-    let app = spawn_app().await;
+on_both_backends!(invalid_registrations_are_400_naming_the_field);
+async fn invalid_registrations_are_400_naming_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_error(
         app.post_raw("/heartbeat", "").await,
         400,
@@ -148,9 +150,9 @@ async fn invalid_registrations_are_400_naming_the_field() {
     }
 }
 
-#[actix_web::test]
-async fn dependencies_resolve_in_declared_order_with_placeholders() {
-    let app = spawn_app().await;
+on_both_backends!(dependencies_resolve_in_declared_order_with_placeholders);
+async fn dependencies_resolve_in_declared_order_with_placeholders(backend: Backend) {
+    let app = spawn_app(backend).await;
     register(
         &app,
         agent(
@@ -218,9 +220,9 @@ async fn dependencies_resolve_in_declared_order_with_placeholders() {
     );
 }
 
-#[actix_web::test]
-async fn only_healthy_providers_in_the_consumers_namespace_serve() {
-    let app = spawn_app().await;
+on_both_backends!(only_healthy_providers_in_the_consumers_namespace_serve);
+async fn only_healthy_providers_in_the_consumers_namespace_serve(backend: Backend) {
+    let app = spawn_app(backend).await;
     let mut elsewhere = agent("weather-prod", vec![tool("w", "weather", json!({}))]);
     elsewhere["namespace"] = json!("prod");
     register(&app, elsewhere).await;
@@ -257,9 +259,9 @@ async fn only_healthy_providers_in_the_consumers_namespace_serve() {
     );
 }
 
-#[actix_web::test]
-async fn head_heartbeats_follow_the_topology() {
-    let app = spawn_app().await;
+on_both_backends!(head_heartbeats_follow_the_topology);
+async fn head_heartbeats_follow_the_topology(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_eq!(head(&app, "nobody").await.0, 410);
     register(
         &app,
@@ -336,9 +338,9 @@ async fn head_heartbeats_follow_the_topology() {
     assert_eq!(head(&app, "provider").await.0, 200);
 }
 
-#[actix_web::test]
-async fn an_unhealthy_agents_head_does_not_revive_it() {
-    let app = spawn_app().await;
+on_both_backends!(an_unhealthy_agents_head_does_not_revive_it);
+async fn an_unhealthy_agents_head_does_not_revive_it(backend: Backend) {
+    let app = spawn_app(backend).await;
     register(&app, agent("a", vec![])).await;
     delete(&app, "a").await;
     let before = agents(&app, "").await[0]["last_seen"].clone();
@@ -349,18 +351,13 @@ async fn an_unhealthy_agents_head_does_not_revive_it() {
     assert_eq!(listed[0]["last_seen"], before);
 }
 
-#[actix_web::test]
-async fn heads_are_stamped_in_batches() {
+on_both_backends!(heads_are_stamped_in_batches);
+async fn heads_are_stamped_in_batches(backend: Backend) {
     // Heartbeats are answered from memory and written within the flush interval (1 s).
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     register(&app, agent("a", vec![])).await;
-    app.db
-        .execute(
-            "UPDATE agents SET updated_at = now() - interval '1 hour'",
-            &[],
-        )
-        .await
-        .unwrap();
+    app.set_agent("a", "updated_at", Set::SecondsFromNow(-3600))
+        .await;
     let stale = agents(&app, "").await[0]["last_seen"].clone();
     for _ in 0..5 {
         assert_eq!(head(&app, "a").await.0, 200);
@@ -373,10 +370,10 @@ async fn heads_are_stamped_in_batches() {
     .await;
 }
 
-#[actix_web::test]
-async fn pending_jobs_header_counts_claimable_work_of_the_replica_group() {
+on_both_backends!(pending_jobs_header_counts_claimable_work_of_the_replica_group);
+async fn pending_jobs_header_counts_claimable_work_of_the_replica_group(backend: Backend) {
     // contract §9 case 63 and decisions row 18
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let mut replica_1 = agent(
         "render-1",
         vec![tool(
@@ -415,11 +412,7 @@ async fn pending_jobs_header_counts_claimable_work_of_the_replica_group() {
     let exhausted = app
         .submit_with("render_report", json!({"max_retries": 0}))
         .await;
-    app.sql(
-        "UPDATE jobs SET attempt_count = 1 WHERE job_id = $1",
-        &exhausted,
-    )
-    .await;
+    app.set_job(&exhausted, "attempt_count", Set::Int(1)).await;
     assert_eq!(head(&app, "render-1").await.1.as_deref(), Some("2"));
     for _ in 0..110 {
         app.submit("render_report").await;
@@ -430,10 +423,10 @@ async fn pending_jobs_header_counts_claimable_work_of_the_replica_group() {
     assert_eq!(head(&app, "render-1").await, (202, Some("100".into())));
 }
 
-#[actix_web::test]
-async fn deregistration_is_idempotent_and_reroutes_live_jobs_at_once() {
+on_both_backends!(deregistration_is_idempotent_and_reroutes_live_jobs_at_once);
+async fn deregistration_is_idempotent_and_reroutes_live_jobs_at_once(backend: Backend) {
     // decisions row 12 (deregistration half)
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     assert_eq!(delete(&app, "never-seen").await, 204);
     register(&app, agent("worker", vec![tool("run", "c", json!({}))])).await;
     let retryable = app.submit_with("c", json!({"max_retries": 1})).await;
@@ -477,9 +470,9 @@ async fn deregistration_is_idempotent_and_reroutes_live_jobs_at_once() {
     );
 }
 
-#[actix_web::test]
-async fn listing_shows_what_meshctl_reads() {
-    let app = spawn_app().await;
+on_both_backends!(listing_shows_what_meshctl_reads);
+async fn listing_shows_what_meshctl_reads(backend: Backend) {
+    let app = spawn_app(backend).await;
     register(&app, agent("provider", vec![tool("gen", "report", json!({"version": "2.0.0", "tags": ["reports"], "description": "makes reports", "kwargs": {"task": true}}))])).await;
     register(
         &app,
@@ -547,10 +540,10 @@ async fn listing_shows_what_meshctl_reads() {
     .await;
 }
 
-#[actix_web::test]
-async fn silent_agents_turn_unhealthy_and_their_jobs_are_rerouted() {
+on_both_backends!(silent_agents_turn_unhealthy_and_their_jobs_are_rerouted);
+async fn silent_agents_turn_unhealthy_and_their_jobs_are_rerouted(backend: Backend) {
     // decisions row 12 (health monitor half)
-    let app = spawn_app_with(|config| {
+    let app = spawn_app_with(backend, |config| {
         config.health_check_interval = Duration::from_secs(1);
         config.agent_timeout = Duration::from_secs(2);
     })
@@ -640,10 +633,10 @@ async fn fake_agent(hang: bool) -> FakeAgent {
     }
 }
 
-#[actix_web::test]
-async fn a_cancel_is_forwarded_to_the_owner_without_waiting_for_it() {
+on_both_backends!(a_cancel_is_forwarded_to_the_owner_without_waiting_for_it);
+async fn a_cancel_is_forwarded_to_the_owner_without_waiting_for_it(backend: Backend) {
     // contract §9 cases 17 and 19
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     for hang in [false, true] {
         let owner = fake_agent(hang).await;
         let id = format!("producer-{}", owner.port);
@@ -686,10 +679,10 @@ async fn a_cancel_is_forwarded_to_the_owner_without_waiting_for_it() {
     }
 }
 
-#[actix_web::test]
-async fn the_claim_gate_holds_work_until_required_dependencies_resolve() {
+on_both_backends!(the_claim_gate_holds_work_until_required_dependencies_resolve);
+async fn the_claim_gate_holds_work_until_required_dependencies_resolve(backend: Backend) {
     // contract §9 cases 46–48
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let worker = agent(
         "worker",
         vec![tool(

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, now, spawn_app, TestApp};
+use crate::helpers::{assert_error, now, on_both_backends, spawn_app, Backend, Set, TestApp};
 
 /// Submits a job and claims it as `owner`; returns its id (claim epoch 1).
 async fn claimed(app: &TestApp, owner: &str, extra: Value) -> String {
@@ -26,10 +26,10 @@ fn rejected(response: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-#[actix_web::test]
-async fn mixed_deltas_apply_independently() {
+on_both_backends!(mixed_deltas_apply_independently);
+async fn mixed_deltas_apply_independently(backend: Backend) {
     // §9 case 6
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let a = claimed(&app, "producer-a", json!({})).await;
     let b = claimed(&app, "producer-a", json!({})).await;
     let response = app
@@ -56,10 +56,10 @@ async fn mixed_deltas_apply_independently() {
     assert_eq!(job_b["result"], json!({"itinerary": "ok"}));
 }
 
-#[actix_web::test]
-async fn a_legacy_delta_from_another_instance_is_not_owner() {
+on_both_backends!(a_legacy_delta_from_another_instance_is_not_owner);
+async fn a_legacy_delta_from_another_instance_is_not_owner(backend: Backend) {
     // §9 cases 7 and 28
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "producer-a", json!({})).await;
     let response = app
         .delta("producer-b", json!({"id": id, "progress": 0.1}))
@@ -76,10 +76,10 @@ async fn a_legacy_delta_from_another_instance_is_not_owner() {
     assert_eq!(app.job(&id).await["progress"], 0.2);
 }
 
-#[actix_web::test]
-async fn deltas_to_a_terminal_job_are_already_terminal() {
+on_both_backends!(deltas_to_a_terminal_job_are_already_terminal);
+async fn deltas_to_a_terminal_job_are_already_terminal(backend: Backend) {
     // §9 case 8
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "producer-a", json!({})).await;
     app.delta(
         "producer-a",
@@ -101,18 +101,15 @@ async fn deltas_to_a_terminal_job_are_already_terminal() {
     assert_eq!(job["result"], json!({"x": 1}));
 }
 
-#[actix_web::test]
-async fn accepted_live_deltas_renew_the_lease_and_terminal_ones_do_not() {
+on_both_backends!(accepted_live_deltas_renew_the_lease_and_terminal_ones_do_not);
+async fn accepted_live_deltas_renew_the_lease_and_terminal_ones_do_not(backend: Backend) {
     // §9 case 9
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let default_window = claimed(&app, "p", json!({})).await;
     let long_window = claimed(&app, "p", json!({"max_duration": 600})).await;
     for id in [&default_window, &long_window] {
-        app.sql(
-            "UPDATE jobs SET lease_expires_at = now() + interval '10 seconds' WHERE job_id = $1",
-            id,
-        )
-        .await;
+        app.set_job(id, "lease_expires_at", Set::SecondsFromNow(10))
+            .await;
     }
     app.delta(
         "p",
@@ -134,11 +131,8 @@ async fn accepted_live_deltas_renew_the_lease_and_terminal_ones_do_not() {
     assert!((now() + 595..=now() + 601).contains(&lease), "{lease}");
 
     // A rejected delta leaves the lease alone.
-    app.sql(
-        "UPDATE jobs SET lease_expires_at = now() + interval '10 seconds' WHERE job_id = $1",
-        &default_window,
-    )
-    .await;
+    app.set_job(&default_window, "lease_expires_at", Set::SecondsFromNow(10))
+        .await;
     let before = app.job(&default_window).await["lease_expires_at"].clone();
     app.delta("intruder", json!({"id": default_window, "progress": 0.9}))
         .await;
@@ -157,10 +151,10 @@ async fn accepted_live_deltas_renew_the_lease_and_terminal_ones_do_not() {
     assert_eq!(job["status"], "completed");
 }
 
-#[actix_web::test]
-async fn batch_validation() {
+on_both_backends!(batch_validation);
+async fn batch_validation(backend: Backend) {
     // §9 case 10
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     assert_error(
         app.post("/jobs/batch", &json!({"deltas": [{"id": "x"}]}))
             .await,
@@ -214,9 +208,9 @@ async fn batch_validation() {
     assert_eq!(response.status(), 400);
 }
 
-#[actix_web::test]
-async fn unknown_ids_and_statuses_are_rejected_per_delta_in_order() {
-    let app = spawn_app().await;
+on_both_backends!(unknown_ids_and_statuses_are_rejected_per_delta_in_order);
+async fn unknown_ids_and_statuses_are_rejected_per_delta_in_order(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "p", json!({})).await;
     let missing = uuid::Uuid::new_v4().to_string();
     let response = app
@@ -246,10 +240,10 @@ async fn unknown_ids_and_statuses_are_rejected_per_delta_in_order() {
     assert_eq!(app.job(&id).await["status"], "working");
 }
 
-#[actix_web::test]
-async fn stale_epochs_are_fenced() {
+on_both_backends!(stale_epochs_are_fenced);
+async fn stale_epochs_are_fenced(backend: Backend) {
     // §9 case 26
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({})).await;
     let response = app
         .delta(
@@ -270,10 +264,10 @@ async fn stale_epochs_are_fenced() {
     assert_eq!(response["accepted"], 1);
 }
 
-#[actix_web::test]
-async fn a_same_instance_reclaim_fences_the_previous_execution() {
+on_both_backends!(a_same_instance_reclaim_fences_the_previous_execution);
+async fn a_same_instance_reclaim_fences_the_previous_execution(backend: Backend) {
     // §9 case 27
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({"max_retries": 3})).await;
     assert_eq!(
         app.post(&format!("/jobs/{id}/reclaim"), &json!({}))
@@ -301,10 +295,10 @@ async fn a_same_instance_reclaim_fences_the_previous_execution() {
     assert_eq!(response["accepted"], 1);
 }
 
-#[actix_web::test]
-async fn an_epoch_bearing_delta_from_another_instance_is_superseded() {
+on_both_backends!(an_epoch_bearing_delta_from_another_instance_is_superseded);
+async fn an_epoch_bearing_delta_from_another_instance_is_superseded(backend: Backend) {
     // §9 case 29
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({})).await;
     let response = app
         .delta(
@@ -315,10 +309,10 @@ async fn an_epoch_bearing_delta_from_another_instance_is_superseded() {
     assert_eq!(rejected(&response), vec![(id, "claim_superseded".into())]);
 }
 
-#[actix_web::test]
-async fn the_old_owner_of_a_reclaimed_job_is_superseded() {
+on_both_backends!(the_old_owner_of_a_reclaimed_job_is_superseded);
+async fn the_old_owner_of_a_reclaimed_job_is_superseded(backend: Backend) {
     // §9 case 30
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({"max_retries": 3})).await;
     app.post(&format!("/jobs/{id}/reclaim"), &json!({})).await;
     let response = app
@@ -336,9 +330,9 @@ async fn the_old_owner_of_a_reclaimed_job_is_superseded() {
     assert_eq!(job["progress"], Value::Null);
 }
 
-#[actix_web::test]
-async fn result_and_error_are_only_stored_with_their_terminal_status() {
-    let app = spawn_app().await;
+on_both_backends!(result_and_error_are_only_stored_with_their_terminal_status);
+async fn result_and_error_are_only_stored_with_their_terminal_status(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "p", json!({})).await;
     app.delta(
         "p",
@@ -357,10 +351,10 @@ async fn result_and_error_are_only_stored_with_their_terminal_status() {
     assert_eq!(job["result"], Value::Null);
 }
 
-#[actix_web::test]
-async fn input_required_round_trip_keeps_the_claim() {
+on_both_backends!(input_required_round_trip_keeps_the_claim);
+async fn input_required_round_trip_keeps_the_claim(backend: Backend) {
     // §5.3: working -> input_required (prompt in progress_message) -> working -> completed.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "p", json!({})).await;
     let response = app
         .delta("p", json!({"id": id, "claim_epoch": 1, "status": "input_required", "progress_message": "Approve $42?"}))
@@ -383,10 +377,10 @@ async fn input_required_round_trip_keeps_the_claim() {
     assert_eq!(app.job(&id).await["status"], "completed");
 }
 
-#[actix_web::test]
-async fn recv_cursor_merges_per_key_and_never_regresses() {
+on_both_backends!(recv_cursor_merges_per_key_and_never_regresses);
+async fn recv_cursor_merges_per_key_and_never_regresses(backend: Backend) {
     // §9 case 51 and 52 (exposure)
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "p", json!({"max_retries": 3})).await;
 
     app.delta(
@@ -468,9 +462,9 @@ async fn cursor(app: &TestApp, id: &str) -> Value {
     app.job(id).await["recv_cursor"].clone()
 }
 
-#[actix_web::test]
-async fn an_empty_cursor_reads_as_null() {
-    let app = spawn_app().await;
+on_both_backends!(an_empty_cursor_reads_as_null);
+async fn an_empty_cursor_reads_as_null(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "p", json!({})).await;
     app.delta("p", json!({"id": id, "claim_epoch": 1, "recv_cursor": {}}))
         .await;

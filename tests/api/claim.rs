@@ -6,19 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, now, spawn_app};
+use crate::helpers::{assert_error, now, on_both_backends, spawn_app, Backend, Set, TestApp};
 
-#[actix_web::test]
-async fn claim_takes_the_oldest_job_and_stamps_the_lease() {
+on_both_backends!(claim_takes_the_oldest_job_and_stamps_the_lease);
+async fn claim_takes_the_oldest_job_and_stamps_the_lease(backend: Backend) {
     // §9 case 11
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let older = app.submit_with("c", json!({"max_duration": 120})).await;
     let younger = app.submit("c").await;
-    app.sql(
-        "UPDATE jobs SET submitted_at = now() - interval '30 seconds' WHERE job_id = $1",
-        &older,
-    )
-    .await;
+    app.set_job(&older, "submitted_at", Set::SecondsFromNow(-30))
+        .await;
 
     let claimed = app.claim("c", "claimer-1").await.expect("work");
     assert_eq!(claimed["id"], older.as_str());
@@ -46,10 +43,10 @@ async fn claim_takes_the_oldest_job_and_stamps_the_lease() {
     assert!((now() + 295..=now() + 301).contains(&lease), "{lease}");
 }
 
-#[actix_web::test]
-async fn claim_with_nothing_queued_is_an_empty_list() {
+on_both_backends!(claim_with_nothing_queued_is_an_empty_list);
+async fn claim_with_nothing_queued_is_an_empty_list(backend: Backend) {
     // §9 case 12; also other capabilities and terminal jobs are not work.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let response = app
         .post(
             "/jobs/claim",
@@ -69,13 +66,20 @@ async fn claim_with_nothing_queued_is_an_empty_list() {
     assert_eq!(app.claim("c", "w").await, None);
 }
 
-#[actix_web::test]
-async fn an_over_budget_job_is_skipped_not_blocking_the_queue() {
+on_both_backends!(an_over_budget_job_is_skipped_not_blocking_the_queue);
+async fn an_over_budget_job_is_skipped_not_blocking_the_queue(backend: Backend) {
     // §9 case 13 and decisions row 7: the over-budget head of the queue is not claimable, and
     // younger jobs of the capability are still handed out.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let exhausted = app.submit_with("c", json!({"max_retries": 2})).await;
-    app.sql("UPDATE jobs SET attempt_count = 3, submitted_at = now() - interval '1 minute' WHERE job_id = $1", &exhausted).await;
+    app.set_job_columns(
+        &exhausted,
+        &[
+            ("attempt_count", Set::Int(3)),
+            ("submitted_at", Set::SecondsFromNow(-60)),
+        ],
+    )
+    .await;
     assert_eq!(app.claim("c", "w").await, None);
 
     let fresh = app.submit("c").await;
@@ -86,18 +90,15 @@ async fn an_over_budget_job_is_skipped_not_blocking_the_queue() {
     assert_eq!(untouched["owner_instance_id"], Value::Null);
 }
 
-#[actix_web::test]
-async fn fifo_ties_break_on_job_id() {
+on_both_backends!(fifo_ties_break_on_job_id);
+async fn fifo_ties_break_on_job_id(backend: Backend) {
     // decisions row 5
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         let id = app.submit("c").await;
-        app.sql(
-            "UPDATE jobs SET submitted_at = '2026-01-01T00:00:00Z' WHERE job_id = $1",
-            &id,
-        )
-        .await;
+        app.set_job(&id, "submitted_at", Set::At("2026-01-01T00:00:00Z"))
+            .await;
         ids.push(id);
     }
     ids.sort();
@@ -106,10 +107,10 @@ async fn fifo_ties_break_on_job_id() {
     }
 }
 
-#[actix_web::test]
-async fn four_concurrent_claims_on_one_job_have_one_winner() {
+on_both_backends!(four_concurrent_claims_on_one_job_have_one_winner);
+async fn four_concurrent_claims_on_one_job_have_one_winner(backend: Backend) {
     // §9 case 14
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     let results = join_all((0..4).map(|i| {
         let app = &app;
@@ -122,14 +123,15 @@ async fn four_concurrent_claims_on_one_job_have_one_winner() {
     assert_eq!(app.job(&id).await["attempt_count"], 1);
 }
 
-#[actix_web::test]
-async fn eight_claimers_take_200_jobs_exactly_once_and_never_see_false_no_work() {
+on_both_backends!(eight_claimers_take_200_jobs_exactly_once_and_never_see_false_no_work);
+async fn eight_claimers_take_200_jobs_exactly_once_and_never_see_false_no_work(backend: Backend) {
     // decisions row 6: with SKIP LOCKED a claim returns work whenever claimable work exists.
     // A "no work" answer is only legitimate when every remaining row is locked by one of the
     // other 7 claims in flight, so fewer than 8 rows may still be unowned when it is given.
+    // (The embedded store runs one call at a time, which meets the same bound.)
     const JOBS: usize = 200;
     const WORKERS: usize = 8;
-    let app = spawn_app_many_workers().await;
+    let app = spawn_app_many_workers(backend).await;
     let mut submitted = HashSet::new();
     for _ in 0..JOBS {
         submitted.insert(app.submit("bulk").await);
@@ -167,41 +169,35 @@ async fn eight_claimers_take_200_jobs_exactly_once_and_never_see_false_no_work()
     assert_eq!(claimed.len(), JOBS, "every job claimed exactly once");
     assert_eq!(unique, submitted, "no job lost, none claimed twice");
     assert_eq!(unowned(&app).await, 0);
-    let claimed_more_than_once: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM jobs WHERE attempt_count <> 1 OR claim_epoch <> 1",
-            &[],
-        )
+    let claimed_more_than_once = app
+        .job_rows()
         .await
-        .unwrap()
-        .get(0);
+        .iter()
+        .filter(|job| job.attempt_count != 1 || job.claim_epoch != 1)
+        .count();
     assert_eq!(claimed_more_than_once, 0);
 }
 
-async fn unowned(app: &crate::helpers::TestApp) -> i64 {
-    app.db
-        .query_one(
-            "SELECT count(*) FROM jobs WHERE owner_instance_id IS NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0)
+/// Jobs without an owner, counted in one read.
+async fn unowned(app: &TestApp) -> i64 {
+    let rows = app.job_rows().await;
+    rows.iter()
+        .filter(|job| job.owner_instance_id.is_none())
+        .count() as i64
 }
 
-async fn spawn_app_many_workers() -> crate::helpers::TestApp {
-    crate::helpers::spawn_app_with(|config| {
+async fn spawn_app_many_workers(backend: Backend) -> TestApp {
+    crate::helpers::spawn_app_with(backend, |config| {
         config.http_workers = 2;
         config.db_pool_size = 8;
     })
     .await
 }
 
-#[actix_web::test]
-async fn claim_validation() {
+on_both_backends!(claim_validation);
+async fn claim_validation(backend: Backend) {
     // §9 case 15
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     assert_error(
         app.post("/jobs/claim", &json!({"instance_id": "w"})).await,
         400,
@@ -234,19 +230,19 @@ async fn claim_validation() {
     assert_eq!(response.status(), 400);
 }
 
-#[actix_web::test]
-async fn claim_from_an_unregistered_instance_is_served() {
+on_both_backends!(claim_from_an_unregistered_instance_is_served);
+async fn claim_from_an_unregistered_instance_is_served(backend: Backend) {
     // real-clients §8.1: the SDK claims before its first heartbeat completes.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     let claimed = app.claim("c", "never-registered-1234").await.unwrap();
     assert_eq!(claimed["id"], id.as_str());
 }
 
-#[actix_web::test]
-async fn get_exposes_the_fencing_fields_after_a_claim() {
+on_both_backends!(get_exposes_the_fencing_fields_after_a_claim);
+async fn get_exposes_the_fencing_fields_after_a_claim(backend: Backend) {
     // §9 cases 25 and 38
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     assert_eq!(app.claim("c", "replica-a").await.unwrap()["claim_epoch"], 1);
     let job = app.job(&id).await;

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    on_both_backends, postgres_only, spawn_app, spawn_app_with, Backend, TestApp,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
 
@@ -30,10 +32,10 @@ async fn drain_state(app: &TestApp) -> Value {
     body
 }
 
-#[actix_web::test]
-async fn drain_reports_live_claims_in_the_reference_shape() {
+on_both_backends!(drain_reports_live_claims_in_the_reference_shape);
+async fn drain_reports_live_claims_in_the_reference_shape(backend: Backend) {
     // §9 cases 44 and 45: 2 owned working + 1 unowned + 1 owned-but-cancelled => 2.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     for _ in 0..3 {
         app.submit("c").await;
     }
@@ -92,10 +94,10 @@ async fn drain_reports_live_claims_in_the_reference_shape() {
     );
 }
 
-#[actix_web::test]
-async fn draining_pauses_claims_only() {
+on_both_backends!(draining_pauses_claims_only);
+async fn draining_pauses_claims_only(backend: Backend) {
     // §9 cases 42 and 43: nothing is touched by a paused claim; everything else goes on.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let running = app.submit_with("c", json!({"max_retries": 3})).await;
     app.claim("c", "worker").await.unwrap();
     let waiting = app.submit("c").await;
@@ -172,9 +174,9 @@ async fn draining_pauses_claims_only() {
     );
 }
 
-#[actix_web::test]
-async fn input_required_jobs_hold_a_drain_open() {
-    let app = spawn_app().await;
+on_both_backends!(input_required_jobs_hold_a_drain_open);
+async fn input_required_jobs_hold_a_drain_open(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     app.claim("c", "worker").await.unwrap();
     app.delta(
@@ -194,13 +196,10 @@ async fn input_required_jobs_hold_a_drain_open() {
     assert_eq!(drain_state(&app).await["live_claims"], 0);
 }
 
-#[actix_web::test]
-async fn a_failed_count_leaves_the_registry_undrained() {
-    let app = spawn_app().await;
-    app.db
-        .batch_execute("ALTER TABLE jobs RENAME TO jobs_elsewhere")
-        .await
-        .unwrap();
+on_both_backends!(a_failed_count_leaves_the_registry_undrained);
+async fn a_failed_count_leaves_the_registry_undrained(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.rename_table("jobs", "jobs_elsewhere").await;
     let (status, body) = admin(&app, &app.address, "POST", "").await;
     assert_eq!(status, 503);
     assert!(
@@ -211,16 +210,13 @@ async fn a_failed_count_leaves_the_registry_undrained() {
         "{body}"
     );
     assert_eq!(body.as_object().unwrap().len(), 1);
-    app.db
-        .batch_execute("ALTER TABLE jobs_elsewhere RENAME TO jobs")
-        .await
-        .unwrap();
+    app.rename_table("jobs_elsewhere", "jobs").await;
     assert_eq!(drain_state(&app).await["draining"], false);
 }
 
-#[actix_web::test]
-async fn an_admin_port_takes_the_admin_routes_away_from_the_public_port() {
-    let app = spawn_app_with(|config| config.admin_port = Some(0)).await;
+on_both_backends!(an_admin_port_takes_the_admin_routes_away_from_the_public_port);
+async fn an_admin_port_takes_the_admin_routes_away_from_the_public_port(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.admin_port = Some(0)).await;
     let response = app.http.get(app.url("/admin/drain")).send().await.unwrap();
     assert_eq!(response.status(), 404);
     assert_eq!(response.text().await.unwrap(), "404 page not found");
@@ -253,10 +249,12 @@ async fn admin_url(app: &TestApp) -> String {
     )
 }
 
-#[actix_web::test]
-async fn a_fleet_drain_reaches_every_replica_and_survives_restarts() {
+// PostgreSQL only: the fleet-wide drain is a flag several replicas share in one database (the
+// embedded store serves one process and has no fleet).
+postgres_only!(a_fleet_drain_reaches_every_replica_and_survives_restarts);
+async fn a_fleet_drain_reaches_every_replica_and_survives_restarts(backend: Backend) {
     // decisions row 16
-    let a = spawn_app().await;
+    let a = spawn_app(backend).await;
     let b = a.replica().await;
     b.submit("c").await;
     let (status, body) = admin(&a, &a.address, "POST", "?scope=fleet").await;
@@ -323,9 +321,9 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
-#[actix_web::test]
-async fn the_cli_drains_waits_and_resumes() {
-    let app = spawn_app().await;
+on_both_backends!(the_cli_drains_waits_and_resumes);
+async fn the_cli_drains_waits_and_resumes(backend: Backend) {
+    let app = spawn_app(backend).await;
     let base = app.address.clone();
     let id = app.submit("c").await;
     app.claim("c", "worker").await.unwrap();
@@ -382,9 +380,9 @@ async fn the_cli_drains_waits_and_resumes() {
     assert_eq!(drain_state(&app).await["draining"], false);
 }
 
-#[actix_web::test]
-async fn the_cli_fails_clearly() {
-    let app = spawn_app().await;
+on_both_backends!(the_cli_fails_clearly);
+async fn the_cli_fails_clearly(backend: Backend) {
+    let app = spawn_app(backend).await;
     let base = app.address.clone();
     app.submit("c").await;
     app.claim("c", "worker").await.unwrap();
@@ -442,7 +440,7 @@ async fn the_cli_fails_clearly() {
         .starts_with("Error: failed to connect to registry at http://127.0.0.1:1"));
 
     // Admin routes elsewhere: the 404 carries the hint.
-    let split = spawn_app_with(|config| config.admin_port = Some(0)).await;
+    let split = spawn_app_with(backend, |config| config.admin_port = Some(0)).await;
     let output = cli(args(&split.address, &["registry", "drain"])).await;
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -454,9 +452,9 @@ async fn the_cli_fails_clearly() {
     );
 }
 
-#[actix_web::test]
-async fn the_cli_shows_and_reclaims_jobs() {
-    let app = spawn_app().await;
+on_both_backends!(the_cli_shows_and_reclaims_jobs);
+async fn the_cli_shows_and_reclaims_jobs(backend: Backend) {
+    let app = spawn_app(backend).await;
     let base = app.address.clone();
     let id = app.submit_with("c", json!({"max_retries": 2})).await;
     app.claim("c", "worker").await.unwrap();

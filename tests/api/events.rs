@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, now, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_error, now, on_both_backends, spawn_app, spawn_app_with, Backend, Set, TestApp,
+};
 
 async fn claimed(app: &TestApp, owner: &str, extra: Value) -> String {
     let id = app.submit_with("c", extra).await;
@@ -41,10 +43,10 @@ async fn lease(app: &TestApp, id: &str) -> Value {
     app.job(id).await["lease_expires_at"].clone()
 }
 
-#[actix_web::test]
-async fn post_and_read_an_event() {
+on_both_backends!(post_and_read_an_event);
+async fn post_and_read_an_event(backend: Backend) {
     // §9 case 53
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     let response = post_event(
         &app,
@@ -69,9 +71,9 @@ async fn post_and_read_an_event() {
     assert_eq!(event.as_object().unwrap().len(), 7);
 }
 
-#[actix_web::test]
-async fn payloads_of_any_shape_and_trace_contexts_round_trip() {
-    let app = spawn_app().await;
+on_both_backends!(payloads_of_any_shape_and_trace_contexts_round_trip);
+async fn payloads_of_any_shape_and_trace_contexts_round_trip(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     for payload in [json!([1, 2]), json!("text"), json!(3.5), json!(true)] {
         post_event(&app, &id, json!({"type": "t", "payload": payload})).await;
@@ -107,10 +109,10 @@ async fn payloads_of_any_shape_and_trace_contexts_round_trip() {
     );
 }
 
-#[actix_web::test]
-async fn post_event_errors() {
+on_both_backends!(post_event_errors);
+async fn post_event_errors(backend: Backend) {
     // §9 case 53 (errors)
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let missing = uuid::Uuid::new_v4();
     assert_error(
         post_event(&app, &missing.to_string(), json!({"type": "x"})).await,
@@ -150,10 +152,10 @@ async fn post_event_errors() {
     .await;
 }
 
-#[actix_web::test]
-async fn concurrent_posters_get_gap_free_seqs_without_errors() {
+on_both_backends!(concurrent_posters_get_gap_free_seqs_without_errors);
+async fn concurrent_posters_get_gap_free_seqs_without_errors(backend: Backend) {
     // §9 case 54 and decisions row 15: 10 simultaneous posters -> seqs 1..10, no 503.
-    let app = spawn_app_with(|config| {
+    let app = spawn_app_with(backend, |config| {
         config.http_workers = 2;
         config.db_pool_size = 10;
     })
@@ -180,10 +182,10 @@ async fn concurrent_posters_get_gap_free_seqs_without_errors() {
     );
 }
 
-#[actix_web::test]
-async fn filters_after_and_limit() {
+on_both_backends!(filters_after_and_limit);
+async fn filters_after_and_limit(backend: Backend) {
     // §9 case 55 (filters)
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     for kind in ["A", "B", "C", "A", "B"] {
         post_event(&app, &id, json!({"type": kind})).await;
@@ -219,9 +221,9 @@ async fn filters_after_and_limit() {
     assert_eq!(page, json!({"events": [], "next_after": 0}));
 }
 
-#[actix_web::test]
-async fn reading_events_of_a_missing_job_is_404() {
-    let app = spawn_app().await;
+on_both_backends!(reading_events_of_a_missing_job_is_404);
+async fn reading_events_of_a_missing_job_is_404(backend: Backend) {
+    let app = spawn_app(backend).await;
     let missing = uuid::Uuid::new_v4();
     assert_error(
         app.get(&format!("/jobs/{missing}/events")).await,
@@ -237,10 +239,10 @@ async fn reading_events_of_a_missing_job_is_404() {
     .await;
 }
 
-#[actix_web::test]
-async fn a_long_poll_with_nothing_to_read_times_out_empty() {
+on_both_backends!(a_long_poll_with_nothing_to_read_times_out_empty);
+async fn a_long_poll_with_nothing_to_read_times_out_empty(backend: Backend) {
     // §9 case 55 (timeout)
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     let started = Instant::now();
     let page = events(&app, &id, "?wait=1").await;
@@ -250,10 +252,10 @@ async fn a_long_poll_with_nothing_to_read_times_out_empty() {
     assert!(waited < Duration::from_secs(3), "{waited:?}");
 }
 
-#[actix_web::test]
-async fn a_parked_long_poll_wakes_on_a_post() {
+on_both_backends!(a_parked_long_poll_wakes_on_a_post);
+async fn a_parked_long_poll_wakes_on_a_post(backend: Backend) {
     // §9 case 55 (wake) and decisions row 14: woken in memory, not by a timer.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     let started = Instant::now();
     let (page, _) = futures_util::join!(events(&app, &id, "?wait=5&types=work"), async {
@@ -272,9 +274,9 @@ async fn a_parked_long_poll_wakes_on_a_post() {
     assert!(waited < Duration::from_millis(1500), "{waited:?}");
 }
 
-#[actix_web::test]
-async fn a_cancel_wakes_a_parked_executor() {
-    let app = spawn_app().await;
+on_both_backends!(a_cancel_wakes_a_parked_executor);
+async fn a_cancel_wakes_a_parked_executor(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "p", json!({})).await;
     let started = Instant::now();
     let (page, _) = futures_util::join!(
@@ -289,9 +291,9 @@ async fn a_cancel_wakes_a_parked_executor() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
-#[actix_web::test]
-async fn too_many_parked_long_polls_get_503_not_memory() {
-    let app = spawn_app_with(|config| config.max_long_polls = 1).await;
+on_both_backends!(too_many_parked_long_polls_get_503_not_memory);
+async fn too_many_parked_long_polls_get_503_not_memory(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.max_long_polls = 1).await;
     let id = app.submit("c").await;
     let (first, second) = futures_util::join!(events(&app, &id, "?wait=2"), async {
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
@@ -301,32 +303,26 @@ async fn too_many_parked_long_polls_get_503_not_memory() {
     assert_eq!(second.status(), 503);
 }
 
-#[actix_web::test]
-async fn an_executor_read_extends_the_lease() {
+on_both_backends!(an_executor_read_extends_the_lease);
+async fn an_executor_read_extends_the_lease(backend: Backend) {
     // §9 case 31
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({})).await;
-    app.sql(
-        "UPDATE jobs SET lease_expires_at = now() + interval '5 seconds' WHERE job_id = $1",
-        &id,
-    )
-    .await;
+    app.set_job(&id, "lease_expires_at", Set::SecondsFromNow(5))
+        .await;
     let before = lease(&app, &id).await.as_i64().unwrap();
     events(&app, &id, "?instance_id=replica-a&claim_epoch=1").await;
     let after = lease(&app, &id).await.as_i64().unwrap();
     assert!(after > before + 200, "{before} -> {after}");
 }
 
-#[actix_web::test]
-async fn an_observer_read_has_no_side_effect() {
+on_both_backends!(an_observer_read_has_no_side_effect);
+async fn an_observer_read_has_no_side_effect(backend: Backend) {
     // §9 case 32
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({})).await;
-    app.sql(
-        "UPDATE jobs SET lease_expires_at = now() + interval '5 seconds' WHERE job_id = $1",
-        &id,
-    )
-    .await;
+    app.set_job(&id, "lease_expires_at", Set::SecondsFromNow(5))
+        .await;
     let before = app.job(&id).await;
     events(&app, &id, "").await;
     events(&app, &id, "?instance_id=").await;
@@ -335,10 +331,10 @@ async fn an_observer_read_has_no_side_effect() {
     assert_eq!(before["last_heartbeat_at"], after["last_heartbeat_at"]);
 }
 
-#[actix_web::test]
-async fn a_stale_executor_read_is_claim_superseded() {
+on_both_backends!(a_stale_executor_read_is_claim_superseded);
+async fn a_stale_executor_read_is_claim_superseded(backend: Backend) {
     // §9 case 33
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({"max_retries": 2})).await;
     for query in [
         "?instance_id=replica-a&claim_epoch=0",
@@ -374,10 +370,10 @@ async fn a_stale_executor_read_is_claim_superseded() {
     );
 }
 
-#[actix_web::test]
-async fn an_executor_read_of_a_terminal_job_is_served_without_writing() {
+on_both_backends!(an_executor_read_of_a_terminal_job_is_served_without_writing);
+async fn an_executor_read_of_a_terminal_job_is_served_without_writing(backend: Backend) {
     // §9 case 34
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({})).await;
     app.delta(
         "replica-a",
@@ -391,10 +387,10 @@ async fn an_executor_read_of_a_terminal_job_is_served_without_writing() {
     assert_eq!(before["last_heartbeat_at"], after["last_heartbeat_at"]);
 }
 
-#[actix_web::test]
-async fn an_executor_read_is_capped_by_total_deadline() {
+on_both_backends!(an_executor_read_is_capped_by_total_deadline);
+async fn an_executor_read_is_capped_by_total_deadline(backend: Backend) {
     // §9 case 35
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let deadline = now() + 10;
     let id = claimed(
         &app,
@@ -402,11 +398,8 @@ async fn an_executor_read_is_capped_by_total_deadline() {
         json!({"max_duration": 300, "total_deadline": deadline}),
     )
     .await;
-    app.sql(
-        "UPDATE jobs SET lease_expires_at = now() + interval '2 seconds' WHERE job_id = $1",
-        &id,
-    )
-    .await;
+    app.set_job(&id, "lease_expires_at", Set::SecondsFromNow(2))
+        .await;
     events(&app, &id, "?instance_id=replica-a&claim_epoch=1").await;
     let lease = lease(&app, &id).await.as_i64().unwrap();
     assert!(lease <= deadline, "{lease} > {deadline}");
@@ -416,17 +409,16 @@ async fn an_executor_read_is_capped_by_total_deadline() {
     );
 }
 
-#[actix_web::test]
-async fn an_executor_read_is_capped_by_the_stale_ceiling() {
+on_both_backends!(an_executor_read_is_capped_by_the_stale_ceiling);
+async fn an_executor_read_is_capped_by_the_stale_ceiling(backend: Backend) {
     // §3.3: without total_deadline, an opt-in stale timeout S caps at submitted_at + max(S, max_duration).
-    let app =
-        spawn_app_with(|config| config.job_stale_timeout = Some(Duration::from_secs(60))).await;
-    let id = claimed(&app, "replica-a", json!({})).await;
-    app.sql(
-        "UPDATE jobs SET lease_expires_at = now() + interval '2 seconds' WHERE job_id = $1",
-        &id,
-    )
+    let app = spawn_app_with(backend, |config| {
+        config.job_stale_timeout = Some(Duration::from_secs(60))
+    })
     .await;
+    let id = claimed(&app, "replica-a", json!({})).await;
+    app.set_job(&id, "lease_expires_at", Set::SecondsFromNow(2))
+        .await;
     events(&app, &id, "?instance_id=replica-a&claim_epoch=1").await;
     let job = app.job(&id).await;
     let ceiling = job["submitted_at"].as_i64().unwrap() + 60;
@@ -437,24 +429,21 @@ async fn an_executor_read_is_capped_by_the_stale_ceiling() {
     );
 }
 
-#[actix_web::test]
-async fn an_executor_read_never_shortens_a_lease() {
-    let app = spawn_app().await;
+on_both_backends!(an_executor_read_never_shortens_a_lease);
+async fn an_executor_read_never_shortens_a_lease(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({})).await;
-    app.sql(
-        "UPDATE jobs SET lease_expires_at = now() + interval '1 hour' WHERE job_id = $1",
-        &id,
-    )
-    .await;
+    app.set_job(&id, "lease_expires_at", Set::SecondsFromNow(3600))
+        .await;
     let before = lease(&app, &id).await;
     events(&app, &id, "?instance_id=replica-a&claim_epoch=1").await;
     assert_eq!(lease(&app, &id).await, before);
 }
 
-#[actix_web::test]
-async fn half_an_identity_is_400() {
+on_both_backends!(half_an_identity_is_400);
+async fn half_an_identity_is_400(backend: Backend) {
     // §9 case 36
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({})).await;
     for query in [
         "?instance_id=replica-a",
@@ -480,10 +469,10 @@ async fn half_an_identity_is_400() {
     );
 }
 
-#[actix_web::test]
-async fn an_executor_read_of_a_missing_job_is_404() {
+on_both_backends!(an_executor_read_of_a_missing_job_is_404);
+async fn an_executor_read_of_a_missing_job_is_404(backend: Backend) {
     // §9 case 37
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let missing = uuid::Uuid::new_v4();
     assert_error(
         app.get(&format!(
@@ -496,10 +485,10 @@ async fn an_executor_read_of_a_missing_job_is_404() {
     .await;
 }
 
-#[actix_web::test]
-async fn the_input_required_flow_end_to_end() {
+on_both_backends!(the_input_required_flow_end_to_end);
+async fn the_input_required_flow_end_to_end(backend: Backend) {
     // §5.3, as the real SDK drives it: ask, park on `answer`, get woken by the consumer's post.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "producer", json!({})).await;
     app.delta("producer", json!({"id": id, "claim_epoch": 1, "status": "input_required", "progress_message": "Approve $42?"})).await;
     let (page, posted) = futures_util::join!(

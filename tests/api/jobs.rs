@@ -2,12 +2,12 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, now, spawn_app};
+use crate::helpers::{assert_error, now, on_both_backends, spawn_app, Backend, Set};
 
-#[actix_web::test]
-async fn push_mode_submit_pins_the_owner() {
+on_both_backends!(push_mode_submit_pins_the_owner);
+async fn push_mode_submit_pins_the_owner(backend: Backend) {
     // §9 case 1
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let response = app
         .post(
             "/jobs",
@@ -39,10 +39,10 @@ async fn push_mode_submit_pins_the_owner() {
     assert_eq!(app.claim("plan_trip", "rep-2").await, None);
 }
 
-#[actix_web::test]
-async fn pull_mode_submit_has_no_owner_and_every_field_present() {
+on_both_backends!(pull_mode_submit_has_no_owner_and_every_field_present);
+async fn pull_mode_submit_has_no_owner_and_every_field_present(backend: Backend) {
     // §9 case 2, and the wire rule that nullable fields are present as null.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     for owner in [json!(null), json!("")] {
         let response = app
             .post(
@@ -85,9 +85,9 @@ async fn pull_mode_submit_has_no_owner_and_every_field_present() {
     }
 }
 
-#[actix_web::test]
-async fn submit_keeps_limits_and_the_absolute_deadline() {
-    let app = spawn_app().await;
+on_both_backends!(submit_keeps_limits_and_the_absolute_deadline);
+async fn submit_keeps_limits_and_the_absolute_deadline(backend: Backend) {
+    let app = spawn_app(backend).await;
     let deadline = now() + 3600;
     let id = app
         .submit_with(
@@ -101,10 +101,10 @@ async fn submit_keeps_limits_and_the_absolute_deadline() {
     assert_eq!(job["total_deadline"], deadline);
 }
 
-#[actix_web::test]
-async fn submit_validation_follows_the_reference_order() {
+on_both_backends!(submit_validation_follows_the_reference_order);
+async fn submit_validation_follows_the_reference_order(backend: Backend) {
     // §9 case 3
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let cases = [
         (
             json!({"submitted_by": "s", "submitted_payload": {}}),
@@ -172,9 +172,9 @@ async fn submit_validation_follows_the_reference_order() {
     }
 }
 
-#[actix_web::test]
-async fn malformed_and_mistyped_bodies_are_400_invalid_json() {
-    let app = spawn_app().await;
+on_both_backends!(malformed_and_mistyped_bodies_are_400_invalid_json);
+async fn malformed_and_mistyped_bodies_are_400_invalid_json(backend: Backend) {
+    let app = spawn_app(backend).await;
     for (body, expected) in [
         ("{not json", "Invalid JSON payload: "),
         ("", "Invalid JSON payload: EOF"),
@@ -200,10 +200,10 @@ async fn malformed_and_mistyped_bodies_are_400_invalid_json() {
     }
 }
 
-#[actix_web::test]
-async fn unknown_fields_from_a_newer_client_are_ignored() {
+on_both_backends!(unknown_fields_from_a_newer_client_are_ignored);
+async fn unknown_fields_from_a_newer_client_are_ignored(backend: Backend) {
     // decisions row 2
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let response = app
         .post(
             "/jobs",
@@ -232,10 +232,10 @@ async fn unknown_fields_from_a_newer_client_are_ignored() {
     assert_eq!(batch["accepted"], 1, "{batch}");
 }
 
-#[actix_web::test]
-async fn get_unknown_job_is_404() {
+on_both_backends!(get_unknown_job_is_404);
+async fn get_unknown_job_is_404(backend: Backend) {
     // §9 case 4
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     assert_error(
         app.get("/jobs/does-not-exist").await,
         404,
@@ -260,10 +260,10 @@ async fn get_unknown_job_is_404() {
     .await;
 }
 
-#[actix_web::test]
-async fn progress_keeps_64_bit_precision() {
+on_both_backends!(progress_keeps_64_bit_precision);
+async fn progress_keeps_64_bit_precision(backend: Backend) {
     // decisions row 20
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     app.claim("c", "w").await.unwrap();
     app.delta(
@@ -289,19 +289,19 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-#[actix_web::test]
-async fn list_of_an_empty_registry() {
-    let app = spawn_app().await;
+on_both_backends!(list_of_an_empty_registry);
+async fn list_of_an_empty_registry(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_eq!(
         list(&app, "").await,
         json!({"jobs": [], "next_cursor": null})
     );
 }
 
-#[actix_web::test]
-async fn list_validation() {
+on_both_backends!(list_validation);
+async fn list_validation(backend: Backend) {
     // §9 case 49 (validation half)
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     for limit in ["0", "201", "-1"] {
         assert_error(
             app.get(&format!("/jobs?limit={limit}")).await,
@@ -339,23 +339,18 @@ async fn list_validation() {
     }
 }
 
-#[actix_web::test]
-async fn list_filters_and_orders_newest_first() {
+on_both_backends!(list_filters_and_orders_newest_first);
+async fn list_filters_and_orders_newest_first(backend: Backend) {
     // §9 case 49 (filter half)
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let a = app.submit("alpha").await;
     let b = app.submit("beta").await;
     let c = app.submit("alpha").await;
     let d = app.submit("alpha").await;
     // Spread submission times so "newest first" is observable.
     for (id, age) in [(&a, 40), (&b, 30), (&c, 20), (&d, 10)] {
-        app.sql(
-            &format!(
-                "UPDATE jobs SET submitted_at = now() - interval '{age} seconds' WHERE job_id = $1"
-            ),
-            id,
-        )
-        .await;
+        app.set_job(id, "submitted_at", Set::SecondsFromNow(-age))
+            .await;
     }
     app.claim("alpha", "w1").await.unwrap(); // claims a (oldest alpha)
     app.delta(
@@ -404,21 +399,15 @@ async fn list_filters_and_orders_newest_first() {
     );
 }
 
-#[actix_web::test]
-async fn list_pages_through_every_row_exactly_once() {
+on_both_backends!(list_pages_through_every_row_exactly_once);
+async fn list_pages_through_every_row_exactly_once(backend: Backend) {
     // §9 case 50: 5 rows, limit 2 -> [5,4], [3,2], [1]; rows sharing submitted_at order by id.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let mut submitted = Vec::new();
     for i in 0..5 {
         let id = app.submit("c").await;
-        app.sql(
-            &format!(
-                "UPDATE jobs SET submitted_at = now() - interval '{} seconds' WHERE job_id = $1",
-                100 - i
-            ),
-            &id,
-        )
-        .await;
+        app.set_job(&id, "submitted_at", Set::SecondsFromNow(-(100 - i)))
+            .await;
         submitted.push(id);
     }
     submitted.reverse();
@@ -438,15 +427,12 @@ async fn list_pages_through_every_row_exactly_once() {
     assert_eq!(seen, submitted);
 
     // Ties on submitted_at: id DESC, across page boundaries, without gaps.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let mut tied = Vec::new();
     for _ in 0..7 {
         let id = app.submit("c").await;
-        app.sql(
-            "UPDATE jobs SET submitted_at = '2026-01-01T00:00:00Z' WHERE job_id = $1",
-            &id,
-        )
-        .await;
+        app.set_job(&id, "submitted_at", Set::At("2026-01-01T00:00:00Z"))
+            .await;
         tied.push(id);
     }
     tied.sort();

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{now, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    now, on_both_backends, postgres_only, spawn_app, spawn_app_with, Backend, Set, TestApp,
+};
 
 /// Polls `check` every 20 ms until it holds; fails after `limit`. Returns the time it took.
 async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
@@ -40,10 +42,10 @@ async fn claimed_briefly(app: &TestApp, owner: &str, extra: Value) -> String {
     id
 }
 
-#[actix_web::test]
-async fn an_expired_lease_is_reclaimed_within_a_second_at_default_settings() {
+on_both_backends!(an_expired_lease_is_reclaimed_within_a_second_at_default_settings);
+async fn an_expired_lease_is_reclaimed_within_a_second_at_default_settings(backend: Backend) {
     // decisions row 11 and §9 case 24: the default sweep interval (5 min) plays no part.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed_briefly(&app, "replica-a", json!({"max_retries": 2})).await;
     let lease = app.job(&id).await["lease_expires_at"].as_i64().unwrap();
     within(
@@ -79,9 +81,9 @@ async fn an_expired_lease_is_reclaimed_within_a_second_at_default_settings() {
     assert_eq!(current["accepted"], 1);
 }
 
-#[actix_web::test]
-async fn an_expired_lease_past_its_budget_fails_the_job() {
-    let app = spawn_app().await;
+on_both_backends!(an_expired_lease_past_its_budget_fails_the_job);
+async fn an_expired_lease_past_its_budget_fails_the_job(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = claimed_briefly(&app, "replica-a", json!({"max_retries": 0})).await;
     within(Duration::from_secs(3), "the job to fail", || async {
         app.job(&id).await["status"] == "failed"
@@ -96,9 +98,9 @@ async fn an_expired_lease_past_its_budget_fails_the_job() {
     assert!(job["last_heartbeat_at"].is_i64());
 }
 
-#[actix_web::test]
-async fn an_input_required_job_is_reclaimed_like_a_working_one() {
-    let app = spawn_app().await;
+on_both_backends!(an_input_required_job_is_reclaimed_like_a_working_one);
+async fn an_input_required_job_is_reclaimed_like_a_working_one(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = claimed_briefly(&app, "replica-a", json!({"max_retries": 1})).await;
     app.delta(
         "replica-a",
@@ -118,10 +120,10 @@ async fn an_input_required_job_is_reclaimed_like_a_working_one() {
     );
 }
 
-#[actix_web::test]
-async fn renewals_keep_the_claim() {
+on_both_backends!(renewals_keep_the_claim);
+async fn renewals_keep_the_claim(backend: Backend) {
     // Deltas and executor reads both renew; the actor re-arms on each.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed_briefly(&app, "replica-a", json!({})).await;
     let started = Instant::now();
     let mut round = 0;
@@ -153,10 +155,11 @@ async fn renewals_keep_the_claim() {
     .await;
 }
 
-#[actix_web::test]
-async fn a_renewal_through_another_replica_keeps_the_claim() {
+// PostgreSQL only: several replicas on one database.
+postgres_only!(a_renewal_through_another_replica_keeps_the_claim);
+async fn a_renewal_through_another_replica_keeps_the_claim(backend: Backend) {
     // The replica that watches the claim finds the lease renewed elsewhere and re-arms.
-    let a = spawn_app().await;
+    let a = spawn_app(backend).await;
     let b = a.replica().await;
     let id = claimed_briefly(&a, "owner", json!({})).await;
     let started = Instant::now();
@@ -179,9 +182,9 @@ async fn a_renewal_through_another_replica_keeps_the_claim() {
     .await;
 }
 
-#[actix_web::test]
-async fn finished_claims_are_left_alone() {
-    let app = spawn_app().await;
+on_both_backends!(finished_claims_are_left_alone);
+async fn finished_claims_are_left_alone(backend: Backend) {
+    let app = spawn_app(backend).await;
     let completed = claimed_briefly(&app, "a", json!({})).await;
     app.delta(
         "a",
@@ -207,18 +210,21 @@ async fn finished_claims_are_left_alone() {
     );
 }
 
-async fn sweeping_app(tweak: impl FnOnce(&mut mesh_registry::config::Config)) -> TestApp {
-    spawn_app_with(|config| {
+async fn sweeping_app(
+    backend: Backend,
+    tweak: impl FnOnce(&mut mesh_registry::config::Config),
+) -> TestApp {
+    spawn_app_with(backend, |config| {
         config.sweep_interval = Duration::from_millis(500);
         tweak(config);
     })
     .await
 }
 
-#[actix_web::test]
-async fn the_sweep_reroutes_jobs_of_owners_that_never_registered() {
+on_both_backends!(the_sweep_reroutes_jobs_of_owners_that_never_registered);
+async fn the_sweep_reroutes_jobs_of_owners_that_never_registered(backend: Backend) {
     // §9 case 58 and contract §10.22
-    let app = sweeping_app(|_| {}).await;
+    let app = sweeping_app(backend, |_| {}).await;
     let anonymous = app.submit_with("c", json!({"max_retries": 3})).await;
     app.claim("c", "replica-a").await.unwrap();
     let pinned = app
@@ -240,10 +246,10 @@ async fn the_sweep_reroutes_jobs_of_owners_that_never_registered() {
     assert_eq!(job["error"], "orphaned: max retries exceeded");
 }
 
-#[actix_web::test]
-async fn the_sweep_leaves_healthy_owners_alone_and_catches_leases_no_actor_holds() {
+on_both_backends!(the_sweep_leaves_healthy_owners_alone_and_catches_leases_no_actor_holds);
+async fn the_sweep_leaves_healthy_owners_alone_and_catches_leases_no_actor_holds(backend: Backend) {
     // §9 case 59: a lease that expired while no actor watched it (say, set straight in the DB).
-    let app = sweeping_app(|_| {}).await;
+    let app = sweeping_app(backend, |_| {}).await;
     app.post(
         "/heartbeat",
         &json!({"agent_id": "worker", "tools": [{"function_name": "f", "capability": "c"}]}),
@@ -253,7 +259,14 @@ async fn the_sweep_leaves_healthy_owners_alone_and_catches_leases_no_actor_holds
     app.claim("c", "worker").await.unwrap();
     let expired = app.submit("c").await;
     app.claim("c", "worker").await.unwrap();
-    app.sql("UPDATE jobs SET lease_expires_at = now() - interval '5 minutes', claim_epoch = claim_epoch + 10 WHERE job_id = $1", &expired).await;
+    app.set_job_columns(
+        &expired,
+        &[
+            ("lease_expires_at", Set::SecondsFromNow(-300)),
+            ("claim_epoch", Set::Add(10)),
+        ],
+    )
+    .await;
     within(Duration::from_secs(3), "the lease sweep", || async {
         owner(&app, &expired).await.is_null()
     })
@@ -261,10 +274,10 @@ async fn the_sweep_leaves_healthy_owners_alone_and_catches_leases_no_actor_holds
     assert_eq!(owner(&app, &healthy).await, "worker");
 }
 
-#[actix_web::test]
-async fn deadlines_fail_live_jobs_but_never_overwrite_a_finished_one() {
+on_both_backends!(deadlines_fail_live_jobs_but_never_overwrite_a_finished_one);
+async fn deadlines_fail_live_jobs_but_never_overwrite_a_finished_one(backend: Backend) {
     // §9 case 60 and decisions row 10
-    let app = sweeping_app(|_| {}).await;
+    let app = sweeping_app(backend, |_| {}).await;
     app.post(
         "/heartbeat",
         &json!({"agent_id": "worker", "tools": [{"function_name": "f", "capability": "c"}]}),
@@ -286,11 +299,8 @@ async fn deadlines_fail_live_jobs_but_never_overwrite_a_finished_one() {
         .delta("worker", json!({"id": finished, "claim_epoch": 1, "status": "completed", "result": {"kept": true}}))
         .await;
     assert_eq!(completed["accepted"], 1);
-    app.sql(
-        "UPDATE jobs SET total_deadline = now() - interval '5 minutes' WHERE job_id = $1",
-        &finished,
-    )
-    .await;
+    app.set_job(&finished, "total_deadline", Set::SecondsFromNow(-300))
+        .await;
 
     within(Duration::from_secs(4), "the deadline sweep", || async {
         app.job(&late).await["status"] == "failed"
@@ -307,14 +317,9 @@ async fn deadlines_fail_live_jobs_but_never_overwrite_a_finished_one() {
     assert_eq!(job["result"], json!({"kept": true}));
 }
 
-async fn age(app: &TestApp, id: &str, hours: u32) {
-    app.sql(
-        &format!(
-            "UPDATE jobs SET submitted_at = now() - interval '{hours} hours' WHERE job_id = $1"
-        ),
-        id,
-    )
-    .await;
+async fn age(app: &TestApp, id: &str, hours: i64) {
+    app.set_job(id, "submitted_at", Set::SecondsFromNow(-hours * 3600))
+        .await;
 }
 
 async fn events_of(app: &TestApp, id: &str) -> Vec<Value> {
@@ -327,11 +332,13 @@ async fn events_of(app: &TestApp, id: &str) -> Vec<Value> {
     page["events"].as_array().unwrap().clone()
 }
 
-#[actix_web::test]
-async fn the_stale_reaper_fails_old_jobs_with_exactly_one_event() {
+on_both_backends!(the_stale_reaper_fails_old_jobs_with_exactly_one_event);
+async fn the_stale_reaper_fails_old_jobs_with_exactly_one_event(backend: Backend) {
     // §9 case 61
-    let app =
-        sweeping_app(|config| config.job_stale_timeout = Some(Duration::from_secs(3600))).await;
+    let app = sweeping_app(backend, |config| {
+        config.job_stale_timeout = Some(Duration::from_secs(3600))
+    })
+    .await;
     let old = app.submit("c").await;
     age(&app, &old, 2).await;
     let long_running = app
@@ -387,10 +394,10 @@ async fn the_stale_reaper_fails_old_jobs_with_exactly_one_event() {
     }
 }
 
-#[actix_web::test]
-async fn retention_purges_events_of_old_finished_jobs_and_old_unhealthy_agents() {
+on_both_backends!(retention_purges_events_of_old_finished_jobs_and_old_unhealthy_agents);
+async fn retention_purges_events_of_old_finished_jobs_and_old_unhealthy_agents(backend: Backend) {
     // §9 case 57
-    let app = sweeping_app(|_| {}).await;
+    let app = sweeping_app(backend, |_| {}).await;
     let finished = app.submit("c").await;
     let active = app.submit("c").await;
     for id in [&finished, &active] {
@@ -401,16 +408,10 @@ async fn retention_purges_events_of_old_finished_jobs_and_old_unhealthy_agents()
     }
     app.post(&format!("/jobs/{finished}/cancel"), &json!({}))
         .await;
-    app.sql(
-        "UPDATE jobs SET last_heartbeat_at = now() - interval '2 hours' WHERE job_id = $1",
-        &finished,
-    )
-    .await;
-    app.sql(
-        "UPDATE job_events SET created_at = now() - interval '2 hours' WHERE job_id = $1",
-        &active,
-    )
-    .await;
+    app.set_job(&finished, "last_heartbeat_at", Set::SecondsFromNow(-7200))
+        .await;
+    app.set_events(&active, "created_at", Set::SecondsFromNow(-7200))
+        .await;
     app.post("/heartbeat", &json!({"agent_id": "gone"})).await;
     app.post("/heartbeat", &json!({"agent_id": "resting"}))
         .await;
@@ -424,13 +425,8 @@ async fn retention_purges_events_of_old_finished_jobs_and_old_unhealthy_agents()
         .send()
         .await
         .unwrap();
-    app.db
-        .execute(
-            "UPDATE agents SET updated_at = now() - interval '2 hours' WHERE agent_id = 'gone'",
-            &[],
-        )
-        .await
-        .unwrap();
+    app.set_agent("gone", "updated_at", Set::SecondsFromNow(-7200))
+        .await;
 
     within(Duration::from_secs(4), "the event purge", || async {
         events_of(&app, &finished).await.is_empty()
@@ -456,44 +452,34 @@ async fn retention_purges_events_of_old_finished_jobs_and_old_unhealthy_agents()
     assert_eq!(ids, vec!["resting"]);
 }
 
-#[actix_web::test]
-async fn job_row_retention_is_opt_in() {
+on_both_backends!(job_row_retention_is_opt_in);
+async fn job_row_retention_is_opt_in(backend: Backend) {
     // decisions row 19
-    let app =
-        sweeping_app(|config| config.job_row_retention = Some(Duration::from_secs(3600))).await;
+    let app = sweeping_app(backend, |config| {
+        config.job_row_retention = Some(Duration::from_secs(3600))
+    })
+    .await;
     let old = app.submit("c").await;
     let recent = app.submit("c").await;
     let live = app.submit("c").await;
     for id in [&old, &recent] {
         app.post(&format!("/jobs/{id}/cancel"), &json!({})).await;
     }
-    app.sql(
-        "UPDATE jobs SET last_heartbeat_at = now() - interval '2 hours' WHERE job_id = $1",
-        &old,
-    )
-    .await;
+    app.set_job(&old, "last_heartbeat_at", Set::SecondsFromNow(-7200))
+        .await;
     within(Duration::from_secs(4), "the job row purge", || async {
         app.get(&format!("/jobs/{old}")).await.status() == 404
     })
     .await;
     assert_eq!(app.get(&format!("/jobs/{recent}")).await.status(), 200);
     assert_eq!(app.get(&format!("/jobs/{live}")).await.status(), 200);
-    let events: i64 = app
-        .db
-        .query_one(
-            "SELECT count(*) FROM job_events WHERE job_id = $1",
-            &[&uuid::Uuid::parse_str(&old).unwrap()],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(events, 0, "its events go with it");
+    assert_eq!(app.event_count(&old).await, 0, "its events go with it");
 }
 
-#[actix_web::test]
-async fn after_a_restart_owners_get_the_grace_to_renew() {
+on_both_backends!(after_a_restart_owners_get_the_grace_to_renew);
+async fn after_a_restart_owners_get_the_grace_to_renew(backend: Backend) {
     // decisions row 13: leases that ran out while the registry was down.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let renewed = app
         .submit_with("c", json!({"max_duration": 2, "max_retries": 3}))
         .await;

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_error, on_both_backends, spawn_app, spawn_app_with, Backend, Set, TestApp,
+};
 
 async fn claimed(app: &TestApp, owner: &str, extra: Value) -> String {
     let id = app.submit_with("c", extra).await;
@@ -16,10 +18,10 @@ async fn claimed(app: &TestApp, owner: &str, extra: Value) -> String {
     id
 }
 
-#[actix_web::test]
-async fn release_within_budget_requeues_the_job() {
+on_both_backends!(release_within_budget_requeues_the_job);
+async fn release_within_budget_requeues_the_job(backend: Backend) {
     // §9 case 20
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "producer-a", json!({"max_retries": 3})).await;
     let response = app
         .post(
@@ -41,13 +43,12 @@ async fn release_within_budget_requeues_the_job() {
     assert_eq!(again["attempt_count"], 2);
 }
 
-#[actix_web::test]
-async fn release_past_the_budget_fails_the_job() {
+on_both_backends!(release_past_the_budget_fails_the_job);
+async fn release_past_the_budget_fails_the_job(backend: Backend) {
     // §9 case 21
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "producer-a", json!({"max_retries": 1})).await;
-    app.sql("UPDATE jobs SET attempt_count = 2 WHERE job_id = $1", &id)
-        .await;
+    app.set_job(&id, "attempt_count", Set::Int(2)).await;
     let response = app
         .post(
             &format!("/jobs/{id}/release"),
@@ -74,10 +75,10 @@ async fn release_past_the_budget_fails_the_job() {
     );
 }
 
-#[actix_web::test]
-async fn release_of_an_input_required_job_makes_it_claimable() {
+on_both_backends!(release_of_an_input_required_job_makes_it_claimable);
+async fn release_of_an_input_required_job_makes_it_claimable(backend: Backend) {
     // decisions row 8: the reference strands it (input_required, no owner, no lease).
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "p", json!({"max_retries": 2})).await;
     app.delta(
         "p",
@@ -94,10 +95,10 @@ async fn release_of_an_input_required_job_makes_it_claimable() {
     assert_eq!(app.claim("c", "q").await.unwrap()["id"], id.as_str());
 }
 
-#[actix_web::test]
-async fn release_by_someone_else_is_403_and_changes_nothing() {
+on_both_backends!(release_by_someone_else_is_403_and_changes_nothing);
+async fn release_by_someone_else_is_403_and_changes_nothing(backend: Backend) {
     // §9 case 22
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app
         .submit_with("c", json!({"owner_instance_id": "producer-a"}))
         .await;
@@ -127,10 +128,10 @@ async fn release_by_someone_else_is_403_and_changes_nothing() {
     );
 }
 
-#[actix_web::test]
-async fn release_errors() {
+on_both_backends!(release_errors);
+async fn release_errors(backend: Backend) {
     // §9 case 23, plus body validation
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let missing = uuid::Uuid::new_v4();
     assert_error(
         app.post(
@@ -173,10 +174,10 @@ async fn release_errors() {
     .await;
 }
 
-#[actix_web::test]
-async fn cancel_of_an_unowned_job() {
+on_both_backends!(cancel_of_an_unowned_job);
+async fn cancel_of_an_unowned_job(backend: Backend) {
     // §9 case 16 and 56: one synthetic `cancelled` event carrying the reason.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     let response = app
         .post(
@@ -205,9 +206,9 @@ async fn cancel_of_an_unowned_job() {
     assert_eq!(events[0]["seq"], 1);
 }
 
-#[actix_web::test]
-async fn cancel_of_an_owned_job_reports_the_owner_and_keeps_it_on_the_row() {
-    let app = spawn_app().await;
+on_both_backends!(cancel_of_an_owned_job_reports_the_owner_and_keeps_it_on_the_row);
+async fn cancel_of_an_owned_job_reports_the_owner_and_keeps_it_on_the_row(backend: Backend) {
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "producer-a", json!({})).await;
     let response = app
         .http
@@ -232,10 +233,10 @@ async fn cancel_of_an_owned_job_reports_the_owner_and_keeps_it_on_the_row() {
     assert_eq!(response["rejected"][0]["reason"], "already_terminal");
 }
 
-#[actix_web::test]
-async fn cancel_errors() {
+on_both_backends!(cancel_errors);
+async fn cancel_errors(backend: Backend) {
     // §9 case 18
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let missing = uuid::Uuid::new_v4();
     assert_error(
         app.post(&format!("/jobs/{missing}/cancel"), &json!({}))
@@ -265,9 +266,12 @@ async fn cancel_errors() {
     );
 }
 
-#[actix_web::test]
-async fn cancel_waits_the_configured_grace() {
-    let app = spawn_app_with(|config| config.cancel_event_grace = Duration::from_millis(300)).await;
+on_both_backends!(cancel_waits_the_configured_grace);
+async fn cancel_waits_the_configured_grace(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.cancel_event_grace = Duration::from_millis(300)
+    })
+    .await;
     let id = app.submit("c").await;
     let started = Instant::now();
     assert_eq!(
@@ -279,10 +283,10 @@ async fn cancel_waits_the_configured_grace() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
-#[actix_web::test]
-async fn force_reclaim_requeues_and_the_next_claim_bumps_the_epoch() {
+on_both_backends!(force_reclaim_requeues_and_the_next_claim_bumps_the_epoch);
+async fn force_reclaim_requeues_and_the_next_claim_bumps_the_epoch(backend: Backend) {
     // §9 case 39
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({"max_retries": 3})).await;
     let response = app
         .http
@@ -303,10 +307,10 @@ async fn force_reclaim_requeues_and_the_next_claim_bumps_the_epoch() {
     assert_eq!(app.claim("c", "replica-b").await.unwrap()["claim_epoch"], 2);
 }
 
-#[actix_web::test]
-async fn force_reclaim_errors_and_unowned_jobs() {
+on_both_backends!(force_reclaim_errors_and_unowned_jobs);
+async fn force_reclaim_errors_and_unowned_jobs(backend: Backend) {
     // §9 case 40
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let cancelled = app.submit("c").await;
     app.post(&format!("/jobs/{cancelled}/cancel"), &json!({}))
         .await;
@@ -336,10 +340,10 @@ async fn force_reclaim_errors_and_unowned_jobs() {
     );
 }
 
-#[actix_web::test]
-async fn force_reclaim_of_an_exhausted_job_fails_it() {
+on_both_backends!(force_reclaim_of_an_exhausted_job_fails_it);
+async fn force_reclaim_of_an_exhausted_job_fails_it(backend: Backend) {
     // decisions row 9: the reference would leave an unclaimable row at the head of the queue.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let id = claimed(&app, "replica-a", json!({"max_retries": 0})).await;
     let response = app.post(&format!("/jobs/{id}/reclaim"), &json!({})).await;
     assert_eq!(
@@ -353,10 +357,10 @@ async fn force_reclaim_of_an_exhausted_job_fails_it() {
     assert!(job["last_heartbeat_at"].is_i64());
 }
 
-#[actix_web::test]
-async fn reclaim_racing_completion_never_resurrects_the_job() {
+on_both_backends!(reclaim_racing_completion_never_resurrects_the_job);
+async fn reclaim_racing_completion_never_resurrects_the_job(backend: Backend) {
     // §9 case 41, repeated to exercise both orders.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     for _ in 0..20 {
         let id = claimed(&app, "replica-a", json!({"max_retries": 5})).await;
         let (reclaim_path, empty) = (format!("/jobs/{id}/reclaim"), json!({}));

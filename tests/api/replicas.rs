@@ -1,11 +1,14 @@
 //! Several replicas on one database (issue 7): wake-ups cross replicas through PostgreSQL
 //! LISTEN/NOTIFY, immediately rather than at the next re-check.
+//!
+//! PostgreSQL only, all of it: the embedded file is served by one process, so there are no
+//! other replicas to wake.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{postgres_only, spawn_app, Backend, TestApp};
 
 async fn events(app: &TestApp, id: &str, query: &str) -> Value {
     app.get(&format!("/jobs/{id}/events{query}"))
@@ -35,9 +38,9 @@ async fn listening(a: &TestApp, b: &TestApp) {
     }
 }
 
-#[actix_web::test]
-async fn a_post_through_one_replica_wakes_a_long_poll_on_another() {
-    let a = spawn_app().await;
+postgres_only!(a_post_through_one_replica_wakes_a_long_poll_on_another);
+async fn a_post_through_one_replica_wakes_a_long_poll_on_another(backend: Backend) {
+    let a = spawn_app(backend).await;
     let b = a.replica().await;
     listening(&a, &b).await;
     let id = a.submit("c").await;
@@ -55,9 +58,9 @@ async fn a_post_through_one_replica_wakes_a_long_poll_on_another() {
     );
 }
 
-#[actix_web::test]
-async fn a_cancel_through_one_replica_wakes_the_executor_on_another() {
-    let a = spawn_app().await;
+postgres_only!(a_cancel_through_one_replica_wakes_the_executor_on_another);
+async fn a_cancel_through_one_replica_wakes_the_executor_on_another(backend: Backend) {
+    let a = spawn_app(backend).await;
     let b = a.replica().await;
     listening(&a, &b).await;
     let id = a.submit("c").await;
@@ -75,9 +78,9 @@ async fn a_cancel_through_one_replica_wakes_the_executor_on_another() {
     assert!(started.elapsed() < Duration::from_millis(1_000));
 }
 
-#[actix_web::test]
-async fn a_fleet_drain_is_heard_at_once() {
-    let a = spawn_app().await;
+postgres_only!(a_fleet_drain_is_heard_at_once);
+async fn a_fleet_drain_is_heard_at_once(backend: Backend) {
+    let a = spawn_app(backend).await;
     let b = a.replica().await;
     listening(&a, &b).await;
     b.submit("c").await;

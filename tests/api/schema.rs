@@ -1,6 +1,10 @@
 //! Schema reconciliation and version skew (issue 6; decisions row 17): migrations are additive,
 //! a database ahead of the binary is served without dropping anything, `migrate prune --yes` is
 //! the only destructive path, and replicas starting together migrate once.
+//!
+//! The reconciliation tests are PostgreSQL only: they shape the schema with PostgreSQL DDL and
+//! catalogs, and start several replicas on one database. The additive-only scan covers both
+//! backends' migrations, and newer SDK bodies are a wire matter, tested on both backends.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -9,7 +13,9 @@ use std::time::{Duration, Instant};
 use mesh_registry::store::Store;
 use serde_json::{json, Value};
 
-use crate::helpers::{connect, spawn_app, start_app, TestApp, TestDatabase};
+use crate::helpers::{
+    connect, on_both_backends, postgres_only, spawn_app, start_app, Backend, TestApp, TestDatabase,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
 
@@ -18,10 +24,13 @@ fn migrations_are_additive_only() {
     // Anywhere in a statement, and at the start of one.
     let forbidden_anywhere = ["DROP ", "RENAME", "SET NOT NULL", "TRUNCATE"];
     let forbidden_verbs = ["DELETE", "UPDATE"];
-    let directory = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
     let mut checked = 0;
-    for entry in std::fs::read_dir(directory).unwrap() {
-        let path = entry.unwrap().path();
+    let backends = ["postgres", "embedded"];
+    let directories = backends
+        .iter()
+        .map(|backend| format!("{}/migrations/{backend}", env!("CARGO_MANIFEST_DIR")));
+    for path in directories.flat_map(|d| std::fs::read_dir(d).unwrap()) {
+        let path = path.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("sql") {
             continue;
         }
@@ -65,15 +74,15 @@ fn migrations_are_additive_only() {
 }
 
 fn store(database: &TestDatabase) -> Store {
-    Store::open(&database.url(), 1).unwrap()
+    Store::open(&database.url()).unwrap()
 }
 
-#[actix_web::test]
-async fn data_written_at_the_first_version_survives_the_upgrade() {
-    let database = Arc::new(TestDatabase::create_empty().await);
+postgres_only!(data_written_at_the_first_version_survives_the_upgrade);
+async fn data_written_at_the_first_version_survives_the_upgrade(backend: Backend) {
+    let database = Arc::new(TestDatabase::create_empty(backend).await);
     let applied = store(&database).migrate_up(Some(1)).await.unwrap();
     assert_eq!(applied, vec!["V1__jobs_and_events".to_owned()]);
-    let db = connect(&database.name).await;
+    let db = connect(database.pg_name()).await;
     let id = uuid::Uuid::new_v4();
     db.execute(
         "INSERT INTO jobs (job_id, capability, submitted_by, submitted_payload, status, owner_instance_id, \
@@ -119,7 +128,7 @@ async fn data_written_at_the_first_version_survives_the_upgrade() {
 /// What a newer registry would have added: a column with data, an index, a table, and the
 /// history row of a migration this binary does not know.
 async fn apply_future_migration(app: &TestApp) {
-    app.db
+    app.pg()
         .batch_execute(
             "ALTER TABLE jobs ADD COLUMN future_note text DEFAULT 'from the future'; \
              CREATE INDEX jobs_future_idx ON jobs (future_note); \
@@ -149,7 +158,7 @@ async fn full_cycle(app: &TestApp) -> String {
 }
 
 async fn future_notes(app: &TestApp) -> Vec<Option<String>> {
-    app.db
+    app.pg()
         .query("SELECT future_note FROM jobs ORDER BY submitted_at", &[])
         .await
         .unwrap()
@@ -158,12 +167,12 @@ async fn future_notes(app: &TestApp) -> Vec<Option<String>> {
         .collect()
 }
 
-#[actix_web::test]
-async fn a_database_ahead_of_the_binary_is_served_and_kept() {
-    let app = spawn_app().await;
+postgres_only!(a_database_ahead_of_the_binary_is_served_and_kept);
+async fn a_database_ahead_of_the_binary_is_served_and_kept(backend: Backend) {
+    let app = spawn_app(backend).await;
     let before = full_cycle(&app).await;
     apply_future_migration(&app).await;
-    app.db
+    app.pg()
         .execute(
             "UPDATE jobs SET future_note = 'set by the newer binary'",
             &[],
@@ -206,7 +215,7 @@ async fn a_database_ahead_of_the_binary_is_served_and_kept() {
     let app = app.stop().await.start(|_| {}).await;
     assert_eq!(future_notes(&app).await.len(), 2);
     let kept: i64 = app
-        .db
+        .pg()
         .query_one("SELECT count(*) FROM future_things", &[])
         .await
         .unwrap()
@@ -217,7 +226,7 @@ async fn a_database_ahead_of_the_binary_is_served_and_kept() {
 
 async fn database_url_of(app: &TestApp) -> String {
     let name: String = app
-        .db
+        .pg()
         .query_one("SELECT current_database()::text", &[])
         .await
         .unwrap()
@@ -225,9 +234,9 @@ async fn database_url_of(app: &TestApp) -> String {
     crate::helpers::database_url(&name)
 }
 
-#[actix_web::test]
-async fn prune_drops_only_with_yes() {
-    let app = spawn_app().await;
+postgres_only!(prune_drops_only_with_yes);
+async fn prune_drops_only_with_yes(backend: Backend) {
+    let app = spawn_app(backend).await;
     apply_future_migration(&app).await;
     let url = database_url_of(&app).await;
     let run = |args: &[&str]| {
@@ -262,7 +271,7 @@ async fn prune_drops_only_with_yes() {
         "{dropped}"
     );
     let remaining: i64 = app
-        .db
+        .pg()
         .query_one(
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'future_note'",
             &[],
@@ -272,7 +281,7 @@ async fn prune_drops_only_with_yes() {
         .get(0);
     assert_eq!(remaining, 0);
     let history: i64 = app
-        .db
+        .pg()
         .query_one(
             "SELECT count(*) FROM refinery_schema_history WHERE version = 99",
             &[],
@@ -286,11 +295,11 @@ async fn prune_drops_only_with_yes() {
     full_cycle(&app).await;
 }
 
-#[actix_web::test]
-async fn a_missing_piece_stops_the_start_with_its_name() {
-    let app = spawn_app().await;
+postgres_only!(a_missing_piece_stops_the_start_with_its_name);
+async fn a_missing_piece_stops_the_start_with_its_name(backend: Backend) {
+    let app = spawn_app(backend).await;
     let url = database_url_of(&app).await;
-    app.db
+    app.pg()
         .batch_execute("DROP INDEX jobs_claimable_idx; ALTER TABLE jobs DROP COLUMN event_seq")
         .await
         .unwrap();
@@ -312,9 +321,9 @@ async fn a_missing_piece_stops_the_start_with_its_name() {
     assert!(stderr.contains("mesh-registry migrate up"), "{stderr}");
 }
 
-#[actix_web::test]
-async fn replicas_starting_together_migrate_once() {
-    let database = TestDatabase::create_empty().await;
+postgres_only!(replicas_starting_together_migrate_once);
+async fn replicas_starting_together_migrate_once(backend: Backend) {
+    let database = TestDatabase::create_empty(backend).await;
     let mut replicas = Vec::new();
     let mut ports = Vec::new();
     for _ in 0..3 {
@@ -367,7 +376,7 @@ async fn replicas_starting_together_migrate_once() {
             "every replica is still running"
         );
     }
-    let db = connect(&database.name).await;
+    let db = connect(database.pg_name()).await;
     let rows: Vec<(i32, i64)> = db
         .query("SELECT version, count(*) FROM refinery_schema_history GROUP BY version ORDER BY version", &[])
         .await
@@ -382,10 +391,10 @@ async fn replicas_starting_together_migrate_once() {
     }
 }
 
-#[actix_web::test]
-async fn bodies_from_a_newer_sdk_are_accepted_on_every_endpoint() {
+on_both_backends!(bodies_from_a_newer_sdk_are_accepted_on_every_endpoint);
+async fn bodies_from_a_newer_sdk_are_accepted_on_every_endpoint(backend: Backend) {
     // Version skew: unknown fields are ignored everywhere.
-    let app = spawn_app().await;
+    let app = spawn_app(backend).await;
     let extra = json!({"from_the_future": {"nested": [1, 2]}, "priority": 3});
     let with = |body: Value| {
         let mut body = body;

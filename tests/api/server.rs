@@ -3,17 +3,20 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, TestDatabase};
+use crate::helpers::{
+    embedded_only, on_both_backends, spawn_app, spawn_app_with, start_app, Backend, TestDatabase,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
 
-#[actix_web::test]
-async fn health_answers_like_the_reference() {
-    let app = spawn_app().await;
+on_both_backends!(health_answers_like_the_reference);
+async fn health_answers_like_the_reference(backend: Backend) {
+    let app = spawn_app(backend).await;
     let response = app.get("/health").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -23,9 +26,9 @@ async fn health_answers_like_the_reference() {
     assert!(body["timestamp"].is_string());
 }
 
-#[actix_web::test]
-async fn unknown_routes_and_methods_are_gin_404s() {
-    let app = spawn_app().await;
+on_both_backends!(unknown_routes_and_methods_are_gin_404s);
+async fn unknown_routes_and_methods_are_gin_404s(backend: Backend) {
+    let app = spawn_app(backend).await;
     for (method, path) in [
         ("GET", "/nope"),
         ("PUT", "/jobs"),
@@ -50,9 +53,9 @@ async fn unknown_routes_and_methods_are_gin_404s() {
     );
 }
 
-#[actix_web::test]
-async fn a_trailing_slash_redirects() {
-    let app = spawn_app().await;
+on_both_backends!(a_trailing_slash_redirects);
+async fn a_trailing_slash_redirects(backend: Backend) {
+    let app = spawn_app(backend).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -65,9 +68,9 @@ async fn a_trailing_slash_redirects() {
     assert_eq!(response.headers()["location"], "/jobs/claim");
 }
 
-#[actix_web::test]
-async fn oversized_bodies_are_refused_with_413() {
-    let app = spawn_app_with(|config| config.max_body_bytes = 2048).await;
+on_both_backends!(oversized_bodies_are_refused_with_413);
+async fn oversized_bodies_are_refused_with_413(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.max_body_bytes = 2048).await;
     let big = "x".repeat(4096);
     for path in ["/jobs", "/jobs/batch", "/jobs/claim"] {
         let response = app
@@ -89,6 +92,26 @@ async fn oversized_bodies_are_refused_with_413() {
         )
         .await;
     assert_eq!(response.status(), 201);
+}
+
+// Embedded only: the other spelling of an embedded DATABASE_URL.
+embedded_only!(a_sqlite_url_names_the_same_file_as_its_plain_path);
+async fn a_sqlite_url_names_the_same_file_as_its_plain_path(backend: Backend) {
+    let database = Arc::new(TestDatabase::create(backend).await);
+    let url = database.sqlite_url();
+    assert!(url.starts_with("sqlite:///"), "{url}");
+    let app = start_app(database, |config| config.database_url = url).await;
+    let id = app.submit("c").await;
+    // The test's own connection opens the plain path, and never creates the file.
+    let rows = app.job_rows().await;
+    assert_eq!(
+        rows.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>(),
+        vec![id.as_str()]
+    );
+    // Restarted on the plain path, the registry finds the job.
+    let app = app.stop().await.start(|_| {}).await;
+    assert!(!app.database_url().starts_with("sqlite:"));
+    assert_eq!(app.job(&id).await["capability"], "c");
 }
 
 #[test]
@@ -183,9 +206,9 @@ fn an_unreachable_database_is_one_clear_error_not_a_hang() {
     }
 }
 
-#[actix_web::test]
-async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
-    let database = TestDatabase::create().await;
+on_both_backends!(sigterm_finishes_in_flight_requests_then_exits_zero);
+async fn sigterm_finishes_in_flight_requests_then_exits_zero(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
     let mut child = Command::new(BINARY)
         .args([
             "serve",
