@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mesh_registry_actors::{LeaseCheck, LeaseHeld, SweepPhase, SweepReport};
-use rusqlite::{params, Connection, OptionalExtension, Params};
+use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 use uuid::Uuid;
 
 use super::{encode, now_micros, seconds_micros, time_of, uuid, EmbeddedStore};
@@ -35,15 +35,7 @@ impl LeaseStore for EmbeddedStore {
                    AND status IN ",
                 live!()
             ))?
-            .query_map([], |row| {
-                Ok((|| {
-                    Ok(LeaseHeld {
-                        job_id: uuid(row, "job_id")?,
-                        claim_epoch: row.get("claim_epoch")?,
-                        lease_expires_at: time_of(row.get("lease_expires_at")?),
-                    })
-                })())
-            })?
+            .query_map([], |row| Ok(lease_from_row(row)))?
             .map(|row| row?)
             .collect()
         })
@@ -178,6 +170,14 @@ impl LeaseStore for EmbeddedStore {
         })
         .await
     }
+}
+
+fn lease_from_row(row: &Row) -> Result<LeaseHeld, StoreError> {
+    Ok(LeaseHeld {
+        job_id: uuid(row, "job_id")?,
+        claim_epoch: row.get("claim_epoch")?,
+        lease_expires_at: time_of(row.get("lease_expires_at")?),
+    })
 }
 
 /// T8: the live jobs of an owner that is gone go back to the queue, or fail when their retry
