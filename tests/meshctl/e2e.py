@@ -1,5 +1,6 @@
 """Drain -> wait -> resume against mesh-registry, driven by the real meshctl 3.7.1 and by
-mesh-registry's own CLI, the way an operator upgrades a live registry.
+mesh-registry's own CLI, the way an operator upgrades a live registry; and `meshctl list`
+showing the agents registered with it.
 
 Usage: python3 e2e.py <mesh-registry binary> <meshctl binary>
 Exits non-zero on the first failure; kills what it started and drops its database.
@@ -94,6 +95,26 @@ def drive(cli_name, cli, public, admin):
     log(f"{cli_name}: passed")
 
 
+def listed_by_meshctl(meshctl, public):
+    """An agent registers; the real `meshctl list` shows it, healthy, with its capability."""
+    registration = {
+        "agent_id": "e2e-lister-1", "name": "e2e-lister", "agent_type": "mcp_agent",
+        "http_host": "127.0.0.1", "http_port": 9, "namespace": "default",
+        "tools": [{"function_name": "lookup", "capability": "e2e_lookup", "version": "1.0.0"}],
+    }
+    status, body = request("POST", f"{public}/heartbeat", registration)
+    expect(status == 200, f"registration: {status} {body}")
+    listed = subprocess.run([meshctl, "list", "--json", "--registry-url", public],
+                            capture_output=True, text=True, timeout=30)
+    expect(listed.returncode == 0, f"meshctl list: {listed.stderr}")
+    expect("e2e-lister-1" in listed.stdout and "healthy" in listed.stdout,
+           f"meshctl list shows the agent: {listed.stdout}")
+    table = subprocess.run([meshctl, "list", "--registry-url", public],
+                           capture_output=True, text=True, timeout=30)
+    expect(table.returncode == 0 and "e2e-lister-1" in table.stdout, f"meshctl list table: {table.stdout}")
+    log("meshctl list: passed")
+
+
 def main():
     registry_binary, meshctl = sys.argv[1], sys.argv[2]
     database = f"mesh_registry_drain_e2e_{uuid.uuid4().hex[:12]}"
@@ -111,6 +132,7 @@ def main():
         wait_until("the registry", lambda: _up(f"{public}/health"))
         status, _ = request("GET", f"{public}/admin/drain")
         expect(status == 404, "admin routes are off the public port")
+        listed_by_meshctl(meshctl, public)
         drive("meshctl", [meshctl], public, admin)
         drive("mesh-registry", [registry_binary], public, admin)
         ok = True
