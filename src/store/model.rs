@@ -510,6 +510,68 @@ pub struct SchemaReport {
     pub unknown: Vec<SchemaPiece>,
 }
 
+/// The migrations a backend's runner embeds, as `(version, name)` in version order.
+pub(super) fn known_migrations(runner: &refinery::Runner) -> Vec<(i64, String)> {
+    let mut known: Vec<(i64, String)> = runner
+        .get_migrations()
+        .iter()
+        .map(|m| (i64::from(m.version()), m.name().to_owned()))
+        .collect();
+    known.sort();
+    known
+}
+
+/// A runner with the reconciliation policy: a migration recorded by a newer binary is not an
+/// error (decisions row 17); with `up_to`, it stops at that version.
+pub(super) fn reconciling(runner: refinery::Runner, up_to: Option<u32>) -> refinery::Runner {
+    let runner = runner.set_abort_missing(false).set_abort_divergent(true);
+    match up_to {
+        Some(version) => runner.set_target(refinery::Target::Version(version)),
+        None => runner,
+    }
+}
+
+/// The names of what a migration run applied, each logged.
+pub(super) fn applied_migrations(report: &refinery::Report) -> Vec<String> {
+    let applied: Vec<String> = report
+        .applied_migrations()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for migration in &applied {
+        tracing::info!(migration, "applied schema migration");
+    }
+    applied
+}
+
+impl SchemaPiece {
+    /// The statement that drops this piece (`None` for a history row, which is deleted). Names
+    /// come from the catalogue, quoted as identifiers; nothing user-typed.
+    pub(super) fn drop_statement(&self) -> Option<String> {
+        let ident = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        match self {
+            SchemaPiece::Table(table) => Some(format!("DROP TABLE IF EXISTS {}", ident(table))),
+            SchemaPiece::Column { table, column, .. } => Some(format!(
+                "ALTER TABLE {} DROP COLUMN {}",
+                ident(table),
+                ident(column)
+            )),
+            SchemaPiece::Index { index, .. } => {
+                Some(format!("DROP INDEX IF EXISTS {}", ident(index)))
+            }
+            SchemaPiece::Migration { .. } => None,
+        }
+    }
+}
+
+/// What a database holds, as its catalogue tells it.
+pub(super) struct LiveSchema {
+    /// table -> column -> declared data type.
+    pub columns: BTreeMap<String, BTreeMap<String, String>>,
+    /// index -> its table.
+    pub indexes: BTreeMap<String, String>,
+}
+
 impl SchemaReport {
     /// Known migrations not applied yet.
     pub fn pending(&self) -> Vec<&(i64, String)> {
@@ -526,17 +588,7 @@ impl SchemaReport {
             .filter(|a| !self.known.iter().any(|m| m.0 == a.0))
             .collect()
     }
-}
 
-/// What a database holds, as its catalogue tells it.
-pub(super) struct LiveSchema {
-    /// table -> column -> declared data type.
-    pub columns: BTreeMap<String, BTreeMap<String, String>>,
-    /// index -> its table.
-    pub indexes: BTreeMap<String, String>,
-}
-
-impl SchemaReport {
     /// Whether this binary can serve the schema: everything its model needs must exist; a
     /// database ahead of the binary is served with what the binary knows (a warning).
     pub(super) fn check_servable(&self) -> Result<(), StoreError> {

@@ -13,13 +13,6 @@ use crate::store::{
 };
 use crate::wire::AgentStatus;
 
-macro_rules! agent_columns {
-    () => {
-        "agent_id, name, agent_type, runtime, version, description, namespace, http_host, \
-         http_port, a2a_producer, a2a_consumer, status, created_at, updated_at"
-    };
-}
-
 #[async_trait]
 impl AgentStore for EmbeddedStore {
     async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError> {

@@ -18,15 +18,6 @@ use crate::store::{
 };
 use crate::wire::{ClaimedJob, Job, JobStatus, RecvCursor, RejectReason, Timestamp};
 
-/// Every column of the wire `Job`, in one list so reads cannot drift apart.
-macro_rules! job_columns {
-    () => {
-        "job_id, capability, owner_instance_id, claim_epoch, status, progress, progress_message, \
-         result, error, submitted_payload, recv_cursor, attempt_count, max_retries, max_duration, \
-         total_deadline, lease_expires_at, last_heartbeat_at, submitted_at, submitted_by"
-    };
-}
-
 /// Lease window of a job (contract §3.1) in microseconds: its `max_duration`, else 300 s.
 macro_rules! lease_window {
     () => {
@@ -279,15 +270,11 @@ impl JobStore for EmbeddedStore {
                 });
             };
             let (status, claim_epoch) = db
-                .prepare_cached(
-                    "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
-                       status = CASE WHEN attempt_count > max_retries \
-                         THEN 'failed' ELSE 'working' END, \
-                       error = CASE WHEN attempt_count > max_retries \
-                         THEN 'reclaimed: max retries exceeded' ELSE error END, \
-                       last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN ?2 END \
-                     WHERE job_id = ?1 RETURNING status, claim_epoch",
-                )?
+                .prepare_cached(concat!(
+                    "UPDATE jobs SET ",
+                    requeue_or_fail!("reclaimed: max retries exceeded", "?2"),
+                    "WHERE job_id = ?1 RETURNING status, claim_epoch"
+                ))?
                 .query_row(params![id, now_micros()], |row| {
                     Ok((job_status(row), row.get::<_, i64>("claim_epoch")?))
                 })?;

@@ -8,37 +8,20 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::EmbeddedStore;
-use crate::store::model::{LiveSchema, HISTORY_TABLE};
+use crate::store::model::{
+    applied_migrations, known_migrations, reconciling, LiveSchema, HISTORY_TABLE,
+};
 use crate::store::{Backend, SchemaPiece, SchemaReport, SchemaStore, StoreError};
 
 mod compiled {
     refinery::embed_migrations!("migrations/embedded");
 }
 
-fn runner(up_to: Option<u32>) -> refinery::Runner {
-    // A migration recorded by a newer binary is not an error here (decisions row 17).
-    let runner = compiled::migrations::runner()
-        .set_abort_missing(false)
-        .set_abort_divergent(true);
-    match up_to {
-        Some(version) => runner.set_target(refinery::Target::Version(version)),
-        None => runner,
-    }
-}
-
 fn migrate(db: &mut Connection, up_to: Option<u32>) -> Result<Vec<String>, StoreError> {
-    let report = runner(up_to)
+    let report = reconciling(compiled::migrations::runner(), up_to)
         .run(db)
         .map_err(|e| StoreError::Migration(e.to_string()))?;
-    let applied: Vec<String> = report
-        .applied_migrations()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    for migration in &applied {
-        tracing::info!(migration, "applied schema migration");
-    }
-    Ok(applied)
+    Ok(applied_migrations(&report))
 }
 
 #[async_trait]
@@ -66,25 +49,15 @@ impl SchemaStore for EmbeddedStore {
             let unknown = inspect(db)?.unknown;
             let tx = db.transaction()?;
             for piece in &unknown {
-                // Names come from the catalogue, quoted as identifiers; nothing user-typed.
-                match piece {
-                    SchemaPiece::Table(table) => {
-                        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", ident(table)))?
-                    }
-                    SchemaPiece::Column { table, column, .. } => tx.execute_batch(&format!(
-                        "ALTER TABLE {} DROP COLUMN {}",
-                        ident(table),
-                        ident(column)
-                    ))?,
-                    SchemaPiece::Index { index, .. } => {
-                        tx.execute_batch(&format!("DROP INDEX IF EXISTS {}", ident(index)))?
-                    }
-                    SchemaPiece::Migration { version, .. } => {
+                match (piece.drop_statement(), piece) {
+                    (Some(statement), _) => tx.execute_batch(&statement)?,
+                    (None, SchemaPiece::Migration { version, .. }) => {
                         tx.execute(
                             &format!("DELETE FROM {HISTORY_TABLE} WHERE version = ?1"),
                             [version],
                         )?;
                     }
+                    (None, _) => {}
                 }
             }
             tx.commit()?;
@@ -92,21 +65,6 @@ impl SchemaStore for EmbeddedStore {
         })
         .await
     }
-}
-
-/// A quoted SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn known_migrations() -> Vec<(i64, String)> {
-    let mut known: Vec<(i64, String)> = compiled::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| (i64::from(m.version()), m.name().to_owned()))
-        .collect();
-    known.sort();
-    known
 }
 
 /// Compares the file's schema with the binary's migrations and model. A table's primary key
@@ -150,7 +108,7 @@ fn inspect(db: &Connection) -> Result<SchemaReport, StoreError> {
     }
     Ok(SchemaReport::compare(
         Backend::Embedded,
-        known_migrations(),
+        known_migrations(&compiled::migrations::runner()),
         applied,
         &LiveSchema { columns, indexes },
     ))

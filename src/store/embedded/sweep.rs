@@ -13,15 +13,13 @@ use crate::store::model::stale_reason;
 use crate::store::{LeaseStore, StoreError};
 
 /// T9: a claim whose lease expired goes back to the queue (normalised to `working`), or fails
-/// when its retry budget is spent. Epoch, attempts and cursor are kept. `?1` is now.
+/// when its retry budget is spent. `?1` is now.
 macro_rules! reclaim_expired_lease {
     () => {
-        "UPDATE jobs SET \
-           status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
-           error = CASE WHEN attempt_count > max_retries \
-             THEN 'lease expired: no completion within lease window' ELSE error END, \
-           last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN ?1 END, \
-           owner_instance_id = NULL, lease_expires_at = NULL "
+        concat!(
+            "UPDATE jobs SET ",
+            requeue_or_fail!("lease expired: no completion within lease window", "?1")
+        )
     };
 }
 
@@ -190,13 +188,9 @@ pub(super) fn reroute_jobs_owned_by(
     let rerouted = ended(
         db,
         concat!(
-            "UPDATE jobs SET \
-               status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
-               error = CASE WHEN attempt_count > max_retries \
-                 THEN 'orphaned: max retries exceeded' ELSE error END, \
-               last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN ?1 END, \
-               owner_instance_id = NULL, lease_expires_at = NULL \
-             WHERE owner_instance_id = ?2 AND status IN ",
+            "UPDATE jobs SET ",
+            requeue_or_fail!("orphaned: max retries exceeded", "?1"),
+            "WHERE owner_instance_id = ?2 AND status IN ",
             live!(),
             " RETURNING job_id"
         ),

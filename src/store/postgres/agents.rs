@@ -17,13 +17,6 @@ use crate::store::{
 };
 use crate::wire::{AgentStatus, DependencySpec, RawJson};
 
-macro_rules! agent_columns {
-    () => {
-        "agent_id, name, agent_type, runtime, version, description, namespace, http_host, \
-         http_port, a2a_producer, a2a_consumer, status, created_at, updated_at"
-    };
-}
-
 #[async_trait]
 impl AgentStore for PgStore {
     /// Registers or refreshes an agent from a full heartbeat, in one transaction: the agent row

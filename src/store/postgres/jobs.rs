@@ -19,15 +19,6 @@ use crate::store::{
 };
 use crate::wire::{ClaimedJob, Job, JobStatus, RawJson, RecvCursor, RejectReason, Timestamp};
 
-/// Every column of the wire `Job`, in one list so reads cannot drift apart.
-macro_rules! job_columns {
-    () => {
-        "job_id, capability, owner_instance_id, claim_epoch, status, progress, progress_message, \
-         result, error, submitted_payload, recv_cursor, attempt_count, max_retries, max_duration, \
-         total_deadline, lease_expires_at, last_heartbeat_at, submitted_at, submitted_by"
-    };
-}
-
 /// Lease window of a job (contract §3.1): its `max_duration`, else 300 s.
 macro_rules! lease_window {
     () => {
@@ -228,14 +219,9 @@ impl JobStore for PgStore {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(concat!(
-                "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
-                   status = CASE WHEN jobs.attempt_count > jobs.max_retries \
-                     THEN 'failed' ELSE 'working' END, \
-                   error = CASE WHEN jobs.attempt_count > jobs.max_retries \
-                     THEN 'reclaimed: max retries exceeded' ELSE jobs.error END, \
-                   last_heartbeat_at = CASE WHEN jobs.attempt_count > jobs.max_retries \
-                     THEN now() END \
-                 FROM (SELECT job_id, owner_instance_id FROM jobs WHERE job_id = $1 FOR UPDATE) \
+                "UPDATE jobs SET ",
+                requeue_or_fail!("reclaimed: max retries exceeded", "now()"),
+                "FROM (SELECT job_id, owner_instance_id FROM jobs WHERE job_id = $1 FOR UPDATE) \
                    AS previous \
                  WHERE jobs.job_id = previous.job_id AND jobs.status IN ",
                 live!(),

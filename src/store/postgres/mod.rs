@@ -9,13 +9,9 @@
 macro_rules! reroute_jobs_owned_by {
     ($owners:literal) => {
         concat!(
-            "UPDATE jobs SET \
-               status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
-               error = CASE WHEN attempt_count > max_retries \
-                 THEN 'orphaned: max retries exceeded' ELSE error END, \
-               last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END, \
-               owner_instance_id = NULL, lease_expires_at = NULL \
-             WHERE owner_instance_id IN (",
+            "UPDATE jobs SET ",
+            requeue_or_fail!("orphaned: max retries exceeded", "now()"),
+            "WHERE owner_instance_id IN (",
             $owners,
             ") AND status IN ",
             live!(),

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls};
 
 use super::PgStore;
-use crate::store::model::{LiveSchema, HISTORY_TABLE};
+use crate::store::model::{
+    applied_migrations, known_migrations, reconciling, LiveSchema, HISTORY_TABLE,
+};
 use crate::store::{Backend, SchemaPiece, SchemaReport, SchemaStore, StoreError};
 
 mod compiled {
@@ -19,23 +21,6 @@ mod compiled {
 
 /// Advisory-lock key reserved for schema changes ("meshreg1").
 const MIGRATION_LOCK_KEY: i64 = 0x6d65_7368_7265_6731;
-
-fn known_migrations() -> Vec<(i64, String)> {
-    let mut known: Vec<(i64, String)> = compiled::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| (i64::from(m.version()), m.name().to_owned()))
-        .collect();
-    known.sort();
-    known
-}
-
-fn runner() -> refinery::Runner {
-    // A migration recorded by a newer binary is not an error here (decisions row 17).
-    compiled::migrations::runner()
-        .set_abort_missing(false)
-        .set_abort_divergent(true)
-}
 
 #[async_trait]
 impl SchemaStore for PgStore {
@@ -72,27 +57,17 @@ impl SchemaStore for PgStore {
         let unknown = inspect(&client).await?.unknown;
         let tx = client.transaction().await?;
         for piece in &unknown {
-            // Names come from the catalogue, quoted as identifiers; nothing user-typed.
-            let statement = match piece {
-                SchemaPiece::Table(table) => format!("DROP TABLE IF EXISTS {}", ident(table)),
-                SchemaPiece::Column { table, column, .. } => format!(
-                    "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                    ident(table),
-                    ident(column)
-                ),
-                SchemaPiece::Index { index, .. } => {
-                    format!("DROP INDEX IF EXISTS {}", ident(index))
-                }
-                SchemaPiece::Migration { version, .. } => {
+            match (piece.drop_statement(), piece) {
+                (Some(statement), _) => tx.batch_execute(&statement).await?,
+                (None, SchemaPiece::Migration { version, .. }) => {
                     tx.execute(
                         &format!("DELETE FROM {HISTORY_TABLE} WHERE version = $1"),
                         &[&(*version as i32)],
                     )
                     .await?;
-                    continue;
                 }
-            };
-            tx.batch_execute(&statement).await?;
+                (None, _) => {}
+            }
         }
         tx.commit().await?;
         client
@@ -123,11 +98,7 @@ impl PgStore {
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
             .await?;
-        let runner = match up_to {
-            Some(version) => runner().set_target(refinery::Target::Version(version)),
-            None => runner(),
-        };
-        let applied = runner
+        let applied = reconciling(compiled::migrations::runner(), up_to)
             .run_async(client)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()));
@@ -135,21 +106,8 @@ impl PgStore {
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
             .await?;
-        let applied: Vec<String> = applied?
-            .applied_migrations()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        for migration in &applied {
-            tracing::info!(migration, "applied schema migration");
-        }
-        Ok(applied)
+        Ok(applied_migrations(&applied?))
     }
-}
-
-/// A quoted SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Compares the live schema with the binary's migrations and model.
@@ -201,7 +159,7 @@ async fn inspect(client: &Client) -> Result<SchemaReport, StoreError> {
 
     Ok(SchemaReport::compare(
         Backend::Postgres,
-        known_migrations(),
+        known_migrations(&compiled::migrations::runner()),
         applied,
         &LiveSchema { columns, indexes },
     ))

@@ -12,15 +12,13 @@ use crate::store::model::stale_reason;
 use crate::store::{LeaseStore, StoreError};
 
 /// T9: a claim whose lease expired goes back to the queue (normalised to `working`), or fails
-/// when its retry budget is spent. Epoch, attempts and cursor are kept.
+/// when its retry budget is spent.
 macro_rules! reclaim_expired_lease {
     () => {
-        "UPDATE jobs SET \
-           status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
-           error = CASE WHEN attempt_count > max_retries \
-             THEN 'lease expired: no completion within lease window' ELSE error END, \
-           last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END, \
-           owner_instance_id = NULL, lease_expires_at = NULL "
+        concat!(
+            "UPDATE jobs SET ",
+            requeue_or_fail!("lease expired: no completion within lease window", "now()")
+        )
     };
 }
 
