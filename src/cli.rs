@@ -209,7 +209,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub health_check_interval: u64,
 
-    /// Seconds of silence after which an agent is unhealthy (its live jobs are rerouted)
+    /// Seconds of silence after which an agent is unhealthy (its jobs stay until their leases lapse)
     #[arg(long, env = "DEFAULT_TIMEOUT_THRESHOLD", default_value_t = 20,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub agent_timeout: u64,

@@ -5,7 +5,7 @@
 //! status of the agents it stamped, so a replica learns within one flush interval when another
 //! replica marked one of them unhealthy, and the topology version, so it learns of topology
 //! changes made elsewhere. The health check flushes first, then expires agents that have been
-//! silent for too long (their jobs are rerouted by the directory in the same step).
+//! silent for too long (their jobs stay with them until their leases lapse).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -24,7 +24,7 @@ pub trait AgentDirectory: 'static {
     fn liveness(&self, agent_id: String) -> StoreFuture<Option<StoredLiveness>>;
     /// Stamps these agents as seen now (live ones only); answers their current health.
     fn record_heartbeats(&self, agent_ids: Vec<String>) -> StoreFuture<HeartbeatsRecorded>;
-    /// Marks agents silent for longer than `silent_for` unhealthy, rerouting their jobs.
+    /// Marks agents silent for longer than `silent_for` unhealthy.
     fn expire_silent(&self, silent_for: Duration) -> StoreFuture<Expired>;
 }
 

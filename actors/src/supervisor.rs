@@ -65,7 +65,7 @@ pub enum LeaseCheck {
 pub enum SweepPhase {
     /// Delete agents that have been unhealthy for longer than this.
     PurgeAgents { older_than: Duration },
-    /// Reroute live jobs whose owner is not a healthy agent (T8).
+    /// Reroute pinned jobs that their owner, not a healthy agent, never took up (T8, narrowed).
     RerouteOrphans,
     /// Reclaim live jobs whose lease expired (T9).
     ReclaimExpiredLeases,

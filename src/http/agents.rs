@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
-use mesh_registry_actors::{AgentDeparted, AgentRegistered, ClaimEnded, Heartbeat, Verdict};
+use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
@@ -228,21 +228,18 @@ pub async fn beat(state: Data<AppState>, path: Path<String>) -> HttpResponse {
     response.finish()
 }
 
-/// `DELETE /agents/{agent_id}`: the agent leaves (204, also for an id never seen). Its live
-/// jobs are rerouted at once.
+/// `DELETE /agents/{agent_id}`: the agent leaves (204, also for an id never seen). Its jobs
+/// stay with it until their leases lapse: an older SDK keeps running them after it leaves.
 pub async fn deregister(
     state: Data<AppState>,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let agent_id = path.into_inner();
-    let (topology_version, rerouted) = state
+    let topology_version = state
         .store
         .deregister_agent(&agent_id)
         .await
         .map_err(ApiError::store("deregister agent"))?;
-    for job_id in rerouted {
-        state.supervisor.do_send(ClaimEnded { job_id });
-    }
     state.agent_tracker.do_send(AgentDeparted {
         agent_id,
         topology_version,

@@ -218,19 +218,17 @@ pub trait EventStore {
 }
 
 /// Agents: registration, liveness, deregistration and what resolution reads. An agent that
-/// goes away takes its live jobs with it atomically (T8).
+/// goes away keeps its claims until their leases lapse (docs/ownership.md): an older SDK keeps running a job after it deregisters.
 #[async_trait]
 pub trait AgentStore {
     /// Registers or refreshes an agent from a full heartbeat; the topology version moves only
     /// when the agent is new, comes back, or changed what it offers.
     async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError>;
-    /// The agent turns unhealthy and its live jobs are rerouted: the new topology version when
-    /// it was live, and the rerouted jobs.
-    async fn deregister_agent(
-        &self,
-        agent_id: &str,
-    ) -> Result<(Option<i64>, Vec<Uuid>), StoreError>;
-    /// Agents silent for longer than `silent_for` turn unhealthy (their jobs rerouted).
+    /// The agent turns unhealthy: the new topology version when it was live. Its jobs stay
+    /// with it until their leases lapse.
+    async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError>;
+    /// Agents silent for longer than `silent_for` turn unhealthy (their jobs stay with them
+    /// until their leases lapse).
     async fn expire_silent_agents(
         &self,
         silent_for: Duration,

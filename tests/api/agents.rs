@@ -423,42 +423,13 @@ async fn pending_jobs_header_counts_claimable_work_of_the_replica_group(backend:
     assert_eq!(head(&app, "render-1").await, (202, Some("100".into())));
 }
 
-on_both_backends!(deregistration_is_idempotent_and_reroutes_live_jobs_at_once);
-async fn deregistration_is_idempotent_and_reroutes_live_jobs_at_once(backend: Backend) {
-    // decisions row 12 (deregistration half)
+on_both_backends!(deregistration_is_idempotent_and_marks_the_agent_unhealthy);
+async fn deregistration_is_idempotent_and_marks_the_agent_unhealthy(backend: Backend) {
+    // What happens to the agent's jobs is in ownership.rs: they stay until their leases lapse.
     let app = spawn_app(backend).await;
     assert_eq!(delete(&app, "never-seen").await, 204);
     register(&app, agent("worker", vec![tool("run", "c", json!({}))])).await;
-    let retryable = app.submit_with("c", json!({"max_retries": 1})).await;
-    let last_chance = app.submit_with("c", json!({"max_retries": 0})).await;
-    let pinned = app
-        .submit_with("c", json!({"owner_instance_id": "worker"}))
-        .await;
-    app.claim("c", "worker").await.unwrap();
-    app.claim("c", "worker").await.unwrap();
-    let elsewhere = app.submit("c").await;
-    app.claim("c", "someone-else").await.unwrap();
-
     assert_eq!(delete(&app, "worker").await, 204);
-    let job = app.job(&retryable).await;
-    assert_eq!(
-        (job["status"].as_str(), job["owner_instance_id"].as_str()),
-        (Some("working"), None)
-    );
-    assert_eq!(job["lease_expires_at"], Value::Null);
-    assert_eq!(job["claim_epoch"], 1, "reroutes never touch the epoch");
-    let job = app.job(&last_chance).await;
-    assert_eq!(job["status"], "failed");
-    assert_eq!(job["error"], "orphaned: max retries exceeded");
-    assert_eq!(app.job(&pinned).await["owner_instance_id"], Value::Null);
-    assert_eq!(
-        app.job(&elsewhere).await["owner_instance_id"],
-        "someone-else"
-    );
-    assert_eq!(
-        app.claim("c", "worker-2").await.unwrap()["id"],
-        retryable.as_str()
-    );
     assert_eq!(delete(&app, "worker").await, 204);
 
     let listed = agents(&app, "").await;
@@ -540,9 +511,9 @@ async fn listing_shows_what_meshctl_reads(backend: Backend) {
     .await;
 }
 
-on_both_backends!(silent_agents_turn_unhealthy_and_their_jobs_are_rerouted);
-async fn silent_agents_turn_unhealthy_and_their_jobs_are_rerouted(backend: Backend) {
-    // decisions row 12 (health monitor half)
+on_both_backends!(silent_agents_turn_unhealthy);
+async fn silent_agents_turn_unhealthy(backend: Backend) {
+    // What happens to their jobs is in ownership.rs: they stay until their leases lapse.
     let app = spawn_app_with(backend, |config| {
         config.health_check_interval = Duration::from_secs(1);
         config.agent_timeout = Duration::from_secs(2);
@@ -550,8 +521,6 @@ async fn silent_agents_turn_unhealthy_and_their_jobs_are_rerouted(backend: Backe
     .await;
     register(&app, agent("silent", vec![tool("run", "c", json!({}))])).await;
     register(&app, agent("chatty", vec![tool("run", "c", json!({}))])).await;
-    let job = app.submit("c").await;
-    assert_eq!(app.claim("c", "silent").await.unwrap()["id"], job.as_str());
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
         // 200, or 202 once the silent one is gone (a topology change): never 410.
@@ -568,9 +537,6 @@ async fn silent_agents_turn_unhealthy_and_their_jobs_are_rerouted(backend: Backe
     assert_eq!(status(&app, "silent").await, "unhealthy");
     assert_eq!(status(&app, "chatty").await, "healthy");
     assert_eq!(head(&app, "silent").await.0, 410);
-    let rerouted = app.job(&job).await;
-    assert_eq!(rerouted["owner_instance_id"], Value::Null);
-    assert_eq!(rerouted["status"], "working");
 }
 
 async fn status(app: &TestApp, agent_id: &str) -> String {

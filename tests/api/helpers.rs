@@ -13,7 +13,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mesh_registry::config::Config;
 use mesh_registry::startup::Application;
@@ -919,4 +919,21 @@ async fn the_fixture_writes_what_the_api_reads(backend: Backend) {
     app.post(&format!("/jobs/{id}/events"), &json!({"type": "t"}))
         .await;
     assert_eq!(app.event_count(&id).await, 1);
+}
+
+/// Polls `check` every 20 ms until it holds; fails after `limit`. Returns the time it took.
+pub async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
 }

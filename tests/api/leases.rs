@@ -7,25 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    now, on_both_backends, postgres_only, spawn_app, spawn_app_with, Backend, Set, TestApp,
+    now, on_both_backends, postgres_only, spawn_app, spawn_app_with, within, Backend, Set, TestApp,
 };
-
-/// Polls `check` every 20 ms until it holds; fails after `limit`. Returns the time it took.
-async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    started.elapsed()
-}
 
 async fn owner(app: &TestApp, id: &str) -> Value {
     app.job(id).await["owner_instance_id"].clone()
@@ -219,31 +202,6 @@ async fn sweeping_app(
         tweak(config);
     })
     .await
-}
-
-on_both_backends!(the_sweep_reroutes_jobs_of_owners_that_never_registered);
-async fn the_sweep_reroutes_jobs_of_owners_that_never_registered(backend: Backend) {
-    // §9 case 58 and contract §10.22
-    let app = sweeping_app(backend, |_| {}).await;
-    let anonymous = app.submit_with("c", json!({"max_retries": 3})).await;
-    app.claim("c", "replica-a").await.unwrap();
-    let pinned = app
-        .submit_with("c", json!({"owner_instance_id": "ghost"}))
-        .await;
-    let exhausted = app.submit_with("c", json!({"max_retries": 0})).await;
-    app.claim("c", "replica-b").await.unwrap();
-    within(Duration::from_secs(3), "the orphan sweep", || async {
-        owner(&app, &anonymous).await.is_null() && owner(&app, &pinned).await.is_null()
-    })
-    .await;
-    let job = app.job(&anonymous).await;
-    assert_eq!(
-        (job["status"].as_str(), job["attempt_count"].as_i64()),
-        (Some("working"), Some(1))
-    );
-    let job = app.job(&exhausted).await;
-    assert_eq!(job["status"], "failed");
-    assert_eq!(job["error"], "orphaned: max retries exceeded");
 }
 
 on_both_backends!(the_sweep_leaves_healthy_owners_alone_and_catches_leases_no_actor_holds);
@@ -484,6 +442,11 @@ async fn after_a_restart_owners_get_the_grace_to_renew(backend: Backend) {
         .submit_with("c", json!({"max_duration": 2, "max_retries": 3}))
         .await;
     app.claim("c", "owner").await.unwrap();
+    // An owner on an SDK older than claim epochs renews the same way, without an epoch.
+    let renewed_legacy = app
+        .submit_with("c", json!({"max_duration": 2, "max_retries": 3}))
+        .await;
+    app.claim("c", "legacy-owner").await.unwrap();
     let abandoned = app
         .submit_with("c", json!({"max_duration": 2, "max_retries": 3}))
         .await;
@@ -505,6 +468,13 @@ async fn after_a_restart_owners_get_the_grace_to_renew(backend: Backend) {
         )
         .await;
     assert_eq!(renewal["accepted"], 1);
+    let legacy_renewal = app
+        .delta(
+            "legacy-owner",
+            json!({"id": renewed_legacy, "progress": 0.5}),
+        )
+        .await;
+    assert_eq!(legacy_renewal["accepted"], 1);
     actix_web::rt::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
         owner(&app, &abandoned).await,
@@ -523,6 +493,11 @@ async fn after_a_restart_owners_get_the_grace_to_renew(backend: Backend) {
                 json!({"id": renewed, "claim_epoch": 1, "progress": 0.6}),
             )
             .await;
+            app.delta(
+                "legacy-owner",
+                json!({"id": renewed_legacy, "progress": 0.6}),
+            )
+            .await;
             owner(&app, &abandoned).await.is_null()
         },
     )
@@ -535,4 +510,5 @@ async fn after_a_restart_owners_get_the_grace_to_renew(backend: Backend) {
     let job = app.job(&renewed).await;
     assert_eq!(job["owner_instance_id"], "owner");
     assert_eq!(job["claim_epoch"], 1);
+    assert_eq!(owner(&app, &renewed_legacy).await, "legacy-owner");
 }

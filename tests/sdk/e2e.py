@@ -6,8 +6,8 @@ Starts the registry binary on a fresh PostgreSQL database, starts small SDK agen
   1. a consumer agent submits a job through its injected MeshJob and waits for the result;
   2. an input_required job is answered by an event and completes;
   3. a cancel of a running job reaches the producer's handler;
-  4. an agent that stops (DELETE /agents/{id}) leaves its job claimable, and another agent
-     finishes it;
+  4. an agent that stops (SIGTERM: it deregisters and stops its handler) keeps its job until
+     the lease lapses, then another agent finishes it;
   5. meshctl-visible agent listing shows the agents healthy.
 
 Exits non-zero on the first failure, kills everything it started, drops its database, and gives
@@ -95,10 +95,10 @@ class Registry:
         response.raise_for_status()
         return response.json()
 
-    def submit(self, capability: str, payload: dict) -> str:
+    def submit(self, capability: str, payload: dict, **fields) -> str:
         response = self.http.post(
             "/jobs",
-            json={"capability": capability, "submitted_by": "e2e-driver", "submitted_payload": payload},
+            json={"capability": capability, "submitted_by": "e2e-driver", "submitted_payload": payload, **fields},
         )
         assert response.status_code == 201, response.text
         return response.json()["id"]
@@ -197,12 +197,13 @@ async def flow_cancel(registry: Registry, e2e_dir: pathlib.Path) -> None:
 def flow_agent_stops(registry: Registry, env: dict, e2e_dir: pathlib.Path) -> None:
     log("flow 4: an agent stops mid-job; another finishes the job")
     first = start_agent("producer.py", env, e2e_dir, "handoff-a", role="handoff-a")
-    job_id = registry.submit("e2e_handoff", {})
+    # A 3-second lease window: handoff-a renews it every 0.5 s until it stops.
+    job_id = registry.submit("e2e_handoff", {}, max_duration=3)
     wait_for("handoff-a to start the job", lambda: (e2e_dir / f"handoff-a-started-{job_id}").exists(), 60)
     owner = registry.job(job_id)["owner_instance_id"]
     assert owner.startswith("e2e-producer-handoff-a"), owner
-    stop(first)  # SIGTERM: the SDK deregisters with DELETE /agents/{id}
-    job = wait_for("the job to become claimable", lambda: (j := registry.job(job_id))["owner_instance_id"] is None and j, 10)
+    stop(first)  # SIGTERM: the SDK deregisters with DELETE /agents/{id} and stops the handler
+    job = wait_for("the lapsed lease", lambda: (j := registry.job(job_id))["owner_instance_id"] is None and j, 10)
     assert job["status"] == "working", job
     start_agent("producer.py", env, e2e_dir, "handoff-b", role="handoff-b")
     job = wait_for("handoff-b to finish the job", lambda: (j := registry.job(job_id))["status"] == "completed" and j, 60)

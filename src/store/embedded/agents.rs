@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use uuid::Uuid;
 
 use super::{decode, encode, json, now_micros, seconds_micros, time_of, EmbeddedStore};
 use crate::store::{
@@ -95,10 +94,7 @@ impl AgentStore for EmbeddedStore {
         .await
     }
 
-    async fn deregister_agent(
-        &self,
-        agent_id: &str,
-    ) -> Result<(Option<i64>, Vec<Uuid>), StoreError> {
+    async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError> {
         let agent_id = agent_id.to_owned();
         self.run(move |db| {
             let departed = db
@@ -109,17 +105,9 @@ impl AgentStore for EmbeddedStore {
                 .execute([&agent_id])?
                 > 0;
             if !departed {
-                return Ok((None, Vec::new()));
+                return Ok(None);
             }
-            let rerouted = super::sweep::reroute_jobs_owned_by(db, &agent_id, now_micros())?;
-            if !rerouted.is_empty() {
-                tracing::info!(
-                    agent_id,
-                    rerouted = rerouted.len(),
-                    "agent deregistered; its live jobs were rerouted"
-                );
-            }
-            Ok((Some(bump_topology(db)?), rerouted))
+            Ok(Some(bump_topology(db)?))
         })
         .await
     }
@@ -129,28 +117,20 @@ impl AgentStore for EmbeddedStore {
         silent_for: Duration,
     ) -> Result<(Vec<String>, Option<i64>), StoreError> {
         self.run(move |db| {
-            let now = now_micros();
             let agents: Vec<String> = db
                 .prepare_cached(
                     "UPDATE agents SET status = 'unhealthy' \
                      WHERE status <> 'unhealthy' AND updated_at < ?1 RETURNING agent_id",
                 )?
-                .query_map([now - seconds_micros(silent_for.as_secs_f64())], |row| {
-                    row.get(0)
-                })?
+                .query_map(
+                    [now_micros() - seconds_micros(silent_for.as_secs_f64())],
+                    |row| row.get(0),
+                )?
                 .collect::<Result<_, _>>()?;
             if agents.is_empty() {
                 return Ok((agents, None));
             }
-            let mut rerouted = 0;
-            for agent_id in &agents {
-                rerouted += super::sweep::reroute_jobs_owned_by(db, agent_id, now)?.len();
-            }
-            tracing::info!(
-                ?agents,
-                rerouted,
-                "silent agents marked unhealthy; their live jobs were rerouted"
-            );
+            tracing::info!(?agents, "silent agents marked unhealthy");
             Ok((agents, Some(bump_topology(db)?)))
         })
         .await

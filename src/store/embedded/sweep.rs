@@ -94,26 +94,25 @@ impl LeaseStore for EmbeddedStore {
                     "DELETE FROM agents WHERE status <> 'healthy' AND updated_at < ?1",
                     [cutoff(older_than)],
                 ),
-                SweepPhase::RerouteOrphans => {
-                    // Owners that are not healthy agents, including ids that never registered.
-                    let owners: Vec<String> = db
-                        .prepare_cached(concat!(
-                            "SELECT DISTINCT owner_instance_id FROM jobs orphan \
-                             WHERE orphan.status IN ",
-                            live!(),
-                            "  AND orphan.owner_instance_id IS NOT NULL \
-                               AND NOT EXISTS (SELECT 1 FROM agents \
-                                 WHERE agents.agent_id = orphan.owner_instance_id \
-                                   AND agents.status = 'healthy')"
-                        ))?
-                        .query_map([], |row| row.get(0))?
-                        .collect::<Result<_, _>>()?;
-                    let mut ended = Vec::new();
-                    for owner in owners {
-                        ended.extend(reroute_jobs_owned_by(db, &owner, now)?);
-                    }
-                    Ok(ended_report(ended))
-                }
+                // T8, narrowed: see the PostgreSQL backend's phase for why only untouched
+                // pinned jobs are rerouted here.
+                SweepPhase::RerouteOrphans => ended(
+                    db,
+                    concat!(
+                        "UPDATE jobs SET ",
+                        requeue_or_fail!("orphaned: max retries exceeded", "?1"),
+                        "WHERE status IN ",
+                        live!(),
+                        "  AND owner_instance_id IS NOT NULL AND lease_expires_at IS NULL \
+                           AND submitted_at < ?1 - ",
+                        "(CASE WHEN max_duration > 0 THEN max_duration ELSE 300 END) * 1000000",
+                        "  AND NOT EXISTS (SELECT 1 FROM agents \
+                             WHERE agents.agent_id = jobs.owner_instance_id \
+                               AND agents.status = 'healthy') \
+                         RETURNING job_id"
+                    ),
+                    [now],
+                ),
                 SweepPhase::ReclaimExpiredLeases => ended(
                     db,
                     concat!(
@@ -176,27 +175,6 @@ fn lease_from_row(row: &Row) -> Result<LeaseHeld, StoreError> {
         claim_epoch: row.get("claim_epoch")?,
         lease_expires_at: time_of(row.get("lease_expires_at")?),
     })
-}
-
-/// T8: the live jobs of an owner that is gone go back to the queue, or fail when their retry
-/// budget is spent. Returns the jobs it changed.
-pub(super) fn reroute_jobs_owned_by(
-    db: &Connection,
-    owner: &str,
-    now: i64,
-) -> Result<Vec<Uuid>, StoreError> {
-    let rerouted = ended(
-        db,
-        concat!(
-            "UPDATE jobs SET ",
-            requeue_or_fail!("orphaned: max retries exceeded", "?1"),
-            "WHERE owner_instance_id = ?2 AND status IN ",
-            live!(),
-            " RETURNING job_id"
-        ),
-        params![now, owner],
-    )?;
-    Ok(rerouted.ended)
 }
 
 /// A phase that ends claims: the ids of the jobs its statement changed.

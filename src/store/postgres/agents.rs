@@ -1,15 +1,15 @@
 //! Agent statements: registration, liveness (batched heartbeats, expiry), deregistration, the
 //! mesh snapshot that resolution and `GET /agents` read, and the pending-jobs hint.
 //!
-//! An agent that goes away (DELETE or silence) takes its live jobs with it in the same statement:
-//! they are rerouted at once (T8) rather than at the next sweep.
+//! An agent that goes away (DELETE or silence) only turns unhealthy: its jobs stay with it until
+//! their leases lapse, because an older SDK keeps running a job after it deregisters (see
+//! docs/ownership.md).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
 use super::{column, PgStore};
 use crate::store::{
@@ -109,74 +109,51 @@ impl AgentStore for PgStore {
         })
     }
 
-    /// `DELETE /agents/{id}`: the agent turns unhealthy and its live jobs are rerouted at once.
-    /// Returns the new topology version when the agent was live (nothing happens otherwise), and
-    /// the rerouted jobs.
-    async fn deregister_agent(
-        &self,
-        agent_id: &str,
-    ) -> Result<(Option<i64>, Vec<Uuid>), StoreError> {
+    /// `DELETE /agents/{id}`: the agent turns unhealthy. Returns the new topology version when
+    /// the agent was live (nothing happens otherwise).
+    async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
+            .prepare_cached(
                 "WITH departed AS ( \
                    UPDATE agents SET status = 'unhealthy' \
                    WHERE agent_id = $1 AND status <> 'unhealthy' RETURNING agent_id), \
-                 rerouted AS (",
-                reroute_jobs_owned_by!("SELECT agent_id FROM departed"),
-                "), bumped AS ( \
+                 bumped AS ( \
                    UPDATE mesh_topology SET version = version + 1 \
                    WHERE EXISTS (SELECT 1 FROM departed) RETURNING version) \
-                 SELECT (SELECT version FROM bumped) AS version, \
-                   ARRAY(SELECT job_id FROM rerouted) AS rerouted"
-            ))
+                 SELECT (SELECT version FROM bumped) AS version",
+            )
             .await?;
         let row = conn.query_one(&statement, &[&agent_id]).await?;
-        let rerouted: Vec<Uuid> = column(&row, "rerouted")?;
-        if !rerouted.is_empty() {
-            tracing::info!(
-                agent_id,
-                rerouted = rerouted.len(),
-                "agent deregistered; its live jobs were rerouted"
-            );
-        }
-        Ok((column(&row, "version")?, rerouted))
+        Ok(column(&row, "version")?)
     }
 
-    /// Agents silent for longer than `silent_for` turn unhealthy, and their live jobs are
-    /// rerouted at once. Returns those agents and, when there were any, the new topology version.
+    /// Agents silent for longer than `silent_for` turn unhealthy. Returns those agents and, when
+    /// there were any, the new topology version.
     async fn expire_silent_agents(
         &self,
         silent_for: Duration,
     ) -> Result<(Vec<String>, Option<i64>), StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
+            .prepare_cached(
                 "WITH silent AS ( \
                    UPDATE agents SET status = 'unhealthy' \
                    WHERE status <> 'unhealthy' AND updated_at < now() - make_interval(secs => $1) \
                    RETURNING agent_id), \
-                 rerouted AS (",
-                reroute_jobs_owned_by!("SELECT agent_id FROM silent"),
-                "), bumped AS ( \
+                 bumped AS ( \
                    UPDATE mesh_topology SET version = version + 1 \
                    WHERE EXISTS (SELECT 1 FROM silent) RETURNING version) \
                  SELECT ARRAY(SELECT agent_id FROM silent) AS agents, \
-                   (SELECT version FROM bumped) AS version, \
-                   (SELECT count(*) FROM rerouted) AS rerouted"
-            ))
+                   (SELECT version FROM bumped) AS version",
+            )
             .await?;
         let row = conn
             .query_one(&statement, &[&silent_for.as_secs_f64()])
             .await?;
         let agents: Vec<String> = column(&row, "agents")?;
-        let rerouted: i64 = column(&row, "rerouted")?;
         if !agents.is_empty() {
-            tracing::info!(
-                ?agents,
-                rerouted,
-                "silent agents marked unhealthy; their live jobs were rerouted"
-            );
+            tracing::info!(?agents, "silent agents marked unhealthy");
         }
         Ok((agents, column(&row, "version")?))
     }

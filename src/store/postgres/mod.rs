@@ -4,22 +4,6 @@
 //!
 //! Hot paths are one round trip each (prepared statements, cached per connection).
 
-/// T8: the live jobs of owners that are gone go back to the queue, or fail when their retry
-/// budget is spent. `$owners` is a subquery yielding owner ids.
-macro_rules! reroute_jobs_owned_by {
-    ($owners:literal) => {
-        concat!(
-            "UPDATE jobs SET ",
-            requeue_or_fail!("orphaned: max retries exceeded", "now()"),
-            "WHERE owner_instance_id IN (",
-            $owners,
-            ") AND status IN ",
-            live!(),
-            " RETURNING job_id"
-        )
-    };
-}
-
 /// NOTIFY channel of appended events (payload: the job id); see `notify`.
 macro_rules! job_events_channel {
     () => {

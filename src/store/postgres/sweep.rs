@@ -105,15 +105,23 @@ impl LeaseStore for PgStore {
                 )
                 .await
             }
+            // T8, narrowed (docs/ownership.md): a job with a lease is
+            // left to its lease, whatever its owner's health, because an older SDK keeps running
+            // a job after it deregisters. Only a pinned job its owner never touched (no lease
+            // yet) is rerouted here, once a lease window has passed since it was submitted.
             SweepPhase::RerouteOrphans => {
-                // Owners that are not healthy agents, including ids that never registered.
-                self.ended(reroute_jobs_owned_by!(
-                    "SELECT DISTINCT owner_instance_id FROM jobs orphan \
-                     WHERE orphan.status IN ('working', 'input_required') \
-                       AND orphan.owner_instance_id IS NOT NULL \
+                self.ended(concat!(
+                    "UPDATE jobs SET ",
+                    requeue_or_fail!("orphaned: max retries exceeded", "now()"),
+                    "WHERE status IN ",
+                    live!(),
+                    "  AND owner_instance_id IS NOT NULL AND lease_expires_at IS NULL \
+                       AND submitted_at < now() - make_interval( \
+                         secs => CASE WHEN max_duration > 0 THEN max_duration ELSE 300 END) \
                        AND NOT EXISTS (SELECT 1 FROM agents \
-                         WHERE agents.agent_id = orphan.owner_instance_id \
-                           AND agents.status = 'healthy')"
+                         WHERE agents.agent_id = jobs.owner_instance_id \
+                           AND agents.status = 'healthy') \
+                     RETURNING job_id"
                 ))
                 .await
             }

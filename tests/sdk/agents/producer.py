@@ -3,7 +3,8 @@
 E2E_ROLE picks which tools this process serves:
   main       e2e_report (progress + complete), e2e_approval (input_required + answer event),
              e2e_endless (runs until cancelled; records that the cancel reached it)
-  handoff-a  e2e_handoff, never finishes (the driver stops this agent mid-job)
+  handoff-a  e2e_handoff, renews its lease until stopped, never finishes (the driver stops
+             this agent mid-job)
   handoff-b  e2e_handoff, finishes at once (picks up the job handoff-a left behind)
 Markers are files in E2E_DIR so the driver can see what happened inside the handler.
 """
@@ -69,8 +70,9 @@ elif ROLE == "handoff-a":
     @mesh.tool(capability="e2e_handoff", task=True, description="never finishes")
     async def e2e_handoff(job: MeshJob = None) -> dict:
         mark(f"handoff-a-started-{job.job_id}")
-        await asyncio.sleep(3600)
-        return {"by": "a"}
+        while True:
+            await job.update_progress(0.5, "still going")
+            await asyncio.sleep(0.5)
 
 elif ROLE == "handoff-b":
 
