@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use mesh_registry_actors::{LeaseChange, LeaseHeld};
 use serde::Serialize;
@@ -11,7 +11,6 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::{Backend, StoreError};
-use crate::config::format_go_duration;
 use crate::wire::{
     AgentStatus, ClaimedJob, DependencySpec, JobStatus, RawJson, RecvCursor, RejectReason,
     Timestamp,
@@ -126,42 +125,6 @@ pub enum ExecutorRead {
     Serve {
         renewed: Option<LeaseHeld>,
     },
-}
-
-/// What the miss paths need to name the reason a guarded statement matched nothing.
-pub(super) struct JobState {
-    pub status: JobStatus,
-    pub owner_instance_id: Option<String>,
-    pub claim_epoch: i64,
-}
-
-impl JobState {
-    /// Why a delta from `instance_id` (with or without an epoch) cannot apply to the job as it
-    /// is, in the reference's order: ownership/epoch, then terminal state. `None` when nothing
-    /// stands in the way.
-    pub fn delta_rejection(
-        &self,
-        instance_id: &str,
-        claim_epoch: Option<i64>,
-    ) -> Option<RejectReason> {
-        let owned = self.owner_instance_id.as_deref() == Some(instance_id);
-        match claim_epoch {
-            Some(epoch) if !owned || epoch != self.claim_epoch => {
-                Some(RejectReason::ClaimSuperseded)
-            }
-            None if !owned => Some(RejectReason::NotOwner),
-            _ if self.status.is_terminal() => Some(RejectReason::AlreadyTerminal),
-            _ => None,
-        }
-    }
-
-    /// Whether an executor read by this caller is fenced off: the job is live and held by
-    /// someone else, or by this instance under another epoch.
-    pub fn superseded_for(&self, instance_id: &str, claim_epoch: i64) -> bool {
-        let current_claim = self.owner_instance_id.as_deref() == Some(instance_id)
-            && self.claim_epoch == claim_epoch;
-        !(self.status.is_terminal() || current_claim)
-    }
 }
 
 // Events.
@@ -698,44 +661,5 @@ impl SchemaReport {
             missing,
             unknown,
         }
-    }
-}
-
-// Sweeps.
-
-/// The reference's stale reason (contract §3.6).
-pub(super) fn stale_reason(timeout: Duration, max_duration: Duration) -> String {
-    if max_duration > timeout {
-        format!(
-            "stale: no total_deadline set and exceeded max_duration ({})",
-            format_go_duration(max_duration)
-        )
-    } else {
-        format!(
-            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling ({})",
-            format_go_duration(timeout)
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stale_reasons_match_the_reference() {
-        let hour = Duration::from_secs(3600);
-        assert_eq!(
-            stale_reason(hour, Duration::ZERO),
-            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (1h0m0s)"
-        );
-        assert_eq!(
-            stale_reason(hour, 3 * hour),
-            "stale: no total_deadline set and exceeded max_duration (3h0m0s)"
-        );
-        assert_eq!(
-            stale_reason(hour, Duration::from_secs(600)),
-            "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (1h0m0s)"
-        );
     }
 }

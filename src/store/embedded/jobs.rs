@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::EmbeddedStore;
 use super::{decode, encode, json, micros, now_micros, seconds_micros, time_of, timestamp, uuid};
-use crate::store::model::JobState;
+use crate::domain::jobs::JobState;
 use crate::store::{
     CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
     JobListQuery, JobStore, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 use uuid::Uuid;
 
 use super::{encode, now_micros, seconds_micros, time_of, uuid, EmbeddedStore};
-use crate::store::model::stale_reason;
+use crate::domain::jobs::stale_reason;
 use crate::store::{LeaseStore, StoreError};
 
 /// T9: a claim whose lease expired goes back to the queue (normalised to `working`), or fails

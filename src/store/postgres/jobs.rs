@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{column, PgStore};
-use crate::store::model::JobState;
+use crate::domain::jobs::JobState;
 use crate::store::{
     CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
     JobListQuery, JobStore, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,

@@ -8,7 +8,7 @@ use mesh_registry_actors::{LeaseCheck, LeaseHeld, SweepPhase, SweepReport};
 use uuid::Uuid;
 
 use super::{column, PgStore};
-use crate::store::model::stale_reason;
+use crate::domain::jobs::stale_reason;
 use crate::store::{LeaseStore, StoreError};
 
 /// T9: a claim whose lease expired goes back to the queue (normalised to `working`), or fails
