@@ -10,6 +10,7 @@ pub mod http;
 pub mod migrate;
 pub mod operator;
 pub mod resolve;
+pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

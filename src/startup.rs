@@ -4,20 +4,21 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::rc::Rc;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::web::Data;
 use actix_web::{App, HttpServer};
 use mesh_registry_actors::{
-    AgentTracker, DrainScope, EventHub, EventPosted, Notifications, RemoteLeases, SetDrain,
-    Shutdown, Supervisor, SupervisorSettings, TrackerSettings,
+    AgentTracker, DrainGate, DrainScope, EventHub, EventPosted, Notifications, RemoteLeases,
+    SetDrain, Shutdown, Supervisor, SupervisorSettings, TrackerSettings,
 };
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
-use crate::http::{self, AppState, BodyLimit};
+use crate::http::{self, BodyLimit};
+use crate::service::{Actors, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry;
 
@@ -40,121 +41,32 @@ pub struct Application {
     servers: Vec<Server>,
     port: u16,
     admin_port: Option<u16>,
-    event_hub: Addr<EventHub>,
-    agent_tracker: Addr<AgentTracker>,
-    supervisor: Addr<Supervisor>,
+    actors: Actors,
     store: Store,
 }
 
 impl Application {
-    /// Connects and migrates the database, starts the actors and binds the listener. Must run
+    /// Connects and migrates the database, starts the actors and binds the listeners. Must run
     /// inside an actix system (the actors live on its arbiter).
     pub async fn build(config: &Config) -> Result<Application, StartupError> {
-        let store = Store::connect(&config.database_url, config.db_pool_size).await?;
-        match store.backend() {
-            Backend::Postgres => tracing::info!(
-                "storage: PostgreSQL at {} (replicas may share it)",
-                store.target()
-            ),
-            Backend::Embedded => tracing::info!(
-                "storage: embedded SQLite file {} (this process only; fleet-wide drain and \
-                 cross-replica notifications are PostgreSQL features and unavailable here)",
-                store.target()
-            ),
-        }
-        let event_hub = EventHub::new(config.max_long_polls).start();
-        let agent_tracker = AgentTracker::new(
-            std::rc::Rc::new(store.clone()),
-            TrackerSettings {
-                flush_every: HEARTBEAT_FLUSH_INTERVAL,
-                check_every: config.health_check_interval,
-                silent_for: config.agent_timeout,
-            },
-        )
-        .start();
-        let (supervisor, drain_gate) = Supervisor::new(
-            std::rc::Rc::new(store.clone()),
-            SupervisorSettings {
-                sweep_every: config.sweep_interval,
-                startup_grace: config.startup_grace,
-                stale_timeout: config.job_stale_timeout,
-                retention: config.retention,
-                job_row_retention: config.job_row_retention,
-            },
-            event_hub.clone().recipient(),
-        );
-        let supervisor = supervisor.start();
-        match store.listen() {
-            Some(notices) => forward_notices(notices, event_hub.clone(), supervisor.clone()),
-            // One process: every wake-up is local, nothing can be missed.
-            None => event_hub.do_send(Notifications { arriving: true }),
-        }
-        let address = format!("{}:{}", config.host, config.port);
-        let listen_error = |source| StartupError::Listen {
-            address: address.clone(),
-            source,
-        };
-        let listener =
-            TcpListener::bind((config.host.as_str(), config.port)).map_err(listen_error)?;
-        let port = listener.local_addr().map_err(listen_error)?.port();
-        let state = Data::new(AppState {
-            store: store.clone(),
-            event_hub: event_hub.clone(),
-            agent_tracker: agent_tracker.clone(),
-            supervisor: supervisor.clone(),
+        let store = open_store(config).await?;
+        let (actors, drain_gate) = start_actors(&store, config);
+        let registry = Data::new(Registry::new(
+            store.clone(),
+            actors.clone(),
             drain_gate,
-            agent_client: reqwest::Client::new(),
-            cancel_event_grace: config.cancel_event_grace,
-            job_stale_timeout: config.job_stale_timeout,
-            started_at: Instant::now(),
-        });
-        let body_limit = BodyLimit(config.max_body_bytes);
-        let admin_separate = config.admin_port.is_some();
-        let public_state = state.clone();
-        let public = HttpServer::new(move || {
-            App::new()
-                .app_data(public_state.clone())
-                .app_data(body_limit)
-                .configure(http::routes)
-                .configure(|cfg| {
-                    if !admin_separate {
-                        http::admin_routes(cfg);
-                    }
-                })
-                .configure(http::fallback_route)
-        })
-        .workers(config.http_workers)
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
-        .listen(listener)
-        .map_err(listen_error)?
-        .run();
+            Settings {
+                cancel_event_grace: config.cancel_event_grace,
+                job_stale_timeout: config.job_stale_timeout,
+            },
+        ));
+        let (public, port) = public_server(config, registry.clone())?;
         let mut servers = vec![public];
         let admin_port = match config.admin_port {
             None => None,
             Some(port) => {
-                // Plain HTTP on every interface, as the reference: probes and operators reach
-                // each replica directly.
-                let address = format!("0.0.0.0:{port}");
-                let admin_error = |source| StartupError::Listen {
-                    address: address.clone(),
-                    source,
-                };
-                let listener = TcpListener::bind(("0.0.0.0", port)).map_err(admin_error)?;
-                let bound = listener.local_addr().map_err(admin_error)?.port();
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(state.clone())
-                        .configure(http::admin_routes)
-                        .configure(http::fallback_route)
-                })
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(config.shutdown_timeout.as_secs())
-                .listen(listener)
-                .map_err(admin_error)?
-                .run();
-                servers.push(server);
+                let (admin, bound) = admin_server(config, port, registry)?;
+                servers.push(admin);
                 Some(bound)
             }
         };
@@ -162,9 +74,7 @@ impl Application {
             servers,
             port,
             admin_port,
-            event_hub,
-            agent_tracker,
-            supervisor,
+            actors,
             store,
         })
     }
@@ -185,8 +95,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + 'static,
     ) -> std::io::Result<()> {
         let handles: Vec<_> = self.servers.iter().map(Server::handle).collect();
-        let (event_hub, agent_tracker, supervisor) =
-            (self.event_hub, self.agent_tracker, self.supervisor);
+        let Actors {
+            event_hub,
+            agent_tracker,
+            supervisor,
+        } = self.actors;
         actix_web::rt::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
@@ -203,6 +116,127 @@ impl Application {
         self.store.close().await;
         served.map(|_| ())
     }
+}
+
+/// Opens the database the configuration names, migrated and checked, and says which it is.
+async fn open_store(config: &Config) -> Result<Store, StartupError> {
+    let store = Store::connect(&config.database_url, config.db_pool_size).await?;
+    match store.backend() {
+        Backend::Postgres => tracing::info!(
+            "storage: PostgreSQL at {} (replicas may share it)",
+            store.target()
+        ),
+        Backend::Embedded => tracing::info!(
+            "storage: embedded SQLite file {} (this process only; fleet-wide drain and \
+             cross-replica notifications are PostgreSQL features and unavailable here)",
+            store.target()
+        ),
+    }
+    Ok(store)
+}
+
+/// Starts this replica's actors on the current arbiter, wired to the store and to what other
+/// replicas announce; returns them and the drain gate the supervisor owns.
+fn start_actors(store: &Store, config: &Config) -> (Actors, DrainGate) {
+    let event_hub = EventHub::new(config.max_long_polls).start();
+    let agent_tracker = AgentTracker::new(
+        Rc::new(store.clone()),
+        TrackerSettings {
+            flush_every: HEARTBEAT_FLUSH_INTERVAL,
+            check_every: config.health_check_interval,
+            silent_for: config.agent_timeout,
+        },
+    )
+    .start();
+    let (supervisor, drain_gate) = Supervisor::new(
+        Rc::new(store.clone()),
+        SupervisorSettings {
+            sweep_every: config.sweep_interval,
+            startup_grace: config.startup_grace,
+            stale_timeout: config.job_stale_timeout,
+            retention: config.retention,
+            job_row_retention: config.job_row_retention,
+        },
+        event_hub.clone().recipient(),
+    );
+    let supervisor = supervisor.start();
+    match store.listen() {
+        Some(notices) => forward_notices(notices, event_hub.clone(), supervisor.clone()),
+        // One process: every wake-up is local, nothing can be missed.
+        None => event_hub.do_send(Notifications { arriving: true }),
+    }
+    let actors = Actors {
+        event_hub,
+        agent_tracker,
+        supervisor,
+    };
+    (actors, drain_gate)
+}
+
+/// Binds `host:port` (port 0: any free one); the listener and the port it got.
+fn bind(host: &str, port: u16) -> Result<(TcpListener, u16), StartupError> {
+    let listen_error = |source| StartupError::Listen {
+        address: format!("{host}:{port}"),
+        source,
+    };
+    let listener = TcpListener::bind((host, port)).map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?.port();
+    Ok((listener, bound))
+}
+
+/// The public API, with `/admin/*` too unless it has a port of its own.
+fn public_server(config: &Config, registry: Data<Registry>) -> Result<(Server, u16), StartupError> {
+    let (listener, port) = bind(&config.host, config.port)?;
+    let body_limit = BodyLimit(config.max_body_bytes);
+    let admin_separate = config.admin_port.is_some();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(registry.clone())
+            .app_data(body_limit)
+            .configure(http::routes)
+            .configure(|cfg| {
+                if !admin_separate {
+                    http::admin_routes(cfg);
+                }
+            })
+            .configure(http::fallback_route)
+    })
+    .workers(config.http_workers)
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_timeout.as_secs())
+    .listen(listener)
+    .map_err(|source| StartupError::Listen {
+        address: format!("{}:{}", config.host, config.port),
+        source,
+    })?
+    .run();
+    Ok((server, port))
+}
+
+/// `/admin/*` alone on its own port: plain HTTP on every interface, as the reference, so probes
+/// and operators reach each replica directly.
+fn admin_server(
+    config: &Config,
+    port: u16,
+    registry: Data<Registry>,
+) -> Result<(Server, u16), StartupError> {
+    let (listener, bound) = bind("0.0.0.0", port)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(registry.clone())
+            .configure(http::admin_routes)
+            .configure(http::fallback_route)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_timeout.as_secs())
+    .listen(listener)
+    .map_err(|source| StartupError::Listen {
+        address: format!("0.0.0.0:{port}"),
+        source,
+    })?
+    .run();
+    Ok((server, bound))
 }
 
 /// Hands what other replicas announce (through PostgreSQL) to the actors it concerns.

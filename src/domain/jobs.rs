@@ -193,7 +193,11 @@ mod tests {
         // Without a deadline: the stale ceiling, at least max_duration after submission.
         let lease = poll_lease(Some(7200), None, submitted, Some(HOUR));
         assert_eq!(lease.cap, Some(submitted + 2 * HOUR));
-        assert_eq!(lease.at(now), submitted + 2 * HOUR, "capped before now + window");
+        assert_eq!(
+            lease.at(now),
+            submitted + 2 * HOUR,
+            "capped before now + window"
+        );
         let lease = poll_lease(None, None, submitted, Some(HOUR));
         assert_eq!(lease.at(now), submitted + HOUR);
         // Neither: the plain window.

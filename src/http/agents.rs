@@ -1,23 +1,18 @@
 //! Agent handlers: registration and full heartbeats, HEAD heartbeats, deregistration, listing
 //! (contract §8; the reference's agent endpoints as real SDKs and meshctl use them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
-use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
-use super::AppState;
-use crate::resolve::Mesh;
-use crate::store::{MeshSnapshot, NewRegistration, NewTool};
-use crate::wire::{
-    rfc3339, rfc3339_now, AgentRegistration, AgentView, AgentsResponse, CapabilityView,
-    DependencyResolution, DependencyStatus, HeartbeatResponse,
-};
+use crate::service::{Beat, Registry};
+use crate::store::{NewRegistration, NewTool};
+use crate::wire::{rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatResponse};
 
 const AGENT_TYPES: [&str; 5] = ["mcp_agent", "mesh_tool", "decorator_agent", "api", "a2a"];
 const RUNTIMES: [&str; 3] = ["python", "typescript", "java"];
@@ -137,40 +132,14 @@ fn validate<'a>(
 }
 
 /// `POST /heartbeat`: register or refresh an agent, and resolve its dependencies.
-pub async fn register(state: Data<AppState>, body: Body) -> Result<HttpResponse, ApiError> {
+pub async fn register(registry: Data<Registry>, body: Body) -> Result<HttpResponse, ApiError> {
     let raw: Box<RawValue> = body.json()?;
     let registration: AgentRegistration = parse_json(raw.get().as_bytes())?;
     let agent = validate(&registration, &raw)?;
-    let registered = state
-        .store
-        .register_agent(&agent)
+    let registered = registry
+        .register(&agent)
         .await
         .map_err(ApiError::store("register agent"))?;
-    state.agent_tracker.do_send(AgentRegistered {
-        agent_id: agent.agent_id.to_owned(),
-        topology_version: registered.topology_version,
-    });
-    if registered.created {
-        tracing::info!(
-            agent_id = agent.agent_id,
-            name = agent.name,
-            tools = agent.tools.len(),
-            "agent registered"
-        );
-    }
-    let snapshot = state
-        .store
-        .mesh_snapshot()
-        .await
-        .map_err(ApiError::store("resolve dependencies"))?;
-    let mesh = Mesh::from_snapshot(&snapshot);
-    let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
-    for tool in agent.tools.iter().filter(|t| !t.dependencies.is_empty()) {
-        dependencies_resolved
-            .entry(tool.function_name.to_owned())
-            .or_default()
-            .extend(mesh.resolve_all(tool.dependencies, agent.namespace));
-    }
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         status: "success",
         message: if registered.created {
@@ -179,7 +148,7 @@ pub async fn register(state: Data<AppState>, body: Body) -> Result<HttpResponse,
             "Agent updated via heartbeat"
         },
         agent_id: agent.agent_id.to_owned(),
-        dependencies_resolved,
+        dependencies_resolved: registered.dependencies_resolved,
         llm_tools: BTreeMap::new(),
         llm_providers: BTreeMap::new(),
         timestamp: rfc3339_now(),
@@ -188,67 +157,45 @@ pub async fn register(state: Data<AppState>, body: Body) -> Result<HttpResponse,
 
 /// `HEAD /heartbeat/{agent_id}`: 200, or 202 when the topology changed since the agent's last
 /// full heartbeat; 410 when it must register (again). Answered from memory.
-pub async fn beat(state: Data<AppState>, path: Path<String>) -> HttpResponse {
-    let agent_id = path.into_inner();
-    let verdict = match state
-        .agent_tracker
-        .send(Heartbeat {
-            agent_id: agent_id.clone(),
-        })
-        .await
-    {
-        Ok(Ok(verdict)) => verdict,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, agent_id, "heartbeat check failed");
-            return HttpResponse::ServiceUnavailable().finish();
-        }
+pub async fn beat(registry: Data<Registry>, path: Path<String>) -> HttpResponse {
+    match registry.heartbeat(path.into_inner()).await {
         Err(error) => {
-            tracing::error!(%error, "agent tracker unreachable");
-            return HttpResponse::ServiceUnavailable().finish();
+            tracing::warn!(%error, "heartbeat check failed");
+            HttpResponse::ServiceUnavailable().finish()
         }
-    };
-    let status = match verdict {
-        Verdict::Unknown | Verdict::Unhealthy => return HttpResponse::Gone().finish(),
-        Verdict::Alive {
-            topology_changed: true,
-        } => StatusCode::ACCEPTED,
-        Verdict::Alive {
-            topology_changed: false,
-        } => StatusCode::OK,
-    };
-    let mut response = HttpResponse::build(status);
-    // A hint only: when it cannot be counted the header is left out.
-    match state.store.pending_jobs_for(&agent_id).await {
-        Ok(pending) if pending > 0 => {
-            response.insert_header((PENDING_JOBS_HEADER, pending.to_string()));
+        Ok(Beat::Gone) => HttpResponse::Gone().finish(),
+        Ok(Beat::Alive {
+            topology_changed,
+            pending_jobs,
+        }) => {
+            let status = match topology_changed {
+                true => StatusCode::ACCEPTED,
+                false => StatusCode::OK,
+            };
+            let mut response = HttpResponse::build(status);
+            if let Some(pending) = pending_jobs.filter(|&n| n > 0) {
+                response.insert_header((PENDING_JOBS_HEADER, pending.to_string()));
+            }
+            response.finish()
         }
-        Ok(_) => {}
-        Err(error) => tracing::debug!(%error, "pending jobs not counted"),
     }
-    response.finish()
 }
 
 /// `DELETE /agents/{agent_id}`: the agent leaves (204, also for an id never seen). Its jobs
 /// stay with it until their leases lapse: an older SDK keeps running them after it leaves.
 pub async fn deregister(
-    state: Data<AppState>,
+    registry: Data<Registry>,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let agent_id = path.into_inner();
-    let topology_version = state
-        .store
-        .deregister_agent(&agent_id)
+    registry
+        .deregister(path.into_inner())
         .await
         .map_err(ApiError::store("deregister agent"))?;
-    state.agent_tracker.do_send(AgentDeparted {
-        agent_id,
-        topology_version,
-    });
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /agents?status&namespace&type&capabilities&fuzzy`
-pub async fn list(state: Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(&req);
     let fuzzy = match query.get("fuzzy") {
         None => false,
@@ -259,12 +206,10 @@ pub async fn list(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespons
         })?,
     };
     let wanted_capabilities = query.all("capabilities");
-    let snapshot = state
-        .store
-        .mesh_snapshot()
+    let agents: Vec<AgentView> = registry
+        .agents()
         .await
-        .map_err(ApiError::store("list agents"))?;
-    let agents: Vec<AgentView> = agent_views(&snapshot)
+        .map_err(ApiError::store("list agents"))?
         .into_iter()
         .filter(|a| query.get("status").is_none_or(|s| a.status.as_str() == s))
         .filter(|a| query.get("namespace").is_none_or(|ns| a.namespace == ns))
@@ -287,13 +232,11 @@ pub async fn list(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespons
 }
 
 /// `GET /agents/{agent_id}`: one agent, as `GET /agents` shows it.
-pub async fn get(state: Data<AppState>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    let snapshot = state
-        .store
-        .mesh_snapshot()
+pub async fn get(registry: Data<Registry>, path: Path<String>) -> Result<HttpResponse, ApiError> {
+    registry
+        .agents()
         .await
-        .map_err(ApiError::store("fetch agent"))?;
-    agent_views(&snapshot)
+        .map_err(ApiError::store("fetch agent"))?
         .into_iter()
         .find(|agent| agent.id == *path)
         .map(|agent| HttpResponse::Ok().json(agent))
@@ -307,96 +250,4 @@ fn parse_go_bool(raw: &str) -> Option<bool> {
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
     }
-}
-
-/// Every agent with its capabilities' availability and where its dependencies resolve now.
-fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
-    let mesh = Mesh::from_snapshot(snapshot);
-    let mut availability: HashMap<(&str, &str), Option<String>> = HashMap::new();
-    for (provider, reason) in mesh.providers().iter().zip(mesh.availability()) {
-        availability.insert((&provider.agent_id, &provider.function_name), reason);
-    }
-    snapshot
-        .agents
-        .iter()
-        .map(|agent| {
-            let tools: Vec<_> = snapshot
-                .tools
-                .iter()
-                .filter(|t| t.agent_id == agent.agent_id && !t.function_name.is_empty())
-                .collect();
-            let capabilities = tools
-                .iter()
-                .filter(|t| !t.capability.is_empty())
-                .map(|tool| {
-                    let reason = availability
-                        .get(&(tool.agent_id.as_str(), tool.function_name.as_str()))
-                        .cloned()
-                        .flatten();
-                    CapabilityView {
-                        name: tool.capability.clone(),
-                        function_name: tool.function_name.clone(),
-                        version: tool.version.clone(),
-                        description: tool.description.clone(),
-                        tags: tool.tags.clone(),
-                        task: tool.kwargs.as_deref().is_some_and(is_task),
-                        available: reason.is_none(),
-                        unavailable_reason: reason,
-                    }
-                })
-                .collect();
-            let dependency_resolutions: Vec<DependencyResolution> = tools
-                .iter()
-                .flat_map(|tool| {
-                    let mesh = &mesh;
-                    tool.dependencies.iter().map(move |spec| {
-                        let provider = mesh.resolve(spec, &agent.namespace);
-                        DependencyResolution {
-                            function_name: tool.function_name.clone(),
-                            capability: spec.capability.clone(),
-                            status: match provider {
-                                Some(_) => DependencyStatus::Available,
-                                None => DependencyStatus::Unresolved,
-                            },
-                            provider_agent_id: provider.map(|p| p.agent_id.clone()),
-                            mcp_tool: provider.map(|p| p.function_name.clone()),
-                            endpoint: provider.map(|p| p.endpoint.clone()),
-                        }
-                    })
-                })
-                .collect();
-            AgentView {
-                id: agent.agent_id.clone(),
-                name: agent.name.clone(),
-                agent_type: agent.agent_type.clone(),
-                status: agent.status,
-                endpoint: agent.endpoint(),
-                version: agent.version.clone(),
-                runtime: agent.runtime.clone(),
-                description: agent.description.clone(),
-                namespace: agent.namespace.clone(),
-                a2a_producer: agent.a2a_producer,
-                a2a_consumer: agent.a2a_consumer,
-                created_at: rfc3339(agent.created_at),
-                last_seen: rfc3339(agent.updated_at),
-                capabilities,
-                total_dependencies: dependency_resolutions.len(),
-                dependencies_resolved: dependency_resolutions
-                    .iter()
-                    .filter(|d| d.status == DependencyStatus::Available)
-                    .count(),
-                dependency_resolutions,
-                llm_tool_resolutions: None,
-                llm_provider_resolutions: None,
-            }
-        })
-        .collect()
-}
-
-/// `kwargs.task == true` marks a tool that runs as a job.
-fn is_task(kwargs: &RawValue) -> bool {
-    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(kwargs.get())
-        .ok()
-        .and_then(|map| map.get("task").and_then(serde_json::Value::as_bool))
-        == Some(true)
 }

@@ -5,28 +5,27 @@
 use actix_web::web::Data;
 use actix_web::HttpResponse;
 
-use super::AppState;
+use crate::service::Registry;
 use crate::wire::{rfc3339_now, HealthResponse, ReadyResponse};
 
-pub async fn health(state: Data<AppState>) -> HttpResponse {
+pub async fn health(registry: Data<Registry>) -> HttpResponse {
     HttpResponse::Ok().json(HealthResponse {
         service: "mcp-mesh-registry",
         status: "healthy",
         timestamp: rfc3339_now(),
-        uptime_seconds: state.started_at.elapsed().as_secs(),
+        uptime_seconds: registry.uptime().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
     })
 }
 
-pub async fn ready(state: Data<AppState>) -> HttpResponse {
-    let backend = state.store.backend().name();
-    match state.store.ping().await {
-        Ok(()) => HttpResponse::Ok().json(ReadyResponse {
+pub async fn ready(registry: Data<Registry>) -> HttpResponse {
+    match registry.ready().await {
+        (backend, Ok(())) => HttpResponse::Ok().json(ReadyResponse {
             status: "ready",
             backend,
             error: None,
         }),
-        Err(error) => {
+        (backend, Err(error)) => {
             tracing::warn!(%error, "not ready: the database does not answer");
             HttpResponse::ServiceUnavailable().json(ReadyResponse {
                 status: "unavailable",

@@ -1,5 +1,8 @@
-//! The HTTP layer: routes, shared state and the fallbacks that make unknown routes answer like
+//! The HTTP layer: routes and the fallbacks that make unknown routes answer like
 //! the reference (gin): `404 page not found`, and a redirect for a trailing slash.
+//!
+//! Handlers parse and validate, call one method of the service layer (`crate::service`), and
+//! render its answer; they hold no state and never talk to the actors.
 //!
 //! Routing is by method *and* path (each resource carries its method guard), so `GET /jobs/claim`
 //! reaches `GET /jobs/{job_id}` exactly as it does in the reference.
@@ -12,32 +15,11 @@ mod extract;
 mod health;
 mod jobs;
 
-use std::time::{Duration, Instant};
-
-use actix::Addr;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
-use mesh_registry_actors::{AgentTracker, DrainGate, EventHub, Supervisor};
 
 pub use error::ApiError;
 pub use extract::BodyLimit;
-
-use crate::store::Store;
-
-/// What every handler shares. Handlers hold no state of their own.
-pub struct AppState {
-    pub store: Store,
-    pub event_hub: Addr<EventHub>,
-    pub agent_tracker: Addr<AgentTracker>,
-    pub supervisor: Addr<Supervisor>,
-    /// Read before every claim; the supervisor owns it.
-    pub drain_gate: DrainGate,
-    /// Outbound calls to agents (cancel forwarding).
-    pub agent_client: reqwest::Client,
-    pub cancel_event_grace: Duration,
-    pub job_stale_timeout: Option<Duration>,
-    pub started_at: Instant,
-}
 
 /// `/admin/*`: on the public port, or alone on `MCP_MESH_ADMIN_PORT` when that is set.
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {

@@ -67,13 +67,14 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub use model::{
-    AgentRow, CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate,
-    EventFilter, ExecutorRead, JobListQuery, Liveness, MeshSnapshot, NewJob, NewRegistration,
-    NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome, SchemaPiece,
-    SchemaReport, ToolRow,
+    AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
+    DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, Liveness, MeshSnapshot, NewJob,
+    NewRegistration, NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome,
+    SchemaPiece, SchemaReport, ToolRow,
 };
 
-use crate::wire::{AgentStatus, Job, JobEvent, RawJson, RejectReason};
+use crate::domain::jobs::JobState;
+use crate::wire::{AgentStatus, Job, JobEvent, RawJson};
 
 /// The file the embedded backend uses when no `DATABASE_URL` is given (the reference's name).
 pub const DEFAULT_EMBEDDED_FILE: &str = "mcp_mesh_registry.db";
@@ -160,27 +161,22 @@ pub trait JobStore {
     /// T3: a guarded update that re-asserts owner, liveness and (when the delta carries one)
     /// the claim epoch. A rejected delta touches nothing: no lease extension, no cursor advance.
     async fn apply_delta(&self, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError>;
-    /// Why a delta from `instance_id` cannot apply to the job as it is now (`None`: nothing
-    /// stands in the way).
-    async fn delta_rejection(
-        &self,
-        instance_id: &str,
-        job_id: Uuid,
-        claim_epoch: Option<i64>,
-    ) -> Result<Option<RejectReason>, StoreError>;
-    /// T5 with decisions row 8: the owner gives the job back (fails past its budget).
+    /// Status, owner and epoch as they are now: what names the reason a write was refused.
+    async fn job_state(&self, job_id: Uuid) -> Result<Option<JobState>, StoreError>;
+    /// T5 with decisions row 8: the owner gives the job back; past its budget the job fails
+    /// with `exhausted_error`.
     async fn release_job(
         &self,
         job_id: Uuid,
         instance_id: &str,
-        reason: &str,
+        exhausted_error: &str,
     ) -> Result<ReleaseOutcome, StoreError>;
-    /// T6: cancel and append the synthetic `cancelled` event atomically. `error_reason` is the
-    /// trimmed reason (empty = leave `error` alone); `event_reason` goes in the event payload.
+    /// T6: cancel and append the synthetic `cancelled` event atomically. `error` replaces the
+    /// job's error when given; `event_reason` goes in the event payload as the caller sent it.
     async fn cancel_job(
         &self,
         job_id: Uuid,
-        error_reason: &str,
+        error: Option<&str>,
         event_reason: &str,
     ) -> Result<CancelOutcome, StoreError>;
     /// T7 with decisions row 9: force the job back to the queue (or fail it past its budget).

@@ -89,6 +89,7 @@ pub enum ClaimAfter {
 #[derive(Debug)]
 pub enum ReleaseOutcome {
     Released {
+        job_id: Uuid,
         status: JobStatus,
         attempt_count: i64,
     },
@@ -99,7 +100,10 @@ pub enum ReleaseOutcome {
 
 #[derive(Debug)]
 pub enum CancelOutcome {
-    Cancelled { previous_owner: Option<String> },
+    Cancelled {
+        job_id: Uuid,
+        previous_owner: Option<String>,
+    },
     NotFound,
     Terminal,
 }
@@ -107,6 +111,7 @@ pub enum CancelOutcome {
 #[derive(Debug)]
 pub enum ReclaimOutcome {
     Reclaimed {
+        job_id: Uuid,
         status: JobStatus,
         previous_owner: Option<String>,
         claim_epoch: i64,
@@ -127,6 +132,102 @@ pub enum ExecutorRead {
     },
 }
 
+/// What a store call changed that this replica's actors must hear of. Every outcome of a write
+/// says it through [`Changed`]; the service layer forwards it, so no caller has to remember.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A claim holds this lease (claimed, or renewed): its lease timer is (re)armed.
+    LeaseHeld(LeaseHeld),
+    /// A claim ended (finished, released, cancelled, reclaimed): its lease timer retires.
+    ClaimEnded(Uuid),
+    /// An event was appended to the job's log: its long-polls wake.
+    EventPosted(Uuid),
+}
+
+/// An outcome that knows what it changed.
+pub trait Changed {
+    fn changes(&self) -> Vec<Change>;
+}
+
+impl Changed for ClaimOutcome {
+    fn changes(&self) -> Vec<Change> {
+        match self {
+            ClaimOutcome::Claimed(job) => job
+                .lease_expires_at
+                .map(|lease| {
+                    Change::LeaseHeld(LeaseHeld {
+                        job_id: job.id,
+                        claim_epoch: job.claim_epoch,
+                        lease_expires_at: lease.0,
+                    })
+                })
+                .into_iter()
+                .collect(),
+            ClaimOutcome::NoWork | ClaimOutcome::Gated => Vec::new(),
+        }
+    }
+}
+
+impl Changed for DeltaOutcome {
+    fn changes(&self) -> Vec<Change> {
+        match self {
+            DeltaOutcome::Accepted(ClaimAfter::Held(lease)) => vec![Change::LeaseHeld(*lease)],
+            DeltaOutcome::Accepted(ClaimAfter::Ended(job_id)) => vec![Change::ClaimEnded(*job_id)],
+            DeltaOutcome::Rejected(_) => Vec::new(),
+        }
+    }
+}
+
+impl Changed for ReleaseOutcome {
+    fn changes(&self) -> Vec<Change> {
+        match self {
+            ReleaseOutcome::Released { job_id, .. } => vec![Change::ClaimEnded(*job_id)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Changed for CancelOutcome {
+    fn changes(&self) -> Vec<Change> {
+        match self {
+            // The synthetic `cancelled` event was appended in the same statement.
+            CancelOutcome::Cancelled { job_id, .. } => {
+                vec![Change::ClaimEnded(*job_id), Change::EventPosted(*job_id)]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Changed for ReclaimOutcome {
+    fn changes(&self) -> Vec<Change> {
+        match self {
+            ReclaimOutcome::Reclaimed { job_id, .. } => vec![Change::ClaimEnded(*job_id)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Changed for ExecutorRead {
+    fn changes(&self) -> Vec<Change> {
+        match self {
+            ExecutorRead::Serve {
+                renewed: Some(lease),
+            } => vec![Change::LeaseHeld(*lease)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Changed for PostEventOutcome {
+    fn changes(&self) -> Vec<Change> {
+        match self {
+            PostEventOutcome::Posted { job_id, .. } => vec![Change::EventPosted(*job_id)],
+            _ => Vec::new(),
+        }
+    }
+}
+
 // Events.
 
 /// Which events of a job to read.
@@ -139,7 +240,11 @@ pub struct EventFilter {
 
 #[derive(Debug)]
 pub enum PostEventOutcome {
-    Posted { seq: i64, created_at: Timestamp },
+    Posted {
+        job_id: Uuid,
+        seq: i64,
+        created_at: Timestamp,
+    },
     NotFound,
     Terminal,
 }

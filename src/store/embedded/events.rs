@@ -82,6 +82,7 @@ impl EventStore for EmbeddedStore {
                 now,
             )?;
             Ok(PostEventOutcome::Posted {
+                job_id,
                 seq,
                 created_at: Timestamp(time_of(now)),
             })

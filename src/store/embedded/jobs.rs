@@ -158,29 +158,17 @@ impl JobStore for EmbeddedStore {
         self.run(move |db| apply_delta(db, delta)).await
     }
 
-    async fn delta_rejection(
-        &self,
-        instance_id: &str,
-        job_id: Uuid,
-        claim_epoch: Option<i64>,
-    ) -> Result<Option<RejectReason>, StoreError> {
-        let instance_id = instance_id.to_owned();
-        self.run(move |db| {
-            Ok(match job_state(db, job_id)? {
-                None => Some(RejectReason::NotFound),
-                Some(job) => job.delta_rejection(&instance_id, claim_epoch),
-            })
-        })
-        .await
+    async fn job_state(&self, job_id: Uuid) -> Result<Option<JobState>, StoreError> {
+        self.run(move |db| job_state(db, job_id)).await
     }
 
     async fn release_job(
         &self,
         job_id: Uuid,
         instance_id: &str,
-        reason: &str,
+        exhausted_error: &str,
     ) -> Result<ReleaseOutcome, StoreError> {
-        let (instance_id, reason) = (instance_id.to_owned(), reason.to_owned());
+        let (instance_id, exhausted_error) = (instance_id.to_owned(), exhausted_error.to_owned());
         self.run(move |db| {
             let released = db
                 .prepare_cached(concat!(
@@ -189,18 +177,24 @@ impl JobStore for EmbeddedStore {
                        status = CASE WHEN attempt_count > max_retries \
                          THEN 'failed' ELSE 'working' END, \
                        error = CASE WHEN attempt_count > max_retries \
-                         THEN 'exhausted (release): ' || ?3 ELSE error END \
+                         THEN ?3 ELSE error END \
                      WHERE job_id = ?1 AND owner_instance_id = ?2 AND status IN ",
                     live!(),
                     " RETURNING status, attempt_count"
                 ))?
                 .query_row(
-                    params![job_id.to_string(), instance_id, reason, now_micros()],
+                    params![
+                        job_id.to_string(),
+                        instance_id,
+                        exhausted_error,
+                        now_micros()
+                    ],
                     |row| Ok((job_status(row), row.get::<_, i64>("attempt_count")?)),
                 )
                 .optional()?;
             if let Some((status, attempt_count)) = released {
                 return Ok(ReleaseOutcome::Released {
+                    job_id,
                     status: status?,
                     attempt_count,
                 });
@@ -217,23 +211,23 @@ impl JobStore for EmbeddedStore {
     async fn cancel_job(
         &self,
         job_id: Uuid,
-        error_reason: &str,
+        error: Option<&str>,
         event_reason: &str,
     ) -> Result<CancelOutcome, StoreError> {
-        let error_reason = error_reason.to_owned();
+        let error = error.map(str::to_owned);
         let payload = encode(&serde_json::json!({ "reason": event_reason }))?;
         self.run(move |db| {
             let now = now_micros();
             let cancelled = db
                 .prepare_cached(concat!(
                     "UPDATE jobs SET status = 'cancelled', \
-                       error = CASE WHEN ?2 <> '' THEN 'cancelled: ' || ?2 ELSE error END, \
+                       error = coalesce(?2, error), \
                        last_heartbeat_at = ?3, event_seq = event_seq + 1 \
                      WHERE job_id = ?1 AND status IN ",
                     live!(),
                     " RETURNING owner_instance_id, event_seq"
                 ))?
-                .query_row(params![job_id.to_string(), error_reason, now], |row| {
+                .query_row(params![job_id.to_string(), error, now], |row| {
                     Ok((
                         row.get::<_, Option<String>>("owner_instance_id")?,
                         row.get::<_, i64>("event_seq")?,
@@ -248,7 +242,10 @@ impl JobStore for EmbeddedStore {
             };
             // The synthetic event commits with the cancellation or not at all.
             super::events::append(db, job_id, seq, "cancelled", Some(&payload), None, now)?;
-            Ok(CancelOutcome::Cancelled { previous_owner })
+            Ok(CancelOutcome::Cancelled {
+                job_id,
+                previous_owner,
+            })
         })
         .await
     }
@@ -279,6 +276,7 @@ impl JobStore for EmbeddedStore {
                     Ok((job_status(row), row.get::<_, i64>("claim_epoch")?))
                 })?;
             Ok(ReclaimOutcome::Reclaimed {
+                job_id,
                 status: status?,
                 previous_owner,
                 claim_epoch,

@@ -5,7 +5,7 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::{column, PgStore};
-use crate::store::{EventFilter, EventStore, PostEventOutcome, StoreError};
+use crate::store::{EventFilter, EventStore, JobStore, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson, Timestamp};
 
 #[async_trait]
@@ -98,6 +98,7 @@ impl EventStore for PgStore {
             .await?;
         if let Some(row) = row {
             return Ok(PostEventOutcome::Posted {
+                job_id,
                 seq: column(&row, "seq")?,
                 created_at: Timestamp(column(&row, "created_at")?),
             });

@@ -109,19 +109,19 @@ impl JobStore for PgStore {
         }
     }
 
-    /// Why a delta from `instance_id` (with or without an epoch) cannot apply to the job as it
-    /// is now, in the reference's order: existence, ownership/epoch, then terminal state.
-    /// `None` when nothing stands in the way.
-    async fn delta_rejection(
-        &self,
-        instance_id: &str,
-        job_id: Uuid,
-        claim_epoch: Option<i64>,
-    ) -> Result<Option<RejectReason>, StoreError> {
-        Ok(match self.job_state(job_id).await? {
-            None => Some(RejectReason::NotFound),
-            Some(job) => job.delta_rejection(instance_id, claim_epoch),
-        })
+    /// Status, owner and epoch as they are now: what a miss path needs to name its reason.
+    async fn job_state(&self, job_id: Uuid) -> Result<Option<JobState>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(
+                "SELECT status, owner_instance_id, claim_epoch FROM jobs WHERE job_id = $1",
+            )
+            .await?;
+        conn.query_opt(&statement, &[&job_id])
+            .await?
+            .as_ref()
+            .map(job_state_from_row)
+            .transpose()
     }
 
     /// T5 with decisions row 8: the owner gives the job back. Within budget it returns to
@@ -130,7 +130,7 @@ impl JobStore for PgStore {
         &self,
         job_id: Uuid,
         instance_id: &str,
-        reason: &str,
+        exhausted_error: &str,
     ) -> Result<ReleaseOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
@@ -139,17 +139,18 @@ impl JobStore for PgStore {
                    last_heartbeat_at = now(), \
                    status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
                    error = CASE WHEN attempt_count > max_retries \
-                     THEN 'exhausted (release): ' || $3::text ELSE error END \
+                     THEN $3::text ELSE error END \
                  WHERE job_id = $1 AND owner_instance_id = $2 AND status IN ",
                 live!(),
                 " RETURNING status, attempt_count"
             ))
             .await?;
         if let Some(row) = conn
-            .query_opt(&statement, &[&job_id, &instance_id, &reason])
+            .query_opt(&statement, &[&job_id, &instance_id, &exhausted_error])
             .await?
         {
             return Ok(ReleaseOutcome::Released {
+                job_id,
                 status: job_status(&row)?,
                 attempt_count: column(&row, "attempt_count")?,
             });
@@ -168,7 +169,7 @@ impl JobStore for PgStore {
     async fn cancel_job(
         &self,
         job_id: Uuid,
-        error_reason: &str,
+        error: Option<&str>,
         event_reason: &str,
     ) -> Result<CancelOutcome, StoreError> {
         let conn = self.conn().await?;
@@ -176,7 +177,7 @@ impl JobStore for PgStore {
             .prepare_cached(concat!(
                 "WITH cancelled AS ( \
                    UPDATE jobs SET status = 'cancelled', \
-                     error = CASE WHEN $2::text <> '' THEN 'cancelled: ' || $2 ELSE error END, \
+                     error = coalesce($2::text, error), \
                      last_heartbeat_at = now(), event_seq = event_seq + 1 \
                    WHERE job_id = $1 AND status IN ",
                 live!(),
@@ -195,13 +196,14 @@ impl JobStore for PgStore {
                 &statement,
                 &[
                     &job_id,
-                    &error_reason,
+                    &error,
                     &Json(serde_json::json!({ "reason": event_reason })),
                 ],
             )
             .await?
         {
             return Ok(CancelOutcome::Cancelled {
+                job_id,
                 previous_owner: column(&row, "owner_instance_id")?,
             });
         }
@@ -230,6 +232,7 @@ impl JobStore for PgStore {
             .await?;
         if let Some(row) = conn.query_opt(&statement, &[&job_id]).await? {
             return Ok(ReclaimOutcome::Reclaimed {
+                job_id,
                 status: job_status(&row)?,
                 previous_owner: column(&row, "owner_instance_id")?,
                 claim_epoch: column(&row, "claim_epoch")?,
@@ -464,8 +467,11 @@ impl PgStore {
                     None => {
                         let delta = &deltas[i];
                         let reason = self
-                            .delta_rejection(&delta.instance_id, delta.job_id, delta.claim_epoch)
-                            .await?;
+                            .job_state(delta.job_id)
+                            .await?
+                            .map_or(Some(RejectReason::NotFound), |job| {
+                                job.delta_rejection(&delta.instance_id, delta.claim_epoch)
+                            });
                         // The guard failed yet the row now looks acceptable: it changed under us;
                         // the reference answers not_owner in that case.
                         DeltaOutcome::Rejected(reason.unwrap_or(RejectReason::NotOwner))
@@ -573,21 +579,6 @@ impl PgStore {
             );
         }
         Ok(applied)
-    }
-
-    /// Status, owner and epoch as they are now: what a miss path needs to name its reason.
-    pub(super) async fn job_state(&self, job_id: Uuid) -> Result<Option<JobState>, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(
-                "SELECT status, owner_instance_id, claim_epoch FROM jobs WHERE job_id = $1",
-            )
-            .await?;
-        conn.query_opt(&statement, &[&job_id])
-            .await?
-            .as_ref()
-            .map(job_state_from_row)
-            .transpose()
     }
 }
 

@@ -1,0 +1,208 @@
+//! Agent use cases: registration (a full heartbeat, answered with its resolved dependencies),
+//! HEAD heartbeats answered from the tracker's memory, deregistration, and the views of
+//! `GET /agents`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
+use serde_json::value::RawValue;
+
+use super::Registry;
+use crate::resolve::Mesh;
+use crate::store::{MeshSnapshot, NewRegistration, StoreError};
+use crate::wire::{
+    rfc3339, AgentView, CapabilityView, DependencyResolution, DependencyStatus, ResolvedDependency,
+};
+
+/// A registration as stored, and where the agent's dependencies resolve now.
+pub struct Registration {
+    /// First registration of this agent id.
+    pub created: bool,
+    /// Per function name, in declared order (placeholders for unresolved ones).
+    pub dependencies_resolved: BTreeMap<String, Vec<ResolvedDependency>>,
+}
+
+/// The answer to a `HEAD /heartbeat`.
+pub enum Beat {
+    /// Unknown or unhealthy: the agent must register (again).
+    Gone,
+    /// Alive; whether the topology changed since its last full heartbeat, and the claimable
+    /// jobs queued for its replica group (a hint: `None` when it could not be counted).
+    Alive {
+        topology_changed: bool,
+        pending_jobs: Option<i64>,
+    },
+}
+
+impl Registry {
+    /// `POST /heartbeat`: registers or refreshes the agent and resolves its dependencies.
+    pub async fn register(&self, agent: &NewRegistration<'_>) -> Result<Registration, StoreError> {
+        let registered = self.store.register_agent(agent).await?;
+        self.actors.agent_tracker.do_send(AgentRegistered {
+            agent_id: agent.agent_id.to_owned(),
+            topology_version: registered.topology_version,
+        });
+        if registered.created {
+            tracing::info!(
+                agent_id = agent.agent_id,
+                name = agent.name,
+                tools = agent.tools.len(),
+                "agent registered"
+            );
+        }
+        let snapshot = self.store.mesh_snapshot().await?;
+        let mesh = Mesh::from_snapshot(&snapshot);
+        let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for tool in agent.tools.iter().filter(|t| !t.dependencies.is_empty()) {
+            dependencies_resolved
+                .entry(tool.function_name.to_owned())
+                .or_default()
+                .extend(mesh.resolve_all(tool.dependencies, agent.namespace));
+        }
+        Ok(Registration {
+            created: registered.created,
+            dependencies_resolved,
+        })
+    }
+
+    /// `HEAD /heartbeat/{agent_id}`, answered from memory (the write is batched); `Err` when
+    /// liveness could not be established.
+    pub async fn heartbeat(&self, agent_id: String) -> Result<Beat, String> {
+        let verdict = match self
+            .actors
+            .agent_tracker
+            .send(Heartbeat {
+                agent_id: agent_id.clone(),
+            })
+            .await
+        {
+            Ok(verdict) => verdict?,
+            Err(error) => {
+                tracing::error!(%error, "agent tracker unreachable");
+                return Err(error.to_string());
+            }
+        };
+        let topology_changed = match verdict {
+            Verdict::Unknown | Verdict::Unhealthy => return Ok(Beat::Gone),
+            Verdict::Alive { topology_changed } => topology_changed,
+        };
+        let pending_jobs = match self.store.pending_jobs_for(&agent_id).await {
+            Ok(pending) => Some(pending),
+            Err(error) => {
+                tracing::debug!(%error, "pending jobs not counted");
+                None
+            }
+        };
+        Ok(Beat::Alive {
+            topology_changed,
+            pending_jobs,
+        })
+    }
+
+    /// `DELETE /agents/{agent_id}`: the agent turns unhealthy. Its jobs stay with it until their
+    /// leases lapse (docs/ownership.md).
+    pub async fn deregister(&self, agent_id: String) -> Result<(), StoreError> {
+        let topology_version = self.store.deregister_agent(&agent_id).await?;
+        self.actors.agent_tracker.do_send(AgentDeparted {
+            agent_id,
+            topology_version,
+        });
+        Ok(())
+    }
+
+    /// Every agent with its capabilities' availability and where its dependencies resolve now.
+    pub async fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
+        Ok(agent_views(&self.store.mesh_snapshot().await?))
+    }
+}
+
+fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
+    let mesh = Mesh::from_snapshot(snapshot);
+    let mut availability: HashMap<(&str, &str), Option<String>> = HashMap::new();
+    for (provider, reason) in mesh.providers().iter().zip(mesh.availability()) {
+        availability.insert((&provider.agent_id, &provider.function_name), reason);
+    }
+    snapshot
+        .agents
+        .iter()
+        .map(|agent| {
+            let tools: Vec<_> = snapshot
+                .tools
+                .iter()
+                .filter(|t| t.agent_id == agent.agent_id && !t.function_name.is_empty())
+                .collect();
+            let capabilities = tools
+                .iter()
+                .filter(|t| !t.capability.is_empty())
+                .map(|tool| {
+                    let reason = availability
+                        .get(&(tool.agent_id.as_str(), tool.function_name.as_str()))
+                        .cloned()
+                        .flatten();
+                    CapabilityView {
+                        name: tool.capability.clone(),
+                        function_name: tool.function_name.clone(),
+                        version: tool.version.clone(),
+                        description: tool.description.clone(),
+                        tags: tool.tags.clone(),
+                        task: tool.kwargs.as_deref().is_some_and(is_task),
+                        available: reason.is_none(),
+                        unavailable_reason: reason,
+                    }
+                })
+                .collect();
+            let dependency_resolutions: Vec<DependencyResolution> = tools
+                .iter()
+                .flat_map(|tool| {
+                    let mesh = &mesh;
+                    tool.dependencies.iter().map(move |spec| {
+                        let provider = mesh.resolve(spec, &agent.namespace);
+                        DependencyResolution {
+                            function_name: tool.function_name.clone(),
+                            capability: spec.capability.clone(),
+                            status: match provider {
+                                Some(_) => DependencyStatus::Available,
+                                None => DependencyStatus::Unresolved,
+                            },
+                            provider_agent_id: provider.map(|p| p.agent_id.clone()),
+                            mcp_tool: provider.map(|p| p.function_name.clone()),
+                            endpoint: provider.map(|p| p.endpoint.clone()),
+                        }
+                    })
+                })
+                .collect();
+            AgentView {
+                id: agent.agent_id.clone(),
+                name: agent.name.clone(),
+                agent_type: agent.agent_type.clone(),
+                status: agent.status,
+                endpoint: agent.endpoint(),
+                version: agent.version.clone(),
+                runtime: agent.runtime.clone(),
+                description: agent.description.clone(),
+                namespace: agent.namespace.clone(),
+                a2a_producer: agent.a2a_producer,
+                a2a_consumer: agent.a2a_consumer,
+                created_at: rfc3339(agent.created_at),
+                last_seen: rfc3339(agent.updated_at),
+                capabilities,
+                total_dependencies: dependency_resolutions.len(),
+                dependencies_resolved: dependency_resolutions
+                    .iter()
+                    .filter(|d| d.status == DependencyStatus::Available)
+                    .count(),
+                dependency_resolutions,
+                llm_tool_resolutions: None,
+                llm_provider_resolutions: None,
+            }
+        })
+        .collect()
+}
+
+/// `kwargs.task == true` marks a tool that runs as a job.
+fn is_task(kwargs: &RawValue) -> bool {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(kwargs.get())
+        .ok()
+        .and_then(|map| map.get("task").and_then(serde_json::Value::as_bool))
+        == Some(true)
+}

@@ -1,0 +1,222 @@
+//! Job use cases: submit, list, read, claim (behind the drain gate and the required-dependency
+//! gate), owner deltas, release, cancel (with its grace and the forward to the owner) and force
+//! reclaim. docs/state-machine.md has the transitions.
+
+use uuid::Uuid;
+
+use super::Registry;
+use crate::domain::jobs::{cancel_error, release_exhausted_error};
+use crate::resolve::Mesh;
+use crate::store::{
+    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, NewJob,
+    ReclaimOutcome, ReleaseOutcome, StoreError,
+};
+use crate::wire::{parse_job_id, ClaimedJob, Job, JobDelta, JobStatus, RejectReason};
+
+/// Headers of a cancel request that travel with the forward to the owner.
+pub type ForwardHeaders = Vec<(&'static str, String)>;
+
+impl Registry {
+    /// T1. Accepted while draining.
+    pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
+        tracing::debug!(job_id = %job.id, capability = job.capability,
+            push_owner = ?job.owner_instance_id, "job submitted");
+        self.store.create_job(job).await
+    }
+
+    pub async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError> {
+        self.store.list_jobs(query).await
+    }
+
+    pub async fn job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {
+        self.store.get_job(job_id).await
+    }
+
+    /// T2: at most one job; `None` is "no work" (draining, nothing claimable, or gated).
+    pub async fn claim(
+        &self,
+        capability: &str,
+        instance_id: &str,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        // Draining: no work, and nothing touched.
+        if self.drain_gate.state().draining() {
+            return Ok(None);
+        }
+        let call = |gate_checked| ClaimCall {
+            capability: capability.to_owned(),
+            instance_id: instance_id.to_owned(),
+            gate_checked,
+        };
+        let outcome = match self.store.claim_next(call(false)).await? {
+            ClaimOutcome::Gated
+                if !self
+                    .required_dependencies_met(instance_id, capability)
+                    .await =>
+            {
+                ClaimOutcome::NoWork
+            }
+            ClaimOutcome::Gated => self.store.claim_next(call(true)).await?,
+            other => other,
+        };
+        self.forward(&outcome);
+        Ok(match outcome {
+            ClaimOutcome::Claimed(job) => {
+                tracing::debug!(job_id = %job.id, capability, instance_id,
+                    epoch = job.claim_epoch, attempt = job.attempt_count, "job claimed");
+                Some(job)
+            }
+            ClaimOutcome::NoWork | ClaimOutcome::Gated => None,
+        })
+    }
+
+    /// The claim gate: a producer whose tool for `capability` has a required dependency that
+    /// nothing available serves gets no work. Its own health is not checked, and a failure to
+    /// evaluate lets the claim through (fail open).
+    async fn required_dependencies_met(&self, instance_id: &str, capability: &str) -> bool {
+        let snapshot = match self.store.mesh_snapshot().await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                tracing::warn!(%error, instance_id,
+                    "claim gate not evaluated; letting the claim through");
+                return true;
+            }
+        };
+        let mesh = Mesh::from_snapshot(&snapshot);
+        let broken = mesh
+            .providers()
+            .iter()
+            .filter(|p| p.agent_id == instance_id && p.capability == capability)
+            .find_map(|p| mesh.broken_required_dependency(p));
+        if let Some(reason) = &broken {
+            tracing::debug!(instance_id, capability, reason, "claim gated");
+        }
+        broken.is_none()
+    }
+
+    /// T3: one owner delta, with the reference's order of reasons: an id that names no job,
+    /// then ownership and epoch, then terminal state, then an unknown status.
+    pub async fn apply_delta(
+        &self,
+        instance_id: &str,
+        delta: JobDelta,
+    ) -> Result<DeltaOutcome, StoreError> {
+        let raw_id = delta.id.as_deref().unwrap_or_default();
+        let Some(job_id) = parse_job_id(raw_id) else {
+            return Ok(DeltaOutcome::Rejected(RejectReason::NotFound));
+        };
+        let status = match delta.status.as_deref() {
+            None => None,
+            Some(raw) => match JobStatus::parse(raw) {
+                Some(status) => Some(status),
+                None => {
+                    let reason = self.delta_rejection(instance_id, job_id, delta.claim_epoch);
+                    let reason = reason.await?.unwrap_or(RejectReason::InvalidStatus);
+                    return Ok(DeltaOutcome::Rejected(reason));
+                }
+            },
+        };
+        let outcome = self
+            .store
+            .apply_delta(DeltaUpdate {
+                job_id,
+                instance_id: instance_id.to_owned(),
+                claim_epoch: delta.claim_epoch,
+                status,
+                progress: delta.progress,
+                progress_message: delta.progress_message,
+                result: delta.result.map(|object| object.0),
+                error: delta.error,
+                recv_cursor: delta.recv_cursor,
+            })
+            .await?;
+        self.forward(&outcome);
+        if let DeltaOutcome::Rejected(reason) = &outcome {
+            tracing::debug!(%job_id, instance_id, ?reason, "delta rejected");
+        }
+        Ok(outcome)
+    }
+
+    /// Why a delta cannot apply to the job as it is now; `None` when nothing stands in the way.
+    async fn delta_rejection(
+        &self,
+        instance_id: &str,
+        job_id: Uuid,
+        claim_epoch: Option<i64>,
+    ) -> Result<Option<RejectReason>, StoreError> {
+        Ok(match self.store.job_state(job_id).await? {
+            None => Some(RejectReason::NotFound),
+            Some(job) => job.delta_rejection(instance_id, claim_epoch),
+        })
+    }
+
+    /// T5: the owner hands the job back (back to the queue, or failed when its budget is spent).
+    pub async fn release(
+        &self,
+        job_id: Uuid,
+        instance_id: &str,
+        reason: Option<&str>,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let exhausted_error = release_exhausted_error(reason);
+        let outcome = (self.store)
+            .release_job(job_id, instance_id, &exhausted_error)
+            .await?;
+        self.forward(&outcome);
+        if let ReleaseOutcome::Released { status, .. } = &outcome {
+            tracing::info!(%job_id, instance_id, ?status, reason, "job released by its owner");
+        }
+        Ok(outcome)
+    }
+
+    /// T6: the job is cancelled and its `cancelled` event appended in one statement; parked
+    /// readers wake. After the grace (so a producer parked on its events sees the event before
+    /// the forward interrupts it) the owner is told, without waiting for it.
+    pub async fn cancel(
+        &self,
+        job_id: Uuid,
+        reason: String,
+        headers: ForwardHeaders,
+    ) -> Result<CancelOutcome, StoreError> {
+        let error = cancel_error(&reason);
+        let outcome = self
+            .store
+            .cancel_job(job_id, error.as_deref(), &reason)
+            .await?;
+        self.forward(&outcome);
+        let CancelOutcome::Cancelled { previous_owner, .. } = &outcome else {
+            return Ok(outcome);
+        };
+        tracing::info!(%job_id, owner = ?previous_owner, reason = reason.trim(), "job cancelled");
+        if !self.settings.cancel_event_grace.is_zero() {
+            actix_web::rt::time::sleep(self.settings.cancel_event_grace).await;
+        }
+        if let Some(owner) = previous_owner.clone() {
+            // Best effort and not awaited: the row is already cancelled; a lost forward only
+            // means the owner learns it from its next rejected delta.
+            let forward = super::forward::CancelForward {
+                store: self.store.clone(),
+                client: self.agent_client.clone(),
+                owner,
+                job_id,
+                reason,
+                headers,
+            };
+            actix_web::rt::spawn(forward.send());
+        }
+        Ok(outcome)
+    }
+
+    /// T7: an operator force-reclaims the job (docs/ownership.md: only for owners known gone).
+    pub async fn reclaim(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
+        let outcome = self.store.reclaim_job(job_id).await?;
+        self.forward(&outcome);
+        if let ReclaimOutcome::Reclaimed {
+            status,
+            previous_owner,
+            ..
+        } = &outcome
+        {
+            tracing::info!(%job_id, ?previous_owner, ?status, "job force-reclaimed");
+        }
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,93 @@
+//! The service layer: the registry's use cases, between HTTP and the store and actors.
+//!
+//! A handler parses and validates a request, calls ONE method here, and renders what it gets
+//! back. Each method calls the store, then forwards what the store's outcome says changed
+//! ([`Changed`]) to this replica's actors: a lease timer armed or retired, a long-poll woken.
+//! No handler talks to an actor about a write, so a new endpoint cannot forget to.
+//! docs/request-flow.md walks through a request.
+
+mod admin;
+mod agents;
+mod events;
+mod forward;
+mod jobs;
+
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use mesh_registry_actors::{
+    AgentTracker, ClaimEnded, DrainGate, EventHub, EventPosted, Supervisor,
+};
+
+pub use admin::{DrainError, DrainView};
+pub use agents::{Beat, Registration};
+pub use events::{EventsRead, Executor};
+pub use jobs::ForwardHeaders;
+
+use crate::store::{Change, Changed, Store};
+
+/// This replica's actors, as the service tells them what changed.
+#[derive(Clone)]
+pub struct Actors {
+    pub event_hub: Addr<EventHub>,
+    pub agent_tracker: Addr<AgentTracker>,
+    pub supervisor: Addr<Supervisor>,
+}
+
+/// Knobs of the use cases (from the configuration).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a cancel waits before it answers and forwards (producers parked on the event
+    /// log see the `cancelled` event first).
+    pub cancel_event_grace: Duration,
+    /// `MCP_MESH_JOB_STALE_TIMEOUT`: caps the lease an executor read grants.
+    pub job_stale_timeout: Option<Duration>,
+}
+
+/// The registry's use cases; shared by every handler (one per replica).
+pub struct Registry {
+    store: Store,
+    actors: Actors,
+    /// Read before every claim; the supervisor owns it.
+    drain_gate: DrainGate,
+    /// Outbound calls to agents (cancel forwarding).
+    agent_client: reqwest::Client,
+    settings: Settings,
+    started_at: Instant,
+}
+
+impl Registry {
+    pub fn new(store: Store, actors: Actors, drain_gate: DrainGate, settings: Settings) -> Self {
+        Registry {
+            store,
+            actors,
+            drain_gate,
+            agent_client: reqwest::Client::new(),
+            settings,
+            started_at: Instant::now(),
+        }
+    }
+
+    /// Tells the actors what a store call changed.
+    fn forward(&self, outcome: &impl Changed) {
+        for change in outcome.changes() {
+            match change {
+                Change::LeaseHeld(lease) => self.actors.supervisor.do_send(lease),
+                Change::ClaimEnded(job_id) => self.actors.supervisor.do_send(ClaimEnded { job_id }),
+                Change::EventPosted(job_id) => {
+                    self.actors.event_hub.do_send(EventPosted { job_id })
+                }
+            }
+        }
+    }
+
+    /// Seconds since this replica started (`GET /health`).
+    pub fn uptime(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
+    /// The database answers (`GET /ready`); the backend's name either way.
+    pub async fn ready(&self) -> (&'static str, Result<(), crate::store::StoreError>) {
+        (self.store.backend().name(), self.store.ping().await)
+    }
+}
