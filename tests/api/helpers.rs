@@ -269,21 +269,6 @@ async fn ensure_template(admin: &Client) -> String {
                 .await
                 .expect("publish the template database");
         }
-        // Templates of earlier migration sets are of no use any more.
-        for row in admin
-            .query(
-                "SELECT datname::text FROM pg_database \
-                 WHERE datname LIKE 'mesh_registry_template_%' AND datname <> $1",
-                &[&template],
-            )
-            .await
-            .expect("list old templates")
-        {
-            let old: String = row.get(0);
-            let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"))
-                .await;
-        }
     }
     admin
         .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])

@@ -13,5 +13,6 @@ mod leases;
 mod lifecycle;
 mod ownership;
 mod replicas;
+mod rules;
 mod schema;
 mod server;

@@ -182,8 +182,9 @@ async fn the_sweep_reroutes_only_pinned_jobs_their_owner_never_took_up(backend: 
     app.set_job(&exhausted, "attempt_count", Set::Int(1)).await;
 
     // When a lease window passes since they were submitted
+    // (each job's window counts from its own submission: wait for both of them)
     within(Duration::from_secs(5), "the orphan sweep", || async {
-        owner(&app, &untouched).await.is_null()
+        owner(&app, &untouched).await.is_null() && owner(&app, &exhausted).await.is_null()
     })
     .await;
 

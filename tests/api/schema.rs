@@ -384,7 +384,7 @@ async fn replicas_starting_together_migrate_once(backend: Backend) {
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    assert_eq!(rows, vec![(1, 1), (2, 1), (3, 1), (4, 1)]);
+    assert_eq!(rows, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
     for mut replica in replicas {
         let _ = replica.kill();
         let _ = replica.wait();

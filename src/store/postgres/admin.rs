@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use mesh_registry_actors::LeaseChange;
 use tokio::sync::mpsc;
 
-use super::{column, PgStore};
+use super::{column, PgStore, FLEET_DRAIN_CHANNEL};
 use crate::store::{AdminStore, Notice, StoreError};
 
 #[async_trait]
@@ -14,11 +14,7 @@ impl AdminStore for PgStore {
     async fn count_live_claims(&self) -> Result<i64, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "SELECT count(*) AS live FROM jobs \
-                 WHERE owner_instance_id IS NOT NULL AND status IN ",
-                live!()
-            ))
+            .prepare_cached(include_str!("sql/count_live_claims.sql"))
             .await?;
         column(&conn.query_one(&statement, &[]).await?, "live")
     }
@@ -27,23 +23,17 @@ impl AdminStore for PgStore {
         let conn = self.conn().await?;
         // Every replica hears of it at once (and re-reads the flag every second anyway).
         let statement = conn
-            .prepare_cached(concat!(
-                "WITH changed AS ( \
-                   UPDATE fleet_state SET draining = $1, draining_changed_at = now() \
-                   WHERE draining IS DISTINCT FROM $1 RETURNING draining) \
-                 SELECT pg_notify('",
-                fleet_drain_channel!(),
-                "', draining::text)::text FROM changed"
-            ))
+            .prepare_cached(include_str!("sql/set_fleet_draining.sql"))
             .await?;
-        conn.execute(&statement, &[&draining]).await?;
+        conn.execute(&statement, &[&draining, &FLEET_DRAIN_CHANNEL])
+            .await?;
         Ok(())
     }
 
     async fn fleet_draining(&self) -> Result<bool, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached("SELECT draining FROM fleet_state")
+            .prepare_cached(include_str!("sql/fleet_draining.sql"))
             .await?;
         column(&conn.query_one(&statement, &[]).await?, "draining")
     }

@@ -12,6 +12,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
 use super::{column, PgStore};
+use crate::domain::agents::{has_required_dependencies, topology_changed};
 use crate::store::{
     AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, Registered, StoreError, ToolRow,
 };
@@ -26,27 +27,9 @@ impl AgentStore for PgStore {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let upsert = tx
-            .prepare_cached(
-                // `previous` is the row as this statement found it (the upsert's own change is
-                // not visible to it); concurrent registrations are serialised by the conflict.
-                "WITH previous AS ( \
-                   SELECT status, topology FROM agents WHERE agent_id = $1) \
-                 INSERT INTO agents (agent_id, name, agent_type, runtime, version, description, \
-                   namespace, http_host, http_port, a2a_producer, a2a_consumer, registration, \
-                   topology, status, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'healthy', now()) \
-                 ON CONFLICT (agent_id) DO UPDATE SET name = excluded.name, \
-                   agent_type = excluded.agent_type, runtime = excluded.runtime, \
-                   version = excluded.version, description = excluded.description, \
-                   namespace = excluded.namespace, http_host = excluded.http_host, \
-                   http_port = excluded.http_port, a2a_producer = excluded.a2a_producer, \
-                   a2a_consumer = excluded.a2a_consumer, registration = excluded.registration, \
-                   topology = excluded.topology, status = 'healthy', updated_at = now() \
-                 RETURNING NOT EXISTS (SELECT 1 FROM previous) AS created, \
-                   NOT EXISTS (SELECT 1 FROM previous \
-                     WHERE status = 'healthy' AND topology = $13::jsonb) AS topology_changed",
-            )
+            .prepare_cached(include_str!("sql/upsert_agent.sql"))
             .await?;
+        let topology = agent.topology();
         let row = tx
             .query_one(
                 &upsert,
@@ -63,40 +46,37 @@ impl AgentStore for PgStore {
                     &agent.a2a_producer,
                     &agent.a2a_consumer,
                     &Json(agent.body),
-                    &Json(agent.topology()),
+                    &Json(&topology),
                 ],
             )
             .await?;
         let created: bool = column(&row, "created")?;
-        let topology_changed: bool = column(&row, "topology_changed")?;
+        let previous_status = column::<Option<&str>>(&row, "previous_status")?
+            .map(parse_status)
+            .transpose()?;
+        let previous_topology: Option<Json<serde_json::Value>> = column(&row, "previous_topology")?;
+        let topology_changed = topology_changed(
+            previous_status.zip(previous_topology.as_ref().map(|t| &t.0)),
+            &topology,
+        );
 
         let clear = tx
-            .prepare_cached("DELETE FROM agent_tools WHERE agent_id = $1")
+            .prepare_cached(include_str!("sql/clear_agent_tools.sql"))
             .await?;
         tx.execute(&clear, &[&agent.agent_id]).await?;
         let insert = tx
-            .prepare_cached(
-                "INSERT INTO agent_tools (agent_id, position, function_name, capability, version, \
-                   description, tags, kwargs, dependencies, has_required_dependencies) \
-                 SELECT $1, position, tool->>'function_name', tool->>'capability', \
-                   tool->>'version', tool->>'description', \
-                   ARRAY(SELECT jsonb_array_elements_text(tool->'tags')), \
-                   nullif(tool->'kwargs', 'null'::jsonb), tool->'dependencies', \
-                   jsonb_path_exists(tool->'dependencies', '$[*] ? (@.required == true)') \
-                 FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS t(tool, position)",
-            )
+            .prepare_cached(include_str!("sql/insert_agent_tools.sql"))
             .await?;
-        tx.execute(&insert, &[&agent.agent_id, &Json(&agent.tools)])
+        let gated: Vec<bool> = agent
+            .tools
+            .iter()
+            .map(|tool| has_required_dependencies(tool.dependencies))
+            .collect();
+        tx.execute(&insert, &[&agent.agent_id, &Json(&agent.tools), &gated])
             .await?;
 
         let seen = tx
-            .prepare_cached(
-                "WITH bumped AS ( \
-                   UPDATE mesh_topology SET version = version + 1 WHERE $2 RETURNING version) \
-                 UPDATE agents SET topology_seen = \
-                   coalesce((SELECT version FROM bumped), (SELECT version FROM mesh_topology)) \
-                 WHERE agent_id = $1 RETURNING topology_seen",
-            )
+            .prepare_cached(include_str!("sql/mark_topology_seen.sql"))
             .await?;
         let row = tx
             .query_one(&seen, &[&agent.agent_id, &topology_changed])
@@ -114,15 +94,7 @@ impl AgentStore for PgStore {
     async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
-                "WITH departed AS ( \
-                   UPDATE agents SET status = 'unhealthy' \
-                   WHERE agent_id = $1 AND status <> 'unhealthy' RETURNING agent_id), \
-                 bumped AS ( \
-                   UPDATE mesh_topology SET version = version + 1 \
-                   WHERE EXISTS (SELECT 1 FROM departed) RETURNING version) \
-                 SELECT (SELECT version FROM bumped) AS version",
-            )
+            .prepare_cached(include_str!("sql/deregister_agent.sql"))
             .await?;
         let row = conn.query_one(&statement, &[&agent_id]).await?;
         Ok(column(&row, "version")?)
@@ -136,17 +108,7 @@ impl AgentStore for PgStore {
     ) -> Result<(Vec<String>, Option<i64>), StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
-                "WITH silent AS ( \
-                   UPDATE agents SET status = 'unhealthy' \
-                   WHERE status <> 'unhealthy' AND updated_at < now() - make_interval(secs => $1) \
-                   RETURNING agent_id), \
-                 bumped AS ( \
-                   UPDATE mesh_topology SET version = version + 1 \
-                   WHERE EXISTS (SELECT 1 FROM silent) RETURNING version) \
-                 SELECT ARRAY(SELECT agent_id FROM silent) AS agents, \
-                   (SELECT version FROM bumped) AS version",
-            )
+            .prepare_cached(include_str!("sql/expire_silent_agents.sql"))
             .await?;
         let row = conn
             .query_one(&statement, &[&silent_for.as_secs_f64()])
@@ -166,13 +128,7 @@ impl AgentStore for PgStore {
     ) -> Result<(Vec<(String, AgentStatus)>, Option<i64>), StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
-                "WITH beaten AS ( \
-                   UPDATE agents SET updated_at = now() \
-                   WHERE agent_id = ANY($1) AND status <> 'unhealthy' RETURNING agent_id) \
-                 SELECT agent_id, status, (SELECT version FROM mesh_topology) AS topology_version \
-                 FROM agents WHERE agent_id = ANY($1)",
-            )
+            .prepare_cached(include_str!("sql/record_heartbeats.sql"))
             .await?;
         let rows = conn.query(&statement, &[&agent_ids]).await?;
         let mut version = None;
@@ -188,10 +144,7 @@ impl AgentStore for PgStore {
     async fn agent_liveness(&self, agent_id: &str) -> Result<Option<Liveness>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
-                "SELECT a.status, a.topology_seen, t.version AS topology_version \
-                 FROM agents a CROSS JOIN mesh_topology t WHERE a.agent_id = $1",
-            )
+            .prepare_cached(include_str!("sql/agent_liveness.sql"))
             .await?;
         conn.query_opt(&statement, &[&agent_id])
             .await?
@@ -210,16 +163,7 @@ impl AgentStore for PgStore {
     async fn pending_jobs_for(&self, agent_id: &str) -> Result<i64, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
-                "SELECT count(*) AS pending FROM ( \
-                   SELECT 1 FROM jobs \
-                   WHERE status = 'working' AND owner_instance_id IS NULL \
-                     AND attempt_count <= max_retries \
-                     AND capability IN ( \
-                       SELECT t.capability FROM agent_tools t JOIN agents a USING (agent_id) \
-                       WHERE a.name = (SELECT name FROM agents WHERE agent_id = $1)) \
-                   LIMIT 100) AS pending",
-            )
+            .prepare_cached(include_str!("sql/pending_jobs_for.sql"))
             .await?;
         column(&conn.query_one(&statement, &[&agent_id]).await?, "pending")
     }
@@ -228,18 +172,10 @@ impl AgentStore for PgStore {
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
         let conn = self.conn().await?;
         let agents = conn
-            .prepare_cached(concat!(
-                "SELECT ",
-                agent_columns!(),
-                " FROM agents ORDER BY agent_id"
-            ))
+            .prepare_cached(include_str!("sql/all_agents.sql"))
             .await?;
         let tools = conn
-            .prepare_cached(
-                "SELECT agent_id, function_name, capability, version, description, tags, kwargs, \
-                   dependencies \
-                 FROM agent_tools ORDER BY agent_id, position",
-            )
+            .prepare_cached(include_str!("sql/all_agent_tools.sql"))
             .await?;
         // Two reads: a tool registered in between, whose agent the first read missed, is ignored.
         let agents = conn.query(&agents, &[]).await?;
@@ -255,13 +191,7 @@ impl AgentStore for PgStore {
 
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError> {
         let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(concat!(
-                "SELECT ",
-                agent_columns!(),
-                " FROM agents WHERE agent_id = $1"
-            ))
-            .await?;
+        let statement = conn.prepare_cached(include_str!("sql/agent.sql")).await?;
         conn.query_opt(&statement, &[&agent_id])
             .await?
             .as_ref()
@@ -271,7 +201,10 @@ impl AgentStore for PgStore {
 }
 
 fn agent_status(row: &Row) -> Result<AgentStatus, StoreError> {
-    let raw: &str = column(row, "status")?;
+    parse_status(column(row, "status")?)
+}
+
+fn parse_status(raw: &str) -> Result<AgentStatus, StoreError> {
     AgentStatus::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("agent status {raw:?}")))
 }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::{column, PgStore};
+use super::{column, PgStore, JOB_EVENTS_CHANNEL};
 use crate::store::{EventFilter, EventStore, JobStore, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson, Timestamp};
 
@@ -19,18 +19,7 @@ impl EventStore for PgStore {
     ) -> Result<Option<Vec<JobEvent>>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
-                "SELECT e.seq, e.type, e.payload, e.trace_context, e.posted_by, e.created_at \
-                 FROM jobs \
-                 LEFT JOIN LATERAL ( \
-                   SELECT seq, type, payload, trace_context, posted_by, created_at \
-                   FROM job_events \
-                   WHERE job_events.job_id = jobs.job_id AND seq > $2 \
-                     AND ($3::text[] IS NULL OR type = ANY($3)) \
-                   ORDER BY seq LIMIT $4) AS e ON true \
-                 WHERE jobs.job_id = $1 \
-                 ORDER BY e.seq",
-            )
+            .prepare_cached(include_str!("sql/list_events.sql"))
             .await?;
         let rows = conn
             .query(
@@ -73,17 +62,7 @@ impl EventStore for PgStore {
     ) -> Result<PostEventOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "WITH bumped AS ( \
-                   UPDATE jobs SET event_seq = event_seq + 1 \
-                   WHERE job_id = $1 AND status IN ('working', 'input_required') \
-                   RETURNING job_id, event_seq) \
-                 INSERT INTO job_events (job_id, seq, type, payload, trace_context) \
-                 SELECT job_id, event_seq, $2, $3, $4 FROM bumped \
-                 RETURNING seq, created_at, pg_notify('",
-                job_events_channel!(),
-                "', job_id::text)::text"
-            ))
+            .prepare_cached(include_str!("sql/post_event.sql"))
             .await?;
         let row = conn
             .query_opt(
@@ -93,6 +72,7 @@ impl EventStore for PgStore {
                     &event_type,
                     &payload.map(|p| Json(&**p)),
                     &trace_context.map(|t| Json(&**t)),
+                    &JOB_EVENTS_CHANNEL,
                 ],
             )
             .await?;

@@ -11,20 +11,13 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{column, PgStore};
-use crate::domain::jobs::JobState;
+use super::{column, PgStore, DEFAULT_LEASE_SECONDS, JOB_EVENTS_CHANNEL};
+use crate::domain::jobs::{poll_lease, JobState, TakenBack};
 use crate::store::{
     CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
     JobListQuery, JobStore, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
 };
 use crate::wire::{ClaimedJob, Job, JobStatus, RawJson, RecvCursor, RejectReason, Timestamp};
-
-/// Lease window of a job (contract §3.1): its `max_duration`, else 300 s.
-macro_rules! lease_window {
-    () => {
-        "make_interval(secs => CASE WHEN max_duration > 0 THEN max_duration ELSE 300 END)"
-    };
-}
 
 #[async_trait]
 impl JobStore for PgStore {
@@ -48,18 +41,7 @@ impl JobStore for PgStore {
     async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "SELECT ",
-                job_columns!(),
-                " FROM jobs \
-                 WHERE ($1::text[] IS NULL OR status = ANY($1)) \
-                   AND ($2::text IS NULL OR owner_instance_id = $2) \
-                   AND ($3::text IS NULL OR capability = $3) \
-                   AND ($4::timestamptz IS NULL OR submitted_at >= $4) \
-                   AND ($5::timestamptz IS NULL OR (submitted_at, job_id) < ($5, $6::uuid)) \
-                 ORDER BY submitted_at DESC, job_id DESC \
-                 LIMIT $7"
-            ))
+            .prepare_cached(include_str!("sql/list_jobs.sql"))
             .await?;
         let rows = conn
             .query(
@@ -113,9 +95,7 @@ impl JobStore for PgStore {
     async fn job_state(&self, job_id: Uuid) -> Result<Option<JobState>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
-                "SELECT status, owner_instance_id, claim_epoch FROM jobs WHERE job_id = $1",
-            )
+            .prepare_cached(include_str!("sql/job_state.sql"))
             .await?;
         conn.query_opt(&statement, &[&job_id])
             .await?
@@ -134,16 +114,7 @@ impl JobStore for PgStore {
     ) -> Result<ReleaseOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "UPDATE jobs SET owner_instance_id = NULL, lease_expires_at = NULL, \
-                   last_heartbeat_at = now(), \
-                   status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
-                   error = CASE WHEN attempt_count > max_retries \
-                     THEN $3::text ELSE error END \
-                 WHERE job_id = $1 AND owner_instance_id = $2 AND status IN ",
-                live!(),
-                " RETURNING status, attempt_count"
-            ))
+            .prepare_cached(include_str!("sql/release_job.sql"))
             .await?;
         if let Some(row) = conn
             .query_opt(&statement, &[&job_id, &instance_id, &exhausted_error])
@@ -174,22 +145,7 @@ impl JobStore for PgStore {
     ) -> Result<CancelOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "WITH cancelled AS ( \
-                   UPDATE jobs SET status = 'cancelled', \
-                     error = coalesce($2::text, error), \
-                     last_heartbeat_at = now(), event_seq = event_seq + 1 \
-                   WHERE job_id = $1 AND status IN ",
-                live!(),
-                "  RETURNING job_id, owner_instance_id, event_seq), \
-                 synthetic_event AS ( \
-                   INSERT INTO job_events (job_id, seq, type, payload) \
-                   SELECT job_id, event_seq, 'cancelled', $3::json \
-                   FROM cancelled) \
-                 SELECT owner_instance_id, pg_notify('",
-                job_events_channel!(),
-                "', job_id::text)::text FROM cancelled"
-            ))
+            .prepare_cached(include_str!("sql/cancel_job.sql"))
             .await?;
         if let Some(row) = conn
             .query_opt(
@@ -198,6 +154,7 @@ impl JobStore for PgStore {
                     &job_id,
                     &error,
                     &Json(serde_json::json!({ "reason": event_reason })),
+                    &JOB_EVENTS_CHANNEL,
                 ],
             )
             .await?
@@ -220,17 +177,13 @@ impl JobStore for PgStore {
     async fn reclaim_job(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "UPDATE jobs SET ",
-                requeue_or_fail!("reclaimed: max retries exceeded", "now()"),
-                "FROM (SELECT job_id, owner_instance_id FROM jobs WHERE job_id = $1 FOR UPDATE) \
-                   AS previous \
-                 WHERE jobs.job_id = previous.job_id AND jobs.status IN ",
-                live!(),
-                " RETURNING jobs.status, previous.owner_instance_id, jobs.claim_epoch"
-            ))
+            .prepare_cached(include_str!("sql/reclaim_job.sql"))
             .await?;
-        if let Some(row) = conn.query_opt(&statement, &[&job_id]).await? {
+        let exhausted_error = TakenBack::Reclaimed.exhausted_error();
+        if let Some(row) = conn
+            .query_opt(&statement, &[&job_id, &exhausted_error])
+            .await?
+        {
             return Ok(ReclaimOutcome::Reclaimed {
                 job_id,
                 status: job_status(&row)?,
@@ -244,10 +197,9 @@ impl JobStore for PgStore {
         })
     }
 
-    /// T4 and the fencing of executor reads (contract §2.6, §3.3), in one statement: when the
-    /// caller owns the live job at that epoch, its lease is extended to `now + window`, capped by
-    /// `total_deadline` (or else by the opt-in stale ceiling), and only if that is later than the
-    /// current lease. A lost race is silent; the events are served either way.
+    /// T4 and the fencing of executor reads: when the caller owns the live job at that epoch,
+    /// its lease is extended as the domain's `poll_lease` says, but only if that is later than
+    /// the current lease. A lost race is silent; the events are served either way.
     async fn authorize_executor_read(
         &self,
         job_id: Uuid,
@@ -256,49 +208,43 @@ impl JobStore for PgStore {
         stale_timeout: Option<Duration>,
     ) -> Result<ExecutorRead, StoreError> {
         let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(concat!(
-                "WITH current AS ( \
-                   SELECT job_id, status, owner_instance_id, claim_epoch, \
-                     LEAST(now() + ",
-                lease_window!(),
-                ", CASE WHEN total_deadline IS NOT NULL THEN total_deadline \
-                          WHEN $4::float8 > 0 THEN submitted_at + make_interval(secs => \
-                            GREATEST($4, coalesce(max_duration, 0))) END) AS capped_lease \
-                   FROM jobs WHERE job_id = $1), \
-                 extended AS ( \
-                   UPDATE jobs SET lease_expires_at = current.capped_lease, last_heartbeat_at = now() \
-                   FROM current \
-                   WHERE jobs.job_id = current.job_id \
-                     AND jobs.owner_instance_id = $2 AND jobs.claim_epoch = $3 \
-                     AND jobs.status IN ",
-                live!(),
-                "    AND (jobs.lease_expires_at IS NULL \
-                          OR jobs.lease_expires_at < current.capped_lease) \
-                   RETURNING jobs.lease_expires_at) \
-                 SELECT status, owner_instance_id, claim_epoch, \
-                   (SELECT lease_expires_at FROM extended) AS renewed_lease \
-                 FROM current"
-            ))
+        let state = conn
+            .prepare_cached(include_str!("sql/executor_read_state.sql"))
             .await?;
-        let stale_seconds = stale_timeout.map_or(0.0, |d| d.as_secs_f64());
-        let Some(row) = conn
-            .query_opt(
-                &statement,
-                &[&job_id, &instance_id, &claim_epoch, &stale_seconds],
-            )
-            .await?
-        else {
+        let Some(row) = conn.query_opt(&state, &[&job_id]).await? else {
             return Ok(ExecutorRead::NotFound);
         };
         if job_state_from_row(&row)?.superseded_for(instance_id, claim_epoch) {
             return Ok(ExecutorRead::Superseded);
         }
-        let renewed = column::<Option<SystemTime>>(&row, "renewed_lease")?.map(|lease| LeaseHeld {
-            job_id,
-            claim_epoch,
-            lease_expires_at: lease,
-        });
+        let lease = poll_lease(
+            column(&row, "max_duration")?,
+            column(&row, "total_deadline")?,
+            column(&row, "submitted_at")?,
+            stale_timeout,
+        );
+        let renew = conn
+            .prepare_cached(include_str!("sql/renew_lease_on_read.sql"))
+            .await?;
+        let renewed = conn
+            .query_opt(
+                &renew,
+                &[
+                    &job_id,
+                    &instance_id,
+                    &claim_epoch,
+                    &lease.window.as_secs_f64(),
+                    &lease.cap,
+                ],
+            )
+            .await?
+            .map(|row| column::<SystemTime>(&row, "lease_expires_at"))
+            .transpose()?
+            .map(|lease_expires_at| LeaseHeld {
+                job_id,
+                claim_epoch,
+                lease_expires_at,
+            });
         Ok(ExecutorRead::Serve { renewed })
     }
 }
@@ -309,17 +255,7 @@ impl PgStore {
     pub(super) async fn create_jobs(&self, jobs: Vec<NewJob>) -> Result<Vec<()>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(
-                "INSERT INTO jobs (job_id, capability, submitted_by, submitted_payload, \
-                   owner_instance_id, max_retries, max_duration, total_deadline, submitted_at) \
-                 SELECT job_id, capability, submitted_by, submitted_payload, owner_instance_id, \
-                   max_retries, max_duration, total_deadline, clock_timestamp() \
-                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::json[], $5::text[], \
-                   $6::bigint[], $7::bigint[], $8::timestamptz[]) WITH ORDINALITY \
-                   AS j(job_id, capability, submitted_by, submitted_payload, owner_instance_id, \
-                        max_retries, max_duration, total_deadline, arrival) \
-                 ORDER BY arrival",
-            )
+            .prepare_cached(include_str!("sql/create_jobs.sql"))
             .await?;
         let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
         let capabilities: Vec<&str> = jobs.iter().map(|j| j.capability.as_str()).collect();
@@ -355,11 +291,7 @@ impl PgStore {
     pub(super) async fn get_jobs(&self, ids: Vec<Uuid>) -> Result<Vec<Option<Job>>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "SELECT ",
-                job_columns!(),
-                " FROM jobs WHERE job_id = ANY($1)"
-            ))
+            .prepare_cached(include_str!("sql/get_jobs.sql"))
             .await?;
         let mut found = HashMap::new();
         for row in conn.query(&statement, &[&ids]).await? {
@@ -377,54 +309,16 @@ impl PgStore {
     ) -> Result<Vec<ClaimOutcome>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "WITH claimers AS ( \
-                   SELECT w.capability, w.instance_id, w.ord, \
-                     (NOT w.gate_checked AND EXISTS ( \
-                       SELECT 1 FROM agent_tools t \
-                       WHERE t.agent_id = w.instance_id AND t.capability = w.capability \
-                         AND t.has_required_dependencies)) AS gated \
-                   FROM unnest($1::text[], $2::text[], $3::bool[]) WITH ORDINALITY \
-                     AS w(capability, instance_id, gate_checked, ord)), \
-                 eligible AS ( \
-                   SELECT capability, instance_id, ord, \
-                     row_number() OVER (PARTITION BY capability ORDER BY ord) AS slot \
-                   FROM claimers WHERE NOT gated), \
-                 demand AS ( \
-                   SELECT capability, count(*) AS wanted FROM eligible GROUP BY capability), \
-                 candidates AS ( \
-                   SELECT picked.job_id, demand.capability, row_number() OVER ( \
-                     PARTITION BY demand.capability ORDER BY picked.submitted_at, picked.job_id \
-                   ) AS slot \
-                   FROM demand CROSS JOIN LATERAL ( \
-                     SELECT job_id, submitted_at FROM jobs \
-                     WHERE capability = demand.capability AND status = 'working' \
-                       AND owner_instance_id IS NULL AND attempt_count <= max_retries \
-                     ORDER BY submitted_at, job_id \
-                     LIMIT demand.wanted \
-                     FOR UPDATE SKIP LOCKED) AS picked), \
-                 claimed AS ( \
-                   UPDATE jobs SET owner_instance_id = eligible.instance_id, \
-                     attempt_count = attempt_count + 1, \
-                     claim_epoch = claim_epoch + 1, \
-                     lease_expires_at = now() + ",
-                lease_window!(),
-                ", last_heartbeat_at = now() \
-                   FROM candidates JOIN eligible \
-                     ON eligible.capability = candidates.capability \
-                     AND eligible.slot = candidates.slot \
-                   WHERE jobs.job_id = candidates.job_id \
-                   RETURNING eligible.ord, jobs.job_id, submitted_payload, attempt_count, \
-                     claim_epoch, lease_expires_at, max_duration, recv_cursor) \
-                 SELECT claimers.ord AS caller, claimers.gated, claimed.* \
-                 FROM claimers LEFT JOIN claimed ON claimed.ord = claimers.ord"
-            ))
+            .prepare_cached(include_str!("sql/claim_jobs.sql"))
             .await?;
         let capabilities: Vec<&str> = calls.iter().map(|c| c.capability.as_str()).collect();
         let instances: Vec<&str> = calls.iter().map(|c| c.instance_id.as_str()).collect();
         let checked: Vec<bool> = calls.iter().map(|c| c.gate_checked).collect();
         let rows = conn
-            .query(&statement, &[&capabilities, &instances, &checked])
+            .query(
+                &statement,
+                &[&capabilities, &instances, &checked, &DEFAULT_LEASE_SECONDS],
+            )
             .await?;
         let mut outcomes: Vec<ClaimOutcome> = calls.iter().map(|_| ClaimOutcome::NoWork).collect();
         for row in &rows {
@@ -493,41 +387,7 @@ impl PgStore {
     ) -> Result<Vec<Option<ClaimAfter>>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "WITH d AS ( \
-                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], \
-                     $5::float8[], $6::text[], $7::json[], $8::text[], $9::jsonb[]) \
-                   WITH ORDINALITY AS d(job_id, instance_id, claim_epoch, status, progress, \
-                     progress_message, result, error, recv_cursor, ord)) \
-                 UPDATE jobs SET \
-                   status = coalesce(d.status, jobs.status), \
-                   progress = coalesce(d.progress, jobs.progress), \
-                   progress_message = coalesce(d.progress_message, jobs.progress_message), \
-                   result = CASE WHEN d.status = 'completed' AND d.result IS NOT NULL \
-                     THEN d.result ELSE jobs.result END, \
-                   error = CASE WHEN d.status = 'failed' AND d.error IS NOT NULL \
-                     THEN d.error ELSE jobs.error END, \
-                   recv_cursor = CASE WHEN d.recv_cursor IS NULL THEN jobs.recv_cursor ELSE ( \
-                     SELECT jsonb_object_agg(key, seq) FROM ( \
-                       SELECT key, max(value::bigint) AS seq FROM ( \
-                         SELECT key, value \
-                         FROM jsonb_each_text(coalesce(jobs.recv_cursor, '{}'::jsonb)) \
-                         UNION ALL SELECT key, value FROM jsonb_each_text(d.recv_cursor) \
-                       ) AS both_cursors GROUP BY key \
-                     ) AS merged) END, \
-                   last_heartbeat_at = now(), \
-                   lease_expires_at = CASE \
-                     WHEN coalesce(d.status, jobs.status) IN ('completed', 'failed', 'cancelled') \
-                     THEN jobs.lease_expires_at ELSE now() + ",
-                lease_window!(),
-                " END \
-                 FROM d \
-                 WHERE jobs.job_id = d.job_id AND jobs.owner_instance_id = d.instance_id \
-                   AND (d.claim_epoch IS NULL OR jobs.claim_epoch = d.claim_epoch) \
-                   AND jobs.status IN ",
-                live!(),
-                " RETURNING d.ord, jobs.status, jobs.claim_epoch, jobs.lease_expires_at"
-            ))
+            .prepare_cached(include_str!("sql/apply_deltas.sql"))
             .await?;
         let pick = |i: &usize| &deltas[*i];
         let ids: Vec<Uuid> = wave.iter().map(|i| pick(i).job_id).collect();
@@ -555,8 +415,16 @@ impl PgStore {
             .query(
                 &statement,
                 &[
-                    &ids, &instances, &epochs, &statuses, &progress, &messages, &results, &errors,
+                    &ids,
+                    &instances,
+                    &epochs,
+                    &statuses,
+                    &progress,
+                    &messages,
+                    &results,
+                    &errors,
                     &cursors,
+                    &DEFAULT_LEASE_SECONDS,
                 ],
             )
             .await?;

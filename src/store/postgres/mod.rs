@@ -4,20 +4,6 @@
 //!
 //! Hot paths are one round trip each (prepared statements, cached per connection).
 
-/// NOTIFY channel of appended events (payload: the job id); see `notify`.
-macro_rules! job_events_channel {
-    () => {
-        "mesh_job_events"
-    };
-}
-
-/// NOTIFY channel of the fleet drain flag (payload: `true` or `false`); see `notify`.
-macro_rules! fleet_drain_channel {
-    () => {
-        "mesh_fleet_drain"
-    };
-}
-
 mod admin;
 mod agents;
 mod batch;
@@ -36,6 +22,13 @@ use tokio_postgres::{NoTls, Row};
 
 use super::model::{ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, NewJob};
 use super::{Backend, ConnectError, Storage, StoreError};
+
+/// NOTIFY channel of appended events (payload: the job id); see `notify`.
+const JOB_EVENTS_CHANNEL: &str = "mesh_job_events";
+/// NOTIFY channel of the fleet drain flag (payload: `true` or `false`); see `notify`.
+const FLEET_DRAIN_CHANNEL: &str = "mesh_fleet_drain";
+/// The lease window of jobs without `max_duration`, as statements take it (seconds).
+const DEFAULT_LEASE_SECONDS: f64 = crate::domain::jobs::DEFAULT_LEASE_WINDOW.as_secs_f64();
 
 /// How long a request may wait for a pooled connection, or for a new one to open, before the
 /// store reports the database unavailable (the caller answers 503 instead of hanging).

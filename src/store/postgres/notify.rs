@@ -15,12 +15,11 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
-use super::PgStore;
+use super::{PgStore, FLEET_DRAIN_CHANNEL as FLEET_DRAIN, JOB_EVENTS_CHANNEL as JOB_EVENTS};
 use crate::store::{Notice, StoreError};
 
-const JOB_EVENTS: &str = job_events_channel!();
+/// NOTIFY channel of lease changes made through one replica (payload: a batch of them).
 const LEASES: &str = "mesh_leases";
-const FLEET_DRAIN: &str = fleet_drain_channel!();
 
 /// NOTIFY payloads must stay under 8000 bytes; one lease change takes about 60.
 const CHANGES_PER_NOTIFY: usize = 100;

@@ -7,20 +7,11 @@ use async_trait::async_trait;
 use mesh_registry_actors::{LeaseCheck, LeaseHeld, SweepPhase, SweepReport};
 use uuid::Uuid;
 
-use super::{column, PgStore};
-use crate::domain::jobs::stale_reason;
-use crate::store::{LeaseStore, StoreError};
+use tokio_postgres::types::ToSql;
 
-/// T9: a claim whose lease expired goes back to the queue (normalised to `working`), or fails
-/// when its retry budget is spent.
-macro_rules! reclaim_expired_lease {
-    () => {
-        concat!(
-            "UPDATE jobs SET ",
-            requeue_or_fail!("lease expired: no completion within lease window", "now()")
-        )
-    };
-}
+use super::{column, PgStore, DEFAULT_LEASE_SECONDS, JOB_EVENTS_CHANNEL};
+use crate::domain::jobs::{stale_reason, TakenBack};
+use crate::store::{LeaseStore, StoreError};
 
 #[async_trait]
 impl LeaseStore for PgStore {
@@ -28,12 +19,7 @@ impl LeaseStore for PgStore {
     async fn live_claims(&self) -> Result<Vec<LeaseHeld>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "SELECT job_id, claim_epoch, lease_expires_at FROM jobs \
-                 WHERE owner_instance_id IS NOT NULL AND lease_expires_at IS NOT NULL \
-                   AND status IN ",
-                live!()
-            ))
+            .prepare_cached(include_str!("sql/live_claims.sql"))
             .await?;
         conn.query(&statement, &[])
             .await?
@@ -57,19 +43,13 @@ impl LeaseStore for PgStore {
     ) -> Result<LeaseCheck, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
-            .prepare_cached(concat!(
-                "WITH expired AS (",
-                reclaim_expired_lease!(),
-                "  WHERE job_id = $1 AND claim_epoch = $2 AND lease_expires_at < now() \
-                     AND status IN ",
-                live!(),
-                "  RETURNING status) \
-                 SELECT (SELECT status FROM expired) AS reclaimed, \
-                   status, owner_instance_id, claim_epoch, lease_expires_at \
-                 FROM jobs WHERE job_id = $1"
-            ))
+            .prepare_cached(include_str!("sql/reclaim_if_expired.sql"))
             .await?;
-        let Some(row) = conn.query_opt(&statement, &[&job_id, &claim_epoch]).await? else {
+        let exhausted_error = TakenBack::LeaseExpired.exhausted_error();
+        let Some(row) = conn
+            .query_opt(&statement, &[&job_id, &claim_epoch, &exhausted_error])
+            .await?
+        else {
             return Ok(LeaseCheck::NotLeased);
         };
         if let Some(status) = column::<Option<&str>>(&row, "reclaimed")? {
@@ -96,80 +76,34 @@ impl LeaseStore for PgStore {
 
     /// One phase of the safety sweep.
     async fn sweep(&self, phase: SweepPhase) -> Result<SweepReport, StoreError> {
+        let seconds = |age: Duration| age.as_secs_f64();
         match phase {
             SweepPhase::PurgeAgents { older_than } => {
-                self.count(
-                    "DELETE FROM agents \
-                     WHERE status <> 'healthy' AND updated_at < now() - make_interval(secs => $1)",
-                    older_than,
-                )
-                .await
+                let purge = include_str!("sql/purge_agents.sql");
+                self.count(purge, &[&seconds(older_than)]).await
             }
-            // T8, narrowed (docs/ownership.md): a job with a lease is
-            // left to its lease, whatever its owner's health, because an older SDK keeps running
-            // a job after it deregisters. Only a pinned job its owner never touched (no lease
-            // yet) is rerouted here, once a lease window has passed since it was submitted.
             SweepPhase::RerouteOrphans => {
-                self.ended(concat!(
-                    "UPDATE jobs SET ",
-                    requeue_or_fail!("orphaned: max retries exceeded", "now()"),
-                    "WHERE status IN ",
-                    live!(),
-                    "  AND owner_instance_id IS NOT NULL AND lease_expires_at IS NULL \
-                       AND submitted_at < now() - make_interval( \
-                         secs => CASE WHEN max_duration > 0 THEN max_duration ELSE 300 END) \
-                       AND NOT EXISTS (SELECT 1 FROM agents \
-                         WHERE agents.agent_id = jobs.owner_instance_id \
-                           AND agents.status = 'healthy') \
-                     RETURNING job_id"
-                ))
-                .await
+                let error = TakenBack::Orphaned.exhausted_error();
+                let reroute = include_str!("sql/reroute_untaken_pinned_jobs.sql");
+                self.ended(reroute, &[&error, &DEFAULT_LEASE_SECONDS]).await
             }
             SweepPhase::ReclaimExpiredLeases => {
-                self.ended(concat!(
-                    reclaim_expired_lease!(),
-                    "WHERE lease_expires_at < now() AND status IN ",
-                    live!(),
-                    " RETURNING job_id"
-                ))
-                .await
+                let error = TakenBack::LeaseExpired.exhausted_error();
+                let reclaim = include_str!("sql/reclaim_expired_leases.sql");
+                self.ended(reclaim, &[&error]).await
             }
-            // Guarded on the job still being live (decisions row 10): a completion that commits
-            // first is never overwritten.
             SweepPhase::ExpireDeadlines => {
-                self.ended(concat!(
-                    "UPDATE jobs SET status = 'failed', error = 'deadline_exceeded', \
-                       owner_instance_id = NULL, lease_expires_at = NULL, \
-                       last_heartbeat_at = now() \
-                     WHERE total_deadline < now() AND status IN ",
-                    live!(),
-                    " RETURNING job_id"
-                ))
-                .await
+                self.ended(include_str!("sql/expire_deadlines.sql"), &[])
+                    .await
             }
             SweepPhase::ExpireStale { timeout } => self.expire_stale(timeout).await,
             SweepPhase::PurgeEvents { older_than } => {
-                self.count(
-                    "DELETE FROM job_events USING jobs \
-                     WHERE job_events.job_id = jobs.job_id \
-                       AND jobs.status IN ('completed', 'failed', 'cancelled') \
-                       AND jobs.last_heartbeat_at < now() - make_interval(secs => $1)",
-                    older_than,
-                )
-                .await
+                let purge = include_str!("sql/purge_events.sql");
+                self.count(purge, &[&seconds(older_than)]).await
             }
             SweepPhase::PurgeJobs { older_than } => {
-                self.count(
-                    "WITH purged AS ( \
-                       DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') \
-                         AND last_heartbeat_at < now() - make_interval(secs => $1) \
-                       RETURNING job_id), \
-                     purged_events AS ( \
-                       DELETE FROM job_events WHERE job_id IN (SELECT job_id FROM purged)) \
-                     SELECT job_id FROM purged",
-                    older_than,
-                )
-                .await
+                let purge = include_str!("sql/purge_jobs.sql");
+                self.count(purge, &[&seconds(older_than)]).await
             }
         }
     }
@@ -177,11 +111,15 @@ impl LeaseStore for PgStore {
 
 impl PgStore {
     /// A phase that ends claims: the ids of the jobs it changed.
-    async fn ended(&self, statement: &str) -> Result<SweepReport, StoreError> {
+    async fn ended(
+        &self,
+        statement: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<SweepReport, StoreError> {
         let conn = self.conn().await?;
         let statement = conn.prepare_cached(statement).await?;
         let ended: Vec<Uuid> = conn
-            .query(&statement, &[])
+            .query(&statement, params)
             .await?
             .iter()
             .map(|row| column(row, "job_id"))
@@ -197,13 +135,11 @@ impl PgStore {
     async fn count(
         &self,
         statement: &str,
-        older_than: Duration,
+        params: &[&(dyn ToSql + Sync)],
     ) -> Result<SweepReport, StoreError> {
         let conn = self.conn().await?;
         let statement = conn.prepare_cached(statement).await?;
-        let count = conn
-            .execute(&statement, &[&older_than.as_secs_f64()])
-            .await?;
+        let count = conn.execute(&statement, params).await?;
         Ok(SweepReport {
             count,
             ..SweepReport::default()
@@ -215,14 +151,7 @@ impl PgStore {
     async fn expire_stale(&self, timeout: Duration) -> Result<SweepReport, StoreError> {
         let conn = self.conn().await?;
         let candidates = conn
-            .prepare_cached(concat!(
-                "SELECT job_id, max_duration FROM jobs \
-                 WHERE total_deadline IS NULL AND status IN ",
-                live!(),
-                "  AND submitted_at < now() - make_interval(secs => $1) \
-                   AND submitted_at <= now() \
-                     - make_interval(secs => greatest($1, coalesce(max_duration, 0)))"
-            ))
+            .prepare_cached(include_str!("sql/stale_candidates.sql"))
             .await?;
         let rows = conn.query(&candidates, &[&timeout.as_secs_f64()]).await?;
         if rows.is_empty() {
@@ -238,27 +167,10 @@ impl PgStore {
             reasons.push(stale_reason(timeout, max_duration));
         }
         let apply = conn
-            .prepare_cached(concat!(
-                "WITH staled AS ( \
-                   UPDATE jobs SET status = 'failed', error = stale.reason, \
-                     owner_instance_id = NULL, lease_expires_at = NULL, \
-                     last_heartbeat_at = now(), event_seq = event_seq + 1 \
-                   FROM unnest($1::uuid[], $2::text[]) AS stale(job_id, reason) \
-                   WHERE jobs.job_id = stale.job_id AND jobs.total_deadline IS NULL \
-                     AND jobs.status IN ",
-                live!(),
-                "  RETURNING jobs.job_id, jobs.event_seq, stale.reason) \
-                 INSERT INTO job_events (job_id, seq, type, payload) \
-                 SELECT job_id, event_seq, 'stale', \
-                   json_build_object('reason', 'stale', 'detail', reason) \
-                 FROM staled \
-                 RETURNING job_id, pg_notify('",
-                job_events_channel!(),
-                "', job_id::text)::text"
-            ))
+            .prepare_cached(include_str!("sql/expire_stale.sql"))
             .await?;
         let staled: Vec<Uuid> = conn
-            .query(&apply, &[&ids, &reasons])
+            .query(&apply, &[&ids, &reasons, &JOB_EVENTS_CHANNEL])
             .await?
             .iter()
             .map(|row| column(row, "job_id"))
