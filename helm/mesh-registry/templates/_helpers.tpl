@@ -78,9 +78,30 @@ app.kubernetes.io/part-of: mcp-mesh
 {{- if kindIs "invalid" $v }}30{{ else }}{{ int64 $v }}{{ end }}
 {{- end }}
 
-{{/* Drain wait, then the graceful shutdown, then a margin: always more than the drain wait. */}}
+{{/* Deployment or StatefulSet. Releases installed with chart 0.1.0 have no such value (an
+     upgrade with --reuse-values keeps the old values), and stay a Deployment. */}}
+{{- define "mesh-registry.workload" -}}
+{{- .Values.workload | default "Deployment" }}
+{{- end }}
+
+{{/* The preStop drain's request timeout, and the margin of the grace period. Both have template
+     defaults for releases upgraded from chart 0.1.0 with --reuse-values. */}}
+{{- define "mesh-registry.drainRequestTimeout" -}}
+{{- .Values.drain.requestTimeoutSeconds | default 5 | int64 }}
+{{- end }}
+
+{{- define "mesh-registry.graceMargin" -}}
+{{- .Values.drain.graceMarginSeconds | default 5 | int64 }}
+{{- end }}
+
+{{/* The preStop drain, then the graceful shutdown, then a margin. */}}
 {{- define "mesh-registry.terminationGracePeriodSeconds" -}}
-{{- add (int64 .Values.drain.waitTimeoutSeconds) (int64 (include "mesh-registry.shutdownTimeout" .)) (int64 .Values.drain.graceMarginSeconds) }}
+{{- add (include "mesh-registry.drainRequestTimeout" . | int64) (include "mesh-registry.shutdownTimeout" . | int64) (include "mesh-registry.graceMargin" . | int64) }}
+{{- end }}
+
+{{/* /admin/* of the replica a command runs in (preStop, kubectl exec). */}}
+{{- define "mesh-registry.localAdminUrl" -}}
+{{- printf "http://127.0.0.1:%s" (include "mesh-registry.adminPort" .) }}
 {{- end }}
 
 {{/* "true" when more than one replica can run at once. */}}
