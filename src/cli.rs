@@ -108,6 +108,11 @@ pub enum RegistryCommand {
         /// Drain every replica (stored in PostgreSQL; survives restarts until resumed)
         #[arg(long)]
         fleet: bool,
+        /// Without --wait: stay this many seconds after the drain is set, then exit 0 (a
+        /// Kubernetes preStop hook: the pod leaves its Service and clients move their
+        /// connections elsewhere before SIGTERM)
+        #[arg(long, default_value_t = 0, conflicts_with = "wait")]
+        linger: u64,
     },
     /// Resume normal job dispatch
     Resume {

@@ -106,7 +106,11 @@ pub fn registry(command: &RegistryCommand, connection: &ConnectionArgs) -> ExitC
                 wait_timeout,
                 poll_interval,
                 fleet,
-            } => drain(&registry, wait, wait_timeout, poll_interval.max(1), fleet).await,
+                linger,
+            } => match wait {
+                true => drain(&registry, wait_timeout, poll_interval.max(1), fleet).await,
+                false => drain_and_linger(&registry, fleet, linger).await,
+            },
             RegistryCommand::Resume { fleet } => {
                 let state = registry.drain_state(Method::DELETE, fleet).await?;
                 println!("Registry resumed — job dispatch active");
@@ -145,9 +149,27 @@ async fn status(registry: &Registry, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `registry drain` without `--wait`: set the drain, then stay `linger` seconds.
+async fn drain_and_linger(registry: &Registry, fleet: bool, linger: u64) -> Result<()> {
+    let state = registry.drain_state(Method::POST, fleet).await?;
+    println!("Registry draining — new job claims paused");
+    println!("  Live claims: {}", state.live_claims);
+    if state.live_claims > 0 {
+        println!(
+            "Note: {} job(s) still running; poll `mesh-registry registry status` or re-run with --wait",
+            state.live_claims
+        );
+    }
+    if linger > 0 {
+        println!("Lingering {linger}s before exiting");
+        tokio::time::sleep(Duration::from_secs(linger)).await;
+    }
+    Ok(())
+}
+
+/// `registry drain --wait`: set the drain, then wait until no live claims remain.
 async fn drain(
     registry: &Registry,
-    wait: bool,
     wait_timeout: u64,
     poll_interval: u64,
     fleet: bool,
@@ -155,15 +177,6 @@ async fn drain(
     let mut state = registry.drain_state(Method::POST, fleet).await?;
     println!("Registry draining — new job claims paused");
     println!("  Live claims: {}", state.live_claims);
-    if !wait {
-        if state.live_claims > 0 {
-            println!(
-                "Note: {} job(s) still running; poll `mesh-registry registry status` or re-run with --wait",
-                state.live_claims
-            );
-        }
-        return Ok(());
-    }
     let deadline = (wait_timeout > 0).then(|| Instant::now() + Duration::from_secs(wait_timeout));
     while state.live_claims > 0 {
         if deadline.is_some_and(|d| Instant::now() > d) {

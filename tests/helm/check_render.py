@@ -233,18 +233,23 @@ def check_case(name, values, docs, notes, release, namespace, chart):
     # never waits for the fleet's running jobs; the grace period covers the drain request, the
     # graceful shutdown and a margin.
     request_timeout = values["drain"]["requestTimeoutSeconds"]
+    linger = values["drain"].get("lingerSeconds", 5)
     drain_port = values["admin"]["port"] if admin_enabled else values["port"]
     pre_stop = ((ct.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
     c.eq(
         pre_stop,
         ["mesh-registry", "registry", "drain", "--timeout", str(request_timeout),
-         "--registry-url", f"http://127.0.0.1:{drain_port}"],
+         "--linger", str(linger), "--registry-url", f"http://127.0.0.1:{drain_port}"],
         "preStop command",
     )
     c.check(not {"--wait", "--fleet"} & set(pre_stop or []), f"preStop waits for or drains the fleet: {pre_stop}")
     grace = pspec.get("terminationGracePeriodSeconds")
     shutdown = int(values["config"].get("MCP_MESH_SHUTDOWN_TIMEOUT") or 30)
-    c.eq(grace, request_timeout + shutdown + values["drain"]["graceMarginSeconds"], "terminationGracePeriodSeconds")
+    c.eq(
+        grace,
+        request_timeout + linger + shutdown + values["drain"]["graceMarginSeconds"],
+        "terminationGracePeriodSeconds",
+    )
 
     # PodDisruptionBudget exactly when more than one replica can run.
     if autoscaling:

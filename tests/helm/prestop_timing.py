@@ -13,8 +13,8 @@ current one. There is no Kubernetes here, so this plays the kubelet's part on re
     runs to its end, then SIGTERM, and the time until the process exits.
 
 It runs the old hook (`registry drain --wait --wait-timeout <--old-wait-timeout>`, chart 0.1.0),
-the new one (`registry drain --timeout 5`), and the new one followed by --linger seconds (what a
-`registry drain --linger` option would add: the pod leaves the endpoints and the clients'
+the new one without a linger (`registry drain --timeout 5`), and the chart's preStop
+(`registry drain --timeout 5 --linger <--linger>`: the pod leaves the endpoints and the clients'
 connections move on before SIGTERM) against the same replica, restarting it in between. It
 prints each stop time, what the clients saw meanwhile, and whether every job submitted was
 completed in the end.
@@ -273,9 +273,9 @@ def main():
     parser.add_argument("--work-seconds", type=float, default=2.0)
     parser.add_argument("--endpoint-lag", type=float, default=1.0,
                         help="seconds until a stopping pod leaves the Service's endpoints")
-    parser.add_argument("--linger", type=float, default=5.0,
-                        help="also stop with the new hook followed by this many seconds (what a "
-                             "`registry drain --linger` option would do; the binary has none yet); 0 skips it")
+    parser.add_argument("--linger", type=int, default=5,
+                        help="also stop with the chart's preStop, `registry drain --linger` this many "
+                             "seconds; 0 skips it")
     args = parser.parse_args()
 
     database = f"mesh_prestop_{uuid.uuid4().hex[:8]}"
@@ -301,7 +301,9 @@ def main():
             "new": (new_hook, 0),
         }
         if args.linger:
-            hooks["new+linger"] = (new_hook, args.linger)
+            # The chart's preStop: the same drain, then `--linger` keeps the hook running.
+            lingering = new_hook[:5] + ["--linger", f"{args.linger:g}"] + new_hook[5:]
+            hooks["new+linger"] = (lingering, 0)
         results = {}
         for name, (hook, linger) in hooks.items():
             stats.phase = name

@@ -90,13 +90,17 @@ app.kubernetes.io/part-of: mcp-mesh
 {{- .Values.drain.requestTimeoutSeconds | default 5 | int64 }}
 {{- end }}
 
+{{- define "mesh-registry.drainLinger" -}}
+{{- if kindIs "invalid" .Values.drain.lingerSeconds }}5{{ else }}{{ .Values.drain.lingerSeconds | int64 }}{{ end }}
+{{- end }}
+
 {{- define "mesh-registry.graceMargin" -}}
 {{- .Values.drain.graceMarginSeconds | default 5 | int64 }}
 {{- end }}
 
-{{/* The preStop drain, then the graceful shutdown, then a margin. */}}
+{{/* The preStop drain and its linger, then the graceful shutdown, then a margin. */}}
 {{- define "mesh-registry.terminationGracePeriodSeconds" -}}
-{{- add (include "mesh-registry.drainRequestTimeout" . | int64) (include "mesh-registry.shutdownTimeout" . | int64) (include "mesh-registry.graceMargin" . | int64) }}
+{{- add (include "mesh-registry.drainRequestTimeout" . | int64) (include "mesh-registry.drainLinger" . | int64) (include "mesh-registry.shutdownTimeout" . | int64) (include "mesh-registry.graceMargin" . | int64) }}
 {{- end }}
 
 {{/* /admin/* of the replica a command runs in (preStop, kubectl exec). */}}
