@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod go_duration;
 pub mod http;
 pub mod migrate;
 pub mod operator;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::format_go_duration;
+use crate::go_duration::format_go_duration;
 use crate::wire::{JobStatus, RecvCursor, RejectReason};
 
 /// A claim's lease window when the job has no `max_duration`.
