@@ -199,7 +199,8 @@ impl JobStore for EmbeddedStore {
     }
 }
 
-/// A claim (docs/state-machine.md#claim): the claim gate (unless the caller already checked it), then the claim.
+/// A claim (docs/state-machine.md#claim): the claim gate (unless the caller already checked
+/// it), then the claim.
 fn claim_next(db: &Connection, call: ClaimCall) -> Result<ClaimOutcome, StoreError> {
     if !call.gate_checked {
         let gated: bool = db
@@ -227,8 +228,9 @@ fn claim_next(db: &Connection, call: ClaimCall) -> Result<ClaimOutcome, StoreErr
     Ok(claimed.map_or(ClaimOutcome::NoWork, ClaimOutcome::Claimed))
 }
 
-/// An owner's delta (docs/state-machine.md#update): the guard (the domain's `delta_rejection` on the row as it is), then the
-/// update with the merged cursor; nothing can come between the two (one call at a time).
+/// An owner's delta (docs/state-machine.md#update): the guard (the domain's `delta_rejection`
+/// on the row as it is), then the update with the merged cursor; nothing can come between the
+/// two (one call at a time).
 fn apply_delta(db: &Connection, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError> {
     let id = delta.job_id.to_string();
     let current = db
@@ -284,8 +286,8 @@ fn apply_delta(db: &Connection, delta: DeltaUpdate) -> Result<DeltaOutcome, Stor
     }))
 }
 
-/// A force reclaim (docs/state-machine.md#force-reclaim): the previous owner as it is now (what the answer names), then the reclaim; nothing can
-/// come between the two (one call at a time).
+/// A force reclaim (docs/state-machine.md#force-reclaim): the previous owner as it is now (what
+/// the answer names), then the reclaim; nothing can come between the two (one call at a time).
 fn reclaim_job(db: &Connection, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
     let previous_owner = match job_state(db, job_id)? {
         None => return Ok(ReclaimOutcome::NotFound),
@@ -310,9 +312,9 @@ fn reclaim_job(db: &Connection, job_id: Uuid) -> Result<ReclaimOutcome, StoreErr
     })
 }
 
-/// An executor read (docs/state-machine.md#renew-on-read) and its fencing: a caller that no longer holds the live job at this
-/// epoch is superseded; one that does gets its lease moved to the domain's poll lease, when
-/// that is later than the one it has.
+/// An executor read (docs/state-machine.md#renew-on-read) and its fencing: a caller that no
+/// longer holds the live job at this epoch is superseded; one that does gets its lease moved to
+/// the domain's poll lease, when that is later than the one it has.
 fn authorize_executor_read(
     db: &Connection,
     job_id: Uuid,

@@ -6,7 +6,8 @@ SELECT job_id, capability, owner_instance_id, claim_epoch, status, progress, pro
        result, error, submitted_payload, recv_cursor, attempt_count, max_retries, max_duration,
        total_deadline, lease_expires_at, last_heartbeat_at, submitted_at, submitted_by
 FROM jobs
-WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+WHERE (:statuses IS NULL
+       OR EXISTS (SELECT 1 FROM json_each(:statuses) WHERE value = jobs.status))
   AND (:owner_instance_id IS NULL OR owner_instance_id = :owner_instance_id)
   AND (:capability IS NULL OR capability = :capability)
   AND (:submitted_since IS NULL OR submitted_at >= :submitted_since)

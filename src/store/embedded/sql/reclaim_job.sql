@@ -1,8 +1,8 @@
 -- reclaim_job: an operator's force reclaim (docs/state-machine.md#force-reclaim): the job goes back
 -- to the queue, unowned and unleased, keeping its epoch and attempts (the next claim mints the new
--- generation, fencing the previous owner); a job whose retry budget is spent (`attempt_count >
--- max_retries`) fails with :exhausted_error (domain::jobs::TakenBack::Reclaimed) instead of staying
--- as a row no one may claim, and only then is last_heartbeat_at stamped.
+-- generation, fencing the previous owner); a job whose retry budget is spent
+-- (`attempt_count > max_retries`) fails with :exhausted_error (domain::jobs::TakenBack::Reclaimed)
+-- instead of staying as a row no one may claim, and only then is last_heartbeat_at stamped.
 --
 -- Guard and why: the job is live, so a finished job stays finished. The call read the previous
 -- owner (job_state.sql) just before, on the same connection in the same transaction, so no claim
