@@ -17,10 +17,7 @@ impl AdminStore for EmbeddedStore {
     async fn count_live_claims(&self) -> Result<i64, StoreError> {
         self.run(|db| {
             Ok(db
-                .prepare_cached(concat!(
-                    "SELECT count(*) FROM jobs WHERE owner_instance_id IS NOT NULL AND status IN ",
-                    live!()
-                ))?
+                .prepare_cached(include_str!("sql/count_live_claims.sql"))?
                 .query_row([], |row| row.get(0))?)
         })
         .await
@@ -49,7 +46,11 @@ impl AdminStore for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|db| Ok(db.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?))
-            .await
+        self.run(|db| {
+            Ok(db
+                .prepare_cached(include_str!("sql/ping.sql"))?
+                .query_row([], |_| Ok(()))?)
+        })
+        .await
     }
 }

@@ -1,12 +1,14 @@
 //! Agent statements on the embedded file: registration, liveness, deregistration and what
-//! resolution reads. An agent that goes away takes its live jobs with it in the same call (T8).
+//! resolution reads. An agent that goes away keeps its jobs until their leases lapse
+//! (docs/ownership.md).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
-use super::{decode, encode, json, now_micros, seconds_micros, time_of, EmbeddedStore};
+use super::{decode, duration_micros, encode, json, now_micros, time_of, EmbeddedStore};
+use crate::domain::agents::{has_required_dependencies, topology_changed};
 use crate::store::{
     AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, Registered, StoreError, ToolRow,
 };
@@ -16,93 +18,15 @@ use crate::wire::AgentStatus;
 impl AgentStore for EmbeddedStore {
     async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError> {
         let stored = StoredAgent::from_registration(agent)?;
-        self.run(move |db| {
-            let now = now_micros();
-            let previous: Option<(String, String)> = db
-                .prepare_cached("SELECT status, topology FROM agents WHERE agent_id = ?1")?
-                .query_row([&stored.agent_id], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()?;
-            let created = previous.is_none();
-            // A change of what others resolve against (or a return) is a topology change.
-            let topology_changed = previous.is_none_or(|(status, topology)| {
-                status != "healthy" || topology != stored.topology
-            });
-            db.prepare_cached(
-                "INSERT INTO agents (agent_id, name, agent_type, runtime, version, description, \
-                   namespace, http_host, http_port, a2a_producer, a2a_consumer, registration, \
-                   topology, status, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'healthy', \
-                   ?14, ?14) \
-                 ON CONFLICT (agent_id) DO UPDATE SET name = excluded.name, \
-                   agent_type = excluded.agent_type, runtime = excluded.runtime, \
-                   version = excluded.version, description = excluded.description, \
-                   namespace = excluded.namespace, http_host = excluded.http_host, \
-                   http_port = excluded.http_port, a2a_producer = excluded.a2a_producer, \
-                   a2a_consumer = excluded.a2a_consumer, registration = excluded.registration, \
-                   topology = excluded.topology, status = 'healthy', updated_at = ?14",
-            )?
-            .execute(params![
-                stored.agent_id,
-                stored.name,
-                stored.agent_type,
-                stored.runtime,
-                stored.version,
-                stored.description,
-                stored.namespace,
-                stored.http_host,
-                stored.http_port,
-                stored.a2a_producer,
-                stored.a2a_consumer,
-                stored.registration,
-                stored.topology,
-                now,
-            ])?;
-            let agent_id = &stored.agent_id;
-            db.prepare_cached("DELETE FROM agent_tools WHERE agent_id = ?1")?
-                .execute([agent_id])?;
-            let mut insert = db.prepare_cached(
-                "INSERT INTO agent_tools (agent_id, position, function_name, capability, \
-                   version, description, tags, kwargs, dependencies, has_required_dependencies) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?;
-            for (position, tool) in (1_i64..).zip(&stored.tools) {
-                insert.execute(params![
-                    agent_id,
-                    position,
-                    tool.function_name,
-                    tool.capability,
-                    tool.version,
-                    tool.description,
-                    tool.tags,
-                    tool.kwargs,
-                    tool.dependencies,
-                    tool.has_required_dependencies,
-                ])?;
-            }
-            let topology_version = if topology_changed {
-                bump_topology(db)?
-            } else {
-                topology_version(db)?
-            };
-            db.prepare_cached("UPDATE agents SET topology_seen = ?2 WHERE agent_id = ?1")?
-                .execute(params![agent_id, topology_version])?;
-            Ok(Registered {
-                created,
-                topology_version,
-            })
-        })
-        .await
+        self.run(move |db| register_agent(db, &stored)).await
     }
 
     async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError> {
         let agent_id = agent_id.to_owned();
         self.run(move |db| {
             let departed = db
-                .prepare_cached(
-                    "UPDATE agents SET status = 'unhealthy' \
-                     WHERE agent_id = ?1 AND status <> 'unhealthy'",
-                )?
-                .execute([&agent_id])?
+                .prepare_cached(include_str!("sql/deregister_agent.sql"))?
+                .execute(named_params! {":agent_id": agent_id})?
                 > 0;
             if !departed {
                 return Ok(None);
@@ -118,12 +42,9 @@ impl AgentStore for EmbeddedStore {
     ) -> Result<(Vec<String>, Option<i64>), StoreError> {
         self.run(move |db| {
             let agents: Vec<String> = db
-                .prepare_cached(
-                    "UPDATE agents SET status = 'unhealthy' \
-                     WHERE status <> 'unhealthy' AND updated_at < ?1 RETURNING agent_id",
-                )?
+                .prepare_cached(include_str!("sql/expire_silent_agents.sql"))?
                 .query_map(
-                    [now_micros() - seconds_micros(silent_for.as_secs_f64())],
+                    named_params! {":silent_since": now_micros() - duration_micros(silent_for)},
                     |row| row.get(0),
                 )?
                 .collect::<Result<_, _>>()?;
@@ -143,15 +64,14 @@ impl AgentStore for EmbeddedStore {
         let agent_ids = agent_ids.to_vec();
         self.run(move |db| {
             let now = now_micros();
-            let mut beat = db.prepare_cached(
-                "UPDATE agents SET updated_at = ?2 WHERE agent_id = ?1 AND status <> 'unhealthy'",
-            )?;
-            let mut read = db.prepare_cached("SELECT status FROM agents WHERE agent_id = ?1")?;
+            let mut beat = db.prepare_cached(include_str!("sql/stamp_heartbeat.sql"))?;
+            let mut read = db.prepare_cached(include_str!("sql/agent_status.sql"))?;
             let mut statuses = Vec::with_capacity(agent_ids.len());
             for agent_id in agent_ids {
-                beat.execute(params![agent_id, now])?;
-                let status: Option<String> =
-                    read.query_row([&agent_id], |row| row.get(0)).optional()?;
+                beat.execute(named_params! {":agent_id": agent_id, ":now": now})?;
+                let status: Option<String> = read
+                    .query_row(named_params! {":agent_id": agent_id}, |row| row.get(0))
+                    .optional()?;
                 if let Some(status) = status {
                     statuses.push((agent_id, parse_status(&status)?));
                 }
@@ -168,13 +88,12 @@ impl AgentStore for EmbeddedStore {
     async fn agent_liveness(&self, agent_id: &str) -> Result<Option<Liveness>, StoreError> {
         let agent_id = agent_id.to_owned();
         self.run(move |db| {
-            db.prepare_cached(
-                "SELECT a.status, a.topology_seen, t.version AS topology_version \
-                 FROM agents a CROSS JOIN mesh_topology t WHERE a.agent_id = ?1",
-            )?
-            .query_row([agent_id], |row| Ok(liveness_from_row(row)))
-            .optional()?
-            .transpose()
+            db.prepare_cached(include_str!("sql/agent_liveness.sql"))?
+                .query_row(named_params! {":agent_id": agent_id}, |row| {
+                    Ok(liveness_from_row(row))
+                })
+                .optional()?
+                .transpose()
         })
         .await
     }
@@ -183,17 +102,8 @@ impl AgentStore for EmbeddedStore {
         let agent_id = agent_id.to_owned();
         self.run(move |db| {
             Ok(db
-                .prepare_cached(
-                    "SELECT count(*) FROM ( \
-                       SELECT 1 FROM jobs \
-                       WHERE status = 'working' AND owner_instance_id IS NULL \
-                         AND attempt_count <= max_retries \
-                         AND capability IN ( \
-                           SELECT t.capability FROM agent_tools t JOIN agents a USING (agent_id) \
-                           WHERE a.name = (SELECT name FROM agents WHERE agent_id = ?1)) \
-                       LIMIT 100)",
-                )?
-                .query_row([agent_id], |row| row.get(0))?)
+                .prepare_cached(include_str!("sql/count_pending_jobs_for_agent_name.sql"))?
+                .query_row(named_params! {":agent_id": agent_id}, |row| row.get(0))?)
         })
         .await
     }
@@ -201,20 +111,12 @@ impl AgentStore for EmbeddedStore {
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
         self.run(|db| {
             let agents = db
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    agent_columns!(),
-                    " FROM agents ORDER BY agent_id"
-                ))?
+                .prepare_cached(include_str!("sql/list_agents.sql"))?
                 .query_map([], |row| Ok(agent_from_row(row)))?
                 .map(|row| row?)
                 .collect::<Result<_, _>>()?;
             let tools = db
-                .prepare_cached(
-                    "SELECT agent_id, function_name, capability, version, description, tags, \
-                       kwargs, dependencies \
-                     FROM agent_tools ORDER BY agent_id, position",
-                )?
+                .prepare_cached(include_str!("sql/list_agent_tools.sql"))?
                 .query_map([], |row| Ok(tool_from_row(row)))?
                 .map(|row| row?)
                 .collect::<Result<_, _>>()?;
@@ -226,14 +128,12 @@ impl AgentStore for EmbeddedStore {
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError> {
         let agent_id = agent_id.to_owned();
         self.run(move |db| {
-            db.prepare_cached(concat!(
-                "SELECT ",
-                agent_columns!(),
-                " FROM agents WHERE agent_id = ?1"
-            ))?
-            .query_row([agent_id], |row| Ok(agent_from_row(row)))
-            .optional()?
-            .transpose()
+            db.prepare_cached(include_str!("sql/get_agent.sql"))?
+                .query_row(named_params! {":agent_id": agent_id}, |row| {
+                    Ok(agent_from_row(row))
+                })
+                .optional()?
+                .transpose()
         })
         .await
     }
@@ -253,7 +153,8 @@ struct StoredAgent {
     a2a_producer: bool,
     a2a_consumer: bool,
     registration: String,
-    topology: String,
+    /// What others resolve against: the domain compares it with the stored one.
+    topology: serde_json::Value,
     tools: Vec<StoredTool>,
 }
 
@@ -274,7 +175,7 @@ impl StoredAgent {
                         .map(|k| k.get().to_owned())
                         .filter(|k| k != "null"),
                     dependencies: encode(tool.dependencies)?,
-                    has_required_dependencies: tool.dependencies.iter().any(|d| d.required),
+                    has_required_dependencies: has_required_dependencies(tool.dependencies),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -291,7 +192,7 @@ impl StoredAgent {
             a2a_producer: agent.a2a_producer,
             a2a_consumer: agent.a2a_consumer,
             registration: agent.body.get().to_owned(),
-            topology: encode(&agent.topology())?,
+            topology: agent.topology(),
             tools,
         })
     }
@@ -309,16 +210,91 @@ struct StoredTool {
     has_required_dependencies: bool,
 }
 
+/// A registration: the agent and its tools as sent, healthy; the topology version moves when
+/// the domain says the topology changed. The previous row is read in the same call, so nothing
+/// can come between the comparison and the write.
+fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<Registered, StoreError> {
+    let agent_id = &stored.agent_id;
+    let previous: Option<(String, String)> = db
+        .prepare_cached(include_str!("sql/registered_agent.sql"))?
+        .query_row(named_params! {":agent_id": agent_id}, |row| {
+            Ok((row.get("status")?, row.get("topology")?))
+        })
+        .optional()?;
+    let previous = previous
+        .map(|(status, topology)| {
+            Ok::<_, StoreError>((parse_status(&status)?, decode(&topology, "topology")?))
+        })
+        .transpose()?;
+    let changed = topology_changed(
+        previous
+            .as_ref()
+            .map(|(status, topology)| (*status, topology)),
+        &stored.topology,
+    );
+    db.prepare_cached(include_str!("sql/upsert_agent.sql"))?
+        .execute(named_params! {
+            ":agent_id": agent_id,
+            ":name": stored.name,
+            ":agent_type": stored.agent_type,
+            ":runtime": stored.runtime,
+            ":version": stored.version,
+            ":description": stored.description,
+            ":namespace": stored.namespace,
+            ":http_host": stored.http_host,
+            ":http_port": stored.http_port,
+            ":a2a_producer": stored.a2a_producer,
+            ":a2a_consumer": stored.a2a_consumer,
+            ":registration": stored.registration,
+            ":topology": encode(&stored.topology)?,
+            ":now": now_micros(),
+        })?;
+    replace_tools(db, agent_id, &stored.tools)?;
+    let topology_version = if changed {
+        bump_topology(db)?
+    } else {
+        topology_version(db)?
+    };
+    db.prepare_cached(include_str!("sql/set_topology_seen.sql"))?
+        .execute(named_params! {":agent_id": agent_id, ":topology_version": topology_version})?;
+    Ok(Registered {
+        created: previous.is_none(),
+        topology_version,
+    })
+}
+
+/// The agent's tools become the ones its registration sent, in their order.
+fn replace_tools(db: &Connection, agent_id: &str, tools: &[StoredTool]) -> Result<(), StoreError> {
+    db.prepare_cached(include_str!("sql/delete_agent_tools.sql"))?
+        .execute(named_params! {":agent_id": agent_id})?;
+    let mut insert = db.prepare_cached(include_str!("sql/insert_agent_tool.sql"))?;
+    for (position, tool) in (1_i64..).zip(tools) {
+        insert.execute(named_params! {
+            ":agent_id": agent_id,
+            ":position": position,
+            ":function_name": tool.function_name,
+            ":capability": tool.capability,
+            ":version": tool.version,
+            ":description": tool.description,
+            ":tags": tool.tags,
+            ":kwargs": tool.kwargs,
+            ":dependencies": tool.dependencies,
+            ":has_required_dependencies": tool.has_required_dependencies,
+        })?;
+    }
+    Ok(())
+}
+
 fn topology_version(db: &Connection) -> Result<i64, StoreError> {
     Ok(db
-        .prepare_cached("SELECT version FROM mesh_topology")?
+        .prepare_cached(include_str!("sql/topology_version.sql"))?
         .query_row([], |row| row.get(0))?)
 }
 
 /// A topology change: the new version.
 fn bump_topology(db: &Connection) -> Result<i64, StoreError> {
     Ok(db
-        .prepare_cached("UPDATE mesh_topology SET version = version + 1 RETURNING version")?
+        .prepare_cached(include_str!("sql/bump_topology_version.sql"))?
         .query_row([], |row| row.get(0))?)
 }
 

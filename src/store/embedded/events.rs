@@ -1,8 +1,8 @@
 //! Event-log statements on the embedded file: read a page of a job's events, append one
-//! (contract §2.6, §2.7, §5).
+//! (docs/contract.md#events-endpoints).
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{named_params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::jobs::job_state;
@@ -23,21 +23,16 @@ impl EventStore for EmbeddedStore {
         self.run(move |db| {
             let id = job_id.to_string();
             let exists = db
-                .prepare_cached("SELECT 1 FROM jobs WHERE job_id = ?1")?
-                .exists([&id])?;
+                .prepare_cached(include_str!("sql/job_exists.sql"))?
+                .exists(named_params! {":job_id": id})?;
             if !exists {
                 return Ok(None);
             }
-            let mut statement = db.prepare_cached(
-                "SELECT seq, type, payload, trace_context, posted_by, created_at \
-                 FROM job_events \
-                 WHERE job_id = ?1 AND seq > ?2 \
-                   AND (?3 IS NULL OR type IN (SELECT value FROM json_each(?3))) \
-                 ORDER BY seq LIMIT ?4",
+            let mut statement = db.prepare_cached(include_str!("sql/list_events.sql"))?;
+            let rows = statement.query_map(
+                named_params! {":job_id": id, ":after": after, ":types": types, ":limit": limit},
+                |row| Ok(event_from_row(job_id, row)),
             )?;
-            let rows = statement.query_map(params![id, after, types, limit], |row| {
-                Ok(event_from_row(job_id, row))
-            })?;
             let events = rows.map(|row| row?).collect::<Result<_, _>>()?;
             Ok(Some(events))
         })
@@ -55,15 +50,13 @@ impl EventStore for EmbeddedStore {
         let payload = payload.map(|p| p.get().to_owned());
         let trace_context = trace_context.map(|t| t.get().to_owned());
         self.run(move |db| {
-            // The seq comes from the job row's counter (decisions row 15): gap-free, never
-            // contended (calls run one at a time).
+            // The seq comes from the job row's counter (docs/contract.md#diff-event-seq):
+            // gap-free, never contended (calls run one at a time).
             let seq: Option<i64> = db
-                .prepare_cached(concat!(
-                    "UPDATE jobs SET event_seq = event_seq + 1 WHERE job_id = ?1 AND status IN ",
-                    live!(),
-                    " RETURNING event_seq"
-                ))?
-                .query_row([job_id.to_string()], |row| row.get(0))
+                .prepare_cached(include_str!("sql/take_event_seq.sql"))?
+                .query_row(named_params! {":job_id": job_id.to_string()}, |row| {
+                    row.get(0)
+                })
                 .optional()?;
             let Some(seq) = seq else {
                 return Ok(match job_state(db, job_id)? {
@@ -113,17 +106,14 @@ pub(super) fn append(
     trace_context: Option<&str>,
     created_at: i64,
 ) -> Result<(), StoreError> {
-    db.prepare_cached(
-        "INSERT INTO job_events (job_id, seq, type, payload, trace_context, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        job_id.to_string(),
-        seq,
-        event_type,
-        payload,
-        trace_context,
-        created_at
-    ])?;
+    db.prepare_cached(include_str!("sql/append_event.sql"))?
+        .execute(named_params! {
+            ":job_id": job_id.to_string(),
+            ":seq": seq,
+            ":type": event_type,
+            ":payload": payload,
+            ":trace_context": trace_context,
+            ":created_at": created_at,
+        })?;
     Ok(())
 }

@@ -21,11 +21,13 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Backend, ConnectError, Storage, StoreError, DEFAULT_EMBEDDED_FILE};
+use crate::domain::jobs::lease_window;
 use crate::wire::{RawJson, Timestamp};
 
 /// Calls waiting for the store thread, at most; past it callers wait (back-pressure).
@@ -35,6 +37,9 @@ const BATCH_MAX: usize = 128;
 /// How long a statement waits for a lock held by another connection (a test fixture or an
 /// operator's `sqlite3` shell) before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements kept per connection: more than the backend has (`sql/*.sql`), so every
+/// statement is parsed once.
+const STATEMENT_CACHE: usize = 64;
 
 /// What a call did inside the shared transaction: whether to keep its writes, and how to
 /// answer its caller once the transaction's fate is known.
@@ -198,8 +203,22 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", true)?;
-    connection.set_prepared_statement_cache_capacity(64);
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    register_rules(&connection)?;
     Ok(connection)
+}
+
+/// The rules that statements evaluate row by row, registered on the connection so that the SQL
+/// calls the domain's one definition instead of restating it.
+fn register_rules(connection: &Connection) -> rusqlite::Result<()> {
+    // job_lease_window(max_duration): the lease window of the row's job, in microseconds (the
+    // file's unit of time), for statements that pick their row themselves (claim_next.sql).
+    connection.create_scalar_function(
+        "job_lease_window",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |context| Ok(duration_micros(lease_window(context.get(0)?))),
+    )
 }
 
 /// The store thread: batches of shared calls in one transaction each, lone calls in between.
@@ -295,8 +314,9 @@ fn micros(time: SystemTime) -> i64 {
     }
 }
 
-fn seconds_micros(seconds: f64) -> i64 {
-    (seconds * 1_000_000.0) as i64
+/// A span of time, as stored: microseconds (saturating; no stored span comes near the limit).
+fn duration_micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn time_of(micros: i64) -> SystemTime {
@@ -351,6 +371,24 @@ mod tests {
             PathBuf::from("data/mesh.db")
         );
         assert!(file_path("mysql://db").is_err());
+    }
+
+    #[test]
+    fn the_lease_window_in_sql_is_the_domain_rule() {
+        let connection = Connection::open_in_memory().unwrap();
+        register_rules(&connection).unwrap();
+        for max_duration in [None, Some(-4), Some(0), Some(7), Some(86_400)] {
+            let window: i64 = connection
+                .query_row("SELECT job_lease_window(?1)", [max_duration], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            assert_eq!(
+                window,
+                lease_window(max_duration).as_micros() as i64,
+                "max_duration {max_duration:?}"
+            );
+        }
     }
 
     #[test]

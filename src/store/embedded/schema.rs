@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use rusqlite::Connection;
+use rusqlite::{named_params, Connection};
 
 use super::EmbeddedStore;
 use crate::store::model::{
@@ -53,8 +53,8 @@ impl SchemaStore for EmbeddedStore {
                     (Some(statement), _) => tx.execute_batch(&statement)?,
                     (None, SchemaPiece::Migration { version, .. }) => {
                         tx.execute(
-                            &format!("DELETE FROM {HISTORY_TABLE} WHERE version = ?1"),
-                            [version],
+                            include_str!("sql/forget_migration.sql"),
+                            named_params! {":version": version},
                         )?;
                     }
                     (None, _) => {}
@@ -71,40 +71,35 @@ impl SchemaStore for EmbeddedStore {
 /// is reported as `<table>_pkey`, PostgreSQL's name for it, so that one model fits both.
 fn inspect(db: &Connection) -> Result<SchemaReport, StoreError> {
     let history_exists = db
-        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
-        .exists([HISTORY_TABLE])?;
+        .prepare(include_str!("sql/history_table_exists.sql"))?
+        .exists(named_params! {":table": HISTORY_TABLE})?;
     let applied: Vec<(i64, String)> = if history_exists {
-        db.prepare(&format!(
-            "SELECT version, name FROM {HISTORY_TABLE} ORDER BY version"
-        ))?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<Result<_, _>>()?
+        db.prepare(include_str!("sql/applied_migrations.sql"))?
+            .query_map([], |row| Ok((row.get("version")?, row.get("name")?)))?
+            .collect::<Result<_, _>>()?
     } else {
         Vec::new()
     };
     let mut columns: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut indexes: BTreeMap<String, String> = BTreeMap::new();
-    let mut statement = db.prepare(
-        "SELECT m.name, c.name, c.type, c.pk FROM sqlite_master m \
-         JOIN pragma_table_info(m.name) c \
-         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
-    )?;
+    let mut statement = db.prepare(include_str!("sql/table_columns.sql"))?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        let (table, column, data_type, pk): (String, String, String, i64) =
-            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        let (table, column, data_type, pk): (String, String, String, i64) = (
+            row.get("table_name")?,
+            row.get("column_name")?,
+            row.get("data_type")?,
+            row.get("primary_key")?,
+        );
         if pk > 0 {
             indexes.insert(format!("{table}_pkey"), table.clone());
         }
         columns.entry(table).or_default().insert(column, data_type);
     }
-    let mut statement = db.prepare(
-        "SELECT name, tbl_name FROM sqlite_master \
-         WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex_%'",
-    )?;
+    let mut statement = db.prepare(include_str!("sql/indexes.sql"))?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        indexes.insert(row.get(0)?, row.get(1)?);
+        indexes.insert(row.get("name")?, row.get("tbl_name")?);
     }
     Ok(SchemaReport::compare(
         Backend::Embedded,
@@ -112,4 +107,56 @@ fn inspect(db: &Connection) -> Result<SchemaReport, StoreError> {
         applied,
         &LiveSchema { columns, indexes },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_statements_name_the_table_refinery_writes() {
+        for statement in [
+            include_str!("sql/applied_migrations.sql"),
+            include_str!("sql/forget_migration.sql"),
+        ] {
+            let from = format!("FROM {HISTORY_TABLE} ");
+            assert!(statement.contains(&from), "{statement}");
+        }
+    }
+
+    /// A file a newer binary migrated: prune forgets the migration this binary does not know
+    /// and drops its table, and keeps everything the model knows.
+    #[tokio::test]
+    async fn prune_forgets_unknown_migrations_and_drops_their_tables() {
+        let path = std::env::temp_dir().join(format!("mesh-prune-{}.db", uuid::Uuid::new_v4()));
+        let store = EmbeddedStore::open(path.to_str().unwrap()).unwrap();
+        store.prepare_schema().await.unwrap();
+        store
+            .run_alone(|db| {
+                db.execute_batch(&format!(
+                    "CREATE TABLE future (id INTEGER); \
+                     INSERT INTO {HISTORY_TABLE} (version, name, applied_on, checksum) \
+                     VALUES (999, 'future', '', '0');"
+                ))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let dropped = store.prune().await.unwrap();
+        let report = store.schema_report().await.unwrap();
+        store.shut_down().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        assert!(
+            dropped.contains(&SchemaPiece::Table("future".into())),
+            "{dropped:?}"
+        );
+        assert!(dropped.contains(&SchemaPiece::Migration {
+            version: 999,
+            name: "future".into()
+        }));
+        assert!(report.unknown.is_empty(), "{:?}", report.unknown);
+        report.check_servable().unwrap();
+    }
 }
