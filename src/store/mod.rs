@@ -7,48 +7,10 @@
 //!   `DATABASE_URL` is given, so one command serves a local mesh. One process owns the file (a
 //!   lock); one thread owns the connection, so each call is atomic by construction.
 //!
-//! The HTTP layer and the actors see only `Store`; which backend runs is decided by the URL.
-
-/// A live job is one still being worked on; everything else is terminal (absorbing).
-macro_rules! live {
-    () => {
-        "('working', 'input_required')"
-    };
-}
-
-/// Every column of the wire `Job`, in one list so reads cannot drift apart.
-macro_rules! job_columns {
-    () => {
-        "job_id, capability, owner_instance_id, claim_epoch, status, progress, progress_message, \
-         result, error, submitted_payload, recv_cursor, attempt_count, max_retries, max_duration, \
-         total_deadline, lease_expires_at, last_heartbeat_at, submitted_at, submitted_by"
-    };
-}
-
-/// Every column of an agent row.
-macro_rules! agent_columns {
-    () => {
-        "agent_id, name, agent_type, runtime, version, description, namespace, http_host, \
-         http_port, a2a_producer, a2a_consumer, status, created_at, updated_at"
-    };
-}
-
-/// The SET list that takes a live job from its owner (T7, T8, T9): back to the queue as
-/// `working`, or `failed` with `$error` when its retry budget is spent (then stamped `$now`,
-/// the backend's spelling of the current time). Epoch, attempts and cursor are kept.
-macro_rules! requeue_or_fail {
-    ($error:literal, $now:literal) => {
-        concat!(
-            "status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END, \
-             error = CASE WHEN attempt_count > max_retries THEN '",
-            $error,
-            "' ELSE error END, \
-             last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN ",
-            $now,
-            " END, owner_instance_id = NULL, lease_expires_at = NULL "
-        )
-    };
-}
+//! Each statement is written whole in its own file, `<backend>/sql/<name>.sql`, with its guard
+//! and why; the rules the statements apply come from `crate::domain`.
+//!
+//! The service layer and the actors see only `Store`; which backend runs is decided by the URL.
 
 mod embedded;
 mod model;
