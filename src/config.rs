@@ -62,6 +62,46 @@ impl Config {
                 ));
                 DEFAULT_CANCEL_EVENT_GRACE
             });
+        let timing = SweepTiming::from_args(args, &mut warnings);
+        let admin_port = admin_port(args.admin_port.as_deref(), &mut warnings);
+        let config = Config {
+            host: args.host.clone(),
+            port: args.port,
+            admin_port,
+            database_url,
+            db_pool_size: args.db_pool_size as usize,
+            http_workers: args.http_workers.map_or_else(
+                || std::thread::available_parallelism().map_or(2, |n| n.get()),
+                |n| n as usize,
+            ),
+            max_body_bytes: args.max_body_bytes as usize,
+            max_long_polls: args.max_long_polls as usize,
+            cancel_event_grace,
+            job_stale_timeout: timing.job_stale_timeout,
+            sweep_interval: timing.sweep_interval,
+            retention: timing.retention,
+            job_row_retention: timing.job_row_retention,
+            startup_grace: timing.startup_grace,
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            health_check_interval: Duration::from_secs(args.health_check_interval),
+            agent_timeout: Duration::from_secs(args.agent_timeout),
+        };
+        (config, warnings)
+    }
+}
+
+/// The sweep's Go-duration knobs, read leniently as the reference does (an invalid value means
+/// the default, with a warning).
+struct SweepTiming {
+    job_stale_timeout: Option<Duration>,
+    sweep_interval: Duration,
+    retention: Option<Duration>,
+    job_row_retention: Option<Duration>,
+    startup_grace: Duration,
+}
+
+impl SweepTiming {
+    fn from_args(args: &ServeArgs, warnings: &mut Vec<String>) -> SweepTiming {
         let mut knob = |name: &str, raw: &Option<String>, meaning: &str| {
             let raw = raw.as_deref().map(str::trim).filter(|r| !r.is_empty())?;
             let parsed = parse_go_duration(raw);
@@ -96,42 +136,31 @@ impl Config {
         let startup_grace = knob("MCP_MESH_STARTUP_GRACE", &args.startup_grace, "using 30s")
             .flatten()
             .unwrap_or(DEFAULT_STARTUP_GRACE);
-        let admin_port = match args.admin_port.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(raw) => match raw.parse::<u16>() {
-                Ok(0) => None,
-                Ok(port) => Some(port),
-                Err(_) => {
-                    warnings.push(format!(
-                        "MCP_MESH_ADMIN_PORT={raw:?} is not a port; /admin/* stays on the public port"
-                    ));
-                    None
-                }
-            },
-        };
-        let config = Config {
-            host: args.host.clone(),
-            port: args.port,
-            admin_port,
-            database_url,
-            db_pool_size: args.db_pool_size as usize,
-            http_workers: args.http_workers.map_or_else(
-                || std::thread::available_parallelism().map_or(2, |n| n.get()),
-                |n| n as usize,
-            ),
-            max_body_bytes: args.max_body_bytes as usize,
-            max_long_polls: args.max_long_polls as usize,
-            cancel_event_grace,
+        SweepTiming {
             job_stale_timeout,
             sweep_interval,
             retention,
             job_row_retention,
             startup_grace,
-            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
-            health_check_interval: Duration::from_secs(args.health_check_interval),
-            agent_timeout: Duration::from_secs(args.agent_timeout),
-        };
-        (config, warnings)
+        }
+    }
+}
+
+/// `MCP_MESH_ADMIN_PORT`: unset, empty or 0 keep `/admin/*` on the public port; a value that is
+/// not a port does too, with a warning.
+fn admin_port(raw: Option<&str>, warnings: &mut Vec<String>) -> Option<u16> {
+    match raw.map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => match raw.parse::<u16>() {
+            Ok(0) => None,
+            Ok(port) => Some(port),
+            Err(_) => {
+                warnings.push(format!(
+                    "MCP_MESH_ADMIN_PORT={raw:?} is not a port; /admin/* stays on the public port"
+                ));
+                None
+            }
+        },
     }
 }
 

@@ -229,6 +229,8 @@ struct ReclaimRecord {
     claim_epoch: i64,
 }
 
+/// `job status|cancel|reclaim`: one arm per subcommand, each a request and its printout (long
+/// only because the three printouts sit side by side).
 pub fn job(command: &JobCommand, connection: &ConnectionArgs) -> ExitCode {
     run(async move {
         let registry = Registry::new(connection)?;

@@ -63,7 +63,8 @@ fn one_of<'a>(
     }
 }
 
-/// Validates a registration into what the store keeps.
+/// Validates a registration into what the store keeps, field by field in the reference's order
+/// (long because that order is the point: the first invalid field is the one reported).
 fn validate<'a>(
     registration: &'a AgentRegistration,
     body: &'a RawValue,

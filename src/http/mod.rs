@@ -47,7 +47,8 @@ pub fn fallback_route(cfg: &mut web::ServiceConfig) {
 
 /// The public API (without `/admin/*` and without the fallback). Hot routes come first and
 /// `/jobs` is a scope: dynamic path segments are matched by regular expressions, so the fewer a
-/// request is tried against, the cheaper its routing.
+/// request is tried against, the cheaper its routing. (Long because it is the route table:
+/// one entry per route, read best whole.)
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/jobs")

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::Registry;
 use crate::resolve::Mesh;
-use crate::store::{MeshSnapshot, NewRegistration, StoreError};
+use crate::store::{AgentRow, MeshSnapshot, NewRegistration, StoreError, ToolRow};
 use crate::wire::{
     rfc3339, AgentView, CapabilityView, DependencyResolution, DependencyStatus, ResolvedDependency,
 };
@@ -118,7 +118,7 @@ impl Registry {
 
 fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
     let mesh = Mesh::from_snapshot(snapshot);
-    let mut availability: HashMap<(&str, &str), Option<String>> = HashMap::new();
+    let mut availability: Availability = HashMap::new();
     for (provider, reason) in mesh.providers().iter().zip(mesh.availability()) {
         availability.insert((&provider.agent_id, &provider.function_name), reason);
     }
@@ -126,51 +126,12 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
         .agents
         .iter()
         .map(|agent| {
-            let tools: Vec<_> = snapshot
+            let tools: Vec<&ToolRow> = snapshot
                 .tools
                 .iter()
                 .filter(|t| t.agent_id == agent.agent_id && !t.function_name.is_empty())
                 .collect();
-            let capabilities = tools
-                .iter()
-                .filter(|t| !t.capability.is_empty())
-                .map(|tool| {
-                    let reason = availability
-                        .get(&(tool.agent_id.as_str(), tool.function_name.as_str()))
-                        .cloned()
-                        .flatten();
-                    CapabilityView {
-                        name: tool.capability.clone(),
-                        function_name: tool.function_name.clone(),
-                        version: tool.version.clone(),
-                        description: tool.description.clone(),
-                        tags: tool.tags.clone(),
-                        task: tool.kwargs.as_deref().is_some_and(is_task),
-                        available: reason.is_none(),
-                        unavailable_reason: reason,
-                    }
-                })
-                .collect();
-            let dependency_resolutions: Vec<DependencyResolution> = tools
-                .iter()
-                .flat_map(|tool| {
-                    let mesh = &mesh;
-                    tool.dependencies.iter().map(move |spec| {
-                        let provider = mesh.resolve(spec, &agent.namespace);
-                        DependencyResolution {
-                            function_name: tool.function_name.clone(),
-                            capability: spec.capability.clone(),
-                            status: match provider {
-                                Some(_) => DependencyStatus::Available,
-                                None => DependencyStatus::Unresolved,
-                            },
-                            provider_agent_id: provider.map(|p| p.agent_id.clone()),
-                            mcp_tool: provider.map(|p| p.function_name.clone()),
-                            endpoint: provider.map(|p| p.endpoint.clone()),
-                        }
-                    })
-                })
-                .collect();
+            let dependency_resolutions = dependency_resolutions(&mesh, agent, &tools);
             AgentView {
                 id: agent.agent_id.clone(),
                 name: agent.name.clone(),
@@ -185,7 +146,7 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                 a2a_consumer: agent.a2a_consumer,
                 created_at: rfc3339(agent.created_at),
                 last_seen: rfc3339(agent.updated_at),
-                capabilities,
+                capabilities: capability_views(&tools, &availability),
                 total_dependencies: dependency_resolutions.len(),
                 dependencies_resolved: dependency_resolutions
                     .iter()
@@ -195,6 +156,60 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                 llm_tool_resolutions: None,
                 llm_provider_resolutions: None,
             }
+        })
+        .collect()
+}
+
+/// Why each provider (agent id, function name) is unavailable, or `None` when it is available.
+type Availability<'a> = HashMap<(&'a str, &'a str), Option<String>>;
+
+/// An agent's capabilities, each with whether it is available now and why not.
+fn capability_views(tools: &[&ToolRow], availability: &Availability) -> Vec<CapabilityView> {
+    tools
+        .iter()
+        .filter(|t| !t.capability.is_empty())
+        .map(|tool| {
+            let reason = availability
+                .get(&(tool.agent_id.as_str(), tool.function_name.as_str()))
+                .cloned()
+                .flatten();
+            CapabilityView {
+                name: tool.capability.clone(),
+                function_name: tool.function_name.clone(),
+                version: tool.version.clone(),
+                description: tool.description.clone(),
+                tags: tool.tags.clone(),
+                task: tool.kwargs.as_deref().is_some_and(is_task),
+                available: reason.is_none(),
+                unavailable_reason: reason,
+            }
+        })
+        .collect()
+}
+
+/// Where each declared dependency of an agent's tools resolves now, in declared order.
+fn dependency_resolutions(
+    mesh: &Mesh,
+    agent: &AgentRow,
+    tools: &[&ToolRow],
+) -> Vec<DependencyResolution> {
+    tools
+        .iter()
+        .flat_map(|tool| {
+            tool.dependencies.iter().map(move |spec| {
+                let provider = mesh.resolve(spec, &agent.namespace);
+                DependencyResolution {
+                    function_name: tool.function_name.clone(),
+                    capability: spec.capability.clone(),
+                    status: match provider {
+                        Some(_) => DependencyStatus::Available,
+                        None => DependencyStatus::Unresolved,
+                    },
+                    provider_agent_id: provider.map(|p| p.agent_id.clone()),
+                    mcp_tool: provider.map(|p| p.function_name.clone()),
+                    endpoint: provider.map(|p| p.endpoint.clone()),
+                }
+            })
         })
         .collect()
 }

@@ -15,6 +15,7 @@
 mod embedded;
 mod model;
 mod postgres;
+mod schema;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -32,8 +33,9 @@ pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
     DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, Liveness, MeshSnapshot, NewJob,
     NewRegistration, NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome,
-    SchemaPiece, SchemaReport, ToolRow,
+    ToolRow,
 };
+pub use schema::{SchemaPiece, SchemaReport};
 
 use crate::domain::jobs::JobState;
 use crate::wire::{AgentStatus, Job, JobEvent, RawJson};

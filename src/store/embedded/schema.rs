@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{named_params, Connection};
 
 use super::EmbeddedStore;
-use crate::store::model::{
+use crate::store::schema::{
     applied_migrations, known_migrations, reconciling, LiveSchema, HISTORY_TABLE,
 };
 use crate::store::{Backend, SchemaPiece, SchemaReport, SchemaStore, StoreError};

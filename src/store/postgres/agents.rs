@@ -23,6 +23,7 @@ impl AgentStore for PgStore {
     /// Registers or refreshes an agent from a full heartbeat, in one transaction: the agent row
     /// (healthy, seen now), its tools (replaced), and the topology version, bumped only when the
     /// agent is new, comes back, or changed what it offers (so a steady mesh sees no 202 storms).
+    /// Long because the transaction's four statements read best in their order.
     async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;

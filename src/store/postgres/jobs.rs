@@ -431,23 +431,24 @@ impl PgStore {
         let mut applied: Vec<Option<ClaimAfter>> = vec![None; wave.len()];
         for row in &rows {
             let slot = column::<i64>(row, "ord")? as usize - 1;
-            let job_id = ids[slot];
-            applied[slot] = Some(
-                match (
-                    job_status(row)?.is_terminal(),
-                    timestamp(row, "lease_expires_at")?,
-                ) {
-                    (false, Some(lease)) => ClaimAfter::Held(LeaseHeld {
-                        job_id,
-                        claim_epoch: column(row, "claim_epoch")?,
-                        lease_expires_at: lease.0,
-                    }),
-                    _ => ClaimAfter::Ended(job_id),
-                },
-            );
+            applied[slot] = Some(claim_after(ids[slot], row)?);
         }
         Ok(applied)
     }
+}
+
+/// What an accepted delta left of the claim: a live job holds its (renewed) lease, a finished
+/// one has nothing left to watch.
+fn claim_after(job_id: Uuid, row: &Row) -> Result<ClaimAfter, StoreError> {
+    let lease = timestamp(row, "lease_expires_at")?;
+    Ok(match (job_status(row)?.is_terminal(), lease) {
+        (false, Some(lease)) => ClaimAfter::Held(LeaseHeld {
+            job_id,
+            claim_epoch: column(row, "claim_epoch")?,
+            lease_expires_at: lease.0,
+        }),
+        _ => ClaimAfter::Ended(job_id),
+    })
 }
 
 fn job_state_from_row(row: &Row) -> Result<JobState, StoreError> {

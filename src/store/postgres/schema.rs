@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls};
 
 use super::PgStore;
-use crate::store::model::{
+use crate::store::schema::{
     applied_migrations, known_migrations, reconciling, LiveSchema, HISTORY_TABLE,
 };
 use crate::store::{Backend, SchemaPiece, SchemaReport, SchemaStore, StoreError};
