@@ -310,6 +310,9 @@ pub enum RejectReason {
     AlreadyTerminal,
     InvalidStatus,
     ClaimSuperseded,
+    /// Ours (docs/contract.md#delta-rejections): the database failed this delta after earlier
+    /// deltas of the same request were applied; send it again. SDKs log rejections by name.
+    Unavailable,
 }
 
 #[derive(Debug, Serialize)]
@@ -468,6 +471,16 @@ pub struct DependencySpec {
 pub enum TagItem {
     Tag(String),
     AnyOf(Vec<String>),
+}
+
+impl TagItem {
+    /// Every tag it names.
+    pub fn tags(&self) -> impl Iterator<Item = &String> {
+        match self {
+            TagItem::Tag(tag) => std::slice::from_ref(tag).iter(),
+            TagItem::AnyOf(tags) => tags.iter(),
+        }
+    }
 }
 
 fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(

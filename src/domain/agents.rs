@@ -1,4 +1,5 @@
-//! Agent rules: what counts as a topology change, and which tools the claim gate checks.
+//! Agent rules: what counts as a topology change, which tools the claim gate checks, and what
+//! an agent's endpoint may be.
 
 use crate::wire::{AgentStatus, DependencySpec};
 
@@ -21,11 +22,86 @@ pub fn has_required_dependencies(dependencies: &[DependencySpec]) -> bool {
     dependencies.iter().any(|d| d.required)
 }
 
+/// An agent's `http_host` is where the registry sends requests (the cancel forward), so it must
+/// be a host and nothing more: a DNS name (letters, digits, `-`, `_`, dot-separated labels of at
+/// most 63 bytes, 253 in all) or an IP literal (IPv6 with or without brackets). No scheme, port,
+/// path, query, fragment or user: those could point a forward at another URL than the agent's.
+/// The empty string means "no endpoint".
+pub fn valid_http_host(host: &str) -> bool {
+    if host.is_empty() || ip_literal(host).is_some() {
+        return true;
+    }
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The IP address a host names literally (`10.0.0.7`, `::1`, `[::1]`).
+pub fn ip_literal(host: &str) -> Option<std::net::IpAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse().ok()
+}
+
+/// The base URL of an agent's HTTP endpoint (IPv6 in brackets), when it has one.
+pub fn http_endpoint(host: &str, port: i32) -> Option<String> {
+    if host.is_empty() || port <= 0 || !valid_http_host(host) {
+        return None;
+    }
+    Some(match ip_literal(host) {
+        Some(std::net::IpAddr::V6(ip)) => format!("http://[{ip}]:{port}"),
+        _ => format!("http://{host}:{port}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_http_host_is_a_host_and_nothing_more() {
+        for host in [
+            "",
+            "10.0.0.7",
+            "::1",
+            "[::1]",
+            "agent-1.mesh.svc",
+            "my_host",
+            "localhost",
+        ] {
+            assert!(valid_http_host(host), "{host:?}");
+        }
+        for host in [
+            "127.0.0.1:9000/admin/drain?scope=fleet#",
+            "http://agent",
+            "agent:8080",
+            "user@agent",
+            "agent/path",
+            "a..b",
+            "agent?x",
+            "agent#x",
+            &"a".repeat(64),
+            "a b",
+        ] {
+            assert!(!valid_http_host(host), "{host:?}");
+        }
+        assert_eq!(http_endpoint("::1", 80).as_deref(), Some("http://[::1]:80"));
+        assert_eq!(
+            http_endpoint("agent", 8080).as_deref(),
+            Some("http://agent:8080")
+        );
+        assert_eq!(http_endpoint("agent/x", 8080), None);
+        assert_eq!(http_endpoint("agent", 0), None);
+    }
 
     #[test]
     fn new_returning_or_changed_agents_change_the_topology() {

@@ -13,7 +13,7 @@ use crate::service::{DrainError, DrainView, Registry};
 use crate::wire::DrainResponse;
 
 fn scope(req: &HttpRequest) -> Result<DrainScope, ApiError> {
-    match Query::parse(req).get("scope") {
+    match Query::parse(req)?.get("scope") {
         None | Some("" | "replica") => Ok(DrainScope::Replica),
         Some("fleet") => Ok(DrainScope::Fleet),
         Some(other) => Err(ApiError::Admin(

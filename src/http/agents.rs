@@ -10,9 +10,14 @@ use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
+use super::validate::{bounded, bounded_opt, MAX_ID_BYTES, MAX_NAME_BYTES};
+use crate::domain::agents::valid_http_host;
 use crate::service::{Beat, Registry};
 use crate::store::{NewRegistration, NewTool};
-use crate::wire::{rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatResponse};
+use crate::wire::{
+    rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatResponse, TagItem,
+    ToolRegistration,
+};
 
 const AGENT_TYPES: [&str; 5] = ["mcp_agent", "mesh_tool", "decorator_agent", "api", "a2a"];
 const RUNTIMES: [&str; 3] = ["python", "typescript", "java"];
@@ -63,6 +68,37 @@ fn one_of<'a>(
     }
 }
 
+/// The strings of each tool and of its dependencies: bounded, named by their place.
+fn check_tools(tools: &[ToolRegistration]) -> Result<(), ApiError> {
+    for (i, tool) in tools.iter().enumerate() {
+        let field = |name: &str| format!("tools[{i}].{name}");
+        for (name, value) in [
+            ("function_name", &tool.function_name),
+            ("capability", &tool.capability),
+            ("version", &tool.version),
+        ] {
+            bounded_opt(&field(name), value.as_deref(), MAX_NAME_BYTES)?;
+        }
+        for tag in tool.tags.iter().flatten() {
+            bounded(&field("tags"), tag, MAX_NAME_BYTES)?;
+        }
+        for (j, dependency) in tool.dependencies.iter().flatten().enumerate() {
+            let field = |name: &str| field(&format!("dependencies[{j}].{name}"));
+            for (name, value) in [
+                ("capability", &dependency.capability),
+                ("version", &dependency.version),
+                ("namespace", &dependency.namespace),
+            ] {
+                bounded(&field(name), value, MAX_NAME_BYTES)?;
+            }
+            for tag in dependency.tags.iter().flat_map(TagItem::tags) {
+                bounded(&field("tags"), tag, MAX_NAME_BYTES)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Validates a registration into what the store keeps, field by field in the reference's order
 /// (long because that order is the point: the first invalid field is the one reported).
 fn validate<'a>(
@@ -87,6 +123,17 @@ fn validate<'a>(
                 .map_err(|_| invalid("http_port", "http_port must be between 0 and 65535"))
         })
         .transpose()?;
+    if let Some(host) = registration.http_host.as_deref() {
+        bounded("http_host", host, MAX_NAME_BYTES)?;
+        if !valid_http_host(host) {
+            return Err(invalid(
+                "http_host",
+                "http_host must be a host name or an IP address, without scheme, port or path",
+            ));
+        }
+    }
+    bounded_opt("version", registration.version.as_deref(), MAX_NAME_BYTES)?;
+    check_tools(registration.tools.as_deref().unwrap_or_default())?;
     let description = registration.description.as_deref().unwrap_or("").trim();
     let description = match description.char_indices().nth(MAX_DESCRIPTION_CHARS) {
         Some((cut, _)) => &description[..cut],
@@ -159,6 +206,9 @@ pub async fn register(registry: Data<Registry>, body: Body) -> Result<HttpRespon
 /// `HEAD /heartbeat/{agent_id}`: 200, or 202 when the topology changed since the agent's last
 /// full heartbeat; 410 when it must register (again). Answered from memory.
 pub async fn beat(registry: Data<Registry>, path: Path<String>) -> HttpResponse {
+    if !could_be_agent_id(&path) {
+        return HttpResponse::Gone().finish();
+    }
     match registry.heartbeat(path.into_inner()).await {
         Err(error) => {
             tracing::warn!(%error, "heartbeat check failed");
@@ -188,6 +238,9 @@ pub async fn deregister(
     registry: Data<Registry>,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    if !could_be_agent_id(&path) {
+        return Ok(HttpResponse::NoContent().finish());
+    }
     registry
         .deregister(path.into_inner())
         .await
@@ -197,7 +250,7 @@ pub async fn deregister(
 
 /// `GET /agents?status&namespace&type&capabilities&fuzzy`
 pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req);
+    let query = Query::parse(&req)?;
     let fuzzy = match query.get("fuzzy") {
         None => false,
         Some(raw) => parse_go_bool(raw).ok_or_else(|| {
@@ -242,6 +295,12 @@ pub async fn get(registry: Data<Registry>, path: Path<String>) -> Result<HttpRes
         .find(|agent| agent.id == *path)
         .map(|agent| HttpResponse::Ok().json(agent))
         .ok_or_else(|| ApiError::NotFound(format!("agent not found: {path}")))
+}
+
+/// Whether an id in a path could name a registered agent: one with a NUL byte or longer than any
+/// registration accepts names no agent, and is answered as unknown without a database read.
+fn could_be_agent_id(raw: &str) -> bool {
+    bounded("agent_id", raw, MAX_ID_BYTES).is_ok()
 }
 
 /// Go's `strconv.ParseBool`.

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use super::error::{ApiError, ALREADY_TERMINAL, CLAIM_SUPERSEDED};
 use super::extract::{JsonBody, Query};
 use super::jobs::path_job_id;
+use super::validate::{bounded, MAX_NAME_BYTES};
 use crate::service::{EventsRead, Executor, Registry};
 use crate::store::{EventFilter, PostEventOutcome};
 use crate::wire::{EventsPage, PostEventRequest, PostEventResponse};
@@ -23,7 +24,7 @@ pub async fn list(
     path: Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req);
+    let query = Query::parse(&req)?;
     let claim_epoch = query.int("claim_epoch")?;
     let after = query.int("after")?.unwrap_or(0).max(0);
     let wait = query.int("wait")?.unwrap_or(0).clamp(0, MAX_WAIT_SECONDS);
@@ -82,6 +83,7 @@ pub async fn post(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::BadRequest("type is required".into()))?;
+    let event_type = bounded("type", event_type, MAX_NAME_BYTES)?;
     let job_id = path_job_id(&path)?;
     match registry
         .post_event(

@@ -53,8 +53,10 @@ impl Body {
     }
 }
 
-/// Decodes JSON; the error names the offending field (`tools[0].tags: invalid type …`).
+/// Decodes JSON; the error names the offending field (`tools[0].tags: invalid type …`). A NUL
+/// anywhere in the document is refused first (see `validate`).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    super::validate::no_nul_in_json(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -84,12 +86,16 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
-    pub fn parse(req: &HttpRequest) -> Query {
-        Query(
-            form_urlencoded::parse(req.query_string().as_bytes())
-                .map(|(name, value)| (name.into_owned(), value.into_owned()))
-                .collect(),
-        )
+    /// The query string's pairs; a NUL in a name or a value is refused (a 400 naming it).
+    pub fn parse(req: &HttpRequest) -> Result<Query, ApiError> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect();
+        for (name, value) in &pairs {
+            let name = super::validate::bounded("query parameter", name, usize::MAX)?;
+            super::validate::bounded(name, value, usize::MAX)?;
+        }
+        Ok(Query(pairs))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ALREADY_TERMINAL};
 use super::extract::{Body, JsonBody, Query};
+use super::validate::{bounded, bounded_opt, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_TEXT_BYTES};
 use crate::service::Registry;
 use crate::store::{
     CancelOutcome, DeltaOutcome, JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
@@ -14,8 +15,8 @@ use crate::store::{
 use crate::wire::{
     decode_list_cursor, encode_list_cursor, parse_job_id, BatchRequest, BatchResponse,
     CancelRequest, CancelResponse, ClaimRequest, ClaimResponse, CreateJobRequest,
-    CreateJobResponse, JobStatus, ListJobsResponse, ReclaimResponse, RejectedDelta, ReleaseRequest,
-    ReleaseResponse, Timestamp,
+    CreateJobResponse, JobDelta, JobStatus, ListJobsResponse, ReclaimResponse, RejectReason,
+    RejectedDelta, ReleaseRequest, ReleaseResponse, Timestamp,
 };
 
 const DEFAULT_MAX_RETRIES: i64 = 1;
@@ -43,7 +44,9 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateJobRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let capability = required(&req.capability, "capability is required")?;
+    let capability = bounded("capability", capability, MAX_NAME_BYTES)?;
     let submitted_by = required(&req.submitted_by, "submitted_by is required")?;
+    let submitted_by = bounded("submitted_by", submitted_by, MAX_NAME_BYTES)?;
     let payload = req
         .submitted_payload
         .as_ref()
@@ -75,6 +78,11 @@ pub async fn create(
             })
         })
         .transpose()?;
+    bounded_opt(
+        "owner_instance_id",
+        req.owner_instance_id.as_deref(),
+        MAX_ID_BYTES,
+    )?;
     let owner_instance_id = req.owner_instance_id.clone().filter(|o| !o.is_empty());
     let id = Uuid::new_v4();
     registry
@@ -99,7 +107,7 @@ pub async fn create(
 
 /// `GET /jobs`: filtered, newest first, keyset-paginated (contract §2.1).
 pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req);
+    let query = Query::parse(&req)?;
     let limit = query.int("limit")?;
     let submitted_since = query.int("submitted_since")?;
     let limit = match limit {
@@ -176,7 +184,9 @@ pub async fn claim(
     JsonBody(req): JsonBody<ClaimRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let capability = required(&req.capability, "capability is required")?;
+    let capability = bounded("capability", capability, MAX_NAME_BYTES)?;
     let instance_id = required(&req.instance_id, "instance_id is required")?;
+    let instance_id = bounded("instance_id", instance_id, MAX_ID_BYTES)?;
     let claimed = registry
         .claim(capability, instance_id)
         .await
@@ -192,6 +202,7 @@ pub async fn batch(
     JsonBody(req): JsonBody<BatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let instance_id = required(&req.instance_id, "instance_id is required")?;
+    let instance_id = bounded("instance_id", instance_id, MAX_ID_BYTES)?;
     let deltas = req.deltas.unwrap_or_default();
     if deltas.is_empty() {
         return Err(ApiError::BadRequest("deltas must not be empty".into()));
@@ -204,24 +215,46 @@ pub async fn batch(
             "every delta requires a non-empty id".into(),
         ));
     }
+    for (i, delta) in deltas.iter().enumerate() {
+        check_delta(i, delta)?;
+    }
     let mut response = BatchResponse {
         accepted: 0,
         rejected: Vec::new(),
     };
     for delta in deltas {
         let raw_id = delta.id.clone().unwrap_or_default();
-        match registry
-            .apply_delta(instance_id, delta)
-            .await
-            .map_err(ApiError::store("apply deltas"))?
-        {
-            DeltaOutcome::Accepted(_) => response.accepted += 1,
-            DeltaOutcome::Rejected(reason) => {
-                response.rejected.push(RejectedDelta { id: raw_id, reason })
+        let reason = match registry.apply_delta(instance_id, delta).await {
+            Ok(DeltaOutcome::Accepted(_)) => {
+                response.accepted += 1;
+                continue;
             }
-        }
+            Ok(DeltaOutcome::Rejected(reason)) => reason,
+            // Nothing committed yet: the whole request fails and can be sent again as it is.
+            Err(error) if response.accepted == 0 => {
+                return Err(ApiError::store("apply deltas")(error))
+            }
+            // Earlier deltas committed: answer for each, this one to be sent again.
+            Err(error) => {
+                tracing::warn!(%error, job_id = raw_id, "delta not applied");
+                RejectReason::Unavailable
+            }
+        };
+        response.rejected.push(RejectedDelta { id: raw_id, reason });
     }
     Ok(HttpResponse::Ok().json(response))
+}
+
+/// A delta's strings: bounded, named by their place in the batch.
+fn check_delta(i: usize, delta: &JobDelta) -> Result<(), ApiError> {
+    let field = |name: &str| format!("deltas[{i}].{name}");
+    let message = delta.progress_message.as_deref();
+    bounded_opt(&field("progress_message"), message, MAX_TEXT_BYTES)?;
+    bounded_opt(&field("error"), delta.error.as_deref(), MAX_TEXT_BYTES)?;
+    for key in delta.recv_cursor.iter().flat_map(|cursor| cursor.keys()) {
+        bounded(&field("recv_cursor"), key, MAX_NAME_BYTES)?;
+    }
+    Ok(())
 }
 
 /// `POST /jobs/{job_id}/release` (T5): the owner hands the job back.
@@ -234,6 +267,8 @@ pub async fn release(
     if instance_id.is_empty() {
         return Err(ApiError::BadRequest("instance_id is required".into()));
     }
+    let instance_id = bounded("instance_id", instance_id, MAX_ID_BYTES)?;
+    bounded_opt("reason", req.reason.as_deref(), MAX_TEXT_BYTES)?;
     let job_id = path_job_id(&path)?;
     match registry
         .release(job_id, instance_id, req.reason.as_deref())
@@ -269,6 +304,7 @@ pub async fn cancel(
     } else {
         body.json()?
     };
+    bounded_opt("reason", cancel.reason.as_deref(), MAX_TEXT_BYTES)?;
     let job_id = path_job_id(&path)?;
     let forwarded_headers = FORWARDED_HEADERS
         .iter()

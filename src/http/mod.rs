@@ -14,6 +14,7 @@ mod events;
 mod extract;
 mod health;
 mod jobs;
+mod validate;
 
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{guard, web, HttpRequest, HttpResponse};

@@ -63,6 +63,20 @@ pub enum StoreError {
     Unsupported(&'static str),
 }
 
+impl StoreError {
+    /// Whether the database refused a row (bad data, a constraint, a limit such as an index
+    /// entry's size, a deadlock) rather than the connection failing: retrying each call of a
+    /// shared statement alone then isolates the caller at fault.
+    pub fn blames_a_row(&self) -> bool {
+        let StoreError::Db(error) = self else {
+            return false;
+        };
+        error
+            .code()
+            .is_some_and(|code| matches!(&code.code()[..2], "22" | "23" | "40" | "54"))
+    }
+}
+
 /// Why the registry could not start on the configured database.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

@@ -15,6 +15,7 @@ use crate::wire::{
 
 // Jobs.
 
+#[derive(Clone)]
 pub struct NewJob {
     pub id: Uuid,
     pub capability: String,
@@ -38,7 +39,7 @@ pub struct JobListQuery {
 }
 
 /// One `POST /jobs/claim` (past validation and the drain gate).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ClaimCall {
     pub capability: String,
     pub instance_id: String,
@@ -55,7 +56,7 @@ pub enum ClaimOutcome {
 }
 
 /// An owner's update of one job (a delta of `POST /jobs/batch`, its status already valid).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DeltaUpdate {
     pub job_id: Uuid,
     pub instance_id: String,
@@ -329,12 +330,7 @@ pub struct AgentRow {
 impl AgentRow {
     /// `http://host:port` when the agent registered an HTTP endpoint.
     pub fn http_endpoint(&self) -> Option<String> {
-        match (self.http_host.as_deref(), self.http_port) {
-            (Some(host), Some(port)) if !host.is_empty() && port > 0 => {
-                Some(format!("http://{host}:{port}"))
-            }
-            _ => None,
-        }
+        crate::domain::agents::http_endpoint(self.http_host.as_deref()?, self.http_port?)
     }
 
     /// The HTTP endpoint, or `stdio://<id>` for an agent without one (as the reference shows it).

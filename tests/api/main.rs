@@ -8,6 +8,7 @@ mod drain;
 mod embedded;
 mod events;
 mod helpers;
+mod hostile;
 mod jobs;
 mod leases;
 mod lifecycle;

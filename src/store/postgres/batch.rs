@@ -5,6 +5,10 @@
 //! Nothing waits for company: a call that finds a free slot goes at once, alone; calls that
 //! arrive while every slot is busy ride together in the next statement. Batches therefore grow
 //! with the load and stay at one when the registry is quiet.
+//!
+//! A shared statement is atomic, so one row the database refuses fails it for everyone in it.
+//! When that happens (an error that blames a row, not the connection), each call is applied
+//! again alone: only the caller whose row is at fault gets the error.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,7 +29,7 @@ pub(super) struct Batcher<Req, Resp> {
     sender: mpsc::Sender<Pending<Req, Resp>>,
 }
 
-impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+impl<Req: Clone + Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts the gathering task: at most `slots` statements in flight, at most `max` calls each.
     /// `apply` answers every request of a batch, in order.
     pub(super) fn start<F, Fut>(slots: usize, max: usize, apply: F) -> Self
@@ -56,13 +60,22 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                 tokio::spawn(async move {
                     let (requests, replies): (Vec<_>, Vec<_>) =
                         batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-                    match apply(requests).await {
-                        Ok(responses) => {
+                    let retry = (requests.len() > 1).then(|| requests.clone());
+                    match (apply(requests).await, retry) {
+                        (Ok(responses), _) => {
                             for (reply, response) in replies.into_iter().zip(responses) {
                                 let _ = reply.send(Ok(response));
                             }
                         }
-                        Err(error) => {
+                        (Err(error), Some(requests)) if error.blames_a_row() => {
+                            tracing::debug!(%error, calls = requests.len(),
+                                "a shared statement failed; applying its calls one by one");
+                            for (request, reply) in requests.into_iter().zip(replies) {
+                                let alone = apply(vec![request]).await;
+                                let _ = reply.send(alone.and_then(only_answer));
+                            }
+                        }
+                        (Err(error), _) => {
                             let message = error.to_string();
                             for reply in replies {
                                 let _ = reply.send(Err(StoreError::Batch(message.clone())));
@@ -77,6 +90,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 
     /// Applies `request` with whatever else is waiting; the answer comes after the commit.
+    /// (The rare retry of a failed shared statement, alone, is `only_answer`'s business.)
     pub(super) async fn call(&self, request: Req) -> Result<Resp, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.sender
@@ -87,4 +101,11 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
             .await
             .map_err(|_| StoreError::Batch("the store is shutting down".into()))?
     }
+}
+
+/// The one answer of a batch of one.
+fn only_answer<Resp>(mut responses: Vec<Resp>) -> Result<Resp, StoreError> {
+    responses
+        .pop()
+        .ok_or_else(|| StoreError::Batch("a statement answered no call".into()))
 }

@@ -5,7 +5,7 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use super::{column, PgStore, JOB_EVENTS_CHANNEL};
-use crate::store::{EventFilter, EventStore, JobStore, PostEventOutcome, StoreError};
+use crate::store::{EventFilter, EventStore, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson, Timestamp};
 
 #[async_trait]
@@ -83,7 +83,7 @@ impl EventStore for PgStore {
                 created_at: Timestamp(column(&row, "created_at")?),
             });
         }
-        Ok(match self.job_state(job_id).await? {
+        Ok(match super::jobs::job_state_on(&conn, job_id).await? {
             None => PostEventOutcome::NotFound,
             Some(_) => PostEventOutcome::Terminal,
         })

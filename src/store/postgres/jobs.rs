@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use mesh_registry_actors::LeaseHeld;
 use serde_json::value::RawValue;
 use tokio_postgres::types::Json;
@@ -93,15 +94,7 @@ impl JobStore for PgStore {
 
     /// Status, owner and epoch as they are now: what a miss path needs to name its reason.
     async fn job_state(&self, job_id: Uuid) -> Result<Option<JobState>, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(include_str!("sql/job_state.sql"))
-            .await?;
-        conn.query_opt(&statement, &[&job_id])
-            .await?
-            .as_ref()
-            .map(job_state_from_row)
-            .transpose()
+        job_state_on(&self.conn().await?, job_id).await
     }
 
     /// T5 with decisions row 8: the owner gives the job back. Within budget it returns to
@@ -126,7 +119,7 @@ impl JobStore for PgStore {
                 attempt_count: column(&row, "attempt_count")?,
             });
         }
-        Ok(match self.job_state(job_id).await? {
+        Ok(match job_state_on(&conn, job_id).await? {
             None => ReleaseOutcome::NotFound,
             Some(job) if job.status.is_terminal() => ReleaseOutcome::Terminal,
             Some(_) => ReleaseOutcome::NotOwner,
@@ -164,7 +157,7 @@ impl JobStore for PgStore {
                 previous_owner: column(&row, "owner_instance_id")?,
             });
         }
-        Ok(match self.job_state(job_id).await? {
+        Ok(match job_state_on(&conn, job_id).await? {
             None => CancelOutcome::NotFound,
             Some(_) => CancelOutcome::Terminal,
         })
@@ -191,7 +184,7 @@ impl JobStore for PgStore {
                 claim_epoch: column(&row, "claim_epoch")?,
             });
         }
-        Ok(match self.job_state(job_id).await? {
+        Ok(match job_state_on(&conn, job_id).await? {
             None => ReclaimOutcome::NotFound,
             Some(_) => ReclaimOutcome::Terminal,
         })
@@ -341,100 +334,124 @@ impl PgStore {
     }
 
     /// Applies deltas in as few statements as their jobs allow: one per "wave" of distinct jobs
-    /// (two deltas to one job go in order, in successive waves). Outcomes in the given order.
+    /// (two deltas to one job go in order, in successive waves). Several waves share one
+    /// transaction, so a batch commits whole or not at all (and a failed one can be retried
+    /// member by member). Outcomes in the given order.
     pub(super) async fn apply_deltas(
         &self,
         deltas: Vec<DeltaUpdate>,
     ) -> Result<Vec<DeltaOutcome>, StoreError> {
-        let mut outcomes: Vec<Option<DeltaOutcome>> = vec![None; deltas.len()];
-        let mut remaining: Vec<usize> = (0..deltas.len()).collect();
-        while !remaining.is_empty() {
-            let mut jobs_in_wave = HashSet::new();
-            let (wave, later): (Vec<usize>, Vec<usize>) = remaining
-                .into_iter()
-                .partition(|&i| jobs_in_wave.insert(deltas[i].job_id));
-            remaining = later;
-            let applied = self.apply_wave(&wave, &deltas).await?;
-            for (&i, outcome) in wave.iter().zip(applied) {
-                outcomes[i] = Some(match outcome {
-                    Some(after) => DeltaOutcome::Accepted(after),
-                    None => {
-                        let delta = &deltas[i];
-                        let reason = self
-                            .job_state(delta.job_id)
-                            .await?
-                            .map_or(Some(RejectReason::NotFound), |job| {
-                                job.delta_rejection(&delta.instance_id, delta.claim_epoch)
-                            });
-                        // The guard failed yet the row now looks acceptable: it changed under us;
-                        // the reference answers not_owner in that case.
-                        DeltaOutcome::Rejected(reason.unwrap_or(RejectReason::NotOwner))
-                    }
-                });
-            }
+        let waves = waves(&deltas);
+        let mut conn = self.conn().await?;
+        if waves.len() == 1 {
+            return apply_waves(&conn, &waves, &deltas).await;
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(DeltaOutcome::Rejected(RejectReason::NotFound)))
-            .collect())
+        let tx = conn.transaction().await?;
+        let outcomes = apply_waves(&tx, &waves, &deltas).await?;
+        tx.commit().await?;
+        Ok(outcomes)
     }
+}
 
-    /// One statement for deltas to distinct jobs; `None` where the guard did not hold.
-    async fn apply_wave(
-        &self,
-        wave: &[usize],
-        deltas: &[DeltaUpdate],
-    ) -> Result<Vec<Option<ClaimAfter>>, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(include_str!("sql/apply_deltas.sql"))
-            .await?;
-        let pick = |i: &usize| &deltas[*i];
-        let ids: Vec<Uuid> = wave.iter().map(|i| pick(i).job_id).collect();
-        let instances: Vec<&str> = wave.iter().map(|i| pick(i).instance_id.as_str()).collect();
-        let epochs: Vec<Option<i64>> = wave.iter().map(|i| pick(i).claim_epoch).collect();
-        let statuses: Vec<Option<&str>> = wave
-            .iter()
-            .map(|i| pick(i).status.map(JobStatus::as_str))
-            .collect();
-        let progress: Vec<Option<f64>> = wave.iter().map(|i| pick(i).progress).collect();
-        let messages: Vec<Option<&str>> = wave
-            .iter()
-            .map(|i| pick(i).progress_message.as_deref())
-            .collect();
-        let results: Vec<Option<Json<&RawValue>>> = wave
-            .iter()
-            .map(|i| pick(i).result.as_deref().map(Json))
-            .collect();
-        let errors: Vec<Option<&str>> = wave.iter().map(|i| pick(i).error.as_deref()).collect();
-        let cursors: Vec<Option<Json<&RecvCursor>>> = wave
-            .iter()
-            .map(|i| pick(i).recv_cursor.as_ref().map(Json))
-            .collect();
-        let rows = conn
-            .query(
-                &statement,
-                &[
-                    &ids,
-                    &instances,
-                    &epochs,
-                    &statuses,
-                    &progress,
-                    &messages,
-                    &results,
-                    &errors,
-                    &cursors,
-                    &DEFAULT_LEASE_SECONDS,
-                ],
-            )
-            .await?;
-        let mut applied: Vec<Option<ClaimAfter>> = vec![None; wave.len()];
-        for row in &rows {
-            let slot = column::<i64>(row, "ord")? as usize - 1;
-            applied[slot] = Some(claim_after(ids[slot], row)?);
-        }
-        Ok(applied)
+/// The deltas split into waves of distinct jobs, each delta after the earlier ones to its job.
+fn waves(deltas: &[DeltaUpdate]) -> Vec<Vec<usize>> {
+    let mut waves = Vec::new();
+    let mut remaining: Vec<usize> = (0..deltas.len()).collect();
+    while !remaining.is_empty() {
+        let mut jobs_in_wave = HashSet::new();
+        let (wave, later): (Vec<usize>, Vec<usize>) = remaining
+            .into_iter()
+            .partition(|&i| jobs_in_wave.insert(deltas[i].job_id));
+        waves.push(wave);
+        remaining = later;
     }
+    waves
+}
+
+/// Applies the waves in order on one connection (or transaction); a delta whose guard did not
+/// hold is named from the job as it is now, read on the same connection.
+async fn apply_waves(
+    conn: &impl GenericClient,
+    waves: &[Vec<usize>],
+    deltas: &[DeltaUpdate],
+) -> Result<Vec<DeltaOutcome>, StoreError> {
+    let mut outcomes = vec![DeltaOutcome::Rejected(RejectReason::NotFound); deltas.len()];
+    for wave in waves {
+        let applied = apply_wave(conn, wave, deltas).await?;
+        for (&i, outcome) in wave.iter().zip(applied) {
+            outcomes[i] = match outcome {
+                Some(after) => DeltaOutcome::Accepted(after),
+                None => {
+                    let delta = &deltas[i];
+                    let reason = job_state_on(conn, delta.job_id)
+                        .await?
+                        .map_or(Some(RejectReason::NotFound), |job| {
+                            job.delta_rejection(&delta.instance_id, delta.claim_epoch)
+                        });
+                    // The guard failed yet the row now looks acceptable: it changed under us;
+                    // the reference answers not_owner in that case.
+                    DeltaOutcome::Rejected(reason.unwrap_or(RejectReason::NotOwner))
+                }
+            };
+        }
+    }
+    Ok(outcomes)
+}
+
+/// One statement for deltas to distinct jobs; `None` where the guard did not hold.
+async fn apply_wave(
+    conn: &impl GenericClient,
+    wave: &[usize],
+    deltas: &[DeltaUpdate],
+) -> Result<Vec<Option<ClaimAfter>>, StoreError> {
+    let statement = conn
+        .prepare_cached(include_str!("sql/apply_deltas.sql"))
+        .await?;
+    let pick = |i: &usize| &deltas[*i];
+    let ids: Vec<Uuid> = wave.iter().map(|i| pick(i).job_id).collect();
+    let instances: Vec<&str> = wave.iter().map(|i| pick(i).instance_id.as_str()).collect();
+    let epochs: Vec<Option<i64>> = wave.iter().map(|i| pick(i).claim_epoch).collect();
+    let statuses: Vec<Option<&str>> = wave
+        .iter()
+        .map(|i| pick(i).status.map(JobStatus::as_str))
+        .collect();
+    let progress: Vec<Option<f64>> = wave.iter().map(|i| pick(i).progress).collect();
+    let messages: Vec<Option<&str>> = wave
+        .iter()
+        .map(|i| pick(i).progress_message.as_deref())
+        .collect();
+    let results: Vec<Option<Json<&RawValue>>> = wave
+        .iter()
+        .map(|i| pick(i).result.as_deref().map(Json))
+        .collect();
+    let errors: Vec<Option<&str>> = wave.iter().map(|i| pick(i).error.as_deref()).collect();
+    let cursors: Vec<Option<Json<&RecvCursor>>> = wave
+        .iter()
+        .map(|i| pick(i).recv_cursor.as_ref().map(Json))
+        .collect();
+    let rows = conn
+        .query(
+            &statement,
+            &[
+                &ids,
+                &instances,
+                &epochs,
+                &statuses,
+                &progress,
+                &messages,
+                &results,
+                &errors,
+                &cursors,
+                &DEFAULT_LEASE_SECONDS,
+            ],
+        )
+        .await?;
+    let mut applied: Vec<Option<ClaimAfter>> = vec![None; wave.len()];
+    for row in &rows {
+        let slot = column::<i64>(row, "ord")? as usize - 1;
+        applied[slot] = Some(claim_after(ids[slot], row)?);
+    }
+    Ok(applied)
 }
 
 /// What an accepted delta left of the claim: a live job holds its (renewed) lease, a finished
@@ -449,6 +466,23 @@ fn claim_after(job_id: Uuid, row: &Row) -> Result<ClaimAfter, StoreError> {
         }),
         _ => ClaimAfter::Ended(job_id),
     })
+}
+
+/// Status, owner and epoch as they are now, read on the connection the caller holds: a miss
+/// path never waits for a second pooled connection while holding one (a burst of requests for
+/// unknown jobs could otherwise exhaust the pool).
+pub(super) async fn job_state_on(
+    conn: &impl GenericClient,
+    job_id: Uuid,
+) -> Result<Option<JobState>, StoreError> {
+    let statement = conn
+        .prepare_cached(include_str!("sql/job_state.sql"))
+        .await?;
+    conn.query_opt(&statement, &[&job_id])
+        .await?
+        .as_ref()
+        .map(job_state_from_row)
+        .transpose()
 }
 
 fn job_state_from_row(row: &Row) -> Result<JobState, StoreError> {

@@ -1,0 +1,265 @@
+//! Hostile and careless clients (issue 14): each pattern runs *concurrently* with a
+//! well-behaved client, which must see no collateral 5xx and bounded latency, on both backends.
+//! The hostile client itself gets a 4xx naming what it got wrong, never a 5xx.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::helpers::{on_both_backends, spawn_app, spawn_app_with, Backend, TestApp};
+
+/// What a well-behaved client saw while the hostile one ran.
+#[derive(Debug, Default)]
+struct Seen {
+    calls: usize,
+    server_errors: usize,
+    slowest: Duration,
+}
+
+/// A well-behaved producer and consumer: submit, claim, complete, read, `rounds` times.
+async fn well_behaved(app: &TestApp, name: String, rounds: usize) -> Seen {
+    let mut seen = Seen::default();
+    let mut note = |status: u16, started: Instant| {
+        seen.calls += 1;
+        seen.server_errors += usize::from(status >= 500);
+        seen.slowest = seen.slowest.max(started.elapsed());
+    };
+    let capability = format!("good-{name}");
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let submitted = app
+            .post(
+                "/jobs",
+                &json!({"capability": capability, "submitted_by": name, "submitted_payload": {"n": 1}}),
+            )
+            .await;
+        note(submitted.status().as_u16(), started);
+        let started = Instant::now();
+        let claimed = app
+            .post(
+                "/jobs/claim",
+                &json!({"capability": capability, "instance_id": name}),
+            )
+            .await;
+        note(claimed.status().as_u16(), started);
+        let body: Value = claimed.json().await.unwrap_or_default();
+        if let Some(job) = body["claimed"].get(0) {
+            let started = Instant::now();
+            let done = app
+                .post(
+                    "/jobs/batch",
+                    &json!({"instance_id": name, "deltas": [
+                        {"id": job["id"], "claim_epoch": job["claim_epoch"], "status": "completed"}]}),
+                )
+                .await;
+            note(done.status().as_u16(), started);
+            let started = Instant::now();
+            let read = app
+                .get(&format!("/jobs/{}", job["id"].as_str().unwrap()))
+                .await;
+            note(read.status().as_u16(), started);
+        }
+    }
+    seen
+}
+
+/// Runs `hostile` `copies` times at once next to four well-behaved clients; asserts that they saw
+/// no 5xx and that every hostile answer was a 4xx.
+async fn alongside<F, Fut>(app: &TestApp, copies: usize, hostile: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Vec<u16>>,
+{
+    let good = join_all((0..4).map(|i| well_behaved(app, format!("good-{i}"), 25)));
+    let bad = join_all((0..copies).map(hostile));
+    let (good, bad) = futures_util::join!(good, bad);
+    for seen in &good {
+        assert!(seen.calls >= 50, "the well-behaved client ran: {seen:?}");
+        assert_eq!(seen.server_errors, 0, "collateral 5xx: {seen:?}");
+        assert!(
+            seen.slowest < Duration::from_secs(2),
+            "bounded latency: {seen:?}"
+        );
+    }
+    for status in bad.into_iter().flatten() {
+        assert!(
+            (400..500).contains(&status),
+            "a hostile call answered {status}"
+        );
+    }
+}
+
+async fn status_of(response: reqwest::Response) -> u16 {
+    response.status().as_u16()
+}
+
+on_both_backends!(nul_bytes_are_refused_and_fail_nobody_else);
+async fn nul_bytes_are_refused_and_fail_nobody_else(backend: Backend) {
+    let app = spawn_app(backend).await;
+    alongside(&app, 8, |i| {
+        let app = &app;
+        async move {
+            let mut statuses = Vec::new();
+            for round in 0..10 {
+                let bodies = [
+                    ("/jobs/claim", json!({"capability": "c", "instance_id": "evil\u{0}"})),
+                    ("/jobs", json!({"capability": "c", "submitted_by": "h\u{0}", "submitted_payload": {}})),
+                    ("/jobs", json!({"capability": "c", "submitted_by": "h", "submitted_payload": {"x": ["\u{0}"]}})),
+                    ("/jobs/batch", json!({"instance_id": "a", "deltas": [{"id": "x", "recv_cursor": {"k\u{0}": 1}}]})),
+                    ("/jobs", json!({"capability": "c".repeat(3000), "submitted_by": "h", "submitted_payload": {}})),
+                ];
+                let (path, body) = &bodies[(i + round) % bodies.len()];
+                statuses.push(status_of(app.post(path, body).await).await);
+            }
+            statuses
+        }
+    })
+    .await;
+}
+
+on_both_backends!(a_refusal_names_the_field);
+async fn a_refusal_names_the_field(backend: Backend) {
+    // Bodies up to 1 MiB, so that the text limit (64 KiB) is what refuses a long message.
+    let app = spawn_app_with(backend, |config| config.max_body_bytes = 1 << 20).await;
+    let cases = [
+        (
+            "/jobs/claim",
+            json!({"capability": "c", "instance_id": "evil\u{0}"}),
+            "instance_id: NUL bytes are not allowed",
+        ),
+        (
+            "/jobs",
+            json!({"capability": "c", "submitted_by": "h", "submitted_payload": {"a": {"b": "\u{0}"}}}),
+            "submitted_payload.a.b: NUL bytes are not allowed",
+        ),
+        (
+            "/jobs",
+            json!({"capability": "x".repeat(256), "submitted_by": "h", "submitted_payload": {}}),
+            "capability: longer than 255 bytes (256 bytes)",
+        ),
+        (
+            "/jobs/batch",
+            json!({"instance_id": "a", "deltas": [{"id": "x"}, {"id": "y", "progress_message": "m".repeat(70_000)}]}),
+            "deltas[1].progress_message: longer than 65536 bytes (70000 bytes)",
+        ),
+        (
+            "/heartbeat",
+            json!({"agent_id": "a", "http_host": "127.0.0.1:9000/admin/drain?scope=fleet#", "http_port": 1}),
+            "http_host",
+        ),
+        (
+            "/heartbeat",
+            json!({"agent_id": "a", "tools": [{"function_name": "f", "capability": "c", "tags": ["t".repeat(300)]}]}),
+            "tools[0].tags: longer than 255 bytes",
+        ),
+    ];
+    for (path, body, named) in cases {
+        let response = app.post(path, &body).await;
+        assert_eq!(response.status(), 400, "{path}");
+        let error: Value = response.json().await.unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(
+            message.contains(named),
+            "{path}: {message:?} names {named:?}"
+        );
+    }
+}
+
+on_both_backends!(nul_bytes_in_paths_and_queries_never_reach_storage);
+async fn nul_bytes_in_paths_and_queries_never_reach_storage(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let head = app
+        .http
+        .head(app.url("/heartbeat/%00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 410, "no agent has such an id");
+    let delete = app
+        .http
+        .delete(app.url("/agents/%00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 204);
+    assert_eq!(app.get("/agents/%00").await.status(), 404);
+    for query in [
+        "capability=%00",
+        "owner_instance_id=a%00",
+        "status=working%00",
+        "%00=1",
+    ] {
+        assert_eq!(
+            app.get(&format!("/jobs?{query}")).await.status(),
+            400,
+            "{query}"
+        );
+    }
+    let id = app.submit("c").await;
+    let read = app
+        .get(&format!("/jobs/{id}/events?instance_id=%00&claim_epoch=1"))
+        .await;
+    assert_eq!(read.status(), 400);
+}
+
+on_both_backends!(deep_or_huge_bodies_are_client_errors);
+async fn deep_or_huge_bodies_are_client_errors(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let deep = format!(
+        r#"{{"capability":"c","submitted_by":"h","submitted_payload":{}{}}}"#,
+        r#"{"a":"#.repeat(10_000),
+        "}".repeat(10_000)
+    );
+    let response = app
+        .http
+        .post(app.url("/jobs"))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "10 000 levels deep");
+    let huge = json!({"capability": "c", "submitted_by": "h", "submitted_payload": {"x": "y".repeat(2 << 20)}});
+    assert_eq!(app.post("/jobs", &huge).await.status(), 413);
+}
+
+on_both_backends!(requests_for_unknown_jobs_cannot_starve_the_pool);
+async fn requests_for_unknown_jobs_cannot_starve_the_pool(backend: Backend) {
+    let app = spawn_app(backend).await;
+    alongside(&app, 48, |i| {
+        let app = &app;
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..5 {
+                let id = uuid::Uuid::new_v4();
+                let (path, body) = match i % 4 {
+                    0 => (format!("/jobs/{id}/events"), json!({"type": "t"})),
+                    1 => (format!("/jobs/{id}/cancel"), json!({})),
+                    2 => (format!("/jobs/{id}/release"), json!({"instance_id": "a"})),
+                    _ => (format!("/jobs/{id}/reclaim"), json!({})),
+                };
+                statuses.push(status_of(app.post(&path, &body).await).await);
+            }
+            statuses
+        }
+    })
+    .await;
+}
+
+on_both_backends!(a_registration_cannot_point_the_cancel_forward_elsewhere);
+async fn a_registration_cannot_point_the_cancel_forward_elsewhere(backend: Backend) {
+    // The attack of issue 14: an agent whose http_host smuggles a path to the admin drain.
+    let app = spawn_app(backend).await;
+    for host in [
+        "127.0.0.1:1/admin/drain?scope=fleet#",
+        "http://x",
+        "x@y",
+        "a/b",
+    ] {
+        let body = json!({"agent_id": "evil", "http_host": host, "http_port": 1});
+        assert_eq!(app.post("/heartbeat", &body).await.status(), 400, "{host}");
+    }
+    let drain: Value = app.get("/admin/drain").await.json().await.unwrap();
+    assert_eq!(drain["draining"], false);
+}
