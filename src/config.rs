@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn sweep_interval_follows_the_reference() {
-        // contract §9 case 62
+        // The reference's default and parsing (docs/configuration.md#jobs).
         let interval = |flags: &[&str]| resolve(flags).0.sweep_interval.as_secs();
         assert_eq!(interval(&[]), 300);
         assert_eq!(interval(&["--sweep-interval", "10s"]), 10);

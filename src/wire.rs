@@ -1,9 +1,10 @@
 //! The JSON on the wire: every request body and response shape of the HTTP API, in one place.
 //!
-//! Compatibility rules (contract §0): unknown input fields are ignored, JSON `null` means "absent",
-//! nullable output fields are always present (serialized as `null`), and every timestamp is an
-//! integer of Unix epoch seconds. Opaque client JSON (payloads, results, trace contexts) is kept as
-//! raw text end to end: it is validated once when parsed and never re-encoded.
+//! Compatibility rules (docs/contract.md#conventions): unknown input fields are ignored, JSON
+//! `null` means "absent", nullable output fields are always present (serialized as `null`), and
+//! every timestamp is an integer of Unix epoch seconds. Opaque client JSON (payloads, results,
+//! trace contexts) is kept as raw text end to end: it is validated once when parsed and never
+//! re-encoded.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,10 +18,11 @@ use uuid::Uuid;
 /// Client JSON kept verbatim (validated, never re-encoded).
 pub type RawJson = Box<RawValue>;
 
-/// Durable per-filter event cursor: filter key -> last processed event seq (contract §5.5).
+/// Durable per-filter event cursor: filter key -> last processed event seq
+/// (docs/contract.md#recv-cursor).
 pub type RecvCursor = BTreeMap<String, i64>;
 
-/// Lifecycle state of a job (contract §1.5).
+/// Lifecycle state of a job (docs/state-machine.md#statuses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -110,7 +112,7 @@ impl Serialize for Timestamp {
 
 // ---------------------------------------------------------------------------------------------
 // Requests. Every field is optional at the serde level so that a missing field and `null` both
-// reach the handler, which answers with the contract's own validation message.
+// reach the handler, which answers with the reference's own validation message (docs/contract.md).
 // ---------------------------------------------------------------------------------------------
 
 /// `POST /jobs`
@@ -234,7 +236,7 @@ pub fn decode_list_cursor(cursor: &str) -> Result<(Timestamp, Uuid), String> {
 // Responses.
 // ---------------------------------------------------------------------------------------------
 
-/// A job row as `GET /jobs/{id}` and `GET /jobs` return it (contract §1.1).
+/// A job row as `GET /jobs/{id}` and `GET /jobs` return it (docs/contract.md#job).
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     pub id: Uuid,
@@ -301,7 +303,7 @@ pub struct RejectedDelta {
     pub reason: RejectReason,
 }
 
-/// Why a delta was not applied (exact strings of contract §2.5).
+/// Why a delta was not applied (exact strings: docs/contract.md#delta-rejections).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
@@ -378,7 +380,7 @@ pub struct HealthResponse {
     pub version: &'static str,
 }
 
-/// Body of every `/jobs*` error (contract §0).
+/// Body of every `/jobs*` error (docs/contract.md#errors).
 #[derive(Debug, Serialize)]
 pub struct ErrorBody<'a> {
     pub error: &'a str,
@@ -386,7 +388,7 @@ pub struct ErrorBody<'a> {
 }
 
 /// Body of a query or path parameter that failed to parse, as the reference's generated wrapper
-/// renders it (contract §0).
+/// renders it (docs/contract.md#errors).
 #[derive(Debug, Serialize)]
 pub struct ParamErrorBody<'a> {
     pub msg: &'a str,
@@ -416,7 +418,8 @@ pub fn rfc3339_now() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Agents (contract §8; the registration body is the reference's `MeshAgentRegistration`).
+// Agents (docs/contract.md#agents-endpoints; the registration body is the reference's
+// `MeshAgentRegistration`).
 // ---------------------------------------------------------------------------------------------
 
 /// `POST /heartbeat`: a full registration. Fields this registry does not interpret (schemas, LLM

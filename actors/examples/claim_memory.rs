@@ -1,4 +1,4 @@
-//! Memory of the job actors alone: starts a supervisor with an in-memory directory, hands it
+//! Memory of the lease timers alone: starts a supervisor with an in-memory directory, hands it
 //! 10 000 live claims, and prints the resident memory they cost (one JSON line).
 //!
 //!   cargo run --release -p mesh-registry-actors --example claim_memory [claims]

@@ -6,11 +6,11 @@
 //! actors: an actix actor costs about 1.3 KB (measured: 10 000 of them took 12 MiB), while a
 //! `ClaimWatch` and its place in the supervisor's deadline queue cost a tenth of that.
 //!
-//! PostgreSQL decides: when a deadline passes, the guarded reclaim matches nothing if the claim was
-//! renewed (here or on another replica) or finished meanwhile; the watch then re-arms from what the
-//! row says, or retires. The sweep catches what no replica watches (a lease that expired while
-//! every replica was down, owners that never registered) and applies deadlines, the stale ceiling
-//! and retention.
+//! The database decides: when a deadline passes, the guarded reclaim matches nothing if the claim
+//! was renewed (here or on another replica) or finished meanwhile; the watch then re-arms from what
+//! the row says, or retires. The sweep catches what no replica watches (a lease that expired while
+//! every replica was down, a pinned job its owner never took up) and applies deadlines, the stale
+//! ceiling and retention (docs/state-machine.md#lease-timers, docs/state-machine.md#sweep).
 
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
@@ -25,11 +25,11 @@ use crate::drain::{DrainGate, DrainScope, DrainState};
 use crate::event_hub::EventPosted;
 use crate::StoreFuture;
 
-/// What the supervisor and its job actors need from storage (implemented by the registry).
+/// What the supervisor and its lease timers need from storage (implemented by the registry).
 pub trait JobDirectory: 'static {
     /// Every live claim that holds a lease, to watch after a start.
     fn live_claims(&self) -> StoreFuture<Vec<LeaseHeld>>;
-    /// The guarded lease-expiry reclaim of one claim (contract T9).
+    /// The guarded lease-expiry reclaim of one claim (docs/state-machine.md#lease-expiry).
     fn reclaim_if_expired(&self, job_id: Uuid, claim_epoch: i64) -> StoreFuture<LeaseCheck>;
     /// One phase of the safety sweep.
     fn sweep(&self, phase: SweepPhase) -> StoreFuture<SweepReport>;
@@ -60,18 +60,20 @@ pub enum LeaseCheck {
     NotLeased,
 }
 
-/// The phases of the safety sweep, in the order they run (contract §4).
+/// The phases of the safety sweep, in the order they run (docs/state-machine.md#sweep).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SweepPhase {
     /// Delete agents that have been unhealthy for longer than this.
     PurgeAgents { older_than: Duration },
-    /// Reroute pinned jobs that their owner, not a healthy agent, never took up (T8, narrowed).
+    /// Reroute pinned jobs that their owner, not a healthy agent, never took up
+    /// (docs/state-machine.md#orphan-reroute).
     RerouteOrphans,
-    /// Reclaim live jobs whose lease expired (T9).
+    /// Reclaim live jobs whose lease expired (docs/state-machine.md#lease-expiry).
     ReclaimExpiredLeases,
-    /// Fail live jobs past their `total_deadline` (T10, guarded).
+    /// Fail live jobs past their `total_deadline` (docs/state-machine.md#deadline-expiry).
     ExpireDeadlines,
-    /// Fail live jobs without a deadline that outlived the stale ceiling (T11).
+    /// Fail live jobs without a deadline that outlived the stale ceiling
+    /// (docs/state-machine.md#stale-expiry).
     ExpireStale { timeout: Duration },
     /// Delete the events of jobs that finished longer ago than this.
     PurgeEvents { older_than: Duration },
@@ -83,7 +85,7 @@ pub enum SweepPhase {
 pub struct SweepReport {
     /// Rows the phase changed or deleted.
     pub count: u64,
-    /// Claims the phase ended: their job actors retire.
+    /// Claims the phase ended: their lease timers retire.
     pub ended: Vec<Uuid>,
     /// Jobs the phase appended an event to: their long-polls wake.
     pub evented: Vec<Uuid>,

@@ -1,5 +1,6 @@
-//! Agent handlers: registration and full heartbeats, HEAD heartbeats, deregistration, listing
-//! (contract §8; the reference's agent endpoints as real SDKs and meshctl use them).
+//! Agent handlers: registration and full heartbeats, HEAD heartbeats, deregistration, listing:
+//! the reference's agent endpoints as real SDKs and meshctl use them
+//! (docs/contract.md#agents-endpoints).
 
 use std::collections::BTreeMap;
 

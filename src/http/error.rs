@@ -1,6 +1,6 @@
 //! `ApiError`: the one error type of the HTTP layer. It knows each failure's status code and
-//! renders the contract's bodies: `{"error","timestamp"}` for handler errors, `{"msg"}` for a
-//! parameter the reference's generated wrapper would have refused.
+//! renders the bodies of docs/contract.md#errors: `{"error","timestamp"}` for handler errors,
+//! `{"msg"}` for a parameter the reference's generated wrapper would have refused.
 //!
 //! Client mistakes are 4xx; 503 is reserved for the database actually failing.
 
@@ -26,7 +26,7 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
-    /// An `/admin/*` error: its body is `{"error"}` only (contract §0).
+    /// An `/admin/*` error: its body is `{"error"}` only (docs/contract.md#errors).
     #[error("{1}")]
     Admin(StatusCode, String),
 }
@@ -40,7 +40,7 @@ impl ApiError {
         ApiError::BadRequest(format!("Invalid JSON payload: {detail}"))
     }
 
-    /// Maps a store failure to the contract's `503 "Failed to <action>: <err>"`.
+    /// Maps a store failure to `503 "Failed to <action>: <err>"` (docs/contract.md#errors).
     pub fn store(action: &'static str) -> impl FnOnce(StoreError) -> ApiError {
         move |error| {
             tracing::warn!(%error, "failed to {action}");

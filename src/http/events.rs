@@ -1,5 +1,5 @@
 //! `/jobs/{job_id}/events` handlers: read a page of the event log (observer or fenced executor
-//! read, optionally long-polling) and append an event (contract §2.6, §2.7).
+//! read, optionally long-polling) and append an event (docs/contract.md#events-endpoints).
 
 use std::time::Duration;
 

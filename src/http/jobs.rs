@@ -1,5 +1,5 @@
 //! `/jobs` handlers: submit, list, read, claim, owner deltas, release, cancel and force reclaim
-//! (contract §2.1–§2.5, §2.8–§2.10). Validation order and messages follow the reference.
+//! (docs/contract.md#jobs-endpoints). Validation order and messages follow the reference.
 
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
@@ -38,7 +38,7 @@ pub(super) fn path_job_id(raw: &str) -> Result<Uuid, ApiError> {
     parse_job_id(raw).ok_or_else(|| ApiError::job_not_found(raw))
 }
 
-/// `POST /jobs` (T1). Accepted while draining.
+/// `POST /jobs` (docs/contract.md#post-jobs). Accepted while draining.
 pub async fn create(
     registry: Data<Registry>,
     JsonBody(req): JsonBody<CreateJobRequest>,
@@ -105,7 +105,7 @@ pub async fn create(
     }))
 }
 
-/// `GET /jobs`: filtered, newest first, keyset-paginated (contract §2.1).
+/// `GET /jobs`: filtered, newest first, keyset-paginated (docs/contract.md#get-jobs).
 pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(&req)?;
     let limit = query.int("limit")?;
@@ -178,7 +178,8 @@ pub async fn get(registry: Data<Registry>, path: Path<String>) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(job))
 }
 
-/// `POST /jobs/claim` (T2): at most one job per call; "no work" is `{"claimed": []}`.
+/// `POST /jobs/claim` (docs/contract.md#post-jobs-claim): at most one job per call; "no work"
+/// is `{"claimed": []}`.
 pub async fn claim(
     registry: Data<Registry>,
     JsonBody(req): JsonBody<ClaimRequest>,
@@ -196,7 +197,8 @@ pub async fn claim(
     }))
 }
 
-/// `POST /jobs/batch` (T3): each delta applies or is rejected on its own, in order.
+/// `POST /jobs/batch` (docs/contract.md#post-jobs-batch): each delta applies or is rejected on
+/// its own, in order.
 pub async fn batch(
     registry: Data<Registry>,
     JsonBody(req): JsonBody<BatchRequest>,
@@ -257,7 +259,8 @@ fn check_delta(i: usize, delta: &JobDelta) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /jobs/{job_id}/release` (T5): the owner hands the job back.
+/// `POST /jobs/{job_id}/release` (docs/contract.md#post-jobs-release): the owner hands the job
+/// back.
 pub async fn release(
     registry: Data<Registry>,
     path: Path<String>,
@@ -291,8 +294,9 @@ pub async fn release(
     }
 }
 
-/// `POST /jobs/{job_id}/cancel` (T6): cancelled and the synthetic `cancelled` event appended in
-/// one statement; parked readers are woken; after the grace window the caller is answered.
+/// `POST /jobs/{job_id}/cancel` (docs/contract.md#post-jobs-cancel): cancelled and the synthetic
+/// `cancelled` event appended in one statement; parked readers are woken; after the grace window
+/// the caller is answered.
 pub async fn cancel(
     registry: Data<Registry>,
     path: Path<String>,
@@ -329,7 +333,8 @@ pub async fn cancel(
 /// Headers of the cancel request that travel with the forward to the owner.
 const FORWARDED_HEADERS: [&str; 3] = ["X-Trace-ID", "X-Parent-Span", "X-Mesh-Timeout"];
 
-/// `POST /jobs/{job_id}/reclaim` (T7): operator force-reclaim; no body.
+/// `POST /jobs/{job_id}/reclaim` (docs/contract.md#post-jobs-reclaim): operator force-reclaim;
+/// no body.
 pub async fn reclaim(
     registry: Data<Registry>,
     path: Path<String>,

@@ -274,7 +274,7 @@ mod tests {
         }
     }
 
-    /// The reference's observed table (agents-spec B.2).
+    /// The reference's observed table (the rules: docs/contract.md#dependency-resolution).
     fn calc_mesh() -> Mesh {
         let mut c = provider("calc-c-1", "calc", "2.1.0", &["math", "python", "fast"]);
         c.namespace = "default".into();

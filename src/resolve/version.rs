@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn the_reference_examples() {
-        // Providers a=1.0.0, b=c=2.1.0 (agents-spec B.3).
+        // Providers a=1.0.0, b=c=2.1.0 (the rules: docs/contract.md#dependency-resolution).
         for constraint in [
             "1.0.0",
             "=1.0.0",

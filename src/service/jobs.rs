@@ -17,7 +17,7 @@ use crate::wire::{parse_job_id, ClaimedJob, Job, JobDelta, JobStatus, RejectReas
 pub type ForwardHeaders = Vec<(&'static str, String)>;
 
 impl Registry {
-    /// T1. Accepted while draining.
+    /// Submit (docs/state-machine.md#submit). Accepted while draining.
     pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
         tracing::debug!(job_id = %job.id, capability = job.capability,
             push_owner = ?job.owner_instance_id, "job submitted");
@@ -32,7 +32,8 @@ impl Registry {
         self.store.get_job(job_id).await
     }
 
-    /// T2: at most one job; `None` is "no work" (draining, nothing claimable, or gated).
+    /// Claim (docs/state-machine.md#claim): at most one job; `None` is "no work" (draining,
+    /// nothing claimable, or gated).
     pub async fn claim(
         &self,
         capability: &str,
@@ -93,8 +94,9 @@ impl Registry {
         broken.is_none()
     }
 
-    /// T3: one owner delta, with the reference's order of reasons: an id that names no job,
-    /// then ownership and epoch, then terminal state, then an unknown status.
+    /// Update (docs/state-machine.md#update): one owner delta, with the reference's order of
+    /// reasons (docs/contract.md#delta-rejections): an id that names no job, then ownership and
+    /// epoch, then terminal state, then an unknown status.
     pub async fn apply_delta(
         &self,
         instance_id: &str,
@@ -149,7 +151,8 @@ impl Registry {
         })
     }
 
-    /// T5: the owner hands the job back (back to the queue, or failed when its budget is spent).
+    /// Release (docs/state-machine.md#release): the owner hands the job back (back to the
+    /// queue, or failed when its budget is spent).
     pub async fn release(
         &self,
         job_id: Uuid,
@@ -167,9 +170,10 @@ impl Registry {
         Ok(outcome)
     }
 
-    /// T6: the job is cancelled and its `cancelled` event appended in one statement; parked
-    /// readers wake. After the grace (so a producer parked on its events sees the event before
-    /// the forward interrupts it) the owner is told, without waiting for it.
+    /// Cancel (docs/state-machine.md#cancel): the job is cancelled and its `cancelled` event
+    /// appended in one statement; parked readers wake. After the grace (so a producer parked on
+    /// its events sees the event before the forward interrupts it) the owner is told, without
+    /// waiting for it.
     pub async fn cancel(
         &self,
         job_id: Uuid,
@@ -205,7 +209,8 @@ impl Registry {
         Ok(outcome)
     }
 
-    /// T7: an operator force-reclaims the job (docs/ownership.md: only for owners known gone).
+    /// Force reclaim (docs/state-machine.md#force-reclaim): an operator takes the job back
+    /// (docs/ownership.md: only for owners known gone).
     pub async fn reclaim(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
         let outcome = self.store.reclaim_job(job_id).await?;
         self.forward(&outcome);

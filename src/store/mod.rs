@@ -123,45 +123,50 @@ impl Backend {
 }
 
 /// Job statements: submit, read, list, claim, owner deltas, release, cancel, force reclaim and
-/// the executor read's lease extension (contract §1.5 T1–T7).
+/// the executor read's lease extension (docs/state-machine.md#transitions).
 #[async_trait]
 pub trait JobStore {
-    /// T1.
+    /// Submit (docs/state-machine.md#submit).
     async fn create_job(&self, job: NewJob) -> Result<(), StoreError>;
     async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError>;
     /// Newest first, `(submitted_at, job_id)` descending; at most `query.limit` rows.
     async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError>;
-    /// T2: the FIFO-oldest claimable job of the capability, in `(submitted_at, job_id)` order.
-    /// Rows past their retry budget are not claimable and never block the queue. A claimer
-    /// whose tool for this capability has required dependencies is `Gated` until the caller
-    /// has checked them and asks again with `gate_checked`.
+    /// Claim (docs/state-machine.md#claim): the FIFO-oldest claimable job of the capability, in
+    /// `(submitted_at, job_id)` order. Rows past their retry budget are not claimable and never
+    /// block the queue. A claimer whose tool for this capability has required dependencies is
+    /// `Gated` until the caller has checked them and asks again with `gate_checked`.
     async fn claim_next(&self, call: ClaimCall) -> Result<ClaimOutcome, StoreError>;
-    /// T3: a guarded update that re-asserts owner, liveness and (when the delta carries one)
-    /// the claim epoch. A rejected delta touches nothing: no lease extension, no cursor advance.
+    /// Update (docs/state-machine.md#update): a guarded write that re-asserts owner, liveness
+    /// and (when the delta carries one) the claim epoch. A rejected delta touches nothing: no
+    /// lease extension, no cursor advance.
     async fn apply_delta(&self, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError>;
     /// Status, owner and epoch as they are now: what names the reason a write was refused.
     async fn job_state(&self, job_id: Uuid) -> Result<Option<JobState>, StoreError>;
-    /// T5 with decisions row 8: the owner gives the job back; past its budget the job fails
-    /// with `exhausted_error`.
+    /// Release (docs/state-machine.md#release): the owner gives the job back, `input_required`
+    /// too (docs/contract.md#diff-release-input-required); past its budget the job fails with
+    /// `exhausted_error`.
     async fn release_job(
         &self,
         job_id: Uuid,
         instance_id: &str,
         exhausted_error: &str,
     ) -> Result<ReleaseOutcome, StoreError>;
-    /// T6: cancel and append the synthetic `cancelled` event atomically. `error` replaces the
-    /// job's error when given; `event_reason` goes in the event payload as the caller sent it.
+    /// Cancel (docs/state-machine.md#cancel) and append the synthetic `cancelled` event
+    /// atomically. `error` replaces the job's error when given; `event_reason` goes in the event
+    /// payload as the caller sent it.
     async fn cancel_job(
         &self,
         job_id: Uuid,
         error: Option<&str>,
         event_reason: &str,
     ) -> Result<CancelOutcome, StoreError>;
-    /// T7 with decisions row 9: force the job back to the queue (or fail it past its budget).
+    /// Force reclaim (docs/state-machine.md#force-reclaim): the job goes back to the queue, or
+    /// fails past its budget (docs/contract.md#diff-reclaim-over-budget).
     async fn reclaim_job(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError>;
-    /// T4 and the fencing of executor reads (contract §2.6, §3.3): when the caller owns the
-    /// live job at that epoch, its lease is extended to `now + window`, capped by
-    /// `total_deadline` (or else by the opt-in stale ceiling), and only if that is later.
+    /// Renew-on-read and the fencing of executor reads (docs/state-machine.md#renew-on-read,
+    /// docs/contract.md#executor-read): when the caller owns the live job at that epoch, its
+    /// lease is extended to `now + window`, capped by `total_deadline` (or else by the opt-in
+    /// stale ceiling), and only if that is later.
     async fn authorize_executor_read(
         &self,
         job_id: Uuid,
@@ -171,7 +176,7 @@ pub trait JobStore {
     ) -> Result<ExecutorRead, StoreError>;
 }
 
-/// The event log of each job (contract §2.6, §2.7, §5).
+/// The event log of each job (docs/contract.md#events-endpoints).
 #[async_trait]
 pub trait EventStore {
     /// Events with `seq > after` (of the wanted types), ascending, at most `limit`; `None`
@@ -181,7 +186,8 @@ pub trait EventStore {
         job_id: Uuid,
         filter: &EventFilter,
     ) -> Result<Option<Vec<JobEvent>>, StoreError>;
-    /// Appends an event to a live job with the next gap-free seq (decisions row 15).
+    /// Appends an event to a live job with the next gap-free seq
+    /// (docs/contract.md#diff-event-seq).
     async fn post_event(
         &self,
         job_id: Uuid,
@@ -192,7 +198,8 @@ pub trait EventStore {
 }
 
 /// Agents: registration, liveness, deregistration and what resolution reads. An agent that
-/// goes away keeps its claims until their leases lapse (docs/ownership.md): an older SDK keeps running a job after it deregisters.
+/// goes away keeps its claims until their leases lapse (docs/ownership.md): an older SDK keeps
+/// running a job after it deregisters.
 #[async_trait]
 pub trait AgentStore {
     /// Registers or refreshes an agent from a full heartbeat; the topology version moves only
@@ -215,13 +222,14 @@ pub trait AgentStore {
     ) -> Result<(Vec<(String, AgentStatus)>, Option<i64>), StoreError>;
     async fn agent_liveness(&self, agent_id: &str) -> Result<Option<Liveness>, StoreError>;
     /// Claimable jobs (capped at 100) for the capabilities of every agent sharing this
-    /// agent's name (decisions row 18).
+    /// agent's name (docs/contract.md#diff-pending-header).
     async fn pending_jobs_for(&self, agent_id: &str) -> Result<i64, StoreError>;
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError>;
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError>;
 }
 
-/// Leases and the safety sweep (contract §4; decisions rows 10, 11, 19).
+/// Leases and the safety sweep (docs/state-machine.md#lease-timers, docs/state-machine.md#sweep;
+/// where they differ from the reference: docs/contract.md#differences).
 #[async_trait]
 pub trait LeaseStore {
     /// Every live claim with a lease, for the supervisor to watch after a start.
@@ -238,9 +246,9 @@ pub trait LeaseStore {
 /// Drain bookkeeping, cross-replica notifications and the health of the connection.
 #[async_trait]
 pub trait AdminStore {
-    /// Owned live jobs across the whole database (contract §7.2).
+    /// Owned live jobs across the whole database (docs/contract.md#live-claims).
     async fn count_live_claims(&self) -> Result<i64, StoreError>;
-    /// The fleet-wide drain flag (decisions row 16); PostgreSQL only.
+    /// The fleet-wide drain flag (docs/contract.md#diff-fleet-drain); PostgreSQL only.
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError>;
     async fn fleet_draining(&self) -> Result<bool, StoreError>;
     /// Tells the other replicas about lease changes made here.
@@ -254,7 +262,7 @@ pub trait AdminStore {
     async fn close(&self);
 }
 
-/// Schema reconciliation (decisions row 17) and the operator's `migrate` commands.
+/// Schema reconciliation and the operator's `migrate` commands (docs/operations.md#migrations).
 #[async_trait]
 pub trait SchemaStore {
     /// Start-up reconciliation: migrate what is pending, then verify the model.

@@ -75,7 +75,7 @@ pub enum DeltaOutcome {
     Rejected(RejectReason),
 }
 
-/// What an accepted write left of the claim, for the job actors.
+/// What an accepted write left of the claim, for the lease timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimAfter {
     /// Still live, holding this lease.

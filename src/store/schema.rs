@@ -217,7 +217,7 @@ pub(super) fn known_migrations(runner: &refinery::Runner) -> Vec<(i64, String)> 
 }
 
 /// A runner with the reconciliation policy: a migration recorded by a newer binary is not an
-/// error (decisions row 17); with `up_to`, it stops at that version.
+/// error (docs/contract.md#diff-migrations); with `up_to`, it stops at that version.
 pub(super) fn reconciling(runner: refinery::Runner, up_to: Option<u32>) -> refinery::Runner {
     let runner = runner.set_abort_missing(false).set_abort_divergent(true);
     match up_to {

@@ -9,8 +9,9 @@ use crate::store::{AdminStore, Notice, StoreError};
 
 #[async_trait]
 impl AdminStore for PgStore {
-    /// Owned jobs still being worked on, across the whole database (contract §7.2): push-mode
-    /// jobs not yet started and jobs of dead owners not yet swept included.
+    /// Owned jobs still being worked on, across the whole database: pinned jobs not yet started
+    /// and jobs of owners that went away whose leases have not lapsed included
+    /// (docs/contract.md#live-claims).
     async fn count_live_claims(&self) -> Result<i64, StoreError> {
         let conn = self.conn().await?;
         let statement = conn

@@ -160,7 +160,7 @@ impl AgentStore for PgStore {
     }
 
     /// Exact number (capped at 100) of claimable jobs for the capabilities served by every agent
-    /// that shares this agent's name (decisions row 18).
+    /// that shares this agent's name (docs/contract.md#diff-pending-header).
     async fn pending_jobs_for(&self, agent_id: &str) -> Result<i64, StoreError> {
         let conn = self.conn().await?;
         let statement = conn

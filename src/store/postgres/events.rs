@@ -1,4 +1,5 @@
-//! Event-log statements: read a page of a job's events, append one (contract §2.6, §2.7, §5).
+//! Event-log statements: read a page of a job's events, append one
+//! (docs/contract.md#events-endpoints).
 
 use async_trait::async_trait;
 use tokio_postgres::types::Json;
@@ -50,8 +51,9 @@ impl EventStore for PgStore {
     }
 
     /// Appends an event to a live job. The seq comes from the job row's counter, bumped in the
-    /// same statement (decisions row 15): concurrent posters queue on the row lock and every
-    /// one of them succeeds with a gap-free seq. A JSON `null` payload is stored as no payload.
+    /// same statement (docs/contract.md#diff-event-seq): concurrent posters queue on the row
+    /// lock and every one of them succeeds with a gap-free seq. A JSON `null` payload is stored
+    /// as no payload.
     /// `posted_by` stays NULL: it is the caller's mTLS identity, and this build serves plain HTTP.
     async fn post_event(
         &self,

@@ -1,5 +1,5 @@
 //! Job statements: submit, read, list, claim, owner deltas, release, cancel, force reclaim and the
-//! executor read's lease extension (contract §1.5 T1–T7).
+//! executor read's lease extension (docs/state-machine.md#transitions).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -22,7 +22,8 @@ use crate::wire::{ClaimedJob, Job, JobStatus, RawJson, RecvCursor, RejectReason,
 
 #[async_trait]
 impl JobStore for PgStore {
-    /// T1, grouped: the submissions that arrive together are one multi-row INSERT (one commit).
+    /// Submit (docs/state-machine.md#submit), grouped: the submissions that arrive together are
+    /// one multi-row INSERT (one commit).
     async fn create_job(&self, job: NewJob) -> Result<(), StoreError> {
         match &self.batches {
             Some(batches) => batches.submits.call(job).await,
@@ -61,9 +62,10 @@ impl JobStore for PgStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// T2, grouped: the FIFO-oldest claimable jobs of the capability, in `(submitted_at,
-    /// job_id)` order, locked with SKIP LOCKED so concurrent claimers take different rows instead
-    /// of losing races. Rows past their retry budget are not claimable and never block the queue.
+    /// Claim (docs/state-machine.md#claim), grouped: the FIFO-oldest claimable jobs of the
+    /// capability, in `(submitted_at, job_id)` order, locked with SKIP LOCKED so concurrent
+    /// claimers take different rows instead of losing races. Rows past their retry budget are not
+    /// claimable and never block the queue.
     ///
     /// A claimer whose tool for this capability has required dependencies is `Gated`: nothing is
     /// claimed until the caller has checked them and asks again with `gate_checked`.
@@ -78,9 +80,9 @@ impl JobStore for PgStore {
         }
     }
 
-    /// T3, grouped: each delta is applied by a guarded UPDATE that re-asserts owner, liveness
-    /// and (when the delta carries one) the claim epoch. A rejected delta touches nothing: no
-    /// lease extension, no cursor advance.
+    /// Update (docs/state-machine.md#update), grouped: each delta is applied by a guarded UPDATE
+    /// that re-asserts owner, liveness and (when the delta carries one) the claim epoch. A
+    /// rejected delta touches nothing: no lease extension, no cursor advance.
     async fn apply_delta(&self, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError> {
         match &self.batches {
             Some(batches) => batches.deltas.call(delta).await,
@@ -97,8 +99,9 @@ impl JobStore for PgStore {
         job_state_on(&self.conn().await?, job_id).await
     }
 
-    /// T5 with decisions row 8: the owner gives the job back. Within budget it returns to
-    /// `working`, unowned and claimable (an `input_required` job too); past its budget it fails.
+    /// Release (docs/state-machine.md#release): the owner gives the job back. Within budget it
+    /// returns to `working`, unowned and claimable (an `input_required` job too:
+    /// docs/contract.md#diff-release-input-required); past its budget it fails.
     async fn release_job(
         &self,
         job_id: Uuid,
@@ -126,8 +129,8 @@ impl JobStore for PgStore {
         })
     }
 
-    /// T6: cancel and append the synthetic `cancelled` event in ONE statement, so the event a
-    /// parked producer waits for can never be lost between the two.
+    /// Cancel (docs/state-machine.md#cancel) and append the synthetic `cancelled` event in ONE
+    /// statement, so the event a parked producer waits for can never be lost between the two.
     /// `error_reason` is the trimmed reason (empty = leave `error` alone); `event_reason` is the
     /// caller's reason as sent, for the event payload.
     async fn cancel_job(
@@ -163,10 +166,11 @@ impl JobStore for PgStore {
         })
     }
 
-    /// T7 with decisions row 9: force the job back to the queue, leaving epoch and attempts
-    /// alone (the next claim mints the new generation). The previous owner is read under the row
-    /// lock, so a concurrent claim cannot slip between read and write. A job already past its
-    /// retry budget is failed instead of left as an unclaimable queue entry.
+    /// Force reclaim (docs/state-machine.md#force-reclaim): the job goes back to the queue,
+    /// leaving epoch and attempts alone (the next claim mints the new generation). The previous
+    /// owner is read under the row lock, so a concurrent claim cannot slip between read and
+    /// write. A job already past its retry budget is failed instead of left as an unclaimable
+    /// queue entry (docs/contract.md#diff-reclaim-over-budget).
     async fn reclaim_job(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
@@ -190,9 +194,10 @@ impl JobStore for PgStore {
         })
     }
 
-    /// T4 and the fencing of executor reads: when the caller owns the live job at that epoch,
-    /// its lease is extended as the domain's `poll_lease` says, but only if that is later than
-    /// the current lease. A lost race is silent; the events are served either way.
+    /// Renew-on-read (docs/state-machine.md#renew-on-read) and the fencing of executor reads:
+    /// when the caller owns the live job at that epoch, its lease is extended as the domain's
+    /// `poll_lease` says, but only if that is later than the current lease. A lost race is
+    /// silent; the events are served either way.
     async fn authorize_executor_read(
         &self,
         job_id: Uuid,

@@ -1,8 +1,8 @@
-//! Schema reconciliation (decisions row 17): at start, under a PostgreSQL advisory lock held on a
-//! dedicated connection, apply the embedded migrations this binary knows, then verify that every
-//! table, column and index the compiled model needs exists with its type. A database *ahead* of
-//! the binary (a downgrade) is not an error: a warning, and nothing is dropped. Dropping what the
-//! binary does not know is the explicit `migrate prune`.
+//! Schema reconciliation (docs/operations.md#migrations): at start, under a PostgreSQL advisory
+//! lock held on a dedicated connection, apply the embedded migrations this binary knows, then
+//! verify that every table, column and index the compiled model needs exists with its type. A
+//! database *ahead* of the binary (a downgrade) is not an error: a warning, and nothing is
+//! dropped. Dropping what the binary does not know is the explicit `migrate prune`.
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
-//! Lease-expiry reclaim and the safety sweep (contract §4 with decisions rows 10, 11, 19): the
-//! statements behind the supervisor and its job actors.
+//! Lease-expiry reclaim and the safety sweep (docs/state-machine.md#sweep): the statements
+//! behind the supervisor's lease timers and sweep.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +15,7 @@ use crate::store::{LeaseStore, StoreError};
 
 #[async_trait]
 impl LeaseStore for PgStore {
-    /// Every live claim with a lease, for the job actors to watch after a start.
+    /// Every live claim with a lease, for the lease timers to watch after a start.
     async fn live_claims(&self) -> Result<Vec<LeaseHeld>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
@@ -34,7 +34,7 @@ impl LeaseStore for PgStore {
             .collect()
     }
 
-    /// The job actor's guarded reclaim: applies only to this claim (epoch) and only if its lease
+    /// The lease timer's guarded reclaim: applies only to this claim (epoch) and only if its lease
     /// has expired by the database's clock; otherwise says what there is to watch now.
     async fn reclaim_if_expired(
         &self,
@@ -146,8 +146,8 @@ impl PgStore {
         })
     }
 
-    /// T11: live jobs without a deadline older than `max(S, max_duration)` fail, each with one
-    /// `stale` event, in the same statement.
+    /// Stale expiry (docs/state-machine.md#stale-expiry): live jobs without a deadline older
+    /// than `max(S, max_duration)` fail, each with one `stale` event, in the same statement.
     async fn expire_stale(&self, timeout: Duration) -> Result<SweepReport, StoreError> {
         let conn = self.conn().await?;
         let candidates = conn

@@ -1,4 +1,5 @@
--- apply_deltas: owner deltas (T3) to distinct jobs, one statement per group-commit wave.
+-- apply_deltas: owner deltas (docs/state-machine.md#update) to distinct jobs, one statement per
+-- group-commit wave.
 --
 -- Guard (the WHERE clause) and why: the caller still owns the job, the job is live, and when
 -- the delta carries a claim epoch it is the current one. An owner that was superseded (its

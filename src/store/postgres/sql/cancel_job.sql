@@ -1,7 +1,8 @@
--- cancel_job: cancel a live job (T6) and append its synthetic `cancelled` event in ONE
--- statement, so the event a parked producer waits for can never be lost between the two; the
--- event's seq comes from the row's counter, bumped here. Owner and lease are kept (the reference
--- keeps them: the owner is who the cancel is forwarded to). $2 replaces the error when given.
+-- cancel_job: cancel a live job (docs/state-machine.md#cancel) and append its synthetic
+-- `cancelled` event in ONE statement, so the event a parked producer waits for can never be lost
+-- between the two; the event's seq comes from the row's counter, bumped here. Owner and lease are
+-- kept (the reference keeps them: the owner is who the cancel is forwarded to). $2 replaces the
+-- error when given.
 -- Guard: the job is live (a terminal job is absorbing; a miss is named from job_state).
 -- $4 is the events notification channel: parked readers on every replica wake.
 WITH cancelled AS (

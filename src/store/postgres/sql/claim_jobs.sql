@@ -1,6 +1,6 @@
--- claim_jobs: claims (T2) for every caller of a group-commit batch in one statement. Each
--- capability's FIFO-oldest claimable rows, in (submitted_at, job_id) order, go to its callers in
--- the order they called.
+-- claim_jobs: claims (docs/state-machine.md#claim) for every caller of a group-commit batch in
+-- one statement. Each capability's FIFO-oldest claimable rows, in (submitted_at, job_id) order,
+-- go to its callers in the order they called.
 --
 -- Guards and why:
 -- * claimable = working, unowned, retry budget not spent (`attempt_count <= max_retries`; the

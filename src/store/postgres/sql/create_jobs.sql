@@ -1,6 +1,6 @@
--- create_jobs: submit (T1), one row per job given, in one statement (group commit).
--- submitted_at is clock_timestamp() taken row by row in arrival order, so submissions that
--- share a statement keep their FIFO order for claims.
+-- create_jobs: submit (docs/state-machine.md#submit), one row per job given, in one statement
+-- (group commit). submitted_at is clock_timestamp() taken row by row in arrival order, so
+-- submissions that share a statement keep their FIFO order for claims.
 INSERT INTO jobs (job_id, capability, submitted_by, submitted_payload, owner_instance_id,
                   max_retries, max_duration, total_deadline, submitted_at)
 SELECT job_id, capability, submitted_by, submitted_payload, owner_instance_id,

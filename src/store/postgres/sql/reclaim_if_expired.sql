@@ -1,5 +1,6 @@
--- reclaim_if_expired: the lease timer's reclaim of one claim (T9): back to the queue as
--- working, unowned and unleased, or failed with $3 when its retry budget is spent.
+-- reclaim_if_expired: the lease timer's reclaim of one claim (docs/state-machine.md#lease-expiry):
+-- back to the queue as working, unowned and unleased, or failed with $3 when its retry budget is
+-- spent.
 -- Guard and why: this claim ($2, its epoch) of a live job, and only if its lease has expired by
 -- the database's clock. If the owner renewed (here or through another replica), or the job was
 -- claimed again or finished, the update matches nothing and the row as it is now tells the

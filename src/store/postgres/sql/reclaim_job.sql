@@ -1,7 +1,7 @@
--- reclaim_job: an operator's force reclaim (T7): the job goes back to the queue, unowned and
--- unleased, keeping its epoch and attempts (the next claim mints the new generation); a job
--- whose retry budget is spent is failed with $2 instead of being left as an unclaimable row
--- that blocks nothing but never ends.
+-- reclaim_job: an operator's force reclaim (docs/state-machine.md#force-reclaim): the job goes back
+-- to the queue, unowned and unleased, keeping its epoch and attempts (the next claim mints the new
+-- generation); a job whose retry budget is spent is failed with $2 instead of being left as an
+-- unclaimable row that blocks nothing but never ends (docs/contract.md#diff-reclaim-over-budget).
 -- Guard: the job is live. The previous owner is read under the row lock (FOR UPDATE), so a
 -- concurrent claim cannot slip between reading the owner and clearing it.
 UPDATE jobs SET status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END,

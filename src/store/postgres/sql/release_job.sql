@@ -1,5 +1,6 @@
--- release_job: the owner hands the job back (T5, with our fix: an input_required job returns
--- to working too, so that something can claim it). Unowned and unleased; back in the queue,
+-- release_job: the owner hands the job back (docs/state-machine.md#release, with our fix: an
+-- input_required job returns to working too, so that something can claim it:
+-- docs/contract.md#diff-release-input-required). Unowned and unleased; back in the queue,
 -- or failed with $3 (the release's exhausted error) when its retry budget is spent.
 -- Guard: only the current owner of a live job; a miss is named from job_state.
 UPDATE jobs SET owner_instance_id = NULL,

@@ -1,6 +1,7 @@
--- renew_lease_on_read: an executor read keeps its claim alive (T4): the lease becomes
--- least(now + $4 seconds, $5), where $5 is the cap (total_deadline, else the stale ceiling; NULL
--- for none) computed by the domain's poll_lease.
+-- renew_lease_on_read: an executor read keeps its claim alive
+-- (docs/state-machine.md#renew-on-read): the lease becomes least(now + $4 seconds, $5), where $5
+-- is the cap (total_deadline, else the stale ceiling; NULL for none) computed by the domain's
+-- poll_lease.
 -- Guard and why: the caller is the owner at this epoch and the job is live (a superseded
 -- executor must not extend the new claim's lease), and only if that is later than the current
 -- lease (a poll never shortens a lease a delta granted). A lost race is silent: the events are

@@ -1,4 +1,5 @@
--- reroute_untaken_pinned_jobs: the sweep's orphan phase (T8, narrowed; docs/ownership.md).
+-- reroute_untaken_pinned_jobs: the sweep's orphan phase (docs/state-machine.md#orphan-reroute;
+-- why it is this narrow: docs/ownership.md).
 -- A pinned job (submitted with an owner) that its owner never took up — no lease yet — goes
 -- back to the queue, unowned (or fails with $1 when its retry budget is spent), once its owner is
 -- not a healthy agent and one lease window ($2: the default window in seconds, for jobs without

@@ -1,5 +1,6 @@
--- stale_candidates: the opt-in stale reaper (T11) looks for live jobs without a deadline that
--- were submitted more than max($1 seconds, max_duration) ago; their reasons are worded in Rust.
+-- stale_candidates: the opt-in stale reaper (docs/state-machine.md#stale-expiry) looks for live
+-- jobs without a deadline that were submitted more than max($1 seconds, max_duration) ago; their
+-- reasons are worded in Rust.
 SELECT job_id, max_duration FROM jobs
 WHERE total_deadline IS NULL AND status IN ('working', 'input_required')
   AND submitted_at < now() - make_interval(secs => $1)
