@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
 use super::AppState;
+use crate::resolve::llm::{self, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
 use crate::store::{MeshSnapshot, NewRegistration, NewTool};
 use crate::wire::{
@@ -113,6 +114,9 @@ fn validate<'a>(
             tags: tool.tags.as_deref().unwrap_or_default(),
             kwargs: tool.kwargs.as_ref().map(|k| &*k.0),
             dependencies: tool.dependencies.as_deref().unwrap_or_default(),
+            input_schema: tool.input_schema.as_ref().map(|s| &*s.0),
+            llm_filter: tool.llm_filter.as_ref().map(|f| &*f.0),
+            llm_provider: tool.llm_provider.as_ref(),
         })
         .collect();
     Ok(NewRegistration {
@@ -171,6 +175,8 @@ pub async fn register(state: Data<AppState>, body: Body) -> Result<HttpResponse,
             .or_default()
             .extend(mesh.resolve_all(tool.dependencies, agent.namespace));
     }
+    let llm_requests: Vec<LlmRequest> = agent.tools.iter().map(LlmRequest::of_new_tool).collect();
+    let llm = LlmMesh::from_snapshot(&snapshot).answer(agent.agent_id, &llm_requests);
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         status: "success",
         message: if registered.created {
@@ -180,8 +186,8 @@ pub async fn register(state: Data<AppState>, body: Body) -> Result<HttpResponse,
         },
         agent_id: agent.agent_id.to_owned(),
         dependencies_resolved,
-        llm_tools: BTreeMap::new(),
-        llm_providers: BTreeMap::new(),
+        llm_tools: llm.tools,
+        llm_providers: llm.providers,
         timestamp: rfc3339_now(),
     }))
 }
@@ -312,6 +318,7 @@ fn parse_go_bool(raw: &str) -> Option<bool> {
 /// Every agent with its capabilities' availability and where its dependencies resolve now.
 fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
     let mesh = Mesh::from_snapshot(snapshot);
+    let llm_mesh = LlmMesh::from_snapshot(snapshot);
     let mut availability: HashMap<(&str, &str), Option<String>> = HashMap::new();
     for (provider, reason) in mesh.providers().iter().zip(mesh.availability()) {
         availability.insert((&provider.agent_id, &provider.function_name), reason);
@@ -342,6 +349,8 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                         task: tool.kwargs.as_deref().is_some_and(is_task),
                         available: reason.is_none(),
                         unavailable_reason: reason,
+                        llm_filter: tool.llm_filter.as_deref().and_then(llm::filter_view),
+                        llm_provider: tool.llm_provider.clone(),
                     }
                 })
                 .collect();
@@ -365,6 +374,9 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                     })
                 })
                 .collect();
+            let llm_requests: Vec<LlmRequest> =
+                tools.iter().copied().map(LlmRequest::of_tool).collect();
+            let (llm_tools, llm_providers) = llm_mesh.resolutions(&agent.agent_id, &llm_requests);
             AgentView {
                 id: agent.agent_id.clone(),
                 name: agent.name.clone(),
@@ -386,8 +398,8 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                     .filter(|d| d.status == DependencyStatus::Available)
                     .count(),
                 dependency_resolutions,
-                llm_tool_resolutions: None,
-                llm_provider_resolutions: None,
+                llm_tool_resolutions: Some(llm_tools).filter(|rows| !rows.is_empty()),
+                llm_provider_resolutions: Some(llm_providers).filter(|rows| !rows.is_empty()),
             }
         })
         .collect()

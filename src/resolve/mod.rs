@@ -4,8 +4,10 @@
 //! consumer's) and is *available*: its agent is healthy and every `required` dependency of the
 //! tool resolves, transitively. Tags filter and score, the version constraint filters; the best
 //! tag score wins, then the highest version, then the smallest agent id. Deterministic, and no
-//! state is kept between calls. Schema matching and LLM tool filters are not part of it.
+//! state is kept between calls. Schema matching is not part of it; `llm` resolves `@mesh.llm`
+//! providers and tool filters, which follow rules of their own.
 
+pub mod llm;
 pub mod version;
 
 use std::cell::RefCell;
@@ -236,15 +238,18 @@ enum Term<'a> {
     Excluded(&'a str),
 }
 
+/// Reads one tag of a request; an empty one, or an operator alone (`"+"`, `"-"`), names no tag
+/// and is skipped, as the reference skips it.
 fn term(tag: &str) -> Term<'_> {
-    if tag.is_empty() {
-        Term::Skip
-    } else if let Some(t) = tag.strip_prefix('+') {
-        Term::Preferred(t)
-    } else if let Some(t) = tag.strip_prefix('-') {
-        Term::Excluded(t)
-    } else {
-        Term::Required(tag)
+    let (operator, name) = match tag.strip_prefix(['+', '-']) {
+        Some(name) => (tag.chars().next(), name),
+        None => (None, tag),
+    };
+    match (operator, name) {
+        (_, "") => Term::Skip,
+        (Some('+'), name) => Term::Preferred(name),
+        (Some(_), name) => Term::Excluded(name),
+        (None, name) => Term::Required(name),
     }
 }
 

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::{Backend, StoreError};
 use crate::config::format_go_duration;
 use crate::wire::{
-    AgentStatus, ClaimedJob, DependencySpec, JobStatus, RawJson, RecvCursor, RejectReason,
-    Timestamp,
+    AgentStatus, ClaimedJob, DependencySpec, JobStatus, LlmProviderSpec, RawJson, RecvCursor,
+    RejectReason, Timestamp,
 };
 
 // Jobs.
@@ -201,6 +201,8 @@ pub struct NewRegistration<'a> {
     pub body: &'a RawValue,
 }
 
+/// One tool of a registration. Its serialized form is kept in the agent's `topology` (so a change
+/// of any of it is a topology change); the LLM fields are read back from there.
 #[derive(Debug, Serialize)]
 pub struct NewTool<'a> {
     pub function_name: &'a str,
@@ -210,6 +212,12 @@ pub struct NewTool<'a> {
     pub tags: &'a [String],
     pub kwargs: Option<&'a RawValue>,
     pub dependencies: &'a [DependencySpec],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_filter: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_provider: Option<&'a LlmProviderSpec>,
 }
 
 impl NewRegistration<'_> {
@@ -290,6 +298,9 @@ pub struct ToolRow {
     pub tags: Vec<String>,
     pub kwargs: Option<RawJson>,
     pub dependencies: Vec<DependencySpec>,
+    pub input_schema: Option<RawJson>,
+    pub llm_filter: Option<RawJson>,
+    pub llm_provider: Option<LlmProviderSpec>,
 }
 
 /// Every agent and tool at one moment.

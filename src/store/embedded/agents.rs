@@ -209,11 +209,20 @@ impl AgentStore for EmbeddedStore {
                 .query_map([], |row| Ok(agent_from_row(row)))?
                 .map(|row| row?)
                 .collect::<Result<_, _>>()?;
+            // The LLM fields live only in the agent's topology (one element per tool position).
             let tools = db
                 .prepare_cached(
-                    "SELECT agent_id, function_name, capability, version, description, tags, \
-                       kwargs, dependencies \
-                     FROM agent_tools ORDER BY agent_id, position",
+                    "SELECT t.agent_id, t.function_name, t.capability, t.version, \
+                       t.description, t.tags, t.kwargs, t.dependencies, \
+                       json_extract(x.tool, '$.input_schema') AS input_schema, \
+                       json_extract(x.tool, '$.llm_filter') AS llm_filter, \
+                       json_extract(x.tool, '$.llm_provider') AS llm_provider \
+                     FROM agent_tools t \
+                     LEFT JOIN ( \
+                       SELECT a.agent_id, e.value AS tool, e.key + 1 AS position \
+                       FROM agents a, json_each(a.topology, '$.tools') AS e \
+                     ) x ON x.agent_id = t.agent_id AND x.position = t.position \
+                     ORDER BY t.agent_id, t.position",
                 )?
                 .query_map([], |row| Ok(tool_from_row(row)))?
                 .map(|row| row?)
@@ -367,5 +376,11 @@ fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
         tags: decode(&row.get::<_, String>("tags")?, "tags")?,
         kwargs: json(row, "kwargs")?,
         dependencies: decode(&row.get::<_, String>("dependencies")?, "dependencies")?,
+        input_schema: json(row, "input_schema")?,
+        llm_filter: json(row, "llm_filter")?,
+        llm_provider: row
+            .get::<_, Option<String>>("llm_provider")?
+            .map(|text| decode(&text, "llm_provider"))
+            .transpose()?,
     })
 }

@@ -15,7 +15,7 @@ use super::{column, PgStore};
 use crate::store::{
     AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, Registered, StoreError, ToolRow,
 };
-use crate::wire::{AgentStatus, DependencySpec, RawJson};
+use crate::wire::{AgentStatus, DependencySpec, LlmProviderSpec, RawJson};
 
 #[async_trait]
 impl AgentStore for PgStore {
@@ -234,11 +234,20 @@ impl AgentStore for PgStore {
                 " FROM agents ORDER BY agent_id"
             ))
             .await?;
+        // The LLM fields live only in the agent's topology (one element per tool position);
+        // it is unnested once per agent rather than indexed once per tool.
         let tools = conn
             .prepare_cached(
-                "SELECT agent_id, function_name, capability, version, description, tags, kwargs, \
-                   dependencies \
-                 FROM agent_tools ORDER BY agent_id, position",
+                "SELECT t.agent_id, t.function_name, t.capability, t.version, t.description, \
+                   t.tags, t.kwargs, t.dependencies, x.tool->'input_schema' AS input_schema, \
+                   x.tool->'llm_filter' AS llm_filter, x.tool->'llm_provider' AS llm_provider \
+                 FROM agent_tools t \
+                 LEFT JOIN ( \
+                   SELECT a.agent_id, e.tool, e.position \
+                   FROM agents a, \
+                     jsonb_array_elements(a.topology->'tools') WITH ORDINALITY AS e(tool, position) \
+                 ) x ON x.agent_id = t.agent_id AND x.position = t.position \
+                 ORDER BY t.agent_id, t.position",
             )
             .await?;
         // Two reads: a tool registered in between, whose agent the first read missed, is ignored.
@@ -304,5 +313,8 @@ fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
         tags: column(row, "tags")?,
         kwargs: column::<Option<Json<RawJson>>>(row, "kwargs")?.map(|j| j.0),
         dependencies: column::<Json<Vec<DependencySpec>>>(row, "dependencies")?.0,
+        input_schema: column::<Option<Json<RawJson>>>(row, "input_schema")?.map(|j| j.0),
+        llm_filter: column::<Option<Json<RawJson>>>(row, "llm_filter")?.map(|j| j.0),
+        llm_provider: column::<Option<Json<LlmProviderSpec>>>(row, "llm_provider")?.map(|j| j.0),
     })
 }
