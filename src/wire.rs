@@ -589,6 +589,8 @@ pub struct ResolvedDependency {
     pub endpoint: String,
     pub function_name: String,
     pub status: DependencyStatus,
+    /// The provider tool's kwargs, left out when it has none (as the reference does).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kwargs: Option<RawJson>,
 }
 

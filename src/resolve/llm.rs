@@ -24,11 +24,10 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 
-use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{tag_score, version};
+use super::{is_empty_object, tag_score, version};
 use crate::store::{AgentRow, MeshSnapshot, NewTool, ToolRow};
 use crate::wire::{
     AgentStatus, DependencyStatus, LlmFilterView, LlmProviderResolution, LlmProviderSpec,
@@ -304,7 +303,7 @@ impl<'a> LlmMesh<'a> {
     }
 
     /// How `GET /agents` shows the agent's LLM requests: one row per filter entry and tool it
-    /// matched (or one `unresolved` row), one row per provider request.
+    /// matched (or one `unresolved` row), one row per provider request; available rows first.
     pub fn resolutions(
         &self,
         caller: &str,
@@ -334,6 +333,10 @@ impl<'a> LlmMesh<'a> {
                 endpoint: provider.map(|p| p.endpoint.clone()),
             });
         }
+        // Available rows first, each group in registration order: the reference's default
+        // (SQLite) store reads them back through its index on the status.
+        tool_rows.sort_by_key(|row| row.status == DependencyStatus::Unresolved);
+        provider_rows.sort_by_key(|row| row.status == DependencyStatus::Unresolved);
         (tool_rows, provider_rows)
     }
 }
@@ -469,9 +472,8 @@ fn endpoint(agent: &AgentRow) -> String {
 /// A stored `llm_filter` as `GET /agents` shows it; `None` for an empty object or one whose
 /// fields do not read as the reference's typed filter.
 pub fn filter_view(raw: &RawValue) -> Option<LlmFilterView> {
-    let fields: HashMap<String, IgnoredAny> = serde_json::from_str(raw.get()).ok()?;
-    if fields.is_empty() {
-        return None;
+    match is_empty_object(raw) {
+        true => None,
+        false => serde_json::from_str(raw.get()).ok(),
     }
-    serde_json::from_str(raw.get()).ok()
 }

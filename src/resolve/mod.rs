@@ -13,6 +13,9 @@ pub mod version;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+
 use crate::store::MeshSnapshot;
 use crate::wire::{
     AgentStatus, DependencySpec, DependencyStatus, RawJson, ResolvedDependency, TagItem,
@@ -134,7 +137,7 @@ impl Mesh {
                     endpoint: p.endpoint.clone(),
                     function_name: p.function_name.clone(),
                     status: DependencyStatus::Available,
-                    kwargs: p.kwargs.clone(),
+                    kwargs: p.kwargs.clone().filter(|k| !is_empty_object(k)),
                 },
                 None => ResolvedDependency {
                     agent_id: String::new(),
@@ -196,6 +199,11 @@ impl Mesh {
     pub fn providers(&self) -> &[Provider] {
         &self.providers
     }
+}
+
+/// `{}` (kwargs the reference does not pass on).
+fn is_empty_object(raw: &RawValue) -> bool {
+    serde_json::from_str::<HashMap<String, IgnoredAny>>(raw.get()).is_ok_and(|map| map.is_empty())
 }
 
 /// Tag score of a provider for a dependency's tags, or `None` when it does not qualify:
