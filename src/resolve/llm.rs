@@ -477,3 +477,604 @@ pub fn filter_view(raw: &RawValue) -> Option<LlmFilterView> {
         false => serde_json::from_str(raw.get()).ok(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn raw(value: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&value).unwrap()
+    }
+
+    /// Agents join in the order given; each tool is `(agent, function, capability, version, tags)`
+    /// with an input schema unless its function ends in `!`.
+    struct MeshBuilder {
+        snapshot: MeshSnapshot,
+    }
+
+    impl MeshBuilder {
+        fn new() -> MeshBuilder {
+            MeshBuilder {
+                snapshot: MeshSnapshot {
+                    agents: Vec::new(),
+                    tools: Vec::new(),
+                },
+            }
+        }
+
+        fn agent(mut self, agent_id: &str, port: i32) -> MeshBuilder {
+            let joined = UNIX_EPOCH + Duration::from_secs(self.snapshot.agents.len() as u64);
+            self.snapshot.agents.push(AgentRow {
+                agent_id: agent_id.into(),
+                name: agent_id.into(),
+                agent_type: "mcp_agent".into(),
+                runtime: "python".into(),
+                version: String::new(),
+                description: String::new(),
+                namespace: "default".into(),
+                http_host: Some("10.0.0.1".into()),
+                http_port: Some(port),
+                a2a_producer: false,
+                a2a_consumer: false,
+                status: AgentStatus::Healthy,
+                created_at: joined,
+                updated_at: joined,
+            });
+            self
+        }
+
+        fn tool(mut self, function: &str, capability: &str, version: &str, tags: &[&str]) -> Self {
+            let agent_id = self.snapshot.agents.last().unwrap().agent_id.clone();
+            let (function, schema) = match function.strip_suffix('!') {
+                Some(bare) => (bare, None),
+                None => (
+                    function,
+                    Some(raw(json!({"type": "object", "title": function}))),
+                ),
+            };
+            self.snapshot.tools.push(ToolRow {
+                agent_id,
+                function_name: function.into(),
+                capability: capability.into(),
+                version: version.into(),
+                description: format!("{function} does it"),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                kwargs: None,
+                dependencies: Vec::new(),
+                input_schema: schema,
+                llm_filter: None,
+                llm_provider: None,
+            });
+            self
+        }
+
+        fn kwargs(mut self, kwargs: Value) -> Self {
+            self.snapshot.tools.last_mut().unwrap().kwargs = Some(raw(kwargs));
+            self
+        }
+
+        fn build(self) -> MeshSnapshot {
+            self.snapshot
+        }
+    }
+
+    fn spec(value: Value) -> LlmProviderSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn provider(snapshot: &MeshSnapshot, request: Value) -> Option<String> {
+        let mesh = LlmMesh::from_snapshot(snapshot);
+        mesh.provider(&spec(request))
+            .map(|c| format!("{}/{}", c.tool.agent_id, c.tool.function_name))
+    }
+
+    fn offered(snapshot: &MeshSnapshot, filter: Value, caller: &str) -> Option<Vec<String>> {
+        let mesh = LlmMesh::from_snapshot(snapshot);
+        let filter = ToolFilter::parse(&raw(filter))?;
+        mesh.tools(&filter, caller).map(|tools| {
+            tools
+                .iter()
+                .map(|c| format!("{}/{}", c.tool.agent_id, c.tool.function_name))
+                .collect()
+        })
+    }
+
+    /// Two `@mesh.llm_provider` agents (a plain tool and its streaming twin each) and one more.
+    fn providers() -> MeshSnapshot {
+        MeshBuilder::new()
+            .agent("claude", 9001)
+            .tool("chat", "llm", "1.0.0", &["claude", "anthropic"])
+            .kwargs(json!({"vendor": "anthropic", "timeout": 60}))
+            .tool(
+                "chat_stream",
+                "llm",
+                "1.0.0",
+                &["claude", "anthropic", "ai.mcpmesh.stream"],
+            )
+            .kwargs(json!({"vendor": "anthropic"}))
+            .agent("gpt", 9002)
+            .tool("gpt_chat", "llm", "2.0.0", &["openai"])
+            .tool(
+                "gpt_chat_stream",
+                "llm",
+                "2.0.0",
+                &["openai", "ai.mcpmesh.stream"],
+            )
+            .agent("bare", 9003)
+            .tool("bare_chat!", "llm", "9.0.0", &["claude"])
+            .build()
+    }
+
+    #[test]
+    fn the_sdk_stream_tag_picks_the_plain_or_the_streaming_variant() {
+        let mesh = providers();
+        let plain = json!({"capability": "llm", "tags": ["+claude", "-ai.mcpmesh.stream"]});
+        let stream = json!({"capability": "llm", "tags": ["+claude", "ai.mcpmesh.stream"]});
+        assert_eq!(provider(&mesh, plain).as_deref(), Some("claude/chat"));
+        assert_eq!(
+            provider(&mesh, stream).as_deref(),
+            Some("claude/chat_stream")
+        );
+    }
+
+    #[test]
+    fn provider_tags_filter_and_score_then_the_highest_version_then_the_smallest_agent_id() {
+        let mesh = providers();
+        let cases = [
+            // Equal scores: the higher version wins.
+            (
+                json!({"capability": "llm", "tags": ["-ai.mcpmesh.stream"]}),
+                Some("gpt/gpt_chat"),
+            ),
+            (
+                json!({"capability": "llm", "tags": ["claude", "-ai.mcpmesh.stream"]}),
+                Some("claude/chat"),
+            ),
+            (
+                json!({"capability": "llm", "tags": ["-openai", "-ai.mcpmesh.stream"]}),
+                Some("claude/chat"),
+            ),
+            (json!({"capability": "llm", "tags": ["mistral"]}), None),
+            (
+                json!({"capability": "llm", "tags": ["+mistral", "-ai.mcpmesh.stream"]}),
+                Some("gpt/gpt_chat"),
+            ),
+            (
+                json!({"capability": "llm", "tags": ["-ai.mcpmesh.stream"], "version": "<2.0.0"}),
+                Some("claude/chat"),
+            ),
+            (json!({"capability": "llm", "version": ">=3.0.0"}), None),
+            (json!({"capability": "nope"}), None),
+            (json!({"capability": ""}), None),
+            (json!({"tags": ["claude"]}), None),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(
+                provider(&mesh, request.clone()).as_deref(),
+                expected,
+                "{request}"
+            );
+        }
+        let twins = MeshBuilder::new()
+            .agent("llm-b", 1)
+            .tool("chat", "llm", "1.0.0", &["x"])
+            .agent("llm-a", 2)
+            .tool("chat", "llm", "1.0.0", &["x"])
+            .build();
+        let request = json!({"capability": "llm", "tags": ["x"]});
+        assert_eq!(provider(&twins, request).as_deref(), Some("llm-a/chat"));
+    }
+
+    #[test]
+    fn a_provider_request_without_tags_takes_the_first_candidate_in_join_order() {
+        let mesh = providers();
+        for request in [
+            json!({"capability": "llm"}),
+            json!({"capability": "llm", "tags": []}),
+        ] {
+            assert_eq!(provider(&mesh, request).as_deref(), Some("claude/chat"));
+        }
+    }
+
+    #[test]
+    fn only_healthy_agents_tools_with_an_input_schema_are_candidates_in_any_namespace() {
+        let mut mesh = providers();
+        mesh.agents[0].status = AgentStatus::Unhealthy;
+        mesh.agents[1].namespace = "prod".into();
+        let request = json!({"capability": "llm", "tags": ["claude"]});
+        // claude is unhealthy and bare has no schema; gpt (another namespace) lacks the tag.
+        assert_eq!(provider(&mesh, request), None);
+        let request =
+            json!({"capability": "llm", "tags": ["-ai.mcpmesh.stream"], "namespace": "default"});
+        assert_eq!(provider(&mesh, request).as_deref(), Some("gpt/gpt_chat"));
+    }
+
+    #[test]
+    fn the_provider_entry_carries_vendor_kwargs_tags_and_version() {
+        let mesh = providers();
+        let llm = LlmMesh::from_snapshot(&mesh);
+        let chosen = llm.provider(&spec(json!({"capability": "llm", "tags": ["claude"]})));
+        assert_eq!(
+            serde_json::to_value(chosen.unwrap().provider_info()).unwrap(),
+            json!({"agent_id": "claude", "name": "chat", "endpoint": "http://10.0.0.1:9001",
+                   "capability": "llm", "status": "available", "vendor": "anthropic",
+                   "tags": ["claude", "anthropic"], "version": "1.0.0",
+                   "kwargs": {"vendor": "anthropic", "timeout": 60}})
+        );
+        let bare = MeshBuilder::new()
+            .agent("p", 1)
+            .tool("chat", "llm", "1.0.0", &[])
+            .kwargs(json!({}))
+            .build();
+        let llm = LlmMesh::from_snapshot(&bare);
+        let chosen = llm.provider(&spec(json!({"capability": "llm"})));
+        assert_eq!(
+            serde_json::to_value(chosen.unwrap().provider_info()).unwrap(),
+            json!({"agent_id": "p", "name": "chat", "endpoint": "http://10.0.0.1:1",
+                   "capability": "llm", "status": "available", "vendor": "unknown",
+                   "version": "1.0.0"})
+        );
+    }
+
+    /// Tool agents for the filter rules; `me` is the caller.
+    fn tools() -> MeshSnapshot {
+        MeshBuilder::new()
+            .agent("math-a", 1)
+            .tool("add", "math", "1.0.0", &["calc", "fast"])
+            .tool("sub", "math", "1.2.0", &["calc"])
+            .tool("mul", "math", "2.0.0", &["calc", "slow"])
+            .tool("secret!", "math", "9.0.0", &["calc"])
+            .agent("math-b", 2)
+            .tool("add", "math", "1.5.0", &["calc"])
+            .tool("div", "math", "1.5.0", &["calc", "beta", "fast"])
+            .agent("text", 3)
+            .tool("upper", "text", "1.0.0", &["string"])
+            .agent("me", 4)
+            .tool("ask", "ask", "1.0.0", &[])
+            .build()
+    }
+
+    fn names(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn string_entries_match_a_capability_or_everything_and_duplicates_keep_the_first() {
+        let mesh = tools();
+        assert_eq!(
+            offered(&mesh, json!({"filter": ["math"]}), "me"),
+            names(&["math-a/add", "math-a/sub", "math-a/mul", "math-b/div"])
+        );
+        assert_eq!(
+            offered(&mesh, json!({"filter": ["text", "math", "text"]}), "me"),
+            names(&[
+                "text/upper",
+                "math-a/add",
+                "math-a/sub",
+                "math-a/mul",
+                "math-b/div"
+            ])
+        );
+        // `"*"` as an entry is every candidate, the caller's own tools included.
+        assert_eq!(
+            offered(&mesh, json!({"filter": ["*"]}), "me"),
+            names(&[
+                "math-a/add",
+                "math-a/sub",
+                "math-a/mul",
+                "math-b/div",
+                "text/upper",
+                "me/ask"
+            ])
+        );
+        assert_eq!(
+            offered(&mesh, json!({"filter": ["nothing"]}), "me"),
+            names(&[])
+        );
+        assert_eq!(offered(&mesh, json!({"filter": []}), "me"), names(&[]));
+    }
+
+    #[test]
+    fn object_entries_filter_by_capability_then_tags_by_score_then_version() {
+        let mesh = tools();
+        let cases = [
+            (
+                json!({"capability": "math", "tags": ["fast"]}),
+                vec!["math-a/add", "math-b/div"],
+            ),
+            (
+                json!({"capability": "math", "tags": ["-fast", "-slow"]}),
+                vec!["math-a/sub", "math-b/add"],
+            ),
+            // Higher scores first, equal scores in join order.
+            (
+                json!({"capability": "math", "tags": ["+slow", "+fast"]}),
+                vec!["math-a/add", "math-a/mul", "math-b/div", "math-a/sub"],
+            ),
+            // De-duplication comes after matching: math-a's `add` is too old, so math-b's stays.
+            (
+                json!({"capability": "math", "version": ">=1.5.0"}),
+                vec!["math-a/mul", "math-b/add", "math-b/div"],
+            ),
+            (
+                json!({"capability": "math", "tags": ["+fast"], "version": "~1.5"}),
+                vec!["math-b/div", "math-b/add"],
+            ),
+            // No capability: every candidate; tags that are not a list, or hold no string, do not filter.
+            (json!({"tags": ["fast"]}), vec!["math-a/add", "math-b/div"]),
+            (
+                json!({"capability": "text", "tags": "fast"}),
+                vec!["text/upper"],
+            ),
+            (
+                json!({"capability": "text", "tags": [1, ["fast"]]}),
+                vec!["text/upper"],
+            ),
+            (json!({"capability": ""}), vec![]),
+        ];
+        for (entry, expected) in cases {
+            let filter = json!({"filter": [entry.clone()]});
+            let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+            assert_eq!(offered(&mesh, filter, "me"), Some(expected), "{entry}");
+        }
+    }
+
+    #[test]
+    fn an_entry_of_another_type_answers_nothing_for_the_function() {
+        let mesh = tools();
+        for entry in [json!(1), json!(null), json!(["math"]), json!(true)] {
+            assert_eq!(
+                offered(&mesh, json!({"filter": ["math", entry]}), "me"),
+                None
+            );
+        }
+        for filter in [
+            json!({}),
+            json!({"filter": "math"}),
+            json!({"filter_mode": "*"}),
+        ] {
+            assert!(ToolFilter::parse(&raw(filter)).is_none());
+        }
+    }
+
+    #[test]
+    fn mode_star_offers_every_other_agents_tool_whatever_the_entries() {
+        let mesh = tools();
+        assert_eq!(
+            offered(
+                &mesh,
+                json!({"filter": ["ignored", 1], "filter_mode": "*"}),
+                "me"
+            ),
+            names(&[
+                "math-a/add",
+                "math-a/sub",
+                "math-a/mul",
+                "math-b/div",
+                "text/upper"
+            ])
+        );
+        // An unknown mode (or one that is not a string) is `all`.
+        for mode in [json!("fastest"), json!(3)] {
+            assert_eq!(
+                offered(
+                    &mesh,
+                    json!({"filter": ["text"], "filter_mode": mode}),
+                    "me"
+                ),
+                names(&["text/upper"])
+            );
+        }
+    }
+
+    #[test]
+    fn best_match_keeps_one_tool_per_capability_highest_version_then_most_tags() {
+        let mesh = tools();
+        assert_eq!(
+            offered(
+                &mesh,
+                json!({"filter": ["math", "text"], "filter_mode": "best_match"}),
+                "me"
+            ),
+            names(&["math-a/mul", "text/upper"])
+        );
+        let ties = MeshBuilder::new()
+            .agent("a", 1)
+            .tool("one", "cap", "1.0.0", &["x"])
+            .tool("two", "cap", "1.0.0", &["x", "y"])
+            .tool("three", "cap", "1.0.0", &["y", "x"])
+            .tool("bad", "other", "not-a-version", &[])
+            .tool("worse", "other", "1.0.0", &["x"])
+            .build();
+        // Equal versions: more tags win, the first of equals stays; an unreadable version
+        // leaves it to the tags.
+        assert_eq!(
+            offered(
+                &ties,
+                json!({"filter": ["cap", "other"], "filter_mode": "best_match"}),
+                "me"
+            ),
+            names(&["a/two", "a/worse"])
+        );
+    }
+
+    #[test]
+    fn the_tool_entry_has_the_reference_fields_and_endpoints() {
+        let mut mesh = tools();
+        mesh.agents[0].http_host = Some("0.0.0.0".into());
+        mesh.agents[1].http_host = Some("http://math-b.local".into());
+        mesh.agents[2].http_port = None;
+        let llm = LlmMesh::from_snapshot(&mesh);
+        let filter = ToolFilter::parse(&raw(json!({"filter": ["math", "text"]}))).unwrap();
+        let entries: Vec<Value> = llm
+            .tools(&filter, "me")
+            .unwrap()
+            .iter()
+            .map(|c| serde_json::to_value(c.tool_info()).unwrap())
+            .collect();
+        assert_eq!(
+            entries[0],
+            json!({"name": "add", "capability": "math", "description": "add does it",
+                   "endpoint": "http://localhost:1", "inputSchema": {"type": "object", "title": "add"},
+                   "tags": ["calc", "fast"], "version": "1.0.0"})
+        );
+        assert_eq!(entries[3]["endpoint"], "http://math-b.local:2");
+        assert_eq!(entries[4]["endpoint"], "stdio://text");
+    }
+
+    #[test]
+    fn the_answer_has_a_key_per_readable_filter_and_per_resolved_provider() {
+        let mesh = providers();
+        let llm = LlmMesh::from_snapshot(&mesh);
+        let filter = raw(json!({"filter": ["nothing"]}));
+        let unreadable = raw(json!({"filter": [1]}));
+        let plain = spec(json!({"capability": "llm", "tags": ["-ai.mcpmesh.stream"]}));
+        let missing = spec(json!({"capability": "nope"}));
+        let requests = [
+            LlmRequest {
+                function_name: "empty",
+                filter: Some(&filter),
+                provider: Some(&plain),
+            },
+            LlmRequest {
+                function_name: "unreadable",
+                filter: Some(&unreadable),
+                provider: Some(&missing),
+            },
+            LlmRequest {
+                function_name: "none",
+                filter: None,
+                provider: None,
+            },
+        ];
+        let answer = llm.answer("me", &requests);
+        assert_eq!(answer.tools.keys().collect::<Vec<_>>(), ["empty"]);
+        assert!(answer.tools["empty"].is_empty());
+        assert_eq!(answer.providers.keys().collect::<Vec<_>>(), ["empty"]);
+        assert_eq!(answer.providers["empty"].name, "gpt_chat");
+    }
+
+    #[test]
+    fn listing_rows_follow_the_entries_available_first() {
+        let mesh = tools();
+        let llm = LlmMesh::from_snapshot(&mesh);
+        let filter = raw(json!({"filter": [
+            "missing",
+            {"capability": "math", "tags": ["fast"]},
+            {"tags": ["string"]},
+            {"version": "1.0.0"},
+            1,
+        ]}));
+        let provider = spec(json!({"capability": "llm", "tags": ["x"]}));
+        let no_capability = spec(json!({"tags": ["x"]}));
+        let requests = [
+            LlmRequest {
+                function_name: "ask",
+                filter: Some(&filter),
+                provider: Some(&provider),
+            },
+            LlmRequest {
+                function_name: "other",
+                filter: None,
+                provider: Some(&no_capability),
+            },
+        ];
+        // The entry `1` makes the filter unreadable: no tools, so every row is unresolved.
+        let (tool_rows, provider_rows) = llm.resolutions("me", &requests);
+        let shown: Vec<(String, String, DependencyStatus)> = tool_rows
+            .iter()
+            .map(|r| {
+                (
+                    r.filter_capability.clone(),
+                    r.filter_tags.join(","),
+                    r.status,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "missing".into(),
+                    String::new(),
+                    DependencyStatus::Unresolved
+                ),
+                ("math".into(), "fast".into(), DependencyStatus::Unresolved),
+                (String::new(), "string".into(), DependencyStatus::Unresolved),
+            ]
+        );
+        assert_eq!(provider_rows.len(), 1);
+        assert_eq!(provider_rows[0].status, DependencyStatus::Unresolved);
+        assert_eq!(provider_rows[0].required_tags, ["x"]);
+
+        let filter = raw(json!({"filter": [
+            "missing",
+            {"capability": "math", "tags": ["fast"]},
+            {"tags": ["string"]},
+        ], "filter_mode": "all"}));
+        let requests = [LlmRequest {
+            function_name: "ask",
+            filter: Some(&filter),
+            provider: None,
+        }];
+        let (tool_rows, _) = llm.resolutions("me", &requests);
+        let shown: Vec<(String, Option<String>, DependencyStatus)> = tool_rows
+            .iter()
+            .map(|r| (r.filter_capability.clone(), r.mcp_tool.clone(), r.status))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "math".into(),
+                    Some("add".into()),
+                    DependencyStatus::Available
+                ),
+                (
+                    "math".into(),
+                    Some("div".into()),
+                    DependencyStatus::Available
+                ),
+                // A tags-only entry shows every offered tool.
+                (
+                    String::new(),
+                    Some("add".into()),
+                    DependencyStatus::Available
+                ),
+                (
+                    String::new(),
+                    Some("div".into()),
+                    DependencyStatus::Available
+                ),
+                (
+                    String::new(),
+                    Some("upper".into()),
+                    DependencyStatus::Available
+                ),
+                ("missing".into(), None, DependencyStatus::Unresolved),
+            ]
+        );
+        assert_eq!(tool_rows[0].provider_agent_id.as_deref(), Some("math-a"));
+        assert_eq!(tool_rows[1].endpoint.as_deref(), Some("http://10.0.0.1:2"));
+    }
+
+    #[test]
+    fn the_listing_shows_a_filter_only_when_it_reads_as_the_reference_type() {
+        let view = |v: Value| filter_view(&raw(v)).map(|f| serde_json::to_value(f).unwrap());
+        assert_eq!(
+            view(json!({"filter": ["math", {"capability": "x"}], "filter_mode": "all"})),
+            Some(json!({"filter": ["math", {"capability": "x"}], "filter_mode": "all"}))
+        );
+        assert_eq!(
+            view(json!({"filter_mode": "*"})),
+            Some(json!({"filter": null, "filter_mode": "*"}))
+        );
+        assert_eq!(view(json!({})), None);
+        assert_eq!(view(json!({"filter": "math"})), None);
+        assert_eq!(view(json!({"filter": [], "filter_mode": 1})), None);
+    }
+}

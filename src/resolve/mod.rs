@@ -358,6 +358,26 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_alone_names_no_tag() {
+        // Even against a provider that carries an empty tag.
+        let mesh = Mesh::new(vec![provider("odd-1", "calc", "1.0.0", &["", "math"])]);
+        for tags in [json!(["-"]), json!(["+", "math"]), json!([["-", "math"]])] {
+            let spec = json!({"capability": "calc", "tags": tags});
+            assert_eq!(
+                winner(&mesh, spec.clone()).as_deref(),
+                Some("odd-1"),
+                "{spec}"
+            );
+        }
+        let spec: DependencySpec =
+            serde_json::from_value(json!({"capability": "calc", "tags": ["+", "math"]})).unwrap();
+        assert_eq!(
+            tag_score(&spec.tags, &["".to_owned(), "math".to_owned()]),
+            Some(5)
+        );
+    }
+
+    #[test]
     fn unhealthy_agents_and_other_namespaces_do_not_serve() {
         let mut sick = provider("a-1", "weather", "1.0.0", &[]);
         sick.healthy = false;

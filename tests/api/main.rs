@@ -11,6 +11,7 @@ mod helpers;
 mod jobs;
 mod leases;
 mod lifecycle;
+mod llm;
 mod ownership;
 mod replicas;
 mod schema;
