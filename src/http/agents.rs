@@ -162,11 +162,17 @@ pub async fn register(state: Data<AppState>, body: Body) -> Result<HttpResponse,
             "agent registered"
         );
     }
-    let snapshot = state
-        .store
-        .mesh_snapshot()
-        .await
-        .map_err(ApiError::store("resolve dependencies"))?;
+    let llm_requests: Vec<LlmRequest> = agent.tools.iter().map(LlmRequest::of_new_tool).collect();
+    // Only an agent with `@mesh.llm` functions needs the heavier read; without requests the
+    // LLM answer is empty whatever the snapshot holds.
+    let wants_llm = llm_requests
+        .iter()
+        .any(|r| r.filter.is_some() || r.provider.is_some());
+    let snapshot = match wants_llm {
+        true => state.store.llm_snapshot().await,
+        false => state.store.mesh_snapshot().await,
+    }
+    .map_err(ApiError::store("resolve dependencies"))?;
     let mesh = Mesh::from_snapshot(&snapshot);
     let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for tool in agent.tools.iter().filter(|t| !t.dependencies.is_empty()) {
@@ -175,7 +181,6 @@ pub async fn register(state: Data<AppState>, body: Body) -> Result<HttpResponse,
             .or_default()
             .extend(mesh.resolve_all(tool.dependencies, agent.namespace));
     }
-    let llm_requests: Vec<LlmRequest> = agent.tools.iter().map(LlmRequest::of_new_tool).collect();
     let llm = LlmMesh::from_snapshot(&snapshot).answer(agent.agent_id, &llm_requests);
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         status: "success",
@@ -267,7 +272,7 @@ pub async fn list(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespons
     let wanted_capabilities = query.all("capabilities");
     let snapshot = state
         .store
-        .mesh_snapshot()
+        .llm_snapshot()
         .await
         .map_err(ApiError::store("list agents"))?;
     let agents: Vec<AgentView> = agent_views(&snapshot)
@@ -296,7 +301,7 @@ pub async fn list(state: Data<AppState>, req: HttpRequest) -> Result<HttpRespons
 pub async fn get(state: Data<AppState>, path: Path<String>) -> Result<HttpResponse, ApiError> {
     let snapshot = state
         .store
-        .mesh_snapshot()
+        .llm_snapshot()
         .await
         .map_err(ApiError::store("fetch agent"))?;
     agent_views(&snapshot)

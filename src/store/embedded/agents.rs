@@ -199,36 +199,29 @@ impl AgentStore for EmbeddedStore {
     }
 
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
-        self.run(|db| {
-            let agents = db
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    agent_columns!(),
-                    " FROM agents ORDER BY agent_id"
-                ))?
-                .query_map([], |row| Ok(agent_from_row(row)))?
-                .map(|row| row?)
-                .collect::<Result<_, _>>()?;
-            // The LLM fields live only in the agent's topology (one element per tool position).
-            let tools = db
-                .prepare_cached(
-                    "SELECT t.agent_id, t.function_name, t.capability, t.version, \
-                       t.description, t.tags, t.kwargs, t.dependencies, \
-                       json_extract(x.tool, '$.input_schema') AS input_schema, \
-                       json_extract(x.tool, '$.llm_filter') AS llm_filter, \
-                       json_extract(x.tool, '$.llm_provider') AS llm_provider \
-                     FROM agent_tools t \
-                     LEFT JOIN ( \
-                       SELECT a.agent_id, e.value AS tool, e.key + 1 AS position \
-                       FROM agents a, json_each(a.topology, '$.tools') AS e \
-                     ) x ON x.agent_id = t.agent_id AND x.position = t.position \
-                     ORDER BY t.agent_id, t.position",
-                )?
-                .query_map([], |row| Ok(tool_from_row(row)))?
-                .map(|row| row?)
-                .collect::<Result<_, _>>()?;
-            Ok(MeshSnapshot { agents, tools })
-        })
+        self.snapshot(
+            "SELECT agent_id, function_name, capability, version, description, tags, kwargs, \
+               dependencies, NULL AS input_schema, NULL AS llm_filter, NULL AS llm_provider \
+             FROM agent_tools ORDER BY agent_id, position",
+        )
+        .await
+    }
+
+    /// The LLM fields live only in the agent's topology (one element per tool position).
+    async fn llm_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
+        self.snapshot(
+            "SELECT t.agent_id, t.function_name, t.capability, t.version, t.description, \
+               t.tags, t.kwargs, t.dependencies, \
+               json_extract(x.tool, '$.input_schema') AS input_schema, \
+               json_extract(x.tool, '$.llm_filter') AS llm_filter, \
+               json_extract(x.tool, '$.llm_provider') AS llm_provider \
+             FROM agent_tools t \
+             LEFT JOIN ( \
+               SELECT a.agent_id, e.value AS tool, e.key + 1 AS position \
+               FROM agents a, json_each(a.topology, '$.tools') AS e \
+             ) x ON x.agent_id = t.agent_id AND x.position = t.position \
+             ORDER BY t.agent_id, t.position",
+        )
         .await
     }
 
@@ -243,6 +236,30 @@ impl AgentStore for EmbeddedStore {
             .query_row([agent_id], |row| Ok(agent_from_row(row)))
             .optional()?
             .transpose()
+        })
+        .await
+    }
+}
+
+impl EmbeddedStore {
+    /// Every agent, then the tools `tools_statement` reads.
+    async fn snapshot(&self, tools_statement: &'static str) -> Result<MeshSnapshot, StoreError> {
+        self.run(move |db| {
+            let agents = db
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    agent_columns!(),
+                    " FROM agents ORDER BY agent_id"
+                ))?
+                .query_map([], |row| Ok(agent_from_row(row)))?
+                .map(|row| row?)
+                .collect::<Result<_, _>>()?;
+            let tools = db
+                .prepare_cached(tools_statement)?
+                .query_map([], |row| Ok(tool_from_row(row)))?
+                .map(|row| row?)
+                .collect::<Result<_, _>>()?;
+            Ok(MeshSnapshot { agents, tools })
         })
         .await
     }

@@ -224,42 +224,34 @@ impl AgentStore for PgStore {
         column(&conn.query_one(&statement, &[&agent_id]).await?, "pending")
     }
 
-    /// Every agent and tool, for resolution and listing.
+    /// Every agent and tool, for resolution and listing (no LLM fields: they cost a read of
+    /// every agent's topology).
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
-        let conn = self.conn().await?;
-        let agents = conn
-            .prepare_cached(concat!(
-                "SELECT ",
-                agent_columns!(),
-                " FROM agents ORDER BY agent_id"
-            ))
-            .await?;
-        // The LLM fields live only in the agent's topology (one element per tool position);
-        // it is unnested once per agent rather than indexed once per tool.
-        let tools = conn
-            .prepare_cached(
-                "SELECT t.agent_id, t.function_name, t.capability, t.version, t.description, \
-                   t.tags, t.kwargs, t.dependencies, x.tool->'input_schema' AS input_schema, \
-                   x.tool->'llm_filter' AS llm_filter, x.tool->'llm_provider' AS llm_provider \
-                 FROM agent_tools t \
-                 LEFT JOIN ( \
-                   SELECT a.agent_id, e.tool, e.position \
-                   FROM agents a, \
-                     jsonb_array_elements(a.topology->'tools') WITH ORDINALITY AS e(tool, position) \
-                 ) x ON x.agent_id = t.agent_id AND x.position = t.position \
-                 ORDER BY t.agent_id, t.position",
-            )
-            .await?;
-        // Two reads: a tool registered in between, whose agent the first read missed, is ignored.
-        let agents = conn.query(&agents, &[]).await?;
-        let tools = conn.query(&tools, &[]).await?;
-        Ok(MeshSnapshot {
-            agents: agents
-                .iter()
-                .map(agent_from_row)
-                .collect::<Result<_, _>>()?,
-            tools: tools.iter().map(tool_from_row).collect::<Result<_, _>>()?,
-        })
+        self.snapshot(
+            "SELECT agent_id, function_name, capability, version, description, tags, kwargs, \
+               dependencies, NULL::jsonb AS input_schema, NULL::jsonb AS llm_filter, \
+               NULL::jsonb AS llm_provider \
+             FROM agent_tools ORDER BY agent_id, position",
+        )
+        .await
+    }
+
+    /// The same with each tool's LLM fields, which live only in its agent's topology (one
+    /// element per tool position): unnested once per agent rather than indexed once per tool.
+    async fn llm_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
+        self.snapshot(
+            "SELECT t.agent_id, t.function_name, t.capability, t.version, t.description, \
+               t.tags, t.kwargs, t.dependencies, x.tool->'input_schema' AS input_schema, \
+               x.tool->'llm_filter' AS llm_filter, x.tool->'llm_provider' AS llm_provider \
+             FROM agent_tools t \
+             LEFT JOIN ( \
+               SELECT a.agent_id, e.tool, e.position \
+               FROM agents a, \
+                 jsonb_array_elements(a.topology->'tools') WITH ORDINALITY AS e(tool, position) \
+             ) x ON x.agent_id = t.agent_id AND x.position = t.position \
+             ORDER BY t.agent_id, t.position",
+        )
+        .await
     }
 
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError> {
@@ -276,6 +268,31 @@ impl AgentStore for PgStore {
             .as_ref()
             .map(agent_from_row)
             .transpose()
+    }
+}
+
+impl PgStore {
+    /// Every agent, then the tools `tools_statement` reads.
+    async fn snapshot(&self, tools_statement: &str) -> Result<MeshSnapshot, StoreError> {
+        let conn = self.conn().await?;
+        let agents = conn
+            .prepare_cached(concat!(
+                "SELECT ",
+                agent_columns!(),
+                " FROM agents ORDER BY agent_id"
+            ))
+            .await?;
+        let tools = conn.prepare_cached(tools_statement).await?;
+        // Two reads: a tool registered in between, whose agent the first read missed, is ignored.
+        let agents = conn.query(&agents, &[]).await?;
+        let tools = conn.query(&tools, &[]).await?;
+        Ok(MeshSnapshot {
+            agents: agents
+                .iter()
+                .map(agent_from_row)
+                .collect::<Result<_, _>>()?,
+            tools: tools.iter().map(tool_from_row).collect::<Result<_, _>>()?,
+        })
     }
 }
 
