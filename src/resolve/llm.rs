@@ -36,7 +36,7 @@ use crate::wire::{
 
 /// A tool an LLM may be offered, or be served by.
 #[derive(Debug)]
-pub struct Candidate<'a> {
+struct Candidate<'a> {
     tool: &'a ToolRow,
     input_schema: &'a RawValue,
     endpoint: String,
@@ -114,7 +114,7 @@ impl<'t> LlmRequest<'t> {
 
 /// A tool filter as the reference reads it: the `filter` list and the mode.
 #[derive(Debug)]
-pub struct ToolFilter {
+struct ToolFilter {
     mode: String,
     entries: Vec<Value>,
 }
@@ -122,7 +122,7 @@ pub struct ToolFilter {
 impl ToolFilter {
     /// `None` unless the filter holds a `filter` list: the reference then answers nothing for
     /// the function (not even an empty list).
-    pub fn parse(raw: &RawValue) -> Option<ToolFilter> {
+    fn parse(raw: &RawValue) -> Option<ToolFilter> {
         let mut fields: Map<String, Value> = serde_json::from_str(raw.get()).ok()?;
         let Value::Array(entries) = fields.remove("filter")? else {
             return None;
@@ -182,7 +182,7 @@ impl<'a> LlmMesh<'a> {
     }
 
     /// The provider tool that serves `request`, or `None`.
-    pub fn provider(&self, request: &LlmProviderSpec) -> Option<&Candidate<'a>> {
+    fn provider(&self, request: &LlmProviderSpec) -> Option<&Candidate<'a>> {
         if request.capability.is_empty() {
             return None;
         }
@@ -214,7 +214,7 @@ impl<'a> LlmMesh<'a> {
 
     /// The tools `filter` offers the model of a function of agent `caller`; `None` when an entry
     /// is neither a string nor an object (the reference then answers nothing for the function).
-    pub fn tools(&self, filter: &ToolFilter, caller: &str) -> Option<Vec<&Candidate<'a>>> {
+    fn tools(&self, filter: &ToolFilter, caller: &str) -> Option<Vec<&Candidate<'a>>> {
         if filter.mode == "*" {
             let others = self.candidates.iter().filter(|c| c.tool.agent_id != caller);
             return Some(unique_names(others));
