@@ -298,6 +298,7 @@ pub struct ToolRow {
     pub tags: Vec<String>,
     pub kwargs: Option<RawJson>,
     pub dependencies: Vec<DependencySpec>,
+    /// The LLM fields: read by `llm_snapshot` only (`None` from `mesh_snapshot`).
     pub input_schema: Option<RawJson>,
     pub llm_filter: Option<RawJson>,
     pub llm_provider: Option<LlmProviderSpec>,
