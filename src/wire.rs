@@ -422,8 +422,8 @@ pub fn rfc3339_now() -> String {
 // `MeshAgentRegistration`).
 // ---------------------------------------------------------------------------------------------
 
-/// `POST /heartbeat`: a full registration. Fields this registry does not interpret (schemas, LLM
-/// filters, A2A surfaces) are not modelled; the body is stored verbatim as the agent sent it.
+/// `POST /heartbeat`: a full registration. Fields this registry does not interpret (output
+/// schemas, A2A surfaces) are not modelled; the body is stored verbatim as the agent sent it.
 #[derive(Debug, Deserialize)]
 pub struct AgentRegistration {
     pub agent_id: Option<String>,
@@ -450,6 +450,13 @@ pub struct ToolRegistration {
     pub description: Option<String>,
     pub dependencies: Option<Vec<DependencySpec>>,
     pub kwargs: Option<JsonObject>,
+    /// The tool's parameters (JSON Schema): only a tool with one is offered to an LLM.
+    #[serde(rename = "inputSchema")]
+    pub input_schema: Option<JsonObject>,
+    /// `@mesh.llm`: which mesh tools its model may call (read as the reference reads it).
+    pub llm_filter: Option<JsonObject>,
+    /// `@mesh.llm`: which provider serves its model calls.
+    pub llm_provider: Option<LlmProviderSpec>,
 }
 
 /// What a tool needs from the mesh: a capability, narrowed by tags and a version constraint.
@@ -466,6 +473,25 @@ pub struct DependencySpec {
     /// Only a required dependency gates the availability of the tool (and its claims).
     #[serde(default, deserialize_with = "null_as_default")]
     pub required: bool,
+}
+
+/// What a `@mesh.llm` tool asks of its provider. The reference decodes it into a struct whose
+/// tags are plain strings, so an OR group here is a decode error of the whole body.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct LlmProviderSpec {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub capability: String,
+    #[serde(
+        default,
+        deserialize_with = "nullable_strings",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Kept and shown, but not used: the reference resolves providers in every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A dependency tag: `"t"` required, `"+t"` preferred, `"-t"` excluded; a list is an OR group.
@@ -490,6 +516,14 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
     deserializer: D,
 ) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A list of strings in which `null` reads as `""`, as Go decodes it.
+fn nullable_strings<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    let items: Option<Vec<Option<String>>> = Option::deserialize(deserializer)?;
+    Ok(items.map(|items| items.into_iter().map(Option::unwrap_or_default).collect()))
 }
 
 /// Tag items of any other JSON type are dropped, as the reference drops them.
@@ -519,9 +553,47 @@ pub struct HeartbeatResponse {
     pub agent_id: String,
     /// Per consumer function: one entry per declared dependency, in order.
     pub dependencies_resolved: BTreeMap<String, Vec<ResolvedDependency>>,
-    pub llm_tools: BTreeMap<String, serde_json::Value>,
-    pub llm_providers: BTreeMap<String, serde_json::Value>,
+    /// Per `@mesh.llm` function whose filter the reference reads: the tools its LLM may call
+    /// (possibly none).
+    pub llm_tools: BTreeMap<String, Vec<LlmToolInfo>>,
+    /// Per `@mesh.llm` function whose provider resolved; absent when none did, as the
+    /// reference leaves it out.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub llm_providers: BTreeMap<String, ResolvedLlmProvider>,
     pub timestamp: String,
+}
+
+/// A mesh tool an LLM may call, with what it needs to describe and call it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmToolInfo {
+    pub name: String,
+    pub capability: String,
+    pub description: String,
+    pub endpoint: String,
+    #[serde(rename = "inputSchema")]
+    pub input_schema: RawJson,
+    pub tags: Vec<String>,
+    pub version: String,
+}
+
+/// The provider tool that serves a `@mesh.llm` function's model calls.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedLlmProvider {
+    pub agent_id: String,
+    /// The provider's function.
+    pub name: String,
+    pub endpoint: String,
+    pub capability: String,
+    pub status: DependencyStatus,
+    /// `kwargs.vendor` of the provider tool, `"unknown"` when it has none.
+    pub vendor: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// The provider tool's kwargs, left out when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kwargs: Option<RawJson>,
 }
 
 /// One dependency position: the chosen provider, or an `unresolved` placeholder (empty strings,
@@ -533,6 +605,8 @@ pub struct ResolvedDependency {
     pub endpoint: String,
     pub function_name: String,
     pub status: DependencyStatus,
+    /// The provider tool's kwargs, left out when it has none (as the reference does).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kwargs: Option<RawJson>,
 }
 
@@ -600,8 +674,9 @@ pub struct AgentView {
     pub total_dependencies: usize,
     pub dependencies_resolved: usize,
     pub dependency_resolutions: Vec<DependencyResolution>,
-    pub llm_tool_resolutions: Option<Vec<serde_json::Value>>,
-    pub llm_provider_resolutions: Option<Vec<serde_json::Value>>,
+    /// `null` when the agent has none, as the reference renders an empty list.
+    pub llm_tool_resolutions: Option<Vec<LlmToolResolution>>,
+    pub llm_provider_resolutions: Option<Vec<LlmProviderResolution>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -615,6 +690,58 @@ pub struct CapabilityView {
     pub task: bool,
     pub available: bool,
     pub unavailable_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_filter: Option<LlmFilterView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_provider: Option<LlmProviderSpec>,
+}
+
+/// A tool's `llm_filter` as `GET /agents` shows it: the reference re-reads the stored object
+/// into its typed filter, so it is left out when that fails.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct LlmFilterView {
+    /// `null` when the registration had none.
+    #[serde(default)]
+    pub filter: Option<Vec<RawJson>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject_param: Option<String>,
+}
+
+/// One filter entry of a `@mesh.llm` function and one tool it matched (or none).
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmToolResolution {
+    pub function_name: String,
+    pub filter_capability: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filter_tags: Vec<String>,
+    pub filter_mode: String,
+    pub status: DependencyStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_agent_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_tool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_capability: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// A `@mesh.llm` function's provider request and the provider it resolved to (or none).
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmProviderResolution {
+    pub function_name: String,
+    pub required_capability: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub required_tags: Vec<String>,
+    pub status: DependencyStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_agent_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_tool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// Where one dependency of one of the agent's functions resolves now.

@@ -2,7 +2,6 @@
 //! the reference's agent endpoints as real SDKs and meshctl use them
 //! (docs/contract.md#agents-endpoints).
 
-use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
@@ -157,6 +156,9 @@ fn validate<'a>(
             tags: tool.tags.as_deref().unwrap_or_default(),
             kwargs: tool.kwargs.as_ref().map(|k| &*k.0),
             dependencies: tool.dependencies.as_deref().unwrap_or_default(),
+            input_schema: tool.input_schema.as_ref().map(|s| &*s.0),
+            llm_filter: tool.llm_filter.as_ref().map(|f| &*f.0),
+            llm_provider: tool.llm_provider.as_ref(),
         })
         .collect();
     Ok(NewRegistration {
@@ -198,8 +200,8 @@ pub async fn register(registry: Data<Registry>, body: Body) -> Result<HttpRespon
         },
         agent_id: agent.agent_id.to_owned(),
         dependencies_resolved: registered.dependencies_resolved,
-        llm_tools: BTreeMap::new(),
-        llm_providers: BTreeMap::new(),
+        llm_tools: registered.llm.tools,
+        llm_providers: registered.llm.providers,
         timestamp: rfc3339_now(),
     }))
 }

@@ -4,12 +4,17 @@
 //! consumer's) and is *available*: its agent is healthy and every `required` dependency of the
 //! tool resolves, transitively. Tags filter and score, the version constraint filters; the best
 //! tag score wins, then the highest version, then the smallest agent id. Deterministic, and no
-//! state is kept between calls. Schema matching and LLM tool filters are not part of it.
+//! state is kept between calls. Schema matching is not part of it; `llm` resolves `@mesh.llm`
+//! providers and tool filters, which follow rules of their own.
 
+pub mod llm;
 pub mod version;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
 use crate::store::MeshSnapshot;
 use crate::wire::{
@@ -132,7 +137,7 @@ impl Mesh {
                     endpoint: p.endpoint.clone(),
                     function_name: p.function_name.clone(),
                     status: DependencyStatus::Available,
-                    kwargs: p.kwargs.clone(),
+                    kwargs: p.kwargs.clone().filter(|k| !is_empty_object(k)),
                 },
                 None => ResolvedDependency {
                     agent_id: String::new(),
@@ -196,6 +201,11 @@ impl Mesh {
     }
 }
 
+/// `{}` (kwargs the reference does not pass on).
+fn is_empty_object(raw: &RawValue) -> bool {
+    serde_json::from_str::<HashMap<String, IgnoredAny>>(raw.get()).is_ok_and(|map| map.is_empty())
+}
+
 /// Tag score of a provider for a dependency's tags, or `None` when it does not qualify:
 /// `"t"` required (+5), `"+t"` preferred (+10 when present), `"-t"` excluded; an OR group needs
 /// one of its non-excluded members (+5, or +10 for a preferred one).
@@ -236,15 +246,18 @@ enum Term<'a> {
     Excluded(&'a str),
 }
 
+/// Reads one tag of a request; an empty one, or an operator alone (`"+"`, `"-"`), names no tag
+/// and is skipped, as the reference skips it.
 fn term(tag: &str) -> Term<'_> {
-    if tag.is_empty() {
-        Term::Skip
-    } else if let Some(t) = tag.strip_prefix('+') {
-        Term::Preferred(t)
-    } else if let Some(t) = tag.strip_prefix('-') {
-        Term::Excluded(t)
-    } else {
-        Term::Required(tag)
+    let (operator, name) = match tag.strip_prefix(['+', '-']) {
+        Some(name) => (tag.chars().next(), name),
+        None => (None, tag),
+    };
+    match (operator, name) {
+        (_, "") => Term::Skip,
+        (Some('+'), name) => Term::Preferred(name),
+        (Some(_), name) => Term::Excluded(name),
+        (None, name) => Term::Required(name),
     }
 }
 
@@ -342,6 +355,26 @@ mod tests {
         for (spec, expected) in cases {
             assert_eq!(winner(&mesh, spec.clone()).as_deref(), expected, "{spec}");
         }
+    }
+
+    #[test]
+    fn an_operator_alone_names_no_tag() {
+        // Even against a provider that carries an empty tag.
+        let mesh = Mesh::new(vec![provider("odd-1", "calc", "1.0.0", &["", "math"])]);
+        for tags in [json!(["-"]), json!(["+", "math"]), json!([["-", "math"]])] {
+            let spec = json!({"capability": "calc", "tags": tags});
+            assert_eq!(
+                winner(&mesh, spec.clone()).as_deref(),
+                Some("odd-1"),
+                "{spec}"
+            );
+        }
+        let spec: DependencySpec =
+            serde_json::from_value(json!({"capability": "calc", "tags": ["+", "math"]})).unwrap();
+        assert_eq!(
+            tag_score(&spec.tags, &["".to_owned(), "math".to_owned()]),
+            Some(5)
+        );
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub fn compare(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// Orders two versions when both are valid, `None` when either is not.
+pub fn compare_valid(a: &str, b: &str) -> Option<Ordering> {
+    Some(Version::parse(a)?.cmp(&Version::parse(b)?))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Version {
     core: [u64; 3],

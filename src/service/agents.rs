@@ -8,6 +8,7 @@ use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
 use serde_json::value::RawValue;
 
 use super::Registry;
+use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
 use crate::store::{AgentRow, MeshSnapshot, NewRegistration, StoreError, ToolRow};
 use crate::wire::{
@@ -20,6 +21,8 @@ pub struct Registration {
     pub created: bool,
     /// Per function name, in declared order (placeholders for unresolved ones).
     pub dependencies_resolved: BTreeMap<String, Vec<ResolvedDependency>>,
+    /// Per `@mesh.llm` function: its provider and the tools its filter offers.
+    pub llm: LlmAnswer,
 }
 
 /// The answer to a `HEAD /heartbeat`.
@@ -50,7 +53,16 @@ impl Registry {
                 "agent registered"
             );
         }
-        let snapshot = self.store.mesh_snapshot().await?;
+        let llm_requests: Vec<LlmRequest> = agent.tools.iter().map(LlmRequest::of_new_tool).collect();
+        // Only an agent with `@mesh.llm` functions needs the heavier read; without requests the
+        // LLM answer is empty whatever the snapshot holds.
+        let wants_llm = llm_requests
+            .iter()
+            .any(|r| r.filter.is_some() || r.provider.is_some());
+        let snapshot = match wants_llm {
+            true => self.store.llm_snapshot().await?,
+            false => self.store.mesh_snapshot().await?,
+        };
         let mesh = Mesh::from_snapshot(&snapshot);
         let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for tool in agent.tools.iter().filter(|t| !t.dependencies.is_empty()) {
@@ -62,6 +74,7 @@ impl Registry {
         Ok(Registration {
             created: registered.created,
             dependencies_resolved,
+            llm: LlmMesh::from_snapshot(&snapshot).answer(agent.agent_id, &llm_requests),
         })
     }
 
@@ -112,12 +125,13 @@ impl Registry {
 
     /// Every agent with its capabilities' availability and where its dependencies resolve now.
     pub async fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
-        Ok(agent_views(&self.store.mesh_snapshot().await?))
+        Ok(agent_views(&self.store.llm_snapshot().await?))
     }
 }
 
 fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
     let mesh = Mesh::from_snapshot(snapshot);
+    let llm_mesh = LlmMesh::from_snapshot(snapshot);
     let mut availability: Availability = HashMap::new();
     for (provider, reason) in mesh.providers().iter().zip(mesh.availability()) {
         availability.insert((&provider.agent_id, &provider.function_name), reason);
@@ -132,6 +146,9 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                 .filter(|t| t.agent_id == agent.agent_id && !t.function_name.is_empty())
                 .collect();
             let dependency_resolutions = dependency_resolutions(&mesh, agent, &tools);
+            let llm_requests: Vec<LlmRequest> =
+                tools.iter().copied().map(LlmRequest::of_tool).collect();
+            let (llm_tools, llm_providers) = llm_mesh.resolutions(&agent.agent_id, &llm_requests);
             AgentView {
                 id: agent.agent_id.clone(),
                 name: agent.name.clone(),
@@ -153,8 +170,8 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                     .filter(|d| d.status == DependencyStatus::Available)
                     .count(),
                 dependency_resolutions,
-                llm_tool_resolutions: None,
-                llm_provider_resolutions: None,
+                llm_tool_resolutions: Some(llm_tools).filter(|rows| !rows.is_empty()),
+                llm_provider_resolutions: Some(llm_providers).filter(|rows| !rows.is_empty()),
             }
         })
         .collect()
@@ -182,6 +199,8 @@ fn capability_views(tools: &[&ToolRow], availability: &Availability) -> Vec<Capa
                 task: tool.kwargs.as_deref().is_some_and(is_task),
                 available: reason.is_none(),
                 unavailable_reason: reason,
+                llm_filter: tool.llm_filter.as_deref().and_then(llm::filter_view),
+                llm_provider: tool.llm_provider.clone(),
             }
         })
         .collect()

@@ -224,7 +224,11 @@ pub trait AgentStore {
     /// Claimable jobs (capped at 100) for the capabilities of every agent sharing this
     /// agent's name (docs/contract.md#diff-pending-header).
     async fn pending_jobs_for(&self, agent_id: &str) -> Result<i64, StoreError>;
+    /// Every agent and tool, without the tools' LLM fields (`None`).
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError>;
+    /// Every agent and tool with the tools' LLM fields (input schema, `llm_filter`,
+    /// `llm_provider`): a heavier read, for LLM resolution and listing.
+    async fn llm_snapshot(&self) -> Result<MeshSnapshot, StoreError>;
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError>;
 }
 

@@ -9,8 +9,8 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::wire::{
-    AgentStatus, ClaimedJob, DependencySpec, JobStatus, RawJson, RecvCursor, RejectReason,
-    Timestamp,
+    AgentStatus, ClaimedJob, DependencySpec, JobStatus, LlmProviderSpec, RawJson, RecvCursor,
+    RejectReason, Timestamp,
 };
 
 // Jobs.
@@ -267,6 +267,8 @@ pub struct NewRegistration<'a> {
     pub body: &'a RawValue,
 }
 
+/// One tool of a registration. Its serialized form is kept in the agent's `topology` (so a change
+/// of any of it is a topology change); the LLM fields are read back from there.
 #[derive(Debug, Serialize)]
 pub struct NewTool<'a> {
     pub function_name: &'a str,
@@ -276,6 +278,12 @@ pub struct NewTool<'a> {
     pub tags: &'a [String],
     pub kwargs: Option<&'a RawValue>,
     pub dependencies: &'a [DependencySpec],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_filter: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_provider: Option<&'a LlmProviderSpec>,
 }
 
 impl NewRegistration<'_> {
@@ -351,6 +359,10 @@ pub struct ToolRow {
     pub tags: Vec<String>,
     pub kwargs: Option<RawJson>,
     pub dependencies: Vec<DependencySpec>,
+    /// The LLM fields: read by `llm_snapshot` only (`None` from `mesh_snapshot`).
+    pub input_schema: Option<RawJson>,
+    pub llm_filter: Option<RawJson>,
+    pub llm_provider: Option<LlmProviderSpec>,
 }
 
 /// Every agent and tool at one moment.

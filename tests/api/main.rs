@@ -12,6 +12,7 @@ mod hostile;
 mod jobs;
 mod leases;
 mod lifecycle;
+mod llm;
 mod ownership;
 mod replicas;
 mod rules;

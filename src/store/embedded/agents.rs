@@ -109,19 +109,13 @@ impl AgentStore for EmbeddedStore {
     }
 
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
-        self.run(|db| {
-            let agents = db
-                .prepare_cached(include_str!("sql/list_agents.sql"))?
-                .query_map([], |row| Ok(agent_from_row(row)))?
-                .map(|row| row?)
-                .collect::<Result<_, _>>()?;
-            let tools = db
-                .prepare_cached(include_str!("sql/list_agent_tools.sql"))?
-                .query_map([], |row| Ok(tool_from_row(row)))?
-                .map(|row| row?)
-                .collect::<Result<_, _>>()?;
-            Ok(MeshSnapshot { agents, tools })
-        })
+        self.snapshot(include_str!("sql/list_agent_tools.sql"))
+            .await
+    }
+
+    /// The same with each tool's LLM fields.
+    async fn llm_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
+        self.snapshot(include_str!("sql/list_agent_tools_with_llm.sql"))
         .await
     }
 
@@ -134,6 +128,26 @@ impl AgentStore for EmbeddedStore {
                 })
                 .optional()?
                 .transpose()
+        })
+        .await
+    }
+}
+
+impl EmbeddedStore {
+    /// Every agent, then the tools `tools_statement` reads.
+    async fn snapshot(&self, tools_statement: &'static str) -> Result<MeshSnapshot, StoreError> {
+        self.run(move |db| {
+            let agents = db
+                .prepare_cached(include_str!("sql/list_agents.sql"))?
+                .query_map([], |row| Ok(agent_from_row(row)))?
+                .map(|row| row?)
+                .collect::<Result<_, _>>()?;
+            let tools = db
+                .prepare_cached(tools_statement)?
+                .query_map([], |row| Ok(tool_from_row(row)))?
+                .map(|row| row?)
+                .collect::<Result<_, _>>()?;
+            Ok(MeshSnapshot { agents, tools })
         })
         .await
     }
@@ -343,5 +357,11 @@ fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
         tags: decode(&row.get::<_, String>("tags")?, "tags")?,
         kwargs: json(row, "kwargs")?,
         dependencies: decode(&row.get::<_, String>("dependencies")?, "dependencies")?,
+        input_schema: json(row, "input_schema")?,
+        llm_filter: json(row, "llm_filter")?,
+        llm_provider: row
+            .get::<_, Option<String>>("llm_provider")?
+            .map(|text| decode(&text, "llm_provider"))
+            .transpose()?,
     })
 }

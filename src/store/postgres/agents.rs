@@ -16,7 +16,7 @@ use crate::domain::agents::{has_required_dependencies, topology_changed};
 use crate::store::{
     AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, Registered, StoreError, ToolRow,
 };
-use crate::wire::{AgentStatus, DependencySpec, RawJson};
+use crate::wire::{AgentStatus, DependencySpec, LlmProviderSpec, RawJson};
 
 #[async_trait]
 impl AgentStore for PgStore {
@@ -169,25 +169,17 @@ impl AgentStore for PgStore {
         column(&conn.query_one(&statement, &[&agent_id]).await?, "pending")
     }
 
-    /// Every agent and tool, for resolution and listing.
+    /// Every agent and tool, for resolution and listing (no LLM fields: they cost a read of
+    /// every agent's topology).
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
-        let conn = self.conn().await?;
-        let agents = conn
-            .prepare_cached(include_str!("sql/all_agents.sql"))
-            .await?;
-        let tools = conn
-            .prepare_cached(include_str!("sql/all_agent_tools.sql"))
-            .await?;
-        // Two reads: a tool registered in between, whose agent the first read missed, is ignored.
-        let agents = conn.query(&agents, &[]).await?;
-        let tools = conn.query(&tools, &[]).await?;
-        Ok(MeshSnapshot {
-            agents: agents
-                .iter()
-                .map(agent_from_row)
-                .collect::<Result<_, _>>()?,
-            tools: tools.iter().map(tool_from_row).collect::<Result<_, _>>()?,
-        })
+        self.snapshot(include_str!("sql/all_agent_tools.sql"))
+            .await
+    }
+
+    /// The same with each tool's LLM fields.
+    async fn llm_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
+        self.snapshot(include_str!("sql/all_agent_tools_with_llm.sql"))
+            .await
     }
 
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError> {
@@ -198,6 +190,27 @@ impl AgentStore for PgStore {
             .as_ref()
             .map(agent_from_row)
             .transpose()
+    }
+}
+
+impl PgStore {
+    /// Every agent, then the tools `tools_statement` reads.
+    async fn snapshot(&self, tools_statement: &str) -> Result<MeshSnapshot, StoreError> {
+        let conn = self.conn().await?;
+        let agents = conn
+            .prepare_cached(include_str!("sql/all_agents.sql"))
+            .await?;
+        let tools = conn.prepare_cached(tools_statement).await?;
+        // Two reads: a tool registered in between, whose agent the first read missed, is ignored.
+        let agents = conn.query(&agents, &[]).await?;
+        let tools = conn.query(&tools, &[]).await?;
+        Ok(MeshSnapshot {
+            agents: agents
+                .iter()
+                .map(agent_from_row)
+                .collect::<Result<_, _>>()?,
+            tools: tools.iter().map(tool_from_row).collect::<Result<_, _>>()?,
+        })
     }
 }
 
@@ -238,5 +251,8 @@ fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
         tags: column(row, "tags")?,
         kwargs: column::<Option<Json<RawJson>>>(row, "kwargs")?.map(|j| j.0),
         dependencies: column::<Json<Vec<DependencySpec>>>(row, "dependencies")?.0,
+        input_schema: column::<Option<Json<RawJson>>>(row, "input_schema")?.map(|j| j.0),
+        llm_filter: column::<Option<Json<RawJson>>>(row, "llm_filter")?.map(|j| j.0),
+        llm_provider: column::<Option<Json<LlmProviderSpec>>>(row, "llm_provider")?.map(|j| j.0),
     })
 }
