@@ -4,13 +4,14 @@
 //! warning) so that an environment written for the reference behaves the same here; those
 //! warnings are returned to the caller to log once logging is up.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::go_duration::parse_go_duration;
-use crate::store::DEFAULT_EMBEDDED_FILE;
+use crate::store::{redact_url, DEFAULT_EMBEDDED_FILE};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub host: String,
     pub port: u16,
@@ -37,6 +38,31 @@ pub struct Config {
     pub health_check_interval: Duration,
     /// `DEFAULT_TIMEOUT_THRESHOLD`
     pub agent_timeout: Duration,
+}
+
+/// Like a derived `Debug`, with the database URL's password hidden.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("admin_port", &self.admin_port)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_pool_size", &self.db_pool_size)
+            .field("http_workers", &self.http_workers)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_long_polls", &self.max_long_polls)
+            .field("cancel_event_grace", &self.cancel_event_grace)
+            .field("job_stale_timeout", &self.job_stale_timeout)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("retention", &self.retention)
+            .field("job_row_retention", &self.job_row_retention)
+            .field("startup_grace", &self.startup_grace)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("health_check_interval", &self.health_check_interval)
+            .field("agent_timeout", &self.agent_timeout)
+            .finish()
+    }
 }
 
 const DEFAULT_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(200);

@@ -29,6 +29,8 @@ const HEARTBEAT_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_
 pub enum StartupError {
     #[error(transparent)]
     Database(#[from] ConnectError),
+    #[error("cannot build the client for calls to agents: {0}")]
+    AgentClient(#[from] reqwest::Error),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -59,7 +61,7 @@ impl Application {
                 cancel_event_grace: config.cancel_event_grace,
                 job_stale_timeout: config.job_stale_timeout,
             },
-        ));
+        )?);
         let (public, port) = public_server(config, registry.clone())?;
         let mut servers = vec![public];
         let admin_port = match config.admin_port {

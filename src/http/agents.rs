@@ -2,7 +2,6 @@
 //! the reference's agent endpoints as real SDKs and meshctl use them
 //! (docs/contract.md#agents-endpoints).
 
-
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};

@@ -53,7 +53,8 @@ impl Registry {
                 "agent registered"
             );
         }
-        let llm_requests: Vec<LlmRequest> = agent.tools.iter().map(LlmRequest::of_new_tool).collect();
+        let llm_requests: Vec<LlmRequest> =
+            agent.tools.iter().map(LlmRequest::of_new_tool).collect();
         // Only an agent with `@mesh.llm` functions needs the heavier read; without requests the
         // LLM answer is empty whatever the snapshot holds.
         let wants_llm = llm_requests

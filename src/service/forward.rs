@@ -10,6 +10,20 @@ use crate::store::Store;
 use crate::wire::CancelRequest;
 
 const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The client of outbound calls to agents. It goes only where an agent's registration says: the
+/// endpoint is a validated host and port (`domain::agents::http_endpoint`), the path is fixed,
+/// and redirects are never followed (an agent cannot send the registry elsewhere, such as to
+/// its own admin listener or another internal service). Short timeouts: a hanging agent holds
+/// nothing for long.
+pub(super) fn agent_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CANCEL_FORWARD_TIMEOUT)
+        .build()
+}
 
 pub(super) struct CancelForward {
     pub store: Store,

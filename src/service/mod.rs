@@ -57,15 +57,21 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(store: Store, actors: Actors, drain_gate: DrainGate, settings: Settings) -> Self {
-        Registry {
+    /// The registry's use cases; fails only when the client of outbound calls cannot be built.
+    pub fn new(
+        store: Store,
+        actors: Actors,
+        drain_gate: DrainGate,
+        settings: Settings,
+    ) -> reqwest::Result<Self> {
+        Ok(Registry {
             store,
             actors,
             drain_gate,
-            agent_client: reqwest::Client::new(),
+            agent_client: forward::agent_client()?,
             settings,
             started_at: Instant::now(),
-        }
+        })
     }
 
     /// Tells the actors what a store call changed.

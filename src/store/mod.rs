@@ -103,6 +103,42 @@ pub enum Backend {
     Embedded,
 }
 
+/// The URL as it may be shown (logs, errors, `Debug`): a password in it becomes `***`, whether
+/// in the user part (`postgres://user:secret@host`) or as a `password=` parameter.
+pub fn redact_url(url: &str) -> String {
+    let mut shown = url.to_owned();
+    if let Some(scheme_end) = shown.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = shown[authority_start..]
+            .find(['/', '?'])
+            .map_or(shown.len(), |i| authority_start + i);
+        if let Some(at) = shown[authority_start..authority_end].rfind('@') {
+            let userinfo = &shown[authority_start..authority_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let secret = authority_start + colon + 1..authority_start + at;
+                shown.replace_range(secret, "***");
+            }
+        }
+    }
+    let lower = shown.to_ascii_lowercase();
+    let mut redacted = String::with_capacity(shown.len());
+    let mut rest = 0;
+    for (at, _) in lower.match_indices("password=") {
+        if at < rest {
+            continue;
+        }
+        let value_start = at + "password=".len();
+        let value_end = shown[value_start..]
+            .find(['&', ' '])
+            .map_or(shown.len(), |i| value_start + i);
+        redacted.push_str(&shown[rest..value_start]);
+        redacted.push_str("***");
+        rest = value_end;
+    }
+    redacted.push_str(&shown[rest..]);
+    redacted
+}
+
 impl Backend {
     /// Chosen by the URL: `postgres://`/`postgresql://` is PostgreSQL; anything else (a path,
     /// `sqlite://path`, or nothing at all) is the embedded file.
@@ -414,5 +450,44 @@ impl AgentDirectory for Store {
                 topology_version,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("postgres://mesh:s3cret@db:5432/mesh?sslmode=require"),
+            "postgres://mesh:***@db:5432/mesh?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/mesh?user=u&password=s3cret&sslmode=require"),
+            "postgresql://db/mesh?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("host=db password=s3cret user=u"),
+            "host=db password=*** user=u"
+        );
+        assert_eq!(
+            redact_url("postgres://mesh@db/mesh"),
+            "postgres://mesh@db/mesh"
+        );
+        assert_eq!(redact_url("mcp_mesh_registry.db"), "mcp_mesh_registry.db");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_or_a_key_value_string_is_refused_in_one_line() {
+        for url in [
+            "PostgreSQL://u:s3cret@db/mesh",
+            "postgresql+asyncpg://u:s3cret@db/mesh",
+            "host=db password=s3cret dbname=mesh",
+        ] {
+            let error = Store::connect(url, 1).await.err().expect(url).to_string();
+            assert!(!error.contains("s3cret"), "{error}");
+            assert!(!error.contains('\n'), "{error}");
+        }
     }
 }

@@ -263,3 +263,60 @@ async fn a_registration_cannot_point_the_cancel_forward_elsewhere(backend: Backe
     let drain: Value = app.get("/admin/drain").await.json().await.unwrap();
     assert_eq!(drain["draining"], false);
 }
+
+/// A local server that counts the requests it gets and answers each with `answer`.
+async fn counting_server(
+    answer: impl Fn() -> actix_web::HttpResponse + Clone + Send + 'static,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let (counted, answer) = (counted.clone(), answer.clone());
+        actix_web::App::new().default_service(actix_web::web::to(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let response = answer();
+            async move { response }
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    actix_web::rt::spawn(server.run());
+    (port, hits)
+}
+
+on_both_backends!(a_cancel_forward_never_follows_a_redirect);
+async fn a_cancel_forward_never_follows_a_redirect(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    // Given an owner whose endpoint redirects elsewhere
+    let app = spawn_app(backend).await;
+    let (elsewhere, reached) = counting_server(|| actix_web::HttpResponse::Ok().finish()).await;
+    let (owner_port, forwarded) = counting_server(move || {
+        actix_web::HttpResponse::TemporaryRedirect()
+            .insert_header((
+                "Location",
+                format!("http://127.0.0.1:{elsewhere}/admin/drain"),
+            ))
+            .finish()
+    })
+    .await;
+    let body = json!({"agent_id": "owner", "http_host": "127.0.0.1", "http_port": owner_port});
+    assert_eq!(app.post("/heartbeat", &body).await.status(), 200);
+    let job = app.submit("c").await;
+    app.claim("c", "owner").await.unwrap();
+
+    // When the job is cancelled
+    let cancel = app.post(&format!("/jobs/{job}/cancel"), &json!({})).await;
+    assert_eq!(cancel.status(), 200);
+
+    // Then the forward reaches the owner, and the redirect is not followed
+    crate::helpers::within(Duration::from_secs(5), "the forward", || async {
+        forwarded.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // (a followed redirect would have been sent at once, on the same task)
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
+}

@@ -116,7 +116,7 @@ impl AgentStore for EmbeddedStore {
     /// The same with each tool's LLM fields.
     async fn llm_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
         self.snapshot(include_str!("sql/list_agent_tools_with_llm.sql"))
-        .await
+            .await
     }
 
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError> {

@@ -179,8 +179,29 @@ fn file_path(database_url: &str) -> Result<PathBuf, ConnectError> {
         .trim();
     if path.contains("://") {
         return Err(ConnectError::InvalidUrl(format!(
-            "{database_url:?} is neither a postgres:// URL nor a database file (a path or \
-             sqlite://path)"
+            "{:?} is neither a postgres:// or postgresql:// URL (lowercase) nor a database file \
+             (a path or sqlite://path)",
+            super::redact_url(database_url)
+        )));
+    }
+    // A libpq key/value string would otherwise become a file of that name.
+    let key_value = path.split_whitespace().any(|word| {
+        [
+            "host=",
+            "hostaddr=",
+            "dbname=",
+            "user=",
+            "password=",
+            "port=",
+            "sslmode=",
+        ]
+        .iter()
+        .any(|key| word.to_ascii_lowercase().starts_with(key))
+    });
+    if key_value {
+        return Err(ConnectError::InvalidUrl(format!(
+            "{:?} looks like a key=value connection string; give a postgres:// URL instead",
+            super::redact_url(database_url)
         )));
     }
     Ok(PathBuf::from(if path.is_empty() {

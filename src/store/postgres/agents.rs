@@ -172,8 +172,7 @@ impl AgentStore for PgStore {
     /// Every agent and tool, for resolution and listing (no LLM fields: they cost a read of
     /// every agent's topology).
     async fn mesh_snapshot(&self) -> Result<MeshSnapshot, StoreError> {
-        self.snapshot(include_str!("sql/all_agent_tools.sql"))
-            .await
+        self.snapshot(include_str!("sql/all_agent_tools.sql")).await
     }
 
     /// The same with each tool's LLM fields.
