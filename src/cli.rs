@@ -169,6 +169,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_ADMIN_PORT")]
     pub admin_port: Option<String>,
 
+    /// Address the admin port listens on (127.0.0.1 keeps /admin/* to this machine or pod)
+    #[arg(long, env = "MCP_MESH_ADMIN_HOST", default_value = "0.0.0.0")]
+    pub admin_host: String,
+
     /// The database: a PostgreSQL URL for production and replicas
     /// (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable), or an embedded SQLite file for
     /// one process (a path or sqlite://path) [default: mcp_mesh_registry.db]
@@ -189,6 +193,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
           value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_body_bytes: u32,
+
+    /// Most client connections open at once (all workers together); past it new connections
+    /// wait in the listen queue
+    #[arg(long, env = "MCP_MESH_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 
     /// Most event long-polls parked at once; past it a long-poll gets 503 and retries
     #[arg(long, env = "MCP_MESH_MAX_LONG_POLLS", default_value_t = 10_000,

@@ -17,10 +17,14 @@ pub struct Config {
     pub port: u16,
     /// `MCP_MESH_ADMIN_PORT`: `/admin/*` only there (`Some(0)` picks a free port, for tests).
     pub admin_port: Option<u16>,
+    /// `MCP_MESH_ADMIN_HOST`: where the admin port listens.
+    pub admin_host: String,
     pub database_url: String,
     pub db_pool_size: usize,
     pub http_workers: usize,
     pub max_body_bytes: usize,
+    /// `MCP_MESH_MAX_CONNECTIONS`, all workers together.
+    pub max_connections: usize,
     pub max_long_polls: usize,
     pub cancel_event_grace: Duration,
     /// `MCP_MESH_JOB_STALE_TIMEOUT`; `None` = the opt-in stale ceiling is off.
@@ -47,10 +51,12 @@ impl fmt::Debug for Config {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("admin_port", &self.admin_port)
+            .field("admin_host", &self.admin_host)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool_size", &self.db_pool_size)
             .field("http_workers", &self.http_workers)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_connections", &self.max_connections)
             .field("max_long_polls", &self.max_long_polls)
             .field("cancel_event_grace", &self.cancel_event_grace)
             .field("job_stale_timeout", &self.job_stale_timeout)
@@ -94,6 +100,7 @@ impl Config {
             host: args.host.clone(),
             port: args.port,
             admin_port,
+            admin_host: args.admin_host.clone(),
             database_url,
             db_pool_size: args.db_pool_size as usize,
             http_workers: args.http_workers.map_or_else(
@@ -101,6 +108,7 @@ impl Config {
                 |n| n as usize,
             ),
             max_body_bytes: args.max_body_bytes as usize,
+            max_connections: args.max_connections as usize,
             max_long_polls: args.max_long_polls as usize,
             cancel_event_grace,
             job_stale_timeout: timing.job_stale_timeout,

@@ -22,6 +22,12 @@ use crate::service::{Actors, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry;
 
+/// A client must send its request line and headers within this (a slow client cannot hold a
+/// connection open by trickling them).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a connection may take to close once the response was sent.
+const DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How often HEAD heartbeats collected in memory are written (far below any agent timeout).
 const HEARTBEAT_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -204,6 +210,9 @@ fn public_server(config: &Config, registry: Data<Registry>) -> Result<(Server, u
             .configure(http::fallback_route)
     })
     .workers(config.http_workers)
+    .max_connections(config.max_connections.div_ceil(config.http_workers).max(1))
+    .client_request_timeout(HEADER_READ_TIMEOUT)
+    .client_disconnect_timeout(DISCONNECT_TIMEOUT)
     .disable_signals()
     .shutdown_timeout(config.shutdown_timeout.as_secs())
     .listen(listener)
@@ -215,14 +224,15 @@ fn public_server(config: &Config, registry: Data<Registry>) -> Result<(Server, u
     Ok((server, port))
 }
 
-/// `/admin/*` alone on its own port: plain HTTP on every interface, as the reference, so probes
-/// and operators reach each replica directly.
+/// `/admin/*` alone on its own port: plain HTTP on `MCP_MESH_ADMIN_HOST` (every interface by
+/// default, as the reference, so probes and operators reach each replica directly; 127.0.0.1 or
+/// the pod's address narrows it).
 fn admin_server(
     config: &Config,
     port: u16,
     registry: Data<Registry>,
 ) -> Result<(Server, u16), StartupError> {
-    let (listener, bound) = bind("0.0.0.0", port)?;
+    let (listener, bound) = bind(&config.admin_host, port)?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(registry.clone())
@@ -230,11 +240,13 @@ fn admin_server(
             .configure(http::fallback_route)
     })
     .workers(1)
+    .client_request_timeout(HEADER_READ_TIMEOUT)
+    .client_disconnect_timeout(DISCONNECT_TIMEOUT)
     .disable_signals()
     .shutdown_timeout(config.shutdown_timeout.as_secs())
     .listen(listener)
     .map_err(|source| StartupError::Listen {
-        address: format!("0.0.0.0:{port}"),
+        address: format!("{}:{port}", config.admin_host),
         source,
     })?
     .run();
@@ -300,7 +312,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             app.port()
         );
         if let Some(admin_port) = app.admin_port() {
-            tracing::info!("admin endpoints on 0.0.0.0:{admin_port} only");
+            tracing::info!("admin endpoints on {}:{admin_port} only", config.admin_host);
         }
         app.run_until(shutdown_signal())
             .await

@@ -24,6 +24,8 @@ pub enum ApiError {
     Conflict(&'static str),
     #[error("request body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("request body not received within {0} s")]
+    RequestTimeout(u64),
     #[error("{0}")]
     Unavailable(String),
     /// An `/admin/*` error: its body is `{"error"}` only (docs/contract.md#errors).
@@ -62,6 +64,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Admin(status, _) => *status,
         }

@@ -17,6 +17,10 @@ use super::error::ApiError;
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
 
+/// A client must send its whole body within this (a slow client cannot hold a worker's
+/// connection by trickling it).
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The raw request body, read up to the `BodyLimit`.
 pub struct Body(pub Bytes);
 
@@ -31,10 +35,12 @@ impl FromRequest for Body {
         let payload = web::Payload::from_request(req, payload);
         Box::pin(async move {
             let payload = payload.await.map_err(ApiError::invalid_json)?;
-            match payload.to_bytes_limited(limit).await {
-                Ok(Ok(bytes)) => Ok(Body(bytes)),
-                Ok(Err(error)) => Err(ApiError::invalid_json(error)),
-                Err(_) => Err(ApiError::PayloadTooLarge(limit)),
+            let read = payload.to_bytes_limited(limit);
+            match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+                Ok(Ok(Ok(bytes))) => Ok(Body(bytes)),
+                Ok(Ok(Err(error))) => Err(ApiError::invalid_json(error)),
+                Ok(Err(_)) => Err(ApiError::PayloadTooLarge(limit)),
+                Err(_) => Err(ApiError::RequestTimeout(BODY_READ_TIMEOUT.as_secs())),
             }
         })
     }

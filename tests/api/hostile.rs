@@ -320,3 +320,31 @@ async fn a_cancel_forward_never_follows_a_redirect(backend: Backend) {
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(reached.load(Ordering::SeqCst), 0);
 }
+
+on_both_backends!(slow_clients_are_cut_off_and_others_are_served);
+async fn slow_clients_are_cut_off_and_others_are_served(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(backend).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    // Clients that open a connection and trickle half a request line, then stall.
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(b"POST /jobs HTT").await.unwrap();
+        stalled.push(stream);
+    }
+    // Others are served meanwhile.
+    let seen = well_behaved(&app, "patient".into(), 10).await;
+    assert_eq!(seen.server_errors, 0, "{seen:?}");
+    assert!(seen.slowest < Duration::from_secs(2), "{seen:?}");
+    // And the stalled ones are closed (header timeout) instead of holding their connection.
+    let mut closed = 0;
+    for mut stream in stalled {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf));
+        if read.await.is_ok() {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 50, "every stalled connection was cut off");
+}
