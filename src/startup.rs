@@ -103,13 +103,18 @@ impl Application {
         shutdown: impl Future<Output = ()> + 'static,
     ) -> std::io::Result<()> {
         let handles: Vec<_> = self.servers.iter().map(Server::handle).collect();
+        let broken = Rc::new(std::cell::Cell::new(false));
+        let watchdog = watch_parts(self.actors.clone(), self.store.clone(), broken.clone());
         let Actors {
             event_hub,
             agent_tracker,
             supervisor,
         } = self.actors;
         actix_web::rt::spawn(async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => {}
+                _ = watchdog => {}
+            }
             tracing::info!("shutting down: finishing in-flight requests");
             // No reclaim or health verdict while stopping: the next registry decides.
             supervisor.do_send(Shutdown);
@@ -122,7 +127,27 @@ impl Application {
         let served = futures_util::future::try_join_all(self.servers).await;
         // Nothing is served any more: release the database (and the embedded file's lock).
         self.store.close().await;
-        served.map(|_| ())
+        served?;
+        match broken.get() {
+            true => Err(std::io::Error::other(
+                "a part of the registry stopped (see the log); exiting so that it is restarted",
+            )),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Resolves when an actor or the store's thread has stopped: the replica then stops too (and
+/// exits non-zero) rather than answer while no longer reclaiming leases.
+async fn watch_parts(actors: Actors, store: Store, broken: Rc<std::cell::Cell<bool>>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        if !(actors.alive() && store.alive()) {
+            tracing::error!("an actor or the store's thread stopped; stopping this replica");
+            broken.set(true);
+            return;
+        }
     }
 }
 

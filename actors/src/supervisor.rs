@@ -131,6 +131,10 @@ impl SupervisorSettings {
 
 /// After the lease deadline, wait this long so the database clock agrees it has passed.
 const EXPIRY_MARGIN: Duration = Duration::from_millis(20);
+/// Lease checks in flight at once, at most: after a database outage every watched claim may be
+/// due together, and thousands of checks at once would take every pooled connection from the
+/// requests (the pool holds 16 by default).
+const MAX_CHECKS_IN_FLIGHT: usize = 8;
 /// Retry delay of a lease check that failed (database unreachable).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often the fleet-wide drain flag is read: every replica honours it within this.
@@ -162,6 +166,8 @@ pub struct Supervisor {
     /// Leases are not reclaimed before this instant (startup grace).
     grace_until: Instant,
     sweeping: bool,
+    /// Lease checks sent and not yet answered.
+    checks_in_flight: usize,
     drain: watch::Sender<DrainState>,
     /// Lease changes made through this replica, not yet announced (the latest per job).
     outbox: HashMap<Uuid, LeaseChange>,
@@ -185,6 +191,7 @@ impl Supervisor {
             deadlines: BTreeSet::new(),
             alarm: None,
             sweeping: false,
+            checks_in_flight: 0,
             outbox: HashMap::new(),
         };
         (supervisor, gate)
@@ -241,7 +248,10 @@ impl Supervisor {
     /// Checks every claim whose deadline has passed.
     fn check_due(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        while let Some(&(due, job_id)) = self.deadlines.first() {
+        while self.checks_in_flight < MAX_CHECKS_IN_FLIGHT {
+            let Some(&(due, job_id)) = self.deadlines.first() else {
+                break;
+            };
             if due > now {
                 break;
             }
@@ -252,11 +262,17 @@ impl Supervisor {
             watch.due = None;
             let (epoch, generation) = (watch.claim_epoch, watch.generation);
             let check = self.directory.reclaim_if_expired(job_id, epoch);
+            self.checks_in_flight += 1;
             ctx.spawn(check.into_actor(self).map(move |outcome, sup, ctx| {
+                sup.checks_in_flight -= 1;
                 sup.checked(ctx, job_id, epoch, generation, outcome);
+                sup.check_due(ctx);
             }));
         }
-        self.set_alarm(ctx);
+        // At the cap, the next check to finish picks up what is due.
+        if self.checks_in_flight < MAX_CHECKS_IN_FLIGHT {
+            self.set_alarm(ctx);
+        }
     }
 
     fn checked(
@@ -544,6 +560,11 @@ mod tests {
         report: RefCell<SweepReport>,
         fleet: RefCell<bool>,
         announced: RefCell<Vec<LeaseChange>>,
+        /// When set, each check takes this long to answer (and the peak of checks in flight
+        /// at once is recorded).
+        slow_checks: Option<Duration>,
+        in_flight: Rc<std::cell::Cell<usize>>,
+        peak_in_flight: Rc<std::cell::Cell<usize>>,
     }
 
     impl JobDirectory for FakeDirectory {
@@ -561,7 +582,17 @@ mod tests {
                 .borrow_mut()
                 .pop_front()
                 .unwrap_or(LeaseCheck::Reclaimed { exhausted: false });
-            Box::pin(async move { Ok(answer) })
+            let Some(delay) = self.slow_checks else {
+                return Box::pin(async move { Ok(answer) });
+            };
+            let (in_flight, peak) = (self.in_flight.clone(), self.peak_in_flight.clone());
+            in_flight.set(in_flight.get() + 1);
+            peak.set(peak.get().max(in_flight.get()));
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                in_flight.set(in_flight.get() - 1);
+                Ok(answer)
+            })
         }
 
         fn fleet_draining(&self) -> StoreFuture<bool> {
@@ -691,6 +722,28 @@ mod tests {
             0,
             "a reclaimed claim is no longer watched"
         );
+    }
+
+    #[actix::test]
+    async fn after_an_outage_lease_checks_go_a_few_at_a_time() {
+        // Given 200 watched claims whose leases all ran out together, and slow checks
+        tokio::time::pause();
+        let directory = FakeDirectory {
+            slow_checks: Some(Duration::from_millis(50)),
+            ..FakeDirectory::default()
+        };
+        let h = start(directory, settings(Duration::ZERO));
+        for _ in 0..200 {
+            h.supervisor.do_send(lease_in(Uuid::new_v4(), 1, 1));
+        }
+        // When they are due
+        for _ in 0..40 {
+            advance(Duration::from_millis(100)).await;
+        }
+        // Then every one was checked, never more than the cap at once
+        assert_eq!(h.checks().len(), 200);
+        assert_eq!(h.directory.peak_in_flight.get(), MAX_CHECKS_IN_FLIGHT);
+        assert_eq!(h.watched().await, 0);
     }
 
     #[actix::test]

@@ -1,5 +1,6 @@
 //! `GET /health`: the process is serving (the reference's body, so meshctl's checks pass): the
-//! liveness probe. `GET /ready`: the database answers: the readiness probe. A draining replica
+//! liveness probe. It fails (503) when an actor or the embedded store's thread has stopped, so
+//! an orchestrator restarts the replica. `GET /ready`: the database answers: the readiness probe. A draining replica
 //! stays ready, because agents must still renew leases and complete jobs through it.
 
 use actix_web::web::Data;
@@ -9,9 +10,14 @@ use crate::service::Registry;
 use crate::wire::{rfc3339_now, HealthResponse, ReadyResponse};
 
 pub async fn health(registry: Data<Registry>) -> HttpResponse {
-    HttpResponse::Ok().json(HealthResponse {
+    let alive = registry.alive();
+    let mut response = match alive {
+        true => HttpResponse::Ok(),
+        false => HttpResponse::ServiceUnavailable(),
+    };
+    response.json(HealthResponse {
         service: "mcp-mesh-registry",
-        status: "healthy",
+        status: if alive { "healthy" } else { "unhealthy" },
         timestamp: rfc3339_now(),
         uptime_seconds: registry.uptime().as_secs(),
         version: env!("CARGO_PKG_VERSION"),

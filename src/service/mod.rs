@@ -34,6 +34,13 @@ pub struct Actors {
     pub supervisor: Addr<Supervisor>,
 }
 
+impl Actors {
+    /// Whether each actor still runs.
+    pub fn alive(&self) -> bool {
+        self.event_hub.connected() && self.agent_tracker.connected() && self.supervisor.connected()
+    }
+}
+
 /// Knobs of the use cases (from the configuration).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -85,6 +92,13 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Whether every part of this replica still runs: its actors (lease timers, sweep, drain
+    /// gate, heartbeats, long-polls) and its store. A replica that answered while its
+    /// supervisor was gone would no longer reclaim anything (`GET /health` fails then).
+    pub fn alive(&self) -> bool {
+        self.actors.alive() && self.store.alive()
     }
 
     /// Seconds since this replica started (`GET /health`).

@@ -323,6 +323,11 @@ pub trait Storage:
     fn target(&self) -> &str;
     /// Names a failure to reach or prepare the database for the one-line start-up error.
     fn connect_error(&self, error: StoreError) -> ConnectError;
+    /// Whether the store can still serve at all (not whether the database answers now): false
+    /// once the embedded store's thread is gone.
+    fn alive(&self) -> bool {
+        true
+    }
 }
 
 /// The store the application holds: one backend behind the boundary, cheap to clone.

@@ -155,6 +155,10 @@ impl EmbeddedStore {
 }
 
 impl Storage for EmbeddedStore {
+    fn alive(&self) -> bool {
+        !self.work.is_closed()
+    }
+
     fn backend(&self) -> Backend {
         Backend::Embedded
     }
