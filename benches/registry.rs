@@ -106,8 +106,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Unqualified names find our tables (schema mesh_registry) or the reference's (public).
 async fn connect(database: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&format!("{SERVER}/{database}"), NoTls)
+    let url = format!("{SERVER}/{database}?options=-c%20search_path%3Dmesh_registry,public");
+    let (client, connection) = tokio_postgres::connect(&url, NoTls)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {SERVER}: {e}"));
     tokio::spawn(connection);
@@ -245,7 +247,7 @@ impl Registry {
             return Vec::new();
         };
         let file = rusqlite::Connection::open_with_flags(
-            directory.join("mcp_mesh_registry.db"),
+            directory.join("mesh_registry.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("open the registry's file");

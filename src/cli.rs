@@ -3,6 +3,8 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::store::{DbSchema, DEFAULT_DB_SCHEMA};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mesh-registry",
@@ -44,9 +46,14 @@ pub enum Command {
         #[command(subcommand)]
         command: MigrateCommand,
         /// The database: a PostgreSQL URL (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable)
-        /// or an embedded SQLite file (a path or sqlite://path) [default: mcp_mesh_registry.db]
+        /// or an embedded SQLite file (a path or sqlite://path) [default: mesh_registry.db]
         #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// The PostgreSQL schema that holds mesh-registry's tables; the commands look at it
+        /// only
+        #[arg(long, global = true, env = "MCP_MESH_DB_SCHEMA", default_value = DEFAULT_DB_SCHEMA,
+              value_parser = DbSchema::parse)]
+        db_schema: DbSchema,
     },
     /// Inspect or force-reclaim one job (meshctl's `job` commands)
     Job {
@@ -175,9 +182,15 @@ pub struct ServeArgs {
 
     /// The database: a PostgreSQL URL for production and replicas
     /// (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable), or an embedded SQLite file for
-    /// one process (a path or sqlite://path) [default: mcp_mesh_registry.db]
+    /// one process (a path or sqlite://path) [default: mesh_registry.db]
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// The PostgreSQL schema that holds every table of this registry (created at start; other
+    /// applications' tables in the database are never touched)
+    #[arg(long, env = "MCP_MESH_DB_SCHEMA", default_value = DEFAULT_DB_SCHEMA,
+          value_parser = DbSchema::parse)]
+    pub db_schema: DbSchema,
 
     /// Maximum number of pooled PostgreSQL connections
     #[arg(long, env = "MCP_MESH_DB_POOL_SIZE", default_value_t = 16,

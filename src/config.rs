@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::go_duration::parse_go_duration;
-use crate::store::{redact_url, DEFAULT_EMBEDDED_FILE};
+use crate::store::{redact_url, DbSchema};
 
 #[derive(Clone)]
 pub struct Config {
@@ -19,7 +19,10 @@ pub struct Config {
     pub admin_port: Option<u16>,
     /// `MCP_MESH_ADMIN_HOST`: where the admin port listens.
     pub admin_host: String,
+    /// An empty one is the embedded file in the working directory.
     pub database_url: String,
+    /// `MCP_MESH_DB_SCHEMA`: where our tables live on PostgreSQL.
+    pub db_schema: DbSchema,
     pub db_pool_size: usize,
     pub http_workers: usize,
     pub max_body_bytes: usize,
@@ -53,6 +56,7 @@ impl fmt::Debug for Config {
             .field("admin_port", &self.admin_port)
             .field("admin_host", &self.admin_host)
             .field("database_url", &redact_url(&self.database_url))
+            .field("db_schema", &self.db_schema)
             .field("db_pool_size", &self.db_pool_size)
             .field("http_workers", &self.http_workers)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -81,12 +85,8 @@ impl Config {
     /// Resolves the flags; the second value lists the lenient knobs that fell back to a default.
     pub fn from_args(args: &ServeArgs) -> (Config, Vec<String>) {
         let mut warnings = Vec::new();
-        // No database named: the embedded file in the working directory, like the reference.
-        let database_url = args
-            .database_url
-            .clone()
-            .filter(|url| !url.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_EMBEDDED_FILE.to_owned());
+        // No database named: the store picks the embedded file in the working directory.
+        let database_url = args.database_url.clone().unwrap_or_default();
         let cancel_event_grace = cancel_event_grace(args.cancel_event_grace_ms.as_deref())
             .unwrap_or_else(|raw| {
                 warnings.push(format!(
@@ -102,6 +102,7 @@ impl Config {
             admin_port,
             admin_host: args.admin_host.clone(),
             database_url,
+            db_schema: args.db_schema.clone(),
             db_pool_size: args.db_pool_size as usize,
             http_workers: args.http_workers.map_or_else(
                 || std::thread::available_parallelism().map_or(2, |n| n.get()),

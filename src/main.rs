@@ -16,7 +16,8 @@ fn main() -> ExitCode {
         Some(Command::Migrate {
             command,
             database_url,
-        }) => migrate::run(*command, database_url.as_deref()),
+            db_schema,
+        }) => migrate::run(*command, database_url.as_deref(), db_schema),
         Some(Command::Job {
             command,
             connection,

@@ -4,13 +4,11 @@
 use std::process::ExitCode;
 
 use crate::cli::MigrateCommand;
-use crate::store::{SchemaReport, Store, DEFAULT_EMBEDDED_FILE};
+use crate::store::{Backend, DbSchema, SchemaReport, Store};
 
-pub fn run(command: MigrateCommand, database_url: Option<&str>) -> ExitCode {
-    // The same default as `serve`: the embedded file in the working directory.
-    let database_url = database_url
-        .filter(|url| !url.trim().is_empty())
-        .unwrap_or(DEFAULT_EMBEDDED_FILE);
+pub fn run(command: MigrateCommand, database_url: Option<&str>, schema: &DbSchema) -> ExitCode {
+    // No URL: the same file as `serve` picks in the working directory.
+    let database_url = database_url.unwrap_or_default();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -21,7 +19,7 @@ pub fn run(command: MigrateCommand, database_url: Option<&str>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(command, database_url)) {
+    match runtime.block_on(execute(command, database_url, schema)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(reason) => {
             eprintln!("Error: {reason}");
@@ -30,13 +28,21 @@ pub fn run(command: MigrateCommand, database_url: Option<&str>) -> ExitCode {
     }
 }
 
-async fn execute(command: MigrateCommand, database_url: &str) -> Result<(), String> {
-    let store = Store::open(database_url).map_err(|e| e.to_string())?;
+async fn execute(
+    command: MigrateCommand,
+    database_url: &str,
+    schema: &DbSchema,
+) -> Result<(), String> {
+    let store = Store::open(database_url, schema).map_err(|e| e.to_string())?;
     let fail = |error| store.connect_error(error).to_string();
     match command {
         MigrateCommand::Status => {
             let report = store.schema_report().await.map_err(fail)?;
-            print_status(store.target(), &report);
+            let target = match store.backend() {
+                Backend::Postgres => format!("{}, schema {schema}", store.target()),
+                Backend::Embedded => store.target().to_owned(),
+            };
+            print_status(&target, &report);
         }
         MigrateCommand::Up { to } => {
             let applied = store.migrate_up(to).await.map_err(fail)?;

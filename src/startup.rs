@@ -153,11 +153,13 @@ async fn watch_parts(actors: Actors, store: Store, broken: Rc<std::cell::Cell<bo
 
 /// Opens the database the configuration names, migrated and checked, and says which it is.
 async fn open_store(config: &Config) -> Result<Store, StartupError> {
-    let store = Store::connect(&config.database_url, config.db_pool_size).await?;
+    let store =
+        Store::connect(&config.database_url, &config.db_schema, config.db_pool_size).await?;
     match store.backend() {
         Backend::Postgres => tracing::info!(
-            "storage: PostgreSQL at {} (replicas may share it)",
-            store.target()
+            "storage: PostgreSQL at {}, schema {} (replicas may share it)",
+            store.target(),
+            config.db_schema
         ),
         Backend::Embedded => tracing::info!(
             "storage: embedded SQLite file {} (this process only; fleet-wide drain and \

@@ -14,6 +14,7 @@
 
 mod embedded;
 mod model;
+mod namespace;
 mod postgres;
 mod schema;
 
@@ -35,13 +36,15 @@ pub use model::{
     NewRegistration, NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome,
     ToolRow,
 };
+pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
 
 use crate::domain::jobs::JobState;
 use crate::wire::{AgentStatus, Job, JobEvent, RawJson};
 
-/// The file the embedded backend uses when no `DATABASE_URL` is given (the reference's name).
-pub const DEFAULT_EMBEDDED_FILE: &str = "mcp_mesh_registry.db";
+/// The file the embedded backend uses when no `DATABASE_URL` is given: a name of its own, not
+/// the Go registry's `mcp_mesh_registry.db` (docs/configuration.md#the-embedded-file).
+pub const DEFAULT_EMBEDDED_FILE: &str = "mesh_registry.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -344,11 +347,16 @@ impl Deref for Store {
 
 impl Store {
     /// Opens the backend the URL names and reconciles its schema: what the server does at
-    /// start. An empty URL is the embedded file in the working directory.
-    pub async fn connect(database_url: &str, pool_size: usize) -> Result<Store, ConnectError> {
+    /// start. An empty URL is the embedded file in the working directory. On PostgreSQL every
+    /// object of ours lives in `schema` (the embedded file has a name of its own instead).
+    pub async fn connect(
+        database_url: &str,
+        schema: &DbSchema,
+        pool_size: usize,
+    ) -> Result<Store, ConnectError> {
         let store = match Backend::of(database_url) {
             Backend::Postgres => Store(Arc::new(
-                postgres::PgStore::connect(database_url, pool_size).await?,
+                postgres::PgStore::connect(database_url, schema, pool_size).await?,
             )),
             Backend::Embedded => Store(Arc::new(embedded::EmbeddedStore::open(database_url)?)),
         };
@@ -360,9 +368,9 @@ impl Store {
     }
 
     /// Opens the backend without touching the schema (the `migrate` commands).
-    pub fn open(database_url: &str) -> Result<Store, ConnectError> {
+    pub fn open(database_url: &str, schema: &DbSchema) -> Result<Store, ConnectError> {
         Ok(match Backend::of(database_url) {
-            Backend::Postgres => Store(Arc::new(postgres::PgStore::open(database_url, 1)?)),
+            Backend::Postgres => Store(Arc::new(postgres::PgStore::open(database_url, schema, 1)?)),
             Backend::Embedded => Store(Arc::new(embedded::EmbeddedStore::open(database_url)?)),
         })
     }
@@ -490,7 +498,11 @@ mod url_tests {
             "postgresql+asyncpg://u:s3cret@db/mesh",
             "host=db password=s3cret dbname=mesh",
         ] {
-            let error = Store::connect(url, 1).await.err().expect(url).to_string();
+            let error = Store::connect(url, &DbSchema::default(), 1)
+                .await
+                .err()
+                .expect(url)
+                .to_string();
             assert!(!error.contains("s3cret"), "{error}");
             assert!(!error.contains('\n'), "{error}");
         }

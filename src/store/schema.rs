@@ -240,19 +240,21 @@ pub(super) fn applied_migrations(report: &refinery::Report) -> Vec<String> {
 }
 
 impl SchemaPiece {
-    /// The statement that drops this piece (`None` for a history row, which is deleted). Names
-    /// come from the catalogue, quoted as identifiers; nothing user-typed.
-    pub(super) fn drop_statement(&self) -> Option<String> {
+    /// The statement that drops this piece of `schema` (`None` for a history row, which is
+    /// deleted). Every name is qualified with the schema, so nothing outside it can be hit.
+    /// Names come from the catalogue, quoted as identifiers; nothing user-typed.
+    pub(super) fn drop_statement(&self, schema: &str) -> Option<String> {
         let ident = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let qualified = |name: &str| format!("{}.{}", ident(schema), ident(name));
         match self {
-            SchemaPiece::Table(table) => Some(format!("DROP TABLE IF EXISTS {}", ident(table))),
+            SchemaPiece::Table(table) => Some(format!("DROP TABLE IF EXISTS {}", qualified(table))),
             SchemaPiece::Column { table, column, .. } => Some(format!(
                 "ALTER TABLE {} DROP COLUMN {}",
-                ident(table),
+                qualified(table),
                 ident(column)
             )),
             SchemaPiece::Index { index, .. } => {
-                Some(format!("DROP INDEX IF EXISTS {}", ident(index)))
+                Some(format!("DROP INDEX IF EXISTS {}", qualified(index)))
             }
             SchemaPiece::Migration { .. } => None,
         }

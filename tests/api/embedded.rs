@@ -53,7 +53,7 @@ impl Registry {
         };
         let storage = seen.iter().find(|l| l.contains("storage:"));
         assert!(
-            storage.is_some_and(|l| l.contains("embedded SQLite file mcp_mesh_registry.db")),
+            storage.is_some_and(|l| l.contains("embedded SQLite file mesh_registry.db")),
             "the log names the backend: {seen:#?}"
         );
         Registry {
@@ -96,7 +96,7 @@ async fn with_no_database_configured_it_serves_from_a_file_and_survives_a_kill()
     ));
     std::fs::create_dir_all(&directory).expect("a working directory");
     let registry = Registry::start(&directory);
-    assert!(directory.join("mcp_mesh_registry.db").exists());
+    assert!(directory.join("mesh_registry.db").exists());
 
     // A full cycle: submit, claim, progress, complete.
     let submit = |capability: &str| json!({"capability": capability, "submitted_by": "me", "submitted_payload": {"n": 1}});

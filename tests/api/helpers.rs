@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mesh_registry::config::Config;
 use mesh_registry::startup::Application;
 pub use mesh_registry::store::Backend;
-use mesh_registry::store::Store;
+use mesh_registry::store::{DbSchema, Store, DEFAULT_DB_SCHEMA};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio_postgres::{Client, NoTls};
@@ -91,8 +91,14 @@ pub fn database_url(name: &str) -> String {
     format!("{}/{name}?sslmode=disable", server_url())
 }
 
+/// A connection to a test database whose names resolve in the registry's schema, as the
+/// registry's own do.
 pub async fn connect(database: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(&database_url(database), NoTls)
+    let url = format!(
+        "{}&options=-c%20search_path%3D{DEFAULT_DB_SCHEMA}",
+        database_url(database)
+    );
+    let (client, connection) = tokio_postgres::connect(&url, NoTls)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL ({database}): {e}"));
     actix_web::rt::spawn(async move {
@@ -231,6 +237,8 @@ async fn ensure_template(admin: &Client) -> String {
             .expect("migration file")
             .hash(&mut hasher);
     }
+    // Where the tables live is part of the template too.
+    DEFAULT_DB_SCHEMA.hash(&mut hasher);
     let template = format!("mesh_registry_template_{:016x}", hasher.finish());
     if database_exists(admin, &template).await {
         return template;
@@ -251,7 +259,7 @@ async fn ensure_template(admin: &Client) -> String {
                 .await
                 .expect("create the template database");
         }
-        let store = Store::connect(&database_url(&building), 1)
+        let store = Store::connect(&database_url(&building), &DbSchema::default(), 1)
             .await
             .expect("migrate the template database");
         drop(store);
@@ -293,6 +301,7 @@ pub fn test_config(database_url: String) -> Config {
         admin_port: None,
         admin_host: "127.0.0.1".into(),
         database_url,
+        db_schema: DbSchema::default(),
         db_pool_size: 4,
         http_workers: 1,
         max_body_bytes: 64 * 1024,

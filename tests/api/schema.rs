@@ -74,7 +74,7 @@ fn migrations_are_additive_only() {
 }
 
 fn store(database: &TestDatabase) -> Store {
-    Store::open(&database.url()).unwrap()
+    Store::open(&database.url(), &Default::default()).unwrap()
 }
 
 postgres_only!(data_written_at_the_first_version_survives_the_upgrade);

@@ -580,9 +580,9 @@ async fn main() {
 }
 
 async fn cluster_db(database: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&format!("{SERVER}/{database}"), NoTls)
-        .await
-        .unwrap();
+    // The registry's tables are in its schema.
+    let url = format!("{SERVER}/{database}?options=-c%20search_path%3Dmesh_registry");
+    let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     tokio::spawn(connection);
     client
 }

@@ -13,6 +13,7 @@
 mod admin;
 mod agents;
 mod events;
+mod file;
 mod jobs;
 mod schema;
 mod sweep;
@@ -26,7 +27,7 @@ use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Backend, ConnectError, Storage, StoreError, DEFAULT_EMBEDDED_FILE};
+use super::{Backend, ConnectError, Storage, StoreError};
 use crate::domain::jobs::lease_window;
 use crate::wire::{RawJson, Timestamp};
 
@@ -67,7 +68,8 @@ pub(in crate::store) struct EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens (creating it if needed) and locks the file named by the URL: a plain path,
-    /// `sqlite://path`, or nothing for `mcp_mesh_registry.db` in the working directory.
+    /// `sqlite://path`, or nothing for `mesh_registry.db` in the working directory (see
+    /// `file`). The Go registry's file is refused.
     pub(in crate::store) fn open(database_url: &str) -> Result<EmbeddedStore, ConnectError> {
         let path = file_path(database_url)?;
         let target = path.display().to_string();
@@ -75,6 +77,7 @@ impl EmbeddedStore {
             target: target.clone(),
             reason,
         };
+        file::refuse_reference_file(&path).map_err(file_error)?;
         // The lock is on the database file itself (flock, which SQLite's own fcntl locks do not
         // touch), held by the store thread until the connection is closed.
         let lock = OpenOptions::new()
@@ -208,11 +211,10 @@ fn file_path(database_url: &str) -> Result<PathBuf, ConnectError> {
             super::redact_url(database_url)
         )));
     }
-    Ok(PathBuf::from(if path.is_empty() {
-        DEFAULT_EMBEDDED_FILE
-    } else {
-        path
-    }))
+    Ok(match path.is_empty() {
+        true => file::default_file(),
+        false => PathBuf::from(path),
+    })
 }
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
@@ -386,7 +388,10 @@ mod tests {
 
     #[test]
     fn urls_name_files() {
-        assert_eq!(file_path("").unwrap(), PathBuf::from(DEFAULT_EMBEDDED_FILE));
+        assert_eq!(
+            file_path("").unwrap(),
+            PathBuf::from(crate::store::DEFAULT_EMBEDDED_FILE)
+        );
         assert_eq!(
             file_path("sqlite:///var/lib/mesh.db").unwrap(),
             PathBuf::from("/var/lib/mesh.db")

@@ -49,7 +49,7 @@ impl SchemaStore for EmbeddedStore {
             let unknown = inspect(db)?.unknown;
             let tx = db.transaction()?;
             for piece in &unknown {
-                match (piece.drop_statement(), piece) {
+                match (piece.drop_statement("main"), piece) {
                     (Some(statement), _) => tx.execute_batch(&statement)?,
                     (None, SchemaPiece::Migration { version, .. }) => {
                         tx.execute(

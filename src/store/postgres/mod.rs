@@ -9,6 +9,7 @@ mod agents;
 mod batch;
 mod events;
 mod jobs;
+mod namespace;
 mod notify;
 mod schema;
 mod sweep;
@@ -21,7 +22,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
 use super::model::{ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, NewJob};
-use super::{Backend, ConnectError, Storage, StoreError};
+use super::{Backend, ConnectError, DbSchema, Storage, StoreError};
 
 /// NOTIFY channel of appended events (payload: the job id); see `notify`.
 const JOB_EVENTS_CHANNEL: &str = "mesh_job_events";
@@ -41,6 +42,8 @@ pub(super) struct PgStore {
     pg: Arc<tokio_postgres::Config>,
     /// `host:port/dbname`, for messages.
     target: Arc<str>,
+    /// The schema that holds every object of ours; every connection looks there first.
+    schema: DbSchema,
     /// This process among the replicas (to skip its own announcements).
     replica: Arc<str>,
     /// Group commit of the hot writes (started with the server; `None` for the CLI's stores).
@@ -63,9 +66,10 @@ impl PgStore {
     /// Opens the pool and starts the group commit of the hot paths (the server's store).
     pub(super) async fn connect(
         database_url: &str,
+        schema: &DbSchema,
         pool_size: usize,
     ) -> Result<PgStore, ConnectError> {
-        let mut store = PgStore::open(database_url, pool_size)?;
+        let mut store = PgStore::open(database_url, schema, pool_size)?;
         let (for_reads, for_submits) = (store.clone(), store.clone());
         let (for_claims, for_deltas) = (store.clone(), store.clone());
         store.batches = Some(Arc::new(Batches {
@@ -90,7 +94,11 @@ impl PgStore {
     }
 
     /// Parses the URL and builds the pool; connects lazily, touches nothing.
-    pub(super) fn open(database_url: &str, pool_size: usize) -> Result<PgStore, ConnectError> {
+    pub(super) fn open(
+        database_url: &str,
+        schema: &DbSchema,
+        pool_size: usize,
+    ) -> Result<PgStore, ConnectError> {
         let mut pg = tokio_postgres::Config::from_str(database_url)
             .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
         if pg.get_connect_timeout().is_none() {
@@ -102,10 +110,14 @@ impl PgStore {
         // A connection whose server vanished is noticed, not waited on forever.
         pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
         // Every statement is prepared once per connection and reused: plan it once too (the
-        // default re-plans statements with array parameters on every execution).
+        // default re-plans statements with array parameters on every execution). Names resolve
+        // in our schema only, never in `public`, where the Go registry's tables may be
+        // (docs/operations.md#sharing-a-database); given last, it wins over a search_path in
+        // the URL's own options.
+        let ours = format!("-c plan_cache_mode=force_generic_plan -c search_path={schema}");
         let options = match pg.get_options() {
-            Some(given) => format!("{given} -c plan_cache_mode=force_generic_plan"),
-            None => "-c plan_cache_mode=force_generic_plan".to_owned(),
+            Some(given) => format!("{given} {ours}"),
+            None => ours,
         };
         pg.options(&options);
         let target = describe_target(&pg);
@@ -128,6 +140,7 @@ impl PgStore {
             pool,
             pg: Arc::new(pg),
             target: target.into(),
+            schema: schema.clone(),
             replica: uuid::Uuid::new_v4().simple().to_string().into(),
             batches: None,
         })

@@ -161,8 +161,8 @@ mod tests {
 
     #[test]
     fn lease_announcements_round_trip_between_replicas_only() {
-        let here = PgStore::open("postgres://x@127.0.0.1/y", 1).unwrap();
-        let there = PgStore::open("postgres://x@127.0.0.1/y", 1).unwrap();
+        let here = PgStore::open("postgres://x@127.0.0.1/y", &Default::default(), 1).unwrap();
+        let there = PgStore::open("postgres://x@127.0.0.1/y", &Default::default(), 1).unwrap();
         let held = LeaseHeld {
             job_id: Uuid::new_v4(),
             claim_epoch: 7,

@@ -27,11 +27,16 @@ impl SchemaStore for PgStore {
     /// Start-up reconciliation: migrate what is pending (under the lock), then verify.
     async fn prepare_schema(&self) -> Result<(), StoreError> {
         let mut client = self.dedicated().await?;
+        let report = inspect(&client, self.schema.as_str()).await?;
+        self.tell_about_neighbours(&client, !report.applied.is_empty())
+            .await?;
         // Fast path: nothing pending means no lock (a fleet restarting together doesn't queue).
-        if !inspect(&client).await?.pending().is_empty() {
+        if !report.pending().is_empty() {
             self.migrate_locked(&mut client, None).await?;
         }
-        inspect(&client).await?.check_servable()
+        inspect(&client, self.schema.as_str())
+            .await?
+            .check_servable()
     }
 
     /// `migrate up [--to N]`: apply what is pending (up to version N); the names of what was
@@ -43,21 +48,22 @@ impl SchemaStore for PgStore {
 
     /// `migrate status`.
     async fn schema_report(&self) -> Result<SchemaReport, StoreError> {
-        inspect(&self.dedicated().await?).await
+        inspect(&self.dedicated().await?, self.schema.as_str()).await
     }
 
     /// `migrate prune --yes`: drops everything the model does not know, and forgets migrations
     /// this binary does not know (so a later upgrade applies them again), in one transaction
-    /// under the migration lock. Returns what was dropped.
+    /// under the migration lock. Returns what was dropped. It looks at our schema only, and
+    /// names it in every statement: another application's tables are never candidates.
     async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError> {
         let mut client = self.dedicated().await?;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
             .await?;
-        let unknown = inspect(&client).await?.unknown;
+        let unknown = inspect(&client, self.schema.as_str()).await?.unknown;
         let tx = client.transaction().await?;
         for piece in &unknown {
-            match (piece.drop_statement(), piece) {
+            match (piece.drop_statement(self.schema.as_str()), piece) {
                 (Some(statement), _) => tx.batch_execute(&statement).await?,
                 (None, SchemaPiece::Migration { version, .. }) => {
                     tx.execute(
@@ -98,10 +104,13 @@ impl PgStore {
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
             .await?;
-        let applied = reconciling(compiled::migrations::runner(), up_to)
-            .run_async(client)
-            .await
-            .map_err(|e| StoreError::Migration(e.to_string()));
+        let applied = match self.claim_namespace(client).await {
+            Ok(()) => reconciling(compiled::migrations::runner(), up_to)
+                .run_async(client)
+                .await
+                .map_err(|e| StoreError::Migration(e.to_string())),
+            Err(error) => Err(error),
+        };
         // Unlock even when a migration failed (the session ends soon anyway).
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
@@ -110,16 +119,37 @@ impl PgStore {
     }
 }
 
-/// Compares the live schema with the binary's migrations and model.
-async fn inspect(client: &Client) -> Result<SchemaReport, StoreError> {
+/// Compares the live schema of `schema` with the binary's migrations and model.
+pub(super) async fn inspect(client: &Client, schema: &str) -> Result<SchemaReport, StoreError> {
+    let (applied, live) = read_live(client, schema).await?;
+    Ok(compare(applied, &live))
+}
+
+/// A schema's history and tables compared with the binary's migrations and model.
+pub(super) fn compare(applied: Vec<(i64, String)>, live: &LiveSchema) -> SchemaReport {
+    SchemaReport::compare(
+        Backend::Postgres,
+        known_migrations(&compiled::migrations::runner()),
+        applied,
+        live,
+    )
+}
+
+/// The migration history (`(version, name)`, empty without a history table), the tables with
+/// their columns, and the indexes of one schema, as its catalogue tells them.
+pub(super) async fn read_live(
+    client: &Client,
+    schema: &str,
+) -> Result<(Vec<(i64, String)>, LiveSchema), StoreError> {
+    let history = format!("{schema}.{HISTORY_TABLE}");
     let history_exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&history])
         .await?
         .try_get(0)?;
     let applied: Vec<(i64, String)> = if history_exists {
         client
             .query(
-                &format!("SELECT version::bigint, name FROM {HISTORY_TABLE} ORDER BY version"),
+                &format!("SELECT version::bigint, name FROM {history} ORDER BY version"),
                 &[],
             )
             .await?
@@ -135,8 +165,8 @@ async fn inspect(client: &Client) -> Result<SchemaReport, StoreError> {
             "SELECT c.table_name::text, c.column_name::text, c.data_type::text \
              FROM information_schema.columns c \
              JOIN information_schema.tables t USING (table_schema, table_name) \
-             WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'",
-            &[],
+             WHERE c.table_schema = $1 AND t.table_type = 'BASE TABLE'",
+            &[&schema],
         )
         .await?
     {
@@ -148,19 +178,12 @@ async fn inspect(client: &Client) -> Result<SchemaReport, StoreError> {
     let mut indexes: BTreeMap<String, String> = BTreeMap::new();
     for row in client
         .query(
-            "SELECT indexname::text, tablename::text FROM pg_indexes \
-             WHERE schemaname = current_schema()",
-            &[],
+            "SELECT indexname::text, tablename::text FROM pg_indexes WHERE schemaname = $1",
+            &[&schema],
         )
         .await?
     {
         indexes.insert(row.try_get(0)?, row.try_get(1)?);
     }
-
-    Ok(SchemaReport::compare(
-        Backend::Postgres,
-        known_migrations(&compiled::migrations::runner()),
-        applied,
-        &LiveSchema { columns, indexes },
-    ))
+    Ok((applied, LiveSchema { columns, indexes }))
 }
