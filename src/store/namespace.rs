@@ -8,9 +8,13 @@ use std::sync::Arc;
 /// The schema that holds our tables, functions and migration history unless told otherwise.
 pub const DEFAULT_DB_SCHEMA: &str = "mesh_registry";
 
+/// PostgreSQL's identifier limit (63 bytes) less the longest channel suffix (`_events`).
+const MAX_SCHEMA_BYTES: usize = 63 - "_events".len();
+
 /// The PostgreSQL schema of ours (`--db-schema`): lowercase letters, digits and underscores,
-/// starting with a letter or an underscore, at most 63 bytes (PostgreSQL's identifier limit),
-/// so that it is written into statements without quoting and means the same everywhere.
+/// starting with a letter or an underscore, so that it is written into statements without
+/// quoting and means the same everywhere; at most 56 bytes, so that it also names our
+/// notification channels (`<schema>_events`) within PostgreSQL's 63-byte identifier limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbSchema(Arc<str>);
 
@@ -24,10 +28,10 @@ impl DbSchema {
             .bytes()
             .next()
             .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-        if !(valid_bytes && starts_well && name.len() <= 63) {
+        if !(valid_bytes && starts_well && name.len() <= MAX_SCHEMA_BYTES) {
             return Err(format!(
-                "{name:?} is not a schema name: use 1 to 63 lowercase letters, digits and \
-                 underscores, starting with a letter or an underscore"
+                "{name:?} is not a schema name: use 1 to {MAX_SCHEMA_BYTES} lowercase letters, \
+                 digits and underscores, starting with a letter or an underscore"
             ));
         }
         // `public` is where the Go registry and its dashboard create their tables;
@@ -121,7 +125,7 @@ mod tests {
 
     #[test]
     fn schema_names_are_plain_identifiers() {
-        for good in ["mesh_registry", "_m", "a1", &"x".repeat(63)] {
+        for good in ["mesh_registry", "_m", "a1", &"x".repeat(56)] {
             assert_eq!(DbSchema::parse(good).unwrap().as_str(), good);
         }
         for bad in [
@@ -132,7 +136,7 @@ mod tests {
             "mesh registry",
             "me\"sh",
             "é",
-            &"x".repeat(64),
+            &"x".repeat(57),
             "public",
             "pg_mesh",
             "information_schema",

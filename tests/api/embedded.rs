@@ -1,91 +1,24 @@
 //! The embedded default store as a user meets it (issue 9): the real binary, started with no
 //! database configured, in a directory of its own; killed with SIGKILL and started again.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::helpers::RegistryProcess;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
 
-/// A registry process and what its log said.
-struct Registry {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-    /// Kept so that the log keeps draining (a full pipe would stall the registry).
-    _log: std::sync::mpsc::Receiver<String>,
-}
-
-impl Registry {
-    /// Starts the binary in `directory` with no `DATABASE_URL` and waits until it listens.
-    fn start(directory: &Path) -> Registry {
-        let mut child = Command::new(BINARY)
-            .current_dir(directory)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .env_remove("DATABASE_URL")
-            .env_remove("RUST_LOG")
-            .env("MCP_MESH_LOG_LEVEL", "INFO")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the registry");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let (lines, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        let port = loop {
-            let line = log
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("the registry did not start: {seen:#?}"));
-            if let Some((_, port)) = line.split_once("listening on 127.0.0.1:") {
-                break port.trim().parse::<u16>().expect("port");
-            }
-            seen.push(line);
-        };
-        let storage = seen.iter().find(|l| l.contains("storage:"));
-        assert!(
-            storage.is_some_and(|l| l.contains("embedded SQLite file mesh_registry.db")),
-            "the log names the backend: {seen:#?}"
-        );
-        Registry {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-            _log: log,
-        }
-    }
-
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the registry answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary in `directory` with no database configured; the log names the default file.
+fn start_in(directory: &std::path::Path) -> RegistryProcess {
+    let registry = RegistryProcess::start(directory, &[]);
+    let storage = registry.startup_log.iter().find(|l| l.contains("storage:"));
+    assert!(
+        storage.is_some_and(|l| l.contains("embedded SQLite file mesh_registry.db")),
+        "the log names the backend: {:#?}",
+        registry.startup_log
+    );
+    registry
 }
 
 #[actix_web::test]
@@ -95,7 +28,7 @@ async fn with_no_database_configured_it_serves_from_a_file_and_survives_a_kill()
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::create_dir_all(&directory).expect("a working directory");
-    let registry = Registry::start(&directory);
+    let registry = start_in(&directory);
     assert!(directory.join("mesh_registry.db").exists());
 
     // A full cycle: submit, claim, progress, complete.
@@ -172,7 +105,7 @@ async fn with_no_database_configured_it_serves_from_a_file_and_survives_a_kill()
     };
     registry.kill();
 
-    let registry = Registry::start(&directory);
+    let registry = start_in(&directory);
     for (id, was) in [&done, &running, &queued].into_iter().zip(&before) {
         let (status, now) = registry.send("GET", &format!("/jobs/{id}"), None).await;
         assert_eq!(status, 200, "{id} is still there");

@@ -13,6 +13,7 @@ mod jobs;
 mod leases;
 mod lifecycle;
 mod llm;
+mod namespace;
 mod ownership;
 mod replicas;
 mod rules;

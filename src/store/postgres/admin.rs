@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use mesh_registry_actors::LeaseChange;
 use tokio::sync::mpsc;
 
-use super::{column, PgStore, FLEET_DRAIN_CHANNEL};
+use super::{column, PgStore};
 use crate::store::{AdminStore, Notice, StoreError};
 
 #[async_trait]
@@ -26,7 +26,7 @@ impl AdminStore for PgStore {
         let statement = conn
             .prepare_cached(include_str!("sql/set_fleet_draining.sql"))
             .await?;
-        conn.execute(&statement, &[&draining, &FLEET_DRAIN_CHANNEL])
+        conn.execute(&statement, &[&draining, &self.channels.fleet_drain])
             .await?;
         Ok(())
     }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use super::{column, PgStore, JOB_EVENTS_CHANNEL};
+use super::{column, PgStore};
 use crate::store::{EventFilter, EventStore, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson, Timestamp};
 
@@ -74,7 +74,7 @@ impl EventStore for PgStore {
                     &event_type,
                     &payload.map(|p| Json(&**p)),
                     &trace_context.map(|t| Json(&**t)),
-                    &JOB_EVENTS_CHANNEL,
+                    &self.channels.job_events,
                 ],
             )
             .await?;

@@ -12,7 +12,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{column, PgStore, DEFAULT_LEASE_SECONDS, JOB_EVENTS_CHANNEL};
+use super::{column, PgStore, DEFAULT_LEASE_SECONDS};
 use crate::domain::jobs::{poll_lease, JobState, TakenBack};
 use crate::store::{
     CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
@@ -150,7 +150,7 @@ impl JobStore for PgStore {
                     &job_id,
                     &error,
                     &Json(serde_json::json!({ "reason": event_reason })),
-                    &JOB_EVENTS_CHANNEL,
+                    &self.channels.job_events,
                 ],
             )
             .await?

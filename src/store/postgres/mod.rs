@@ -24,10 +24,6 @@ use tokio_postgres::{NoTls, Row};
 use super::model::{ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, NewJob};
 use super::{Backend, ConnectError, DbSchema, Storage, StoreError};
 
-/// NOTIFY channel of appended events (payload: the job id); see `notify`.
-const JOB_EVENTS_CHANNEL: &str = "mesh_job_events";
-/// NOTIFY channel of the fleet drain flag (payload: `true` or `false`); see `notify`.
-const FLEET_DRAIN_CHANNEL: &str = "mesh_fleet_drain";
 /// The lease window of jobs without `max_duration`, as statements take it (seconds).
 const DEFAULT_LEASE_SECONDS: f64 = crate::domain::jobs::DEFAULT_LEASE_WINDOW.as_secs_f64();
 
@@ -44,6 +40,8 @@ pub(super) struct PgStore {
     target: Arc<str>,
     /// The schema that holds every object of ours; every connection looks there first.
     schema: DbSchema,
+    /// Where this schema's replicas notify each other (see `notify`).
+    channels: Arc<notify::Channels>,
     /// This process among the replicas (to skip its own announcements).
     replica: Arc<str>,
     /// Group commit of the hot writes (started with the server; `None` for the CLI's stores).
@@ -141,6 +139,7 @@ impl PgStore {
             pg: Arc::new(pg),
             target: target.into(),
             schema: schema.clone(),
+            channels: Arc::new(notify::Channels::of(schema)),
             replica: uuid::Uuid::new_v4().simple().to_string().into(),
             batches: None,
         })

@@ -1,9 +1,11 @@
 //! Cross-replica wake-ups through PostgreSQL `LISTEN/NOTIFY`, never a private protocol.
 //!
-//! Three channels: an event was appended to a job (`mesh_job_events`, sent by the statement that
-//! appends it, so long-polls on every replica wake at once); claims held or ended through one
-//! replica (`mesh_leases`, sent in batches by its supervisor, so the others re-arm or stop
-//! watching without waiting for a deadline); the fleet drain flag (`mesh_fleet_drain`).
+//! Three channels, named after our schema so that registries in other schemas of the same
+//! database never hear them (`Channels`): an event was appended to a job (`<schema>_events`,
+//! sent by the statement that appends it, so long-polls on every replica wake at once); claims
+//! held or ended through one replica (`<schema>_leases`, sent in batches by its supervisor, so
+//! the others re-arm or stop watching without waiting for a deadline); the fleet drain flag
+//! (`<schema>_drain`).
 //! Notifications are hints: when they are lost, correctness holds and latency falls back to
 //! re-checks. The listener has a connection of its own and reconnects after a drop.
 
@@ -15,11 +17,29 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use uuid::Uuid;
 
-use super::{PgStore, FLEET_DRAIN_CHANNEL as FLEET_DRAIN, JOB_EVENTS_CHANNEL as JOB_EVENTS};
-use crate::store::{Notice, StoreError};
+use super::PgStore;
+use crate::store::{DbSchema, Notice, StoreError};
 
-/// NOTIFY channel of lease changes made through one replica (payload: a batch of them).
-const LEASES: &str = "mesh_leases";
+/// The NOTIFY channels of the replicas that share one schema. Channels are database-wide, so
+/// each is named after the schema (which `DbSchema` keeps short enough for the suffix).
+pub(super) struct Channels {
+    /// Appended events (payload: the job id).
+    pub job_events: String,
+    /// Lease changes made through one replica (payload: a batch of them).
+    pub leases: String,
+    /// The fleet drain flag (payload: `true` or `false`).
+    pub fleet_drain: String,
+}
+
+impl Channels {
+    pub(super) fn of(schema: &DbSchema) -> Channels {
+        Channels {
+            job_events: format!("{schema}_events"),
+            leases: format!("{schema}_leases"),
+            fleet_drain: format!("{schema}_drain"),
+        }
+    }
+}
 
 /// NOTIFY payloads must stay under 8000 bytes; one lease change takes about 60.
 const CHANGES_PER_NOTIFY: usize = 100;
@@ -68,9 +88,14 @@ impl PgStore {
                 }
             }
         });
+        let Channels {
+            job_events,
+            leases,
+            fleet_drain,
+        } = &*self.channels;
         client
             .batch_execute(&format!(
-                "LISTEN {JOB_EVENTS}; LISTEN {LEASES}; LISTEN {FLEET_DRAIN}"
+                "LISTEN {job_events}; LISTEN {leases}; LISTEN {fleet_drain}"
             ))
             .await?;
         let _ = sender.send(Notice::Listening).await;
@@ -78,15 +103,15 @@ impl PgStore {
             let AsyncMessage::Notification(notification) = message else {
                 continue;
             };
-            let notice = match notification.channel() {
-                JOB_EVENTS => Uuid::parse_str(notification.payload())
-                    .ok()
-                    .map(Notice::EventPosted),
-                FLEET_DRAIN => Some(Notice::FleetDrain(notification.payload() == "true")),
-                LEASES => self
-                    .decode_leases(notification.payload())
-                    .map(Notice::Leases),
-                _ => None,
+            let (channel, payload) = (notification.channel(), notification.payload());
+            let notice = if channel == job_events {
+                Uuid::parse_str(payload).ok().map(Notice::EventPosted)
+            } else if channel == fleet_drain {
+                Some(Notice::FleetDrain(payload == "true"))
+            } else if channel == leases {
+                self.decode_leases(payload).map(Notice::Leases)
+            } else {
+                None
             };
             if let Some(notice) = notice {
                 if sender.send(notice).await.is_err() {
@@ -104,7 +129,8 @@ impl PgStore {
         let statement = conn.prepare_cached("SELECT pg_notify($1, $2)").await?;
         for chunk in changes.chunks(CHANGES_PER_NOTIFY) {
             let payload = self.encode_leases(chunk);
-            conn.execute(&statement, &[&LEASES, &payload]).await?;
+            conn.execute(&statement, &[&self.channels.leases, &payload])
+                .await?;
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use tokio_postgres::types::ToSql;
 
-use super::{column, PgStore, DEFAULT_LEASE_SECONDS, JOB_EVENTS_CHANNEL};
+use super::{column, PgStore, DEFAULT_LEASE_SECONDS};
 use crate::domain::jobs::{stale_reason, TakenBack};
 use crate::store::{LeaseStore, StoreError};
 
@@ -170,7 +170,7 @@ impl PgStore {
             .prepare_cached(include_str!("sql/expire_stale.sql"))
             .await?;
         let staled: Vec<Uuid> = conn
-            .query(&apply, &[&ids, &reasons, &JOB_EVENTS_CHANNEL])
+            .query(&apply, &[&ids, &reasons, &self.channels.job_events])
             .await?
             .iter()
             .map(|row| column(row, "job_id"))
