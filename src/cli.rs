@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the registry (the default when no command is given)
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Administer a running registry: drain before an upgrade, resume, status (meshctl's
     /// `registry` commands)
     Registry {

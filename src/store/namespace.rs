@@ -19,8 +19,12 @@ const MAX_SCHEMA_BYTES: usize = 63 - "_events".len();
 pub struct DbSchema(Arc<str>);
 
 impl DbSchema {
-    /// Checks a name as `--db-schema` / `MCP_MESH_DB_SCHEMA` gives it; the error says why not.
+    /// Checks a name as `--db-schema` / `MCP_MESH_DB_SCHEMA` gives it (empty: the default, as
+    /// a deployment template renders an unset value); the error says why not.
     pub fn parse(name: &str) -> Result<DbSchema, String> {
+        if name.is_empty() {
+            return Ok(DbSchema::default());
+        }
         let valid_bytes = name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
@@ -128,8 +132,8 @@ mod tests {
         for good in ["mesh_registry", "_m", "a1", &"x".repeat(56)] {
             assert_eq!(DbSchema::parse(good).unwrap().as_str(), good);
         }
+        assert_eq!(DbSchema::parse("").unwrap(), DbSchema::default());
         for bad in [
-            "",
             "Mesh",
             "1mesh",
             "mesh-registry",
