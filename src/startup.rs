@@ -66,6 +66,7 @@ impl Application {
             Settings {
                 cancel_event_grace: config.cancel_event_grace,
                 job_stale_timeout: config.job_stale_timeout,
+                max_page_bytes: config.max_page_bytes as i64,
             },
         )?);
         let (public, port) = public_server(config, registry.clone())?;

@@ -144,7 +144,7 @@ pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResp
                 .map_err(|why| ApiError::BadRequest(format!("ListJobs: invalid cursor: {why}")))
         })
         .transpose()?;
-    let mut jobs = registry
+    let page = registry
         .list_jobs(&JobListQuery {
             statuses,
             owner_instance_id: query.text("owner_instance_id").map(str::to_owned),
@@ -157,7 +157,10 @@ pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResp
         })
         .await
         .map_err(ApiError::store("list jobs"))?;
-    let next_cursor = if jobs.len() as i64 > limit {
+    let mut jobs = page.jobs;
+    // More rows follow when the page has a row beyond `limit`, or when the byte budget ended it;
+    // the cursor is the last row kept either way.
+    let next_cursor = if page.cut || jobs.len() as i64 > limit {
         jobs.truncate(limit as usize);
         jobs.last()
             .map(|last| encode_list_cursor(last.submitted_at, last.id))

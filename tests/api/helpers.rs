@@ -297,6 +297,7 @@ pub fn test_config(database_url: String) -> Config {
         http_workers: 1,
         max_body_bytes: 64 * 1024,
         max_connections: 10_000,
+        max_page_bytes: 4 << 20,
         max_long_polls: 1_000,
         cancel_event_grace: Duration::ZERO,
         job_stale_timeout: None,

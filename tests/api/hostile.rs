@@ -348,3 +348,77 @@ async fn slow_clients_are_cut_off_and_others_are_served(backend: Backend) {
     }
     assert_eq!(closed, 50, "every stalled connection was cut off");
 }
+
+on_both_backends!(pages_of_big_jobs_and_events_stop_at_the_byte_budget);
+async fn pages_of_big_jobs_and_events_stop_at_the_byte_budget(backend: Backend) {
+    // Given a 100 KB page budget and five jobs of 40 KB, one of them with five 40 KB events
+    let app = spawn_app_with(backend, |config| config.max_page_bytes = 100_000).await;
+    let big = "x".repeat(40_000);
+    let mut submitted = Vec::new();
+    for _ in 0..5 {
+        submitted.push(
+            app.submit_with("c", json!({"submitted_payload": {"big": big}}))
+                .await,
+        );
+    }
+    for _ in 0..5 {
+        let event = json!({"type": "progress", "payload": {"big": big}});
+        let posted = app
+            .post(&format!("/jobs/{}/events", submitted[0]), &event)
+            .await;
+        assert_eq!(posted.status(), 200);
+    }
+
+    // When every page is read
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let query = cursor
+            .as_ref()
+            .map_or(String::new(), |c| format!("&cursor={c}"));
+        let page: Value = app
+            .get(&format!("/jobs?limit=200{query}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(
+            !jobs.is_empty() && jobs.len() <= 3,
+            "a page holds at most ~100 KB: {}",
+            jobs.len()
+        );
+        listed.extend(jobs.iter().map(|j| j["id"].as_str().unwrap().to_owned()));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let path = format!("/jobs/{}/events?after={after}", submitted[0]);
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        let seqs: Vec<i64> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        if seqs.is_empty() {
+            break;
+        }
+        assert!(seqs.len() <= 3, "{seqs:?}");
+        events.extend(seqs);
+        after = page["next_after"].as_i64().unwrap();
+    }
+
+    // Then every job and every event came exactly once, over several pages
+    assert!(pages >= 2, "the budget split the list");
+    listed.sort();
+    submitted.sort();
+    assert_eq!(listed, submitted);
+    assert_eq!(events, vec![1, 2, 3, 4, 5]);
+}
