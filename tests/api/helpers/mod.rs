@@ -10,7 +10,7 @@
 //! `set_agent`, `job_rows`, …), never through SQL in the tests.
 //!
 //! The parts: `database` (test databases, the template they are cloned from, and through
-//! `postgres_server` the server itself, provisioned when the machine runs none), `app` (the
+//! `postgres_server` the server itself, a `throwaway_cluster` when the machine runs none), `app` (the
 //! registry under test and its HTTP helpers), `fixture` (the backend-neutral direct access to its
 //! tables) and `wait` (waiting on conditions, never on clocks).
 //!
@@ -21,6 +21,7 @@ mod app;
 mod database;
 mod fixture;
 mod postgres_server;
+mod throwaway_cluster;
 mod wait;
 
 pub use app::{assert_error, now, spawn_app, spawn_app_with, start_app, TestApp};
