@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,6 +113,33 @@ async fn a_sqlite_url_names_the_same_file_as_its_plain_path(backend: Backend) {
     // Restarted on the plain path, the registry finds the job.
     let app = app.stop().await.start(|_| {}).await;
     assert!(!app.database_url().starts_with("sqlite:"));
+    assert_eq!(app.job(&id).await["capability"], "c");
+}
+
+// Embedded only: the file's lock. A registry restarted in the same process right after stop()
+// must find the file unlocked, even while the process spawns children (each holds a copy of
+// every descriptor, the lock's too, from its fork to its exec).
+embedded_only!(a_restart_right_after_stop_finds_the_file_unlocked);
+async fn a_restart_right_after_stop_finds_the_file_unlocked(backend: Backend) {
+    // Given a process that keeps spawning children
+    let spawning = Arc::new(AtomicBool::new(true));
+    let spawner = std::thread::spawn({
+        let spawning = spawning.clone();
+        move || {
+            while spawning.load(Ordering::Relaxed) {
+                let _ = Command::new("true").status();
+            }
+        }
+    });
+    // When a registry on an embedded file is stopped and started again, many times
+    let mut app = start_app(Arc::new(TestDatabase::create(backend).await), |_| {}).await;
+    let id = app.submit("c").await;
+    for _ in 0..100 {
+        app = app.stop().await.start(|_| {}).await;
+    }
+    // Then every start found the file free (start_app fails on a locked file), and the data
+    spawning.store(false, Ordering::Relaxed);
+    spawner.join().unwrap();
     assert_eq!(app.job(&id).await["capability"], "c");
 }
 

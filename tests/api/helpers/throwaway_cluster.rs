@@ -225,7 +225,7 @@ fn binaries() -> Option<PathBuf> {
             Some((version, entry.path().join("bin")))
         })
         .collect();
-    versions.sort_by(|a, b| b.0.cmp(&a.0));
+    versions.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     on_path
         .into_iter()
         .chain(versions.into_iter().map(|(_, bin)| bin))
