@@ -31,7 +31,6 @@ pub struct ThrowawayCluster {
     _watchdog: ChildStdin,
 }
 
-#[derive(Clone)]
 struct User {
     name: String,
     uid: u32,
@@ -77,10 +76,7 @@ impl ThrowawayCluster {
         let port = loop {
             attempts += 1;
             let port = free_port()?;
-            cluster.configure(&[
-                ("port", port.to_string()),
-                ("listen_addresses", "'127.0.0.1'".into()),
-            ])?;
+            cluster.configure(&[("port", port.to_string())])?;
             match cluster.pg_ctl_start() {
                 Ok(()) => break port,
                 Err(reason) if attempts < 3 && reason.contains("already in use") => continue,
@@ -113,6 +109,7 @@ impl ThrowawayCluster {
             .args(["--encoding", "UTF8", "--locale", "C"]))?;
         let sockets = self.directory.join("socket");
         self.configure(&[
+            ("listen_addresses", "'127.0.0.1'".into()),
             (
                 "unix_socket_directories",
                 format!("'{}'", sockets.display()),
