@@ -279,7 +279,11 @@ fn admin_server(
     .shutdown_timeout(config.shutdown_timeout.as_secs())
     .listen(listener)
     .map_err(|source| StartupError::Listen {
-        address: format!("{}:{}", config.admin_host, config.admin_port.unwrap_or_default()),
+        address: format!(
+            "{}:{}",
+            config.admin_host,
+            config.admin_port.unwrap_or_default()
+        ),
         source,
     })?
     .run();

@@ -422,3 +422,100 @@ async fn pages_of_big_jobs_and_events_stop_at_the_byte_budget(backend: Backend) 
     assert_eq!(listed, submitted);
     assert_eq!(events, vec![1, 2, 3, 4, 5]);
 }
+
+/// Random JSON for the endpoints: request-shaped objects whose fields hold anything (strings with
+/// NULs and odd characters, numbers at the edges, nested values).
+fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
+    let choice = if depth > 3 {
+        rng.u8(0..5)
+    } else {
+        rng.u8(0..7)
+    };
+    match choice {
+        0 => Value::Null,
+        1 => Value::from(rng.bool()),
+        2 => Value::from([i64::MIN, -1, 0, 1, i64::MAX, rng.i64(..)][rng.usize(0..6)]),
+        3 => Value::from([f64::MIN, -0.5, 1e308, rng.f64()][rng.usize(0..4)]),
+        4 => {
+            let pieces = [
+                "", "a", "\u{0}", "é", "💥", "../", "%00", " ", "\\", "\"", "x",
+            ];
+            let text: String = (0..rng.usize(0..6))
+                .map(|_| pieces[rng.usize(0..pieces.len())])
+                .collect();
+            Value::from(text)
+        }
+        5 => Value::from(
+            (0..rng.usize(0..4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect::<Vec<_>>(),
+        ),
+        _ => random_request(rng, depth + 1),
+    }
+}
+
+fn random_request(rng: &mut fastrand::Rng, depth: u32) -> Value {
+    let fields = [
+        "capability",
+        "submitted_by",
+        "submitted_payload",
+        "max_retries",
+        "max_duration",
+        "total_deadline",
+        "owner_instance_id",
+        "instance_id",
+        "deltas",
+        "id",
+        "claim_epoch",
+        "status",
+        "progress",
+        "result",
+        "error",
+        "recv_cursor",
+        "reason",
+        "type",
+        "payload",
+        "agent_id",
+        "name",
+        "tools",
+        "function_name",
+        "http_host",
+        "http_port",
+        "tags",
+        "dependencies",
+        "llm_filter",
+        "llm_provider",
+        "inputSchema",
+    ];
+    let mut object = serde_json::Map::new();
+    for _ in 0..rng.usize(0..8) {
+        let field = fields[rng.usize(0..fields.len())];
+        object.insert(field.to_owned(), random_value(rng, depth));
+    }
+    Value::Object(object)
+}
+
+on_both_backends!(random_requests_never_make_a_server_error);
+async fn random_requests_never_make_a_server_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let job = app.submit("c").await;
+    let paths = [
+        "/jobs".to_owned(),
+        "/jobs/claim".to_owned(),
+        "/jobs/batch".to_owned(),
+        "/heartbeat".to_owned(),
+        format!("/jobs/{job}/events"),
+        format!("/jobs/{job}/release"),
+        format!("/jobs/{job}/cancel"),
+    ];
+    let mut rng = fastrand::Rng::with_seed(14);
+    for round in 0..400 {
+        let path = &paths[round % paths.len()];
+        let body = random_request(&mut rng, 0);
+        let status = app.post(path, &body).await.status();
+        assert!(status.as_u16() < 500, "{path} answered {status} to {body}");
+    }
+    // And the registry still serves.
+    let seen = well_behaved(&app, "after".into(), 3).await;
+    assert_eq!(seen.server_errors, 0);
+}
