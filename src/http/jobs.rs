@@ -38,7 +38,8 @@ pub(super) fn path_job_id(raw: &str) -> Result<Uuid, ApiError> {
     parse_job_id(raw).ok_or_else(|| ApiError::job_not_found(raw))
 }
 
-/// `POST /jobs` (docs/contract.md#post-jobs). Accepted while draining.
+/// `POST /jobs` (docs/contract.md#post-jobs). Accepted while draining. (Long because it checks
+/// the fields one after the other in the reference's order: the first invalid one is reported.)
 pub async fn create(
     registry: Data<Registry>,
     JsonBody(req): JsonBody<CreateJobRequest>,
@@ -105,7 +106,8 @@ pub async fn create(
     }))
 }
 
-/// `GET /jobs`: filtered, newest first, keyset-paginated (docs/contract.md#get-jobs).
+/// `GET /jobs`: filtered, newest first, keyset-paginated (docs/contract.md#get-jobs). (Long for
+/// the same reason as `create`: each parameter is checked in the reference's order.)
 pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(&req)?;
     let limit = query.int("limit")?;
