@@ -207,6 +207,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_body_bytes: u32,
 
+    /// A page of GET /jobs or of a job's events stops once it holds this many bytes of
+    /// payloads and results (it always holds one item; the cursor stays valid)
+    #[arg(long, env = "MCP_MESH_MAX_PAGE_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_page_bytes: u32,
+
     /// Most client connections open at once (all workers together); past it new connections
     /// wait in the listen queue
     #[arg(long, env = "MCP_MESH_MAX_CONNECTIONS", default_value_t = 10_000,

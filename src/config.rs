@@ -26,6 +26,8 @@ pub struct Config {
     pub db_pool_size: usize,
     pub http_workers: usize,
     pub max_body_bytes: usize,
+    /// `MCP_MESH_MAX_PAGE_BYTES`
+    pub max_page_bytes: usize,
     /// `MCP_MESH_MAX_CONNECTIONS`, all workers together.
     pub max_connections: usize,
     pub max_long_polls: usize,
@@ -60,6 +62,7 @@ impl fmt::Debug for Config {
             .field("db_pool_size", &self.db_pool_size)
             .field("http_workers", &self.http_workers)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_page_bytes", &self.max_page_bytes)
             .field("max_connections", &self.max_connections)
             .field("max_long_polls", &self.max_long_polls)
             .field("cancel_event_grace", &self.cancel_event_grace)
@@ -109,6 +112,7 @@ impl Config {
                 |n| n as usize,
             ),
             max_body_bytes: args.max_body_bytes as usize,
+            max_page_bytes: args.max_page_bytes as usize,
             max_connections: args.max_connections as usize,
             max_long_polls: args.max_long_polls as usize,
             cancel_event_grace,

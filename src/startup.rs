@@ -58,6 +58,12 @@ impl Application {
     /// inside an actix system (the actors live on its arbiter).
     pub async fn build(config: &Config) -> Result<Application, StartupError> {
         let store = open_store(config).await?;
+        // Listen before starting anything: a port in use ends the start before any actor runs.
+        let public_listener = bind(&config.host, config.port)?;
+        let admin_listener = match config.admin_port {
+            None => None,
+            Some(port) => Some(bind(&config.admin_host, port)?),
+        };
         let (actors, drain_gate) = start_actors(&store, config);
         let registry = Data::new(Registry::new(
             store.clone(),
@@ -66,15 +72,15 @@ impl Application {
             Settings {
                 cancel_event_grace: config.cancel_event_grace,
                 job_stale_timeout: config.job_stale_timeout,
+                max_page_bytes: config.max_page_bytes as i64,
             },
         )?);
-        let (public, port) = public_server(config, registry.clone())?;
-        let mut servers = vec![public];
-        let admin_port = match config.admin_port {
+        let port = public_listener.1;
+        let mut servers = vec![public_server(config, public_listener.0, registry.clone())?];
+        let admin_port = match admin_listener {
             None => None,
-            Some(port) => {
-                let (admin, bound) = admin_server(config, port, registry)?;
-                servers.push(admin);
+            Some((listener, bound)) => {
+                servers.push(admin_server(config, listener, registry)?);
                 Some(bound)
             }
         };
@@ -220,8 +226,11 @@ fn bind(host: &str, port: u16) -> Result<(TcpListener, u16), StartupError> {
 }
 
 /// The public API, with `/admin/*` too unless it has a port of its own.
-fn public_server(config: &Config, registry: Data<Registry>) -> Result<(Server, u16), StartupError> {
-    let (listener, port) = bind(&config.host, config.port)?;
+fn public_server(
+    config: &Config,
+    listener: TcpListener,
+    registry: Data<Registry>,
+) -> Result<Server, StartupError> {
     let body_limit = BodyLimit(config.max_body_bytes);
     let admin_separate = config.admin_port.is_some();
     let server = HttpServer::new(move || {
@@ -248,7 +257,7 @@ fn public_server(config: &Config, registry: Data<Registry>) -> Result<(Server, u
         source,
     })?
     .run();
-    Ok((server, port))
+    Ok(server)
 }
 
 /// `/admin/*` alone on its own port: plain HTTP on `MCP_MESH_ADMIN_HOST` (every interface by
@@ -256,10 +265,9 @@ fn public_server(config: &Config, registry: Data<Registry>) -> Result<(Server, u
 /// the pod's address narrows it).
 fn admin_server(
     config: &Config,
-    port: u16,
+    listener: TcpListener,
     registry: Data<Registry>,
-) -> Result<(Server, u16), StartupError> {
-    let (listener, bound) = bind(&config.admin_host, port)?;
+) -> Result<Server, StartupError> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(registry.clone())
@@ -273,11 +281,15 @@ fn admin_server(
     .shutdown_timeout(config.shutdown_timeout.as_secs())
     .listen(listener)
     .map_err(|source| StartupError::Listen {
-        address: format!("{}:{port}", config.admin_host),
+        address: format!(
+            "{}:{}",
+            config.admin_host,
+            config.admin_port.unwrap_or_default()
+        ),
         source,
     })?
     .run();
-    Ok((server, bound))
+    Ok(server)
 }
 
 /// Hands what other replicas announce (through PostgreSQL) to the actors it concerns.

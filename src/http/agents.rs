@@ -98,22 +98,9 @@ fn check_tools(tools: &[ToolRegistration]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Validates a registration into what the store keeps, field by field in the reference's order
-/// (long because that order is the point: the first invalid field is the one reported).
-fn validate<'a>(
-    registration: &'a AgentRegistration,
-    body: &'a RawValue,
-) -> Result<NewRegistration<'a>, ApiError> {
-    let agent_id = registration
-        .agent_id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("agent_id is required".into()))?;
-    check_identifier("agent_id", agent_id, 253)?;
-    let name = registration.name.as_deref().unwrap_or(agent_id);
-    check_identifier("name", name, 63)?;
-    let namespace = registration.namespace.as_deref().unwrap_or("default");
-    check_identifier("namespace", namespace, 63)?;
+/// The agent's endpoint: a port in range, and a host that is a host and nothing more
+/// (`domain::agents::valid_http_host`), since the registry sends requests there.
+fn http_endpoint(registration: &AgentRegistration) -> Result<Option<i32>, ApiError> {
     let http_port = registration
         .http_port
         .map(|port| {
@@ -131,6 +118,26 @@ fn validate<'a>(
             ));
         }
     }
+    Ok(http_port)
+}
+
+/// Validates a registration into what the store keeps, field by field in the reference's order
+/// (long because that order is the point: the first invalid field is the one reported).
+fn validate<'a>(
+    registration: &'a AgentRegistration,
+    body: &'a RawValue,
+) -> Result<NewRegistration<'a>, ApiError> {
+    let agent_id = registration
+        .agent_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("agent_id is required".into()))?;
+    check_identifier("agent_id", agent_id, 253)?;
+    let name = registration.name.as_deref().unwrap_or(agent_id);
+    check_identifier("name", name, 63)?;
+    let namespace = registration.namespace.as_deref().unwrap_or("default");
+    check_identifier("namespace", namespace, 63)?;
+    let http_port = http_endpoint(registration)?;
     bounded_opt("version", registration.version.as_deref(), MAX_NAME_BYTES)?;
     check_tools(registration.tools.as_deref().unwrap_or_default())?;
     let description = registration.description.as_deref().unwrap_or("").trim();

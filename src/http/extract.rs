@@ -158,3 +158,115 @@ impl Query {
         (!tokens.is_empty()).then_some(tokens)
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Whatever a client sends, the decoders answer a client error or a value: never a 5xx,
+    //! never a panic.
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::wire::{
+        AgentRegistration, BatchRequest, ClaimRequest, CreateJobRequest, PostEventRequest,
+        ReleaseRequest,
+    };
+
+    fn decodes_or_refuses(bytes: &[u8]) {
+        fn check<T: DeserializeOwned>(bytes: &[u8]) {
+            if let Err(error) = parse_json::<T>(bytes) {
+                let status = actix_web::ResponseError::status_code(&error);
+                assert!(status.is_client_error(), "{status} for {error}");
+            }
+        }
+        check::<CreateJobRequest>(bytes);
+        check::<ClaimRequest>(bytes);
+        check::<BatchRequest>(bytes);
+        check::<ReleaseRequest>(bytes);
+        check::<PostEventRequest>(bytes);
+        check::<AgentRegistration>(bytes);
+    }
+
+    /// Any JSON: scalars (strings with NULs and odd characters included), nested arrays and
+    /// objects.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// JSON shaped like the requests, with arbitrary values in their fields.
+    fn request_like() -> impl Strategy<Value = Value> {
+        let fields = prop::sample::select(vec![
+            "capability",
+            "submitted_by",
+            "submitted_payload",
+            "max_retries",
+            "max_duration",
+            "total_deadline",
+            "owner_instance_id",
+            "instance_id",
+            "deltas",
+            "id",
+            "claim_epoch",
+            "status",
+            "progress",
+            "result",
+            "error",
+            "recv_cursor",
+            "reason",
+            "type",
+            "payload",
+            "agent_id",
+            "tools",
+            "http_host",
+            "http_port",
+            "tags",
+            "dependencies",
+        ]);
+        prop::collection::btree_map(fields, json(), 0..8).prop_map(|map| {
+            Value::Object(map.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_make_a_server_error(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            decodes_or_refuses(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_never_makes_a_server_error(value in json()) {
+            decodes_or_refuses(value.to_string().as_bytes());
+        }
+
+        #[test]
+        fn request_shaped_json_never_makes_a_server_error(value in request_like()) {
+            decodes_or_refuses(value.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn ten_thousand_levels_deep_is_a_client_error() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        decodes_or_refuses(deep.as_bytes());
+        let deep = format!(
+            r#"{{"submitted_payload":{}1{}}}"#,
+            r#"{"a":"#.repeat(10_000),
+            "}".repeat(10_000)
+        );
+        decodes_or_refuses(deep.as_bytes());
+    }
+}

@@ -38,7 +38,8 @@ pub(super) fn path_job_id(raw: &str) -> Result<Uuid, ApiError> {
     parse_job_id(raw).ok_or_else(|| ApiError::job_not_found(raw))
 }
 
-/// `POST /jobs` (docs/contract.md#post-jobs). Accepted while draining.
+/// `POST /jobs` (docs/contract.md#post-jobs). Accepted while draining. (Long because it checks
+/// the fields one after the other in the reference's order: the first invalid one is reported.)
 pub async fn create(
     registry: Data<Registry>,
     JsonBody(req): JsonBody<CreateJobRequest>,
@@ -105,7 +106,8 @@ pub async fn create(
     }))
 }
 
-/// `GET /jobs`: filtered, newest first, keyset-paginated (docs/contract.md#get-jobs).
+/// `GET /jobs`: filtered, newest first, keyset-paginated (docs/contract.md#get-jobs). (Long for
+/// the same reason as `create`: each parameter is checked in the reference's order.)
 pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let query = Query::parse(&req)?;
     let limit = query.int("limit")?;
@@ -144,7 +146,7 @@ pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResp
                 .map_err(|why| ApiError::BadRequest(format!("ListJobs: invalid cursor: {why}")))
         })
         .transpose()?;
-    let mut jobs = registry
+    let page = registry
         .list_jobs(&JobListQuery {
             statuses,
             owner_instance_id: query.text("owner_instance_id").map(str::to_owned),
@@ -157,7 +159,10 @@ pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResp
         })
         .await
         .map_err(ApiError::store("list jobs"))?;
-    let next_cursor = if jobs.len() as i64 > limit {
+    let mut jobs = page.jobs;
+    // More rows follow when the page has a row beyond `limit`, or when the byte budget ended it;
+    // the cursor is the last row kept either way.
+    let next_cursor = if page.cut || jobs.len() as i64 > limit {
         jobs.truncate(limit as usize);
         jobs.last()
             .map(|last| encode_list_cursor(last.submitted_at, last.id))

@@ -68,7 +68,10 @@ impl Registry {
             } else {
                 None
             };
-            let Some(events) = self.store.list_events(job_id, filter).await? else {
+            let events = self
+                .store
+                .list_events(job_id, filter, self.settings.max_page_bytes);
+            let Some(events) = events.await? else {
                 return Ok(EventsRead::NotFound);
             };
             match wakeup {

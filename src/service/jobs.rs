@@ -8,8 +8,8 @@ use super::Registry;
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
 use crate::resolve::Mesh;
 use crate::store::{
-    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, NewJob,
-    ReclaimOutcome, ReleaseOutcome, StoreError,
+    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, JobPage,
+    NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
 };
 use crate::wire::{parse_job_id, ClaimedJob, Job, JobDelta, JobStatus, RejectReason};
 
@@ -24,8 +24,10 @@ impl Registry {
         self.store.create_job(job).await
     }
 
-    pub async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError> {
-        self.store.list_jobs(query).await
+    pub async fn list_jobs(&self, query: &JobListQuery) -> Result<JobPage, StoreError> {
+        self.store
+            .list_jobs(query, self.settings.max_page_bytes)
+            .await
     }
 
     pub async fn job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {

@@ -49,6 +49,8 @@ pub struct Settings {
     pub cancel_event_grace: Duration,
     /// `MCP_MESH_JOB_STALE_TIMEOUT`: caps the lease an executor read grants.
     pub job_stale_timeout: Option<Duration>,
+    /// `MCP_MESH_MAX_PAGE_BYTES`: a page of jobs or events stops once it holds this much.
+    pub max_page_bytes: i64,
 }
 
 /// The registry's use cases; shared by every handler (one per replica).

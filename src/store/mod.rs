@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
-    DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, Liveness, MeshSnapshot, NewJob,
+    DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, JobPage, Liveness, MeshSnapshot, NewJob,
     NewRegistration, NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome,
     ToolRow,
 };
@@ -169,7 +169,9 @@ pub trait JobStore {
     async fn create_job(&self, job: NewJob) -> Result<(), StoreError>;
     async fn get_job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError>;
     /// Newest first, `(submitted_at, job_id)` descending; at most `query.limit` rows.
-    async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError>;
+    /// The page stops once it holds `max_bytes` of payloads, results and messages (it always
+    /// holds one job): a page of big jobs cannot take the registry's memory.
+    async fn list_jobs(&self, query: &JobListQuery, max_bytes: i64) -> Result<JobPage, StoreError>;
     /// Claim (docs/state-machine.md#claim): the FIFO-oldest claimable job of the capability, in
     /// `(submitted_at, job_id)` order. Rows past their retry budget are not claimable and never
     /// block the queue. A claimer whose tool for this capability has required dependencies is
@@ -220,10 +222,12 @@ pub trait JobStore {
 pub trait EventStore {
     /// Events with `seq > after` (of the wanted types), ascending, at most `limit`; `None`
     /// when the job does not exist.
+    /// (The page stops once it holds `max_bytes` of payloads; it always holds one event.)
     async fn list_events(
         &self,
         job_id: Uuid,
         filter: &EventFilter,
+        max_bytes: i64,
     ) -> Result<Option<Vec<JobEvent>>, StoreError>;
     /// Appends an event to a live job with the next gap-free seq
     /// (docs/contract.md#diff-event-seq).

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::wire::{
-    AgentStatus, ClaimedJob, DependencySpec, JobStatus, LlmProviderSpec, RawJson, RecvCursor,
+    AgentStatus, ClaimedJob, DependencySpec, Job, JobStatus, LlmProviderSpec, RawJson, RecvCursor,
     RejectReason, Timestamp,
 };
 
@@ -36,6 +36,29 @@ pub struct JobListQuery {
     pub submitted_since: Option<Timestamp>,
     pub after: Option<(Timestamp, Uuid)>,
     pub limit: i64,
+}
+
+/// A page of `GET /jobs`.
+#[derive(Debug)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// The byte budget ended the page before `limit` rows: more rows follow.
+    pub cut: bool,
+}
+
+/// The bytes a job weighs in a page: what can be big in it.
+pub fn job_weight(job: &Job) -> i64 {
+    let text = |t: &Option<String>| t.as_deref().map_or(0, str::len);
+    (job.submitted_payload.get().len()
+        + job.result.as_ref().map_or(0, |r| r.get().len())
+        + text(&job.error)
+        + text(&job.progress_message)) as i64
+}
+
+/// The bytes an event weighs in a page.
+pub fn event_weight(event: &crate::wire::JobEvent) -> i64 {
+    let json = |j: &Option<RawJson>| j.as_ref().map_or(0, |j| j.get().len());
+    (json(&event.payload) + json(&event.trace_context)) as i64
 }
 
 /// One `POST /jobs/claim` (past validation and the drain gate).

@@ -9,7 +9,8 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_error, on_both_backends, spawn_app, spawn_app_with, Backend, Set, TestApp,
+    assert_error, on_both_backends, spawn_app, spawn_app_with, stays_for, within, Backend, Set,
+    TestApp,
 };
 
 fn tool(function: &str, capability: &str, extra: Value) -> Value {
@@ -63,19 +64,6 @@ async fn delete(app: &TestApp, agent_id: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// Polls `check` until it holds, failing after `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 on_both_backends!(register_then_update);
@@ -341,12 +329,23 @@ async fn head_heartbeats_follow_the_topology(backend: Backend) {
 
 on_both_backends!(an_unhealthy_agents_head_does_not_revive_it);
 async fn an_unhealthy_agents_head_does_not_revive_it(backend: Backend) {
+    // Given an agent that deregistered
     let app = spawn_app(backend).await;
     register(&app, agent("a", vec![])).await;
     delete(&app, "a").await;
     let before = agents(&app, "").await[0]["last_seen"].clone();
+    // When it sends a HEAD heartbeat
     assert_eq!(head(&app, "a").await.0, 410);
-    actix_web::rt::time::sleep(Duration::from_millis(1_200)).await;
+    // Then no heartbeat flush (every second) revives it or stamps it
+    stays_for(
+        Duration::from_millis(1_200),
+        "the unhealthy agent stays as it was across a heartbeat flush",
+        || async {
+            let listed = agents(&app, "").await;
+            listed[0]["status"] == "unhealthy" && listed[0]["last_seen"] == before
+        },
+    )
+    .await;
     let listed = agents(&app, "").await;
     assert_eq!(listed[0]["status"], "unhealthy");
     assert_eq!(listed[0]["last_seen"], before);
@@ -363,9 +362,9 @@ async fn heads_are_stamped_in_batches(backend: Backend) {
     for _ in 0..5 {
         assert_eq!(head(&app, "a").await.0, 200);
     }
-    eventually(
-        "the heartbeat to be written",
+    within(
         Duration::from_secs(5),
+        "the heartbeat to be written",
         || async { agents(&app, "").await[0]["last_seen"] != stale },
     )
     .await;
@@ -522,19 +521,20 @@ async fn silent_agents_turn_unhealthy(backend: Backend) {
     .await;
     register(&app, agent("silent", vec![tool("run", "c", json!({}))])).await;
     register(&app, agent("chatty", vec![tool("run", "c", json!({}))])).await;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        // 200, or 202 once the silent one is gone (a topology change): never 410.
-        assert_ne!(
-            head(&app, "chatty").await.0,
-            410,
-            "a heartbeating agent stays healthy"
-        );
-        if status(&app, "silent").await == "unhealthy" {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    }
+    within(
+        Duration::from_secs(5),
+        "the silent agent to turn unhealthy while the other heartbeats",
+        || async {
+            // 200, or 202 once the silent one is gone (a topology change): never 410.
+            assert_ne!(
+                head(&app, "chatty").await.0,
+                410,
+                "a heartbeating agent stays healthy"
+            );
+            status(&app, "silent").await == "unhealthy"
+        },
+    )
+    .await;
     assert_eq!(status(&app, "silent").await, "unhealthy");
     assert_eq!(status(&app, "chatty").await, "healthy");
     assert_eq!(head(&app, "silent").await.0, 410);
@@ -579,7 +579,8 @@ async fn fake_agent(hang: bool) -> FakeAgent {
                         String::from_utf8_lossy(&body).into_owned(),
                     ));
                     if hang {
-                        actix_web::rt::time::sleep(Duration::from_secs(30)).await;
+                        // An owner that never answers: the registry must not wait for it.
+                        std::future::pending::<()>().await;
                     }
                     HttpResponse::Ok().json(json!({"cancelled": true}))
                 }
@@ -631,7 +632,7 @@ async fn a_cancel_is_forwarded_to_the_owner_without_waiting_for_it(backend: Back
         );
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["forwarded_to_instance_id"], id.as_str());
-        eventually("the forward to arrive", Duration::from_secs(3), || async {
+        within(Duration::from_secs(3), "the forward to arrive", || async {
             !owner.received.lock().unwrap().is_empty()
         })
         .await;

@@ -1,13 +1,14 @@
 //! Drain gate, admin port and the operator CLI (issue 5; contract §7; §9 cases 42–45;
 //! decisions row 16).
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    on_both_backends, postgres_only, spawn_app, spawn_app_with, Backend, TestApp,
+    on_both_backends, postgres_only, spawn_app, spawn_app_with, stays_for, within, Backend, TestApp,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
@@ -251,12 +252,14 @@ async fn admin_url(app: &TestApp) -> String {
 
 // PostgreSQL only: the fleet-wide drain is a flag several replicas share in one database (the
 // embedded store serves one process and has no fleet).
-postgres_only!(a_fleet_drain_reaches_every_replica_and_survives_restarts);
-async fn a_fleet_drain_reaches_every_replica_and_survives_restarts(backend: Backend) {
+postgres_only!(a_fleet_drain_reaches_every_replica);
+async fn a_fleet_drain_reaches_every_replica(backend: Backend) {
     // decisions row 16
+    // Given two replicas on one database, with work queued
     let a = spawn_app(backend).await;
     let b = a.replica().await;
     b.submit("c").await;
+    // When one of them drains the fleet
     let (status, body) = admin(&a, &a.address, "POST", "?scope=fleet").await;
     assert_eq!(
         (
@@ -266,32 +269,57 @@ async fn a_fleet_drain_reaches_every_replica_and_survives_restarts(backend: Back
         ),
         (200, Some(true), Some(true))
     );
-    let started = Instant::now();
-    while drain_state(&b).await["draining"] != true {
-        assert!(
-            started.elapsed() < Duration::from_millis(1_500),
-            "the other replica honours it within a second"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Then the other honours it within a second (its re-read of the flag)
+    within(
+        Duration::from_millis(1_500),
+        "the other replica to honour the fleet drain",
+        || async { drain_state(&b).await["draining"] == true },
+    )
+    .await;
     assert_eq!(b.claim("c", "w").await, None);
-    // A plain resume of one replica does not lift the fleet drain.
+    // and a plain resume of one replica does not lift it.
     let (_, body) = admin(&b, &b.address, "DELETE", "").await;
     assert_eq!(body["draining"], true);
+}
 
-    // It survives a restart; a replica drain does not.
-    admin(&b, &b.address, "POST", "").await;
-    drop(b);
+// PostgreSQL only: the fleet-wide drain flag is stored in PostgreSQL.
+postgres_only!(a_fleet_drain_survives_a_restart);
+async fn a_fleet_drain_survives_a_restart(backend: Backend) {
+    // decisions row 16
+    // Given a drained fleet, with work queued
+    let a = spawn_app(backend).await;
+    a.submit("c").await;
+    admin(&a, &a.address, "POST", "?scope=fleet").await;
+    // When its replica restarts
     let a = a.stop().await.start(|_| {}).await;
-    actix_web::rt::time::sleep(Duration::from_millis(1_200)).await;
+    // Then it reads the flag back at start (within the first re-read)
+    within(
+        Duration::from_millis(1_200),
+        "the restarted replica to read the fleet drain back",
+        || async { drain_state(&a).await["fleet_draining"] == true },
+    )
+    .await;
     assert_eq!(drain_state(&a).await["fleet_draining"], true);
+    // and lifting it resumes dispatch.
     admin(&a, &a.address, "DELETE", "?scope=fleet").await;
     assert_eq!(drain_state(&a).await["draining"], false);
     assert!(a.claim("c", "w").await.is_some());
-    let a = a.stop().await.start(|_| {}).await;
+}
+
+on_both_backends!(a_replica_drain_is_cleared_by_a_restart);
+async fn a_replica_drain_is_cleared_by_a_restart(backend: Backend) {
+    // Given a drained replica (not the fleet)
+    let a = spawn_app(backend).await;
     admin(&a, &a.address, "POST", "").await;
+    // When it restarts
     let a = a.stop().await.start(|_| {}).await;
-    actix_web::rt::time::sleep(Duration::from_millis(1_200)).await;
+    // Then it is not draining, and no re-read of the fleet flag (every second) drains it again
+    stays_for(
+        Duration::from_millis(1_200),
+        "the restarted replica stays undrained across a fleet-flag re-read",
+        || async { drain_state(&a).await["draining"] == false },
+    )
+    .await;
     assert_eq!(
         drain_state(&a).await["draining"],
         false,
@@ -345,7 +373,16 @@ async fn the_cli_drains_waits_and_resumes(backend: Backend) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+    // It keeps waiting across its polls (one a second) while the job runs.
+    stays_for(
+        Duration::from_millis(1_500),
+        "drain --wait waits while a job runs",
+        || {
+            let running = waiting.try_wait().unwrap().is_none();
+            async move { running }
+        },
+    )
+    .await;
     assert!(waiting.try_wait().unwrap().is_none(), "still waiting");
     app.delta(
         "worker",
@@ -408,16 +445,30 @@ async fn the_cli_fails_clearly(backend: Backend) {
     );
 
     // A resume during the wait aborts it.
-    let waiting = Command::new(BINARY)
+    let mut waiting = Command::new(BINARY)
         .args(args(
             &base,
             &["registry", "drain", "--wait", "--poll-interval", "1"],
         ))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // The registry is still drained from the wait above: only the CLI's own first line says
+    // that its drain is in and its wait has begun.
+    let stdout = BufReader::new(waiting.stdout.take().unwrap());
+    let (line, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for text in stdout.lines().map_while(Result::ok) {
+            let _ = line.send(text);
+        }
+    });
+    let said =
+        actix_web::rt::task::spawn_blocking(move || lines.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .expect("the waiting CLI reports its drain");
+    assert!(said.starts_with("Registry draining"), "{said}");
     admin(&app, &base, "DELETE", "").await;
     let output = actix_web::rt::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
         .await

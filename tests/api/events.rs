@@ -8,7 +8,8 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_error, now, on_both_backends, spawn_app, spawn_app_with, Backend, Set, TestApp,
+    assert_error, now, on_both_backends, spawn_app, spawn_app_with, stays_for, Backend, Parked,
+    Set, TestApp,
 };
 
 async fn claimed(app: &TestApp, owner: &str, extra: Value) -> String {
@@ -27,6 +28,13 @@ async fn post_event(app: &TestApp, id: &str, body: Value) -> reqwest::Response {
 async fn events(app: &TestApp, id: &str, query: &str) -> Value {
     let response = app.get(&format!("/jobs/{id}/events{query}")).await;
     assert_eq!(response.status(), 200, "{query}");
+    response.json().await.unwrap()
+}
+
+/// The page a parked long-poll answers with.
+async fn answered(poll: Parked) -> Value {
+    let response = poll.response().await;
+    assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
 
@@ -255,15 +263,23 @@ async fn a_long_poll_with_nothing_to_read_times_out_empty(backend: Backend) {
 on_both_backends!(a_parked_long_poll_wakes_on_a_post);
 async fn a_parked_long_poll_wakes_on_a_post(backend: Backend) {
     // §9 case 55 (wake) and decisions row 14: woken in memory, not by a timer.
+    // Given a parked long-poll for `work` events
     let app = spawn_app(backend).await;
     let id = app.submit("c").await;
     let started = Instant::now();
-    let (page, _) = futures_util::join!(events(&app, &id, "?wait=5&types=work"), async {
-        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-        post_event(&app, &id, json!({"type": "noise"})).await;
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        post_event(&app, &id, json!({"type": "work", "payload": {"n": 1}})).await;
-    });
+    let poll = app.parked_events(&id, "?wait=5&types=work").await;
+    // When an event of another type is posted, it goes on waiting
+    post_event(&app, &id, json!({"type": "noise"})).await;
+    stays_for(
+        Duration::from_millis(100),
+        "the long-poll waits on after a post of another type",
+        || async { !poll.is_finished() },
+    )
+    .await;
+    // When a `work` event is posted
+    post_event(&app, &id, json!({"type": "work", "payload": {"n": 1}})).await;
+    // Then it answers with that one, at once
+    let page = answered(poll).await;
     let waited = started.elapsed();
     assert_eq!(
         seqs(&page),
@@ -279,14 +295,12 @@ async fn a_cancel_wakes_a_parked_executor(backend: Backend) {
     let app = spawn_app(backend).await;
     let id = claimed(&app, "p", json!({})).await;
     let started = Instant::now();
-    let (page, _) = futures_util::join!(
-        events(&app, &id, "?wait=10&instance_id=p&claim_epoch=1"),
-        async {
-            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-            app.post(&format!("/jobs/{id}/cancel"), &json!({"reason": "stop"}))
-                .await;
-        }
-    );
+    let poll = app
+        .parked_events(&id, "?wait=10&instance_id=p&claim_epoch=1")
+        .await;
+    app.post(&format!("/jobs/{id}/cancel"), &json!({"reason": "stop"}))
+        .await;
+    let page = answered(poll).await;
     assert_eq!(page["events"][0]["type"], "cancelled");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -295,10 +309,9 @@ on_both_backends!(too_many_parked_long_polls_get_503_not_memory);
 async fn too_many_parked_long_polls_get_503_not_memory(backend: Backend) {
     let app = spawn_app_with(backend, |config| config.max_long_polls = 1).await;
     let id = app.submit("c").await;
-    let (first, second) = futures_util::join!(events(&app, &id, "?wait=2"), async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-        app.get(&format!("/jobs/{id}/events?wait=2")).await
-    });
+    let first = app.parked_events(&id, "?wait=2").await;
+    let second = app.get(&format!("/jobs/{id}/events?wait=2")).await;
+    let first = answered(first).await;
     assert_eq!(first["events"], json!([]));
     assert_eq!(second.status(), 503);
 }
@@ -491,22 +504,19 @@ async fn the_input_required_flow_end_to_end(backend: Backend) {
     let app = spawn_app(backend).await;
     let id = claimed(&app, "producer", json!({})).await;
     app.delta("producer", json!({"id": id, "claim_epoch": 1, "status": "input_required", "progress_message": "Approve $42?"})).await;
-    let (page, posted) = futures_util::join!(
-        events(
-            &app,
+    let poll = app
+        .parked_events(
             &id,
-            "?after=0&wait=9&limit=100&types=answer&instance_id=producer&claim_epoch=1"
-        ),
-        async {
-            actix_web::rt::time::sleep(Duration::from_millis(150)).await;
-            post_event(
-                &app,
-                &id,
-                json!({"type": "answer", "payload": {"approved": true}}),
-            )
-            .await
-        }
-    );
+            "?after=0&wait=9&limit=100&types=answer&instance_id=producer&claim_epoch=1",
+        )
+        .await;
+    let posted = post_event(
+        &app,
+        &id,
+        json!({"type": "answer", "payload": {"approved": true}}),
+    )
+    .await;
+    let page = answered(poll).await;
     assert_eq!(posted.status(), 200);
     assert_eq!(page["events"][0]["payload"], json!({"approved": true}));
     let response = app

@@ -348,3 +348,174 @@ async fn slow_clients_are_cut_off_and_others_are_served(backend: Backend) {
     }
     assert_eq!(closed, 50, "every stalled connection was cut off");
 }
+
+on_both_backends!(pages_of_big_jobs_and_events_stop_at_the_byte_budget);
+async fn pages_of_big_jobs_and_events_stop_at_the_byte_budget(backend: Backend) {
+    // Given a 100 KB page budget and five jobs of 40 KB, one of them with five 40 KB events
+    let app = spawn_app_with(backend, |config| config.max_page_bytes = 100_000).await;
+    let big = "x".repeat(40_000);
+    let mut submitted = Vec::new();
+    for _ in 0..5 {
+        submitted.push(
+            app.submit_with("c", json!({"submitted_payload": {"big": big}}))
+                .await,
+        );
+    }
+    for _ in 0..5 {
+        let event = json!({"type": "progress", "payload": {"big": big}});
+        let posted = app
+            .post(&format!("/jobs/{}/events", submitted[0]), &event)
+            .await;
+        assert_eq!(posted.status(), 200);
+    }
+
+    // When every page is read
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let query = cursor
+            .as_ref()
+            .map_or(String::new(), |c| format!("&cursor={c}"));
+        let page: Value = app
+            .get(&format!("/jobs?limit=200{query}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(
+            !jobs.is_empty() && jobs.len() <= 3,
+            "a page holds at most ~100 KB: {}",
+            jobs.len()
+        );
+        listed.extend(jobs.iter().map(|j| j["id"].as_str().unwrap().to_owned()));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let path = format!("/jobs/{}/events?after={after}", submitted[0]);
+        let page: Value = app.get(&path).await.json().await.unwrap();
+        let seqs: Vec<i64> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        if seqs.is_empty() {
+            break;
+        }
+        assert!(seqs.len() <= 3, "{seqs:?}");
+        events.extend(seqs);
+        after = page["next_after"].as_i64().unwrap();
+    }
+
+    // Then every job and every event came exactly once, over several pages
+    assert!(pages >= 2, "the budget split the list");
+    listed.sort();
+    submitted.sort();
+    assert_eq!(listed, submitted);
+    assert_eq!(events, vec![1, 2, 3, 4, 5]);
+}
+
+/// Random JSON for the endpoints: request-shaped objects whose fields hold anything (strings with
+/// NULs and odd characters, numbers at the edges, nested values).
+fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
+    let choice = if depth > 3 {
+        rng.u8(0..5)
+    } else {
+        rng.u8(0..7)
+    };
+    match choice {
+        0 => Value::Null,
+        1 => Value::from(rng.bool()),
+        2 => Value::from([i64::MIN, -1, 0, 1, i64::MAX, rng.i64(..)][rng.usize(0..6)]),
+        3 => Value::from([f64::MIN, -0.5, 1e308, rng.f64()][rng.usize(0..4)]),
+        4 => {
+            let pieces = [
+                "", "a", "\u{0}", "é", "💥", "../", "%00", " ", "\\", "\"", "x",
+            ];
+            let text: String = (0..rng.usize(0..6))
+                .map(|_| pieces[rng.usize(0..pieces.len())])
+                .collect();
+            Value::from(text)
+        }
+        5 => Value::from(
+            (0..rng.usize(0..4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect::<Vec<_>>(),
+        ),
+        _ => random_request(rng, depth + 1),
+    }
+}
+
+fn random_request(rng: &mut fastrand::Rng, depth: u32) -> Value {
+    let fields = [
+        "capability",
+        "submitted_by",
+        "submitted_payload",
+        "max_retries",
+        "max_duration",
+        "total_deadline",
+        "owner_instance_id",
+        "instance_id",
+        "deltas",
+        "id",
+        "claim_epoch",
+        "status",
+        "progress",
+        "result",
+        "error",
+        "recv_cursor",
+        "reason",
+        "type",
+        "payload",
+        "agent_id",
+        "name",
+        "tools",
+        "function_name",
+        "http_host",
+        "http_port",
+        "tags",
+        "dependencies",
+        "llm_filter",
+        "llm_provider",
+        "inputSchema",
+    ];
+    let mut object = serde_json::Map::new();
+    for _ in 0..rng.usize(0..8) {
+        let field = fields[rng.usize(0..fields.len())];
+        object.insert(field.to_owned(), random_value(rng, depth));
+    }
+    Value::Object(object)
+}
+
+on_both_backends!(random_requests_never_make_a_server_error);
+async fn random_requests_never_make_a_server_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let job = app.submit("c").await;
+    let paths = [
+        "/jobs".to_owned(),
+        "/jobs/claim".to_owned(),
+        "/jobs/batch".to_owned(),
+        "/heartbeat".to_owned(),
+        format!("/jobs/{job}/events"),
+        format!("/jobs/{job}/release"),
+        format!("/jobs/{job}/cancel"),
+    ];
+    let mut rng = fastrand::Rng::with_seed(14);
+    for round in 0..400 {
+        let path = &paths[round % paths.len()];
+        let body = random_request(&mut rng, 0);
+        let status = app.post(path, &body).await.status();
+        assert!(status.as_u16() < 500, "{path} answered {status} to {body}");
+    }
+    // And the registry still serves.
+    let seen = well_behaved(&app, "after".into(), 3).await;
+    assert_eq!(seen.server_errors, 0);
+}

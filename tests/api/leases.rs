@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    now, on_both_backends, postgres_only, spawn_app, spawn_app_with, within, Backend, Set, TestApp,
+    now, on_both_backends, postgres_only, spawn_app, spawn_app_with, stays_for, within, Backend,
+    Set, TestApp,
 };
 
 async fn owner(app: &TestApp, id: &str) -> Value {
@@ -106,30 +107,37 @@ async fn an_input_required_job_is_reclaimed_like_a_working_one(backend: Backend)
 on_both_backends!(renewals_keep_the_claim);
 async fn renewals_keep_the_claim(backend: Backend) {
     // Deltas and executor reads both renew; the actor re-arms on each.
+    // Given a claim under a 1-second lease
     let app = spawn_app(backend).await;
     let id = claimed_briefly(&app, "replica-a", json!({})).await;
-    let started = Instant::now();
-    let mut round = 0;
-    while started.elapsed() < Duration::from_secs(3) {
-        if round % 2 == 0 {
-            let renewed = app
-                .delta(
-                    "replica-a",
-                    json!({"id": id, "claim_epoch": 1, "progress": 0.1}),
-                )
-                .await;
-            assert_eq!(renewed["accepted"], 1);
-        } else {
-            let read = app
-                .get(&format!(
-                    "/jobs/{id}/events?instance_id=replica-a&claim_epoch=1"
-                ))
-                .await;
-            assert_eq!(read.status(), 200);
-        }
-        round += 1;
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    }
+    // When its owner renews it, by deltas and executor reads in turn, for three lease windows
+    // Then it keeps the claim all along
+    let round = std::cell::Cell::new(0);
+    stays_for(
+        Duration::from_secs(3),
+        "the renewing owner keeps its claim",
+        || async {
+            if round.get() % 2 == 0 {
+                let renewed = app
+                    .delta(
+                        "replica-a",
+                        json!({"id": id, "claim_epoch": 1, "progress": 0.1}),
+                    )
+                    .await;
+                assert_eq!(renewed["accepted"], 1);
+            } else {
+                let read = app
+                    .get(&format!(
+                        "/jobs/{id}/events?instance_id=replica-a&claim_epoch=1"
+                    ))
+                    .await;
+                assert_eq!(read.status(), 200);
+            }
+            round.set(round.get() + 1);
+            owner(&app, &id).await == "replica-a"
+        },
+    )
+    .await;
     assert_eq!(owner(&app, &id).await, "replica-a");
     // Once renewals stop, the lease runs out.
     within(Duration::from_secs(3), "the reclaim", || async {
@@ -145,17 +153,21 @@ async fn a_renewal_through_another_replica_keeps_the_claim(backend: Backend) {
     let a = spawn_app(backend).await;
     let b = a.replica().await;
     let id = claimed_briefly(&a, "owner", json!({})).await;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(3) {
-        let renewed = b
-            .delta(
-                "owner",
-                json!({"id": id, "claim_epoch": 1, "progress": 0.2}),
-            )
-            .await;
-        assert_eq!(renewed["accepted"], 1);
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    }
+    stays_for(
+        Duration::from_secs(3),
+        "the owner renewing through the other replica keeps its claim",
+        || async {
+            let renewed = b
+                .delta(
+                    "owner",
+                    json!({"id": id, "claim_epoch": 1, "progress": 0.2}),
+                )
+                .await;
+            assert_eq!(renewed["accepted"], 1);
+            owner(&a, &id).await == "owner"
+        },
+    )
+    .await;
     assert_eq!(owner(&a, &id).await, "owner");
     within(
         Duration::from_secs(3),
@@ -167,6 +179,7 @@ async fn a_renewal_through_another_replica_keeps_the_claim(backend: Backend) {
 
 on_both_backends!(finished_claims_are_left_alone);
 async fn finished_claims_are_left_alone(backend: Backend) {
+    // Given a claim under a 1-second lease that was completed, and one that was released
     let app = spawn_app(backend).await;
     let completed = claimed_briefly(&app, "a", json!({})).await;
     app.delta(
@@ -180,7 +193,17 @@ async fn finished_claims_are_left_alone(backend: Backend) {
         &json!({"instance_id": "b"}),
     )
     .await;
-    actix_web::rt::time::sleep(Duration::from_millis(2_000)).await;
+    // When their leases would have run out, Then neither is reclaimed
+    stays_for(
+        Duration::from_secs(2),
+        "finished claims are left alone past their lease",
+        || async {
+            let (completed, released) = (app.job(&completed).await, app.job(&released).await);
+            (completed["status"] == "completed" && completed["owner_instance_id"] == "a")
+                && (released["status"] == "working" && released["attempt_count"] == 1)
+        },
+    )
+    .await;
     let job = app.job(&completed).await;
     assert_eq!(
         (job["status"].as_str(), job["owner_instance_id"].as_str()),
@@ -268,7 +291,15 @@ async fn deadlines_fail_live_jobs_but_never_overwrite_a_finished_one(backend: Ba
     assert_eq!(job["error"], "deadline_exceeded");
     assert_eq!(job["owner_instance_id"], Value::Null);
     assert_eq!(job["lease_expires_at"], Value::Null);
-    actix_web::rt::time::sleep(Duration::from_millis(1_200)).await;
+    stays_for(
+        Duration::from_millis(1_200),
+        "later sweeps (every 500 ms) leave the future deadline and the finished job alone",
+        || async {
+            app.job(&future).await["status"] == "working"
+                && app.job(&finished).await["status"] == "completed"
+        },
+    )
+    .await;
     assert_eq!(app.job(&future).await["status"], "working");
     let job = app.job(&finished).await;
     assert_eq!(job["status"], "completed");
@@ -320,11 +351,35 @@ async fn the_stale_reaper_fails_old_jobs_with_exactly_one_event(backend: Backend
     age(&app, &waiting, 2).await;
     let young = app.submit("c").await;
 
+    // The jobs were aged one after the other: a sweep may catch them in different ticks.
     within(Duration::from_secs(4), "the stale sweep", || async {
-        app.job(&old).await["status"] == "failed"
+        for id in [&old, &short, &waiting, &past_its_duration] {
+            if app.job(id).await["status"] != "failed" {
+                return false;
+            }
+        }
+        true
     })
     .await;
-    actix_web::rt::time::sleep(Duration::from_millis(1_200)).await; // a second tick
+    // A second tick (every 500 ms) adds no second event and fails nothing more.
+    stays_for(
+        Duration::from_millis(1_200),
+        "the stale jobs have one event each and the others run on, across sweeps",
+        || async {
+            for id in [&old, &short, &waiting, &past_its_duration] {
+                if events_of(&app, id).await.len() != 1 {
+                    return false;
+                }
+            }
+            for id in [&long_running, &with_deadline, &young] {
+                if app.job(id).await["status"] != "working" {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
     let ceiling =
         "stale: no total_deadline set and exceeded the MCP_MESH_JOB_STALE_TIMEOUT ceiling (1h0m0s)";
     for (id, error) in [
@@ -386,9 +441,20 @@ async fn retention_purges_events_of_old_finished_jobs_and_old_unhealthy_agents(b
     app.set_agent("gone", "updated_at", Set::SecondsFromNow(-7200))
         .await;
 
-    within(Duration::from_secs(4), "the event purge", || async {
-        events_of(&app, &finished).await.is_empty()
-    })
+    // The agent was aged last: its purge may come a tick after the events'.
+    within(
+        Duration::from_secs(4),
+        "the event purge and the agent purge",
+        || async {
+            let agents: Value = app.get("/agents").await.json().await.unwrap();
+            let gone_listed = agents["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|agent| agent["id"] == "gone");
+            events_of(&app, &finished).await.is_empty() && !gone_listed
+        },
+    )
     .await;
     assert_eq!(
         app.job(&finished).await["status"],
@@ -437,6 +503,7 @@ async fn job_row_retention_is_opt_in(backend: Backend) {
 on_both_backends!(after_a_restart_owners_get_the_grace_to_renew);
 async fn after_a_restart_owners_get_the_grace_to_renew(backend: Backend) {
     // decisions row 13: leases that ran out while the registry was down.
+    // Given three claims under 2-second leases
     let app = spawn_app(backend).await;
     let renewed = app
         .submit_with("c", json!({"max_duration": 2, "max_retries": 3}))
@@ -452,15 +519,26 @@ async fn after_a_restart_owners_get_the_grace_to_renew(backend: Backend) {
         .await;
     app.claim("c", "owner").await.unwrap();
 
+    let mut last_lease = 0;
+    for id in [&renewed, &renewed_legacy, &abandoned] {
+        last_lease = last_lease.max(app.job(id).await["lease_expires_at"].as_i64().unwrap());
+    }
+    // When the registry is down until they have run out, and starts with a 3-second grace
     let stopped = app.stop().await;
-    actix_web::rt::time::sleep(Duration::from_millis(2_500)).await; // both leases run out
-                                                                    // The grace counts from the start of the new registry, a little before it answers.
+    // Wire timestamps are whole seconds: past the next one, every lease has run out.
+    within(
+        Duration::from_secs(5),
+        "the leases to run out while the registry is down",
+        || async { now() > last_lease },
+    )
+    .await;
+    // The grace counts from the start of the new registry, a little before it answers.
     let restarted = Instant::now();
     let app = stopped
         .start(|config| config.startup_grace = Duration::from_secs(3))
         .await;
 
-    // Inside the grace the owner's renewal is accepted: it keeps the job and is not fenced.
+    // Then inside the grace the owner's renewal is accepted: it keeps the job and is not fenced.
     let renewal = app
         .delta(
             "owner",
@@ -475,7 +553,12 @@ async fn after_a_restart_owners_get_the_grace_to_renew(backend: Backend) {
         )
         .await;
     assert_eq!(legacy_renewal["accepted"], 1);
-    actix_web::rt::time::sleep(Duration::from_millis(1_000)).await;
+    stays_for(
+        Duration::from_secs(1),
+        "the abandoned job keeps its owner inside the grace",
+        || async { owner(&app, &abandoned).await == "owner" },
+    )
+    .await;
     assert_eq!(
         owner(&app, &abandoned).await,
         "owner",

@@ -8,34 +8,33 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{postgres_only, spawn_app, Backend, TestApp};
+use crate::helpers::{postgres_only, spawn_app, within, Backend, TestApp};
 
-async fn events(app: &TestApp, id: &str, query: &str) -> Value {
-    app.get(&format!("/jobs/{id}/events{query}"))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Waits until replica `b` is listening (its first notification round trip).
+/// Waits until replica `b` is listening: a ping posted through `a` wakes a long-poll parked on
+/// `b` (one notification round trip).
 async fn listening(a: &TestApp, b: &TestApp) {
     let probe = a.submit("probe").await;
-    let started = Instant::now();
-    loop {
-        let (page, _) = futures_util::join!(events(b, &probe, "?wait=1&types=ping"), async {
-            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    let pings = std::cell::Cell::new(0);
+    within(
+        Duration::from_secs(30),
+        "replica b to hear a notification",
+        || async {
+            // Only pings newer than the last one: an unheard ping must not count next round.
+            let query = format!("?wait=1&types=ping&after={}", pings.get());
+            let poll = b.parked_events(&probe, &query).await;
             a.post(&format!("/jobs/{probe}/events"), &json!({"type": "ping"}))
-                .await
-        });
-        if !page["events"].as_array().unwrap().is_empty() {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "replica never heard a notification"
-        );
-    }
+                .await;
+            pings.set(pings.get() + 1);
+            !poll.json().await["events"].as_array().unwrap().is_empty()
+        },
+    )
+    .await;
+}
+
+/// Whether this replica is draining, as `GET /admin/drain` says.
+async fn draining(app: &TestApp) -> bool {
+    let state: Value = app.get("/admin/drain").await.json().await.unwrap();
+    state["draining"] == true
 }
 
 postgres_only!(a_post_through_one_replica_wakes_a_long_poll_on_another);
@@ -45,11 +44,10 @@ async fn a_post_through_one_replica_wakes_a_long_poll_on_another(backend: Backen
     listening(&a, &b).await;
     let id = a.submit("c").await;
     let started = Instant::now();
-    let (page, _) = futures_util::join!(events(&b, &id, "?wait=10&types=work"), async {
-        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-        a.post(&format!("/jobs/{id}/events"), &json!({"type": "work"}))
-            .await
-    });
+    let poll = b.parked_events(&id, "?wait=10&types=work").await;
+    a.post(&format!("/jobs/{id}/events"), &json!({"type": "work"}))
+        .await;
+    let page = poll.json().await;
     assert_eq!(page["events"][0]["type"], "work");
     let waited = started.elapsed();
     assert!(
@@ -66,14 +64,12 @@ async fn a_cancel_through_one_replica_wakes_the_executor_on_another(backend: Bac
     let id = a.submit("c").await;
     b.claim("c", "worker").await.unwrap();
     let started = Instant::now();
-    let (page, _) = futures_util::join!(
-        events(&b, &id, "?wait=10&instance_id=worker&claim_epoch=1"),
-        async {
-            actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-            a.post(&format!("/jobs/{id}/cancel"), &json!({"reason": "stop"}))
-                .await
-        }
-    );
+    let poll = b
+        .parked_events(&id, "?wait=10&instance_id=worker&claim_epoch=1")
+        .await;
+    a.post(&format!("/jobs/{id}/cancel"), &json!({"reason": "stop"}))
+        .await;
+    let page = poll.json().await;
     assert_eq!(page["events"][0]["type"], "cancelled");
     assert!(started.elapsed() < Duration::from_millis(1_000));
 }
@@ -90,13 +86,23 @@ async fn a_fleet_drain_is_heard_at_once(backend: Backend) {
         .await
         .unwrap();
     // Well inside the one-second re-read: the notification got there first.
-    actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+    within(
+        Duration::from_millis(500),
+        "replica b to hear the fleet drain before its re-read",
+        || draining(&b),
+    )
+    .await;
     assert_eq!(b.claim("c", "w").await, None);
     a.http
         .delete(a.url("/admin/drain?scope=fleet"))
         .send()
         .await
         .unwrap();
-    actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+    within(
+        Duration::from_millis(500),
+        "replica b to hear the resume before its re-read",
+        || async { !draining(&b).await },
+    )
+    .await;
     assert!(b.claim("c", "w").await.is_some());
 }

@@ -8,13 +8,14 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_registry::store::Store;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, on_both_backends, postgres_only, spawn_app, start_app, Backend, TestApp, TestDatabase,
+    connect, on_both_backends, postgres_only, spawn_app, start_app, within, Backend, TestApp,
+    TestDatabase,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
@@ -352,24 +353,24 @@ async fn replicas_starting_together_migrate_once(backend: Backend) {
         );
     }
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    for port in &ports {
-        loop {
-            if let Ok(response) = http
-                .get(format!("http://127.0.0.1:{port}/health"))
-                .send()
-                .await
-            {
+    within(
+        Duration::from_secs(30),
+        "every replica to come up",
+        || async {
+            for port in &ports {
+                let Ok(response) = http
+                    .get(format!("http://127.0.0.1:{port}/health"))
+                    .send()
+                    .await
+                else {
+                    return false;
+                };
                 assert_eq!(response.status(), 200);
-                break;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "replica on {port} did not come up"
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+            true
+        },
+    )
+    .await;
     for replica in &mut replicas {
         assert!(
             replica.try_wait().unwrap().is_none(),

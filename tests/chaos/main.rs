@@ -7,7 +7,9 @@
 //!   cargo test --test chaos                          # the short run .ci/run does (~1-2 min)
 //!   cargo test --release --test chaos -- --jobs 5000 # a soak
 //!
-//! It needs the local PostgreSQL to be restartable with `pg_ctlcluster` (as on the CI machine).
+//! It runs on a PostgreSQL cluster of its own, started from the machine's PostgreSQL binaries
+//! (the API tests' throwaway cluster): it restarts the server, which must not be one that others
+//! are using. With no PostgreSQL installed it is skipped, with one line saying so.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -22,8 +24,12 @@ use tokio::process::{Child, Command};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+#[path = "../api/helpers/throwaway_cluster.rs"]
+mod throwaway_cluster;
+
+use throwaway_cluster::ThrowawayCluster;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const REPLICAS: usize = 3;
 const WORKERS: usize = 6;
 const CAPABILITY: &str = "chaos";
@@ -54,6 +60,8 @@ struct Replica {
 
 /// Three registry processes on one database.
 struct Cluster {
+    /// The PostgreSQL server, restarted as one of the faults.
+    postgres: ThrowawayCluster,
     database: String,
     logs: PathBuf,
     replicas: Vec<tokio::sync::Mutex<Replica>>,
@@ -65,7 +73,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(database: String) -> Arc<Cluster> {
+    async fn start(postgres: ThrowawayCluster, database: String) -> Arc<Cluster> {
         let logs = std::env::temp_dir().join(format!("mesh-chaos-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&logs).expect("log directory");
         let mut replicas = Vec::new();
@@ -78,6 +86,7 @@ impl Cluster {
             replicas.push(tokio::sync::Mutex::new(Replica { port, child: None }));
         }
         let cluster = Arc::new(Cluster {
+            postgres,
             database,
             logs,
             replicas,
@@ -110,7 +119,7 @@ impl Cluster {
             .env("PORT", replica.port.to_string())
             .env(
                 "DATABASE_URL",
-                format!("{SERVER}/{}?sslmode=disable", self.database),
+                format!("{}/{}?sslmode=disable", self.postgres.url(), self.database),
             )
             .env("MCP_MESH_LOG_LEVEL", "INFO")
             .env("MCP_MESH_STARTUP_GRACE", "2s")
@@ -206,18 +215,10 @@ impl Cluster {
     }
 
     async fn restart_postgres(&self) {
-        let version = std::fs::read_dir("/etc/postgresql")
-            .expect("a Debian PostgreSQL cluster")
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .next()
-            .expect("a cluster version");
         let began = Instant::now();
-        let status = std::process::Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &version, "main", "restart"])
-            .status()
-            .expect("pg_ctlcluster");
-        assert!(status.success(), "PostgreSQL restart failed");
+        if let Err(reason) = self.postgres.restart() {
+            panic!("PostgreSQL restart failed: {reason}");
+        }
         self.db_restarts
             .lock()
             .unwrap()
@@ -375,8 +376,20 @@ async fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(400);
+    let postgres = match ThrowawayCluster::start() {
+        Ok(Some(postgres)) => postgres,
+        Ok(None) => {
+            println!(
+                "chaos skipped: no PostgreSQL installed (it runs on a throwaway cluster started \
+                 from initdb and pg_ctl; install PostgreSQL, e.g. apt-get install postgresql)"
+            );
+            return;
+        }
+        Err(reason) => panic!("cannot start a PostgreSQL cluster for the chaos run: {reason}"),
+    };
+    let server = postgres.url().to_owned();
     let database = format!("mesh_chaos_{}", Uuid::new_v4().simple());
-    let (admin, connection) = tokio_postgres::connect(&format!("{SERVER}/postgres"), NoTls)
+    let (admin, connection) = tokio_postgres::connect(&format!("{server}/postgres"), NoTls)
         .await
         .expect("PostgreSQL");
     tokio::spawn(connection);
@@ -385,7 +398,7 @@ async fn main() {
         .await
         .unwrap();
 
-    let cluster = Cluster::start(database.clone()).await;
+    let cluster = Cluster::start(postgres, database.clone()).await;
     log(format!(
         "{REPLICAS} replicas up; {jobs} jobs, {WORKERS} workers (logs in {})",
         cluster.logs.display()
@@ -537,7 +550,7 @@ async fn main() {
     }
 
     submitter.await.unwrap();
-    let db = cluster_db(&database).await;
+    let db = cluster_db(&server, &database).await;
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let open: i64 = db
@@ -579,9 +592,9 @@ async fn main() {
     }
 }
 
-async fn cluster_db(database: &str) -> tokio_postgres::Client {
+async fn cluster_db(server: &str, database: &str) -> tokio_postgres::Client {
     // The registry's tables are in its schema.
-    let url = format!("{SERVER}/{database}?options=-c%20search_path%3Dmesh_registry");
+    let url = format!("{server}/{database}?options=-c%20search_path%3Dmesh_registry");
     let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     tokio::spawn(connection);
     client

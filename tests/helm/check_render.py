@@ -8,7 +8,8 @@ values ask for: the workload (a Deployment whose rolling update never drops a re
 StatefulSet whose replicas have DNS names through the headless Service), the env comes from
 values, DATABASE_URL comes from the right Secret, the Services, probes, the preStop drain of this
 replica only, the grace period, PodDisruptionBudget, spread, security contexts, resources, HPA,
-the helm test pod and the NOTES' drain commands.
+the helm test pod, the NetworkPolicy (which ports it opens, to whom) and the NOTES' drain
+commands.
 
 Every upgrade case (tests/helm/reuse/<version>.yaml, an older chart's values.yaml) was rendered
 as `helm upgrade --reuse-values` renders it (<render dir>/reuse-<version>.yaml): with the old
@@ -158,6 +159,25 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         c.eq(env_value("MCP_MESH_ADMIN_PORT"), str(values["admin"]["port"]), "env MCP_MESH_ADMIN_PORT")
     else:
         c.check("MCP_MESH_ADMIN_PORT" not in env, "MCP_MESH_ADMIN_PORT set although admin is disabled")
+    # MCP_MESH_ADMIN_HOST only when admin.host is set; "podIP" from the downward API, with
+    # MCP_MESH_REGISTRY_URL after it (the kubelet expands $(VAR) only from earlier entries) so
+    # that commands run in the container find the admin port off loopback.
+    admin_host = values["admin"].get("host") or ""
+    on_pod_ip = admin_host == "podIP"
+    if not admin_host:
+        c.check("MCP_MESH_ADMIN_HOST" not in env, "MCP_MESH_ADMIN_HOST set although admin.host is not")
+    elif on_pod_ip:
+        c.eq((env.get("MCP_MESH_ADMIN_HOST") or {}).get("valueFrom"), {"fieldRef": {"fieldPath": "status.podIP"}},
+             "env MCP_MESH_ADMIN_HOST (the pod's IP)")
+        c.eq(env_value("MCP_MESH_REGISTRY_URL"), f"http://$(MCP_MESH_ADMIN_HOST):{values['admin']['port']}",
+             "env MCP_MESH_REGISTRY_URL (the admin port on the pod's IP)")
+        if "MCP_MESH_REGISTRY_URL" in env and "MCP_MESH_ADMIN_HOST" in env:
+            c.check(names.index("MCP_MESH_ADMIN_HOST") < names.index("MCP_MESH_REGISTRY_URL"),
+                    "MCP_MESH_REGISTRY_URL comes before MCP_MESH_ADMIN_HOST: $(MCP_MESH_ADMIN_HOST) stays unexpanded")
+    else:
+        c.eq(env_value("MCP_MESH_ADMIN_HOST"), admin_host, "env MCP_MESH_ADMIN_HOST")
+    if not on_pod_ip:
+        c.check("MCP_MESH_REGISTRY_URL" not in env, "MCP_MESH_REGISTRY_URL set although the admin port is on loopback")
     for key, value in values["config"].items():
         if value is not None:
             c.eq(env_value(key), env_string(value), f"env {key} (from config)")
@@ -236,10 +256,13 @@ def check_case(name, values, docs, notes, release, namespace, chart):
     linger = values["drain"].get("lingerSeconds", 5)
     drain_port = values["admin"]["port"] if admin_enabled else values["port"]
     pre_stop = ((ct.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
+    # Loopback reaches the admin port unless it binds the pod's IP; then the command takes the
+    # address from MCP_MESH_REGISTRY_URL (checked above), as the kubelet expands nothing in it.
+    local_flag = [] if on_pod_ip else ["--registry-url", f"http://127.0.0.1:{drain_port}"]
     c.eq(
         pre_stop,
         ["mesh-registry", "registry", "drain", "--timeout", str(request_timeout),
-         "--linger", str(linger), "--registry-url", f"http://127.0.0.1:{drain_port}"],
+         "--linger", str(linger), *local_flag],
         "preStop command",
     )
     c.check(not {"--wait", "--fleet"} & set(pre_stop or []), f"preStop waits for or drains the fleet: {pre_stop}")
@@ -315,6 +338,8 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         c.check(not labels_match(selector, t["metadata"].get("labels") or {}), "the registry's selector picks the helm test pod")
         check_restricted(c, t["spec"], tct[0], "helm test pod")
 
+    check_network_policy(c, values, by_kind.get("NetworkPolicy", []), pod_labels, selector, ports)
+
     # Service account: created or not, never with an API token.
     sas = by_kind.get("ServiceAccount", [])
     c.eq(len(sas), 1 if values["serviceAccount"]["create"] else 0, "ServiceAccounts")
@@ -332,7 +357,11 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         f"helm get values {release} -n {namespace}",
         f"NEVER run `helm uninstall {release}`",
     ]
-    if stateful:
+    # A StatefulSet's replicas are drained by name from another pod, unless their admin port
+    # binds loopback only; then, as a Deployment's, through kubectl exec into each pod.
+    admin_loopback_only = admin_enabled and admin_host == "127.0.0.1"
+    by_name = stateful and not admin_loopback_only
+    if by_name:
         ordinals = ["$i"] if autoscaling else [str(i) for i in range(values["replicaCount"])]
         for n in ordinals:
             url = f"http://{full}-{n}.{headless}.{namespace}.svc:{drain_port}"
@@ -344,22 +373,64 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         else:
             c.check(f"{full}-{values['replicaCount']}." not in notes, "NOTES name a replica past replicaCount")
     else:
-        admin_url = f"http://127.0.0.1:{drain_port}"
+        flag = "".join(" " + f for f in local_flag)
         needles += [
             f"kubernetes.io/service-name={headless}",
-            f"mesh-registry registry drain --registry-url {admin_url}\n",
-            f"mesh-registry registry drain --wait --wait-timeout 600 --registry-url {admin_url}\n",
-            f"mesh-registry registry resume --registry-url {admin_url}\n",
+            f"mesh-registry registry drain{flag}\n",
+            f"mesh-registry registry drain --wait --wait-timeout 600{flag}\n",
+            f"mesh-registry registry resume{flag}\n",
             "for p in $PODS; do",
         ]
+        c.check(f"{full}-0.{headless}" not in notes, "NOTES drain replicas by name although no other pod reaches them")
+        c.eq(f"replica <a.b.c.d> is also http://<a-b-c-d>.{headless}.{namespace}.svc:{drain_port}" in notes,
+             not admin_loopback_only,
+             "NOTES offer the replica's address exactly when other pods reach its admin port")
     for needle in needles:
         c.check(needle in notes, f"NOTES lack {needle!r}")
+    policy = values["networkPolicy"]
+    if policy["enabled"]:
+        c.check(f"NetworkPolicy {full} admits only:\n  port {values['port']} (API) from " in notes,
+                "NOTES do not describe the NetworkPolicy")
+        c.eq("THE NETWORKPOLICY\nCANNOT KEEP IT APART" in notes, not admin_enabled,
+             "NOTES warn that the policy cannot keep /admin/* apart exactly when admin is disabled")
+        if by_name:
+            where = "admitted by networkPolicy.adminFrom" if policy["adminFrom"] else f"in namespace {namespace}"
+            c.check(f"run these from any pod {where}" in notes, f"NOTES do not say the drain runs from a pod {where}")
+    else:
+        c.check("NetworkPolicy" not in notes, "NOTES mention a NetworkPolicy that is not rendered")
     old_wait = values["drain"].get("waitTimeoutSeconds")
     c.eq(f"drain.waitTimeoutSeconds ({old_wait}, from chart 0.1.0) is no longer used" in notes, bool(old_wait),
          "NOTES say drain.waitTimeoutSeconds is no longer used exactly when it is set")
 
     c.kinds = sorted(f"{k}" for k in by_kind)
     return c
+
+
+def check_network_policy(c, values, policies, pod_labels, selector, container_ports):
+    """Opt-in: the registry pods admit the public port from publicFrom (everyone when empty) and
+    the admin port from adminFrom and each other (the release's namespace when empty), ingress
+    only, nothing else."""
+    policy = values["networkPolicy"]
+    if not c.eq(len(policies), 1 if policy["enabled"] else 0, "NetworkPolicies") or not policies:
+        return
+    spec = policies[0]["spec"]
+    c.check(labels_match(spec.get("podSelector", {}).get("matchLabels"), pod_labels),
+            "the NetworkPolicy's podSelector does not select the registry pods")
+    c.eq(spec.get("policyTypes"), ["Ingress"], "NetworkPolicy policyTypes (egress stays open)")
+    c.check("egress" not in spec, "NetworkPolicy restricts egress")
+    want = [{"ports": [{"port": values["port"], "protocol": "TCP"}],
+             **({"from": policy["publicFrom"]} if policy["publicFrom"] else {})}]
+    if values["admin"]["enabled"]:
+        # An empty podSelector without a namespaceSelector: every pod of the policy's namespace.
+        # Given peers, the registry's own pods join them, so that a drain run through one replica
+        # (the NOTES) reaches the others.
+        peers = policy["adminFrom"] + [{"podSelector": {"matchLabels": selector}}] if policy["adminFrom"] else [{"podSelector": {}}]
+        want.append({"ports": [{"port": values["admin"]["port"], "protocol": "TCP"}], "from": peers})
+    c.eq(spec.get("ingress"), want, "NetworkPolicy ingress rules")
+    # Every port the container serves is covered by exactly one rule.
+    opened = [p["port"] for rule in spec.get("ingress") or [] for p in rule.get("ports") or []]
+    c.eq(sorted(opened), sorted(p["containerPort"] for p in container_ports.values()),
+         "NetworkPolicy ports against the container's ports")
 
 
 def check_restricted(c, pod_spec, container, what):

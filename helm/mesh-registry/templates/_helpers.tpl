@@ -103,9 +103,38 @@ app.kubernetes.io/part-of: mcp-mesh
 {{- add (include "mesh-registry.drainRequestTimeout" . | int64) (include "mesh-registry.drainLinger" . | int64) (include "mesh-registry.shutdownTimeout" . | int64) (include "mesh-registry.graceMargin" . | int64) }}
 {{- end }}
 
-{{/* /admin/* of the replica a command runs in (preStop, kubectl exec). */}}
+{{/* admin.host: "" (the registry's own default, 0.0.0.0) for releases installed before the
+     value existed. */}}
+{{- define "mesh-registry.adminHost" -}}
+{{- .Values.admin.host | default "" }}
+{{- end }}
+
+{{/* "true" when the admin port binds the pod's IP, so that 127.0.0.1 does not reach it. */}}
+{{- define "mesh-registry.adminOnPodIP" -}}
+{{- if and .Values.admin.enabled (eq (include "mesh-registry.adminHost" .) "podIP") }}true{{ end }}
+{{- end }}
+
+{{/* "true" when other pods can reach a replica's /admin/* (it does not bind loopback only). */}}
+{{- define "mesh-registry.adminReachableFromPods" -}}
+{{- if not (and .Values.admin.enabled (eq (include "mesh-registry.adminHost" .) "127.0.0.1")) }}true{{ end }}
+{{- end }}
+
+{{/* /admin/* of the replica a command runs in (preStop, kubectl exec) over loopback. */}}
 {{- define "mesh-registry.localAdminUrl" -}}
 {{- printf "http://127.0.0.1:%s" (include "mesh-registry.adminPort" .) }}
+{{- end }}
+
+{{/* What a `registry` command run in the replica's own container needs to find its /admin/*:
+     --registry-url on loopback, or nothing when the admin port binds the pod's IP (the
+     container's MCP_MESH_REGISTRY_URL then names it; exec'd commands inherit the environment,
+     while the kubelet expands no $(VAR) in an exec command). Starts with a space when not empty. */}}
+{{- define "mesh-registry.localAdminFlag" -}}
+{{- if not (include "mesh-registry.adminOnPodIP" .) }} --registry-url {{ include "mesh-registry.localAdminUrl" . }}{{ end }}
+{{- end }}
+
+{{/* The NetworkPolicy's settings; releases installed before it existed have none. */}}
+{{- define "mesh-registry.networkPolicyEnabled" -}}
+{{- if (.Values.networkPolicy | default dict).enabled }}true{{ end }}
 {{- end }}
 
 {{/* "true" when more than one replica can run at once. */}}

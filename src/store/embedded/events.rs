@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::jobs::job_state;
 use super::{encode, json, now_micros, time_of, EmbeddedStore};
+use crate::store::model::event_weight;
 use crate::store::{EventFilter, EventStore, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson, Timestamp};
 
@@ -16,6 +17,7 @@ impl EventStore for EmbeddedStore {
         &self,
         job_id: Uuid,
         filter: &EventFilter,
+        max_bytes: i64,
     ) -> Result<Option<Vec<JobEvent>>, StoreError> {
         let after = filter.after;
         let types = filter.types.as_ref().map(encode).transpose()?;
@@ -33,7 +35,17 @@ impl EventStore for EmbeddedStore {
                 named_params! {":job_id": id, ":after": after, ":types": types, ":limit": limit},
                 |row| Ok(event_from_row(job_id, row)),
             )?;
-            let events = rows.map(|row| row?).collect::<Result<_, _>>()?;
+            // Rows are read one at a time: the page stops reading at the budget.
+            let mut events = Vec::new();
+            let mut weight = 0;
+            for row in rows {
+                if weight >= max_bytes {
+                    break;
+                }
+                let event = row??;
+                weight += event_weight(&event);
+                events.push(event);
+            }
             Ok(Some(events))
         })
         .await

@@ -13,6 +13,8 @@ use uuid::Uuid;
 use super::EmbeddedStore;
 use super::{decode, encode, json, micros, now_micros, time_of, timestamp, uuid};
 use crate::domain::jobs::{merge_recv_cursor, poll_lease, JobState, TakenBack};
+use crate::store::model::job_weight;
+use crate::store::JobPage;
 use crate::store::{
     CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
     JobListQuery, JobStore, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
@@ -65,7 +67,7 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
-    async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError> {
+    async fn list_jobs(&self, query: &JobListQuery, max_bytes: i64) -> Result<JobPage, StoreError> {
         let statuses = query.statuses.as_ref().map(encode).transpose()?;
         let owner = query.owner_instance_id.clone();
         let capability = query.capability.clone();
@@ -89,7 +91,18 @@ impl JobStore for EmbeddedStore {
                 },
                 |row| Ok(job_from_row(row)),
             )?;
-            rows.map(|row| row?).collect()
+            // Rows are read one at a time: the page stops reading at the budget.
+            let mut jobs = Vec::new();
+            let mut weight = 0;
+            for row in rows {
+                if weight >= max_bytes {
+                    return Ok(JobPage { jobs, cut: true });
+                }
+                let job = row??;
+                weight += job_weight(&job);
+                jobs.push(job);
+            }
+            Ok(JobPage { jobs, cut: false })
         })
         .await
     }

@@ -279,6 +279,10 @@ fn serve(mut connection: Connection, mut queue: mpsc::Receiver<Work>, lock: File
     // Calls that arrive from now on are refused (their senders see a closed queue).
     queue.close();
     drop(connection);
+    // Unlock explicitly rather than by closing: a child process forked elsewhere in this process
+    // (its fork-to-exec window) holds a copy of the descriptor, and a lock on a shared
+    // descriptor outlives our close, so a restart in this process could find the file locked.
+    let _ = lock.unlock();
     drop(lock);
     if let Some(done) = closed {
         let _ = done.send(());

@@ -17,6 +17,7 @@ impl EventStore for PgStore {
         &self,
         job_id: Uuid,
         filter: &EventFilter,
+        max_bytes: i64,
     ) -> Result<Option<Vec<JobEvent>>, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
@@ -25,7 +26,13 @@ impl EventStore for PgStore {
         let rows = conn
             .query(
                 &statement,
-                &[&job_id, &filter.after, &filter.types, &filter.limit],
+                &[
+                    &job_id,
+                    &filter.after,
+                    &filter.types,
+                    &filter.limit,
+                    &max_bytes,
+                ],
             )
             .await?;
         if rows.is_empty() {

@@ -16,7 +16,7 @@ use super::{column, PgStore, DEFAULT_LEASE_SECONDS};
 use crate::domain::jobs::{poll_lease, JobState, TakenBack};
 use crate::store::{
     CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
-    JobListQuery, JobStore, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
+    JobListQuery, JobPage, JobStore, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
 };
 use crate::wire::{ClaimedJob, Job, JobStatus, RawJson, RecvCursor, RejectReason, Timestamp};
 
@@ -40,7 +40,7 @@ impl JobStore for PgStore {
     }
 
     /// Newest first, `(submitted_at, job_id)` descending; at most `query.limit` rows.
-    async fn list_jobs(&self, query: &JobListQuery) -> Result<Vec<Job>, StoreError> {
+    async fn list_jobs(&self, query: &JobListQuery, max_bytes: i64) -> Result<JobPage, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
             .prepare_cached(include_str!("sql/list_jobs.sql"))
@@ -56,10 +56,18 @@ impl JobStore for PgStore {
                     &query.after.map(|(t, _)| t.0),
                     &query.after.map(|(_, id)| id),
                     &query.limit,
+                    &max_bytes,
                 ],
             )
             .await?;
-        rows.iter().map(job_from_row).collect()
+        let page_rows = match rows.first() {
+            Some(row) => column::<i64>(row, "page_rows")?,
+            None => 0,
+        };
+        Ok(JobPage {
+            cut: (rows.len() as i64) < page_rows,
+            jobs: rows.iter().map(job_from_row).collect::<Result<_, _>>()?,
+        })
     }
 
     /// Claim (docs/state-machine.md#claim), grouped: the FIFO-oldest claimable jobs of the
