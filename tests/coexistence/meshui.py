@@ -263,7 +263,7 @@ def on_the_embedded_file(binary, meshui):
 
 
 def main():
-    binary, meshui = sys.argv[1], sys.argv[2]
+    binary, meshui = os.path.abspath(sys.argv[1]), sys.argv[2]
     on_postgres(binary, meshui)
     on_the_embedded_file(binary, meshui)
     log("passed")
