@@ -128,7 +128,8 @@ def container_env(chart, pod_name):
 
 def reads_env(binary):
     """The environment variables `mesh-registry serve` reads (its --help names them), and RUST_LOG."""
-    help_text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, check=True,
+                               pass_fds=BINARY_FDS).stdout
     return set(re.findall(r"\[env: ([A-Z0-9_]+)", help_text)) | {"RUST_LOG"}
 
 
@@ -280,7 +281,7 @@ def run_pod(name, chart, binary, database):
     # No command or args in the chart: the image's ENTRYPOINT and CMD, `mesh-registry serve`.
     assert "command" not in container and "args" not in container
     process = subprocess.Popen([binary, "serve"], env=env, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               preexec_fn=as_pod_user(security))
+                               preexec_fn=as_pod_user(security), pass_fds=BINARY_FDS)
     output = []  # kept in memory: /tmp must hold only what the registry writes
     threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
     try:
@@ -360,10 +361,20 @@ def psql(statement):
                    check=True, capture_output=True)
 
 
+# The binary, kept open across the sandbox: the checkout may live under /tmp, which the sandbox
+# replaces with an empty tmpfs (CI clones anywhere), so it is run as /proc/self/fd/<fd>.
+BINARY_FDS = ()
+
+
 def inside(binary, databases):
+    global BINARY_FDS
+    facts = json.loads(FACTS.read_text())  # before the sandbox hides the checkout
+    fd = os.open(binary, os.O_RDONLY)
+    os.set_inheritable(fd, True)
+    BINARY_FDS = (fd,)
+    binary = f"/proc/self/fd/{fd}"
     sandbox()
     relay_database()
-    facts = json.loads(FACTS.read_text())
     for name, chart in facts["charts"].items():
         run_pod(name, chart, binary, databases[name])
     return 0
