@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 
 use crate::cli::MigrateCommand;
-use crate::store::{Backend, DbSchema, ImportOutcome, ImportReport, SchemaReport, Store};
+use crate::store::{
+    Backend, DbSchema, ImportOutcome, ImportReport, SchemaReport, Store, StoreError,
+};
 
 pub fn run(command: MigrateCommand, database_url: Option<&str>, schema: &DbSchema) -> ExitCode {
     // No URL: the same file as `serve` picks in the working directory.
@@ -67,9 +69,13 @@ async fn execute(
             println!("Nothing was dropped. Data in those columns and tables is lost for good once dropped.");
         }
         MigrateCommand::ImportReference { force } => {
-            // Our tables brought up to date first, as `serve` would.
-            store.prepare_schema().await.map_err(fail)?;
-            let outcome = store.import_reference(force).await.map_err(fail)?;
+            let outcome = store
+                .import_reference(force)
+                .await
+                .map_err(|error| match error {
+                    StoreError::Unsupported(why) => why.to_owned(),
+                    error => fail(error),
+                })?;
             return report_import(&store, schema, outcome);
         }
         MigrateCommand::Prune { yes: true } => {

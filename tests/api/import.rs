@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{connect, postgres_only, start_app, Backend, TestDatabase};
+use crate::helpers::{connect, embedded_only, postgres_only, start_app, Backend, TestDatabase};
 use crate::namespace::{dump_public, run_the_reference, working_directory};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
@@ -169,6 +169,18 @@ async fn without_the_go_registrys_tables_there_is_nothing_to_import(backend: Bac
     let stderr = text(&output.stderr);
     assert!(
         stderr.contains("no tables of the Go registry (jobs, job_events in schema public)"),
+        "{stderr}"
+    );
+}
+
+embedded_only!(the_embedded_store_says_it_does_not_import_yet);
+async fn the_embedded_store_says_it_does_not_import_yet(backend: Backend) {
+    let database = TestDatabase::create(backend).await;
+    let output = import(&database.url(), false);
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("reads the Go registry's tables on PostgreSQL only"),
         "{stderr}"
     );
 }

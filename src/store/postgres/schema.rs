@@ -55,8 +55,10 @@ impl SchemaStore for PgStore {
     /// this binary does not know (so a later upgrade applies them again), in one transaction
     /// under the migration lock. Returns what was dropped. It looks at our schema only, and
     /// names it in every statement: another application's tables are never candidates.
-    /// `migrate import-reference`: see `import.rs`.
+    /// `migrate import-reference` (see `import.rs`), into our tables brought up to date first,
+    /// as `serve` would.
     async fn import_reference(&self, force: bool) -> Result<ImportOutcome, StoreError> {
+        self.prepare_schema().await?;
         self.import_reference_tables(force).await
     }
 
