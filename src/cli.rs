@@ -146,6 +146,15 @@ pub enum MigrateCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Copy the Go registry's jobs and their events (its tables in schema public of the same
+    /// PostgreSQL database) into mesh-registry's, to switch a mesh over; its tables are only
+    /// read, and jobs already imported are skipped
+    ImportReference {
+        /// Import even though the Go registry still holds live claims (drain it first:
+        /// `meshctl registry drain --wait`)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

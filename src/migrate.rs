@@ -1,10 +1,13 @@
-//! `mesh-registry migrate status|up|prune`: the operator's view of schema reconciliation.
-//! `prune --yes` is the only path that drops anything.
+//! `mesh-registry migrate status|up|prune|import-reference`: the operator's view of schema
+//! reconciliation, and the switch from the Go registry. `prune --yes` is the only path that
+//! drops anything.
 
 use std::process::ExitCode;
 
 use crate::cli::MigrateCommand;
-use crate::store::{Backend, DbSchema, SchemaReport, Store};
+use crate::store::{
+    Backend, DbSchema, ImportOutcome, ImportReport, SchemaReport, Store, StoreError,
+};
 
 pub fn run(command: MigrateCommand, database_url: Option<&str>, schema: &DbSchema) -> ExitCode {
     // No URL: the same file as `serve` picks in the working directory.
@@ -65,6 +68,16 @@ async fn execute(
             }
             println!("Nothing was dropped. Data in those columns and tables is lost for good once dropped.");
         }
+        MigrateCommand::ImportReference { force } => {
+            let outcome = store
+                .import_reference(force)
+                .await
+                .map_err(|error| match error {
+                    StoreError::Unsupported(why) => why.to_owned(),
+                    error => fail(error),
+                })?;
+            return report_import(&store, schema, outcome);
+        }
         MigrateCommand::Prune { yes: true } => {
             let dropped = store.prune().await.map_err(fail)?;
             if dropped.is_empty() {
@@ -76,6 +89,61 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+fn report_import(store: &Store, schema: &DbSchema, outcome: ImportOutcome) -> Result<(), String> {
+    match outcome {
+        ImportOutcome::NoReference => Err(format!(
+            "no tables of the Go registry (jobs, job_events in schema public) in {}",
+            store.target()
+        )),
+        ImportOutcome::LiveClaims(claims) => {
+            let listed: Vec<String> = claims
+                .iter()
+                .map(|c| {
+                    format!(
+                        "  {} owned by {} until {}",
+                        c.job_id, c.owner_instance_id, c.lease_expires_at
+                    )
+                })
+                .collect();
+            Err(format!(
+                "the Go registry still holds {} live claim(s); drain it first \
+                 (`meshctl registry drain --wait`), stop it, then import again (or pass --force \
+                 to carry the claims over: their owners' writes to the Go registry after now \
+                 are lost):\n{}",
+                claims.len(),
+                listed.join("\n")
+            ))
+        }
+        ImportOutcome::Imported(report) => {
+            print_import(store.target(), schema, &report);
+            Ok(())
+        }
+    }
+}
+
+fn print_import(target: &str, schema: &DbSchema, report: &ImportReport) {
+    let by_status: Vec<String> = report
+        .jobs_by_status
+        .iter()
+        .map(|(status, count)| format!("{count} {status}"))
+        .collect();
+    let skipped = report.reference_jobs - report.jobs();
+    println!("Imported from the Go registry (schema public) into {target}, schema {schema}:");
+    match by_status.is_empty() {
+        true => println!("  jobs:   0"),
+        false => println!("  jobs:   {} ({})", report.jobs(), by_status.join(", ")),
+    }
+    println!("  events: {}", report.events);
+    println!("  already imported, skipped: {skipped} job(s)");
+    for claim in &report.forced_claims {
+        println!(
+            "  live claim carried over (--force): {} owned by {} until {}",
+            claim.job_id, claim.owner_instance_id, claim.lease_expires_at
+        );
+    }
+    println!("The Go registry's tables were only read; they are unchanged.");
 }
 
 fn print_status(target: &str, report: &SchemaReport) {

@@ -319,6 +319,46 @@ pub trait SchemaStore {
     async fn schema_report(&self) -> Result<SchemaReport, StoreError>;
     /// Drops everything the model does not know; returns what was dropped.
     async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError>;
+    /// Copies the Go registry's jobs and events into ours (docs/operations.md#switching-from-the-go-registry),
+    /// never writing its tables; with `force`, also while it still holds live claims.
+    async fn import_reference(&self, force: bool) -> Result<ImportOutcome, StoreError>;
+}
+
+/// A claim the Go registry still holds: an owner under a lease that has not lapsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceClaim {
+    pub job_id: String,
+    pub owner_instance_id: String,
+    /// As PostgreSQL prints it.
+    pub lease_expires_at: String,
+}
+
+/// What `migrate import-reference` found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImportOutcome {
+    /// The database holds no tables of the Go registry to import from.
+    NoReference,
+    /// Refused: the Go registry still holds these claims (drain it first, or force).
+    LiveClaims(Vec<ReferenceClaim>),
+    Imported(ImportReport),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportReport {
+    /// Jobs in the Go registry's table; those not imported now were already ours.
+    pub reference_jobs: i64,
+    /// Jobs copied by this run, per status.
+    pub jobs_by_status: std::collections::BTreeMap<String, i64>,
+    /// Events copied by this run (those of the jobs it copied).
+    pub events: i64,
+    /// Live claims carried over because the import was forced (empty otherwise).
+    pub forced_claims: Vec<ReferenceClaim>,
+}
+
+impl ImportReport {
+    pub fn jobs(&self) -> i64 {
+        self.jobs_by_status.values().sum()
+    }
 }
 
 /// A backend: every concern of the store, plus what it is.

@@ -9,6 +9,7 @@ mod embedded;
 mod events;
 mod helpers;
 mod hostile;
+mod import;
 mod jobs;
 mod leases;
 mod lifecycle;

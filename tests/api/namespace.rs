@@ -187,7 +187,7 @@ async fn history(db: &Client, schema: &str) -> Vec<(i32, String, String)> {
     .collect()
 }
 
-fn working_directory() -> PathBuf {
+pub(crate) fn working_directory() -> PathBuf {
     let directory = std::env::temp_dir().join(format!(
         "mesh-registry-namespace-{}",
         uuid::Uuid::new_v4().simple()
@@ -321,7 +321,7 @@ fn reference_binaries() -> PathBuf {
 
 /// Runs the Go registry in `directory` (on `database_url`, or its default file there), lets
 /// it create its tables and submits one job through it, then stops it with SIGTERM.
-async fn run_the_reference(directory: &Path, database_url: Option<&str>) {
+pub(crate) async fn run_the_reference(directory: &Path, database_url: Option<&str>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -365,7 +365,7 @@ async fn run_the_reference(directory: &Path, database_url: Option<&str>) {
 }
 
 /// `pg_dump` of schema `public`, without the random key newer versions print in it.
-fn dump_public(database_url: &str) -> String {
+pub(crate) fn dump_public(database_url: &str) -> String {
     let output = Command::new("pg_dump")
         .args(["--schema=public", "--dbname", database_url])
         .output()

@@ -11,7 +11,7 @@ use super::EmbeddedStore;
 use crate::store::schema::{
     applied_migrations, known_migrations, reconciling, LiveSchema, HISTORY_TABLE,
 };
-use crate::store::{Backend, SchemaPiece, SchemaReport, SchemaStore, StoreError};
+use crate::store::{Backend, ImportOutcome, SchemaPiece, SchemaReport, SchemaStore, StoreError};
 
 mod compiled {
     refinery::embed_migrations!("migrations/embedded");
@@ -42,6 +42,14 @@ impl SchemaStore for EmbeddedStore {
 
     async fn schema_report(&self) -> Result<SchemaReport, StoreError> {
         self.run_alone(|db| inspect(db)).await
+    }
+
+    /// Not yet on the embedded store: the Go registry's SQLite file is not read.
+    async fn import_reference(&self, _force: bool) -> Result<ImportOutcome, StoreError> {
+        Err(StoreError::Unsupported(
+            "migrate import-reference reads the Go registry's tables on PostgreSQL only; its \
+             SQLite file is not imported yet",
+        ))
     }
 
     async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError> {

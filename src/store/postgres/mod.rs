@@ -8,6 +8,7 @@ mod admin;
 mod agents;
 mod batch;
 mod events;
+mod import;
 mod jobs;
 mod namespace;
 mod notify;

@@ -13,7 +13,7 @@ use super::PgStore;
 use crate::store::schema::{
     applied_migrations, known_migrations, reconciling, LiveSchema, HISTORY_TABLE,
 };
-use crate::store::{Backend, SchemaPiece, SchemaReport, SchemaStore, StoreError};
+use crate::store::{Backend, ImportOutcome, SchemaPiece, SchemaReport, SchemaStore, StoreError};
 
 mod compiled {
     refinery::embed_migrations!("migrations/postgres");
@@ -55,6 +55,13 @@ impl SchemaStore for PgStore {
     /// this binary does not know (so a later upgrade applies them again), in one transaction
     /// under the migration lock. Returns what was dropped. It looks at our schema only, and
     /// names it in every statement: another application's tables are never candidates.
+    /// `migrate import-reference` (see `import.rs`), into our tables brought up to date first,
+    /// as `serve` would.
+    async fn import_reference(&self, force: bool) -> Result<ImportOutcome, StoreError> {
+        self.prepare_schema().await?;
+        self.import_reference_tables(force).await
+    }
+
     async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError> {
         let mut client = self.dedicated().await?;
         client
