@@ -958,6 +958,7 @@ mod tests {
         assert_eq!(answer.providers["empty"].name, "gpt_chat");
     }
 
+    /// (Long because it is one mesh and the listing rows it must give, written out whole.)
     #[test]
     fn listing_rows_follow_the_entries_available_first() {
         let mesh = tools();
