@@ -14,8 +14,8 @@ use mesh_registry::store::Store;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    connect, on_both_backends, postgres_only, spawn_app, start_app, within, Backend, TestApp,
-    TestDatabase,
+    connect, on_both_backends, postgres_only, spawn_app, start_app, within, Backend, KilledOnDrop,
+    TestApp, TestDatabase,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
@@ -336,7 +336,7 @@ async fn replicas_starting_together_migrate_once(backend: Backend) {
         ports.push(port);
     }
     for port in &ports {
-        replicas.push(
+        replicas.push(KilledOnDrop(
             Command::new(BINARY)
                 .args([
                     "--host",
@@ -350,7 +350,7 @@ async fn replicas_starting_together_migrate_once(backend: Backend) {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap(),
-        );
+        ));
     }
     let http = reqwest::Client::new();
     within(
@@ -371,7 +371,7 @@ async fn replicas_starting_together_migrate_once(backend: Backend) {
         },
     )
     .await;
-    for replica in &mut replicas {
+    for KilledOnDrop(replica) in &mut replicas {
         assert!(
             replica.try_wait().unwrap().is_none(),
             "every replica is still running"
@@ -386,10 +386,6 @@ async fn replicas_starting_together_migrate_once(backend: Backend) {
         .map(|row| (row.get(0), row.get(1)))
         .collect();
     assert_eq!(rows, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
-    for mut replica in replicas {
-        let _ = replica.kill();
-        let _ = replica.wait();
-    }
 }
 
 on_both_backends!(bodies_from_a_newer_sdk_are_accepted_on_every_endpoint);

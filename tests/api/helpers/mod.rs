@@ -29,7 +29,7 @@ pub use app::{assert_error, now, spawn_app, spawn_app_with, start_app, TestApp};
 pub use database::{connect, database_url, TestDatabase};
 pub use fixture::Set;
 pub use mesh_registry::store::Backend;
-pub use process::RegistryProcess;
+pub use process::{KilledOnDrop, RegistryProcess};
 pub use wait::{parked, stays_for, within, Parked};
 
 /// Runs each named test once per backend, as `<name>::postgres` and `<name>::embedded`:

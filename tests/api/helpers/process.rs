@@ -93,3 +93,14 @@ impl Drop for RegistryProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A child process that is killed when this goes away, so a failing test leaves no process
+/// behind.
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
