@@ -42,7 +42,7 @@ pub fn valid_http_host(host: &str) -> bool {
 }
 
 /// The IP address a host names literally (`10.0.0.7`, `::1`, `[::1]`).
-pub fn ip_literal(host: &str) -> Option<std::net::IpAddr> {
+fn ip_literal(host: &str) -> Option<std::net::IpAddr> {
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))

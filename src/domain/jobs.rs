@@ -56,16 +56,11 @@ impl PollLease {
     }
 }
 
-/// A job may be claimed again while `attempt_count <= max_retries`; past that its retry budget
-/// is spent, and the paths that take it from its owner fail it instead of requeueing it. (In SQL
-/// the same comparison is spelled `attempt_count > max_retries`; see `tests/api/rules.rs`.)
-pub fn retries_exhausted(attempt_count: i64, max_retries: i64) -> bool {
-    attempt_count > max_retries
-}
-
 /// The paths that take a live job from its owner. Each puts the job back in the queue, unowned,
 /// or fails it with its own error when its retry budget is spent (epoch, attempts and cursor are
-/// kept).
+/// kept). The budget is spent once `attempt_count > max_retries` (a job may be claimed while
+/// `attempt_count <= max_retries`): the statements spell that comparison, since the claim's
+/// partial index needs it literally, and `tests/api/rules.rs` checks they spell it one way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TakenBack {
     /// The lease passed without a renewal.
@@ -203,14 +198,6 @@ mod tests {
         // Neither: the plain window.
         let lease = poll_lease(Some(30), None, submitted, None);
         assert_eq!(lease.at(now), now + Duration::from_secs(30));
-    }
-
-    #[test]
-    fn the_retry_budget_counts_retries_beyond_the_first_attempt() {
-        assert!(!retries_exhausted(1, 1));
-        assert!(retries_exhausted(2, 1));
-        assert!(retries_exhausted(1, 0));
-        assert!(!retries_exhausted(0, 0));
     }
 
     #[test]

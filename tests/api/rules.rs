@@ -127,7 +127,7 @@ fn status_lists_in_sql_are_the_live_or_the_terminal_statuses() {
 
 #[test]
 fn the_retry_budget_is_spelled_one_way_in_sql() {
-    // domain::jobs::retries_exhausted: exhausted iff attempt_count > max_retries.
+    // The retry budget (domain::jobs::TakenBack): exhausted iff attempt_count > max_retries.
     for (path, text) in statements() {
         let code = code(&text);
         for (at, _) in code.match_indices("attempt_count ") {
