@@ -233,6 +233,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_long_polls: u32,
 
+    /// Most event long-polls one client address may hold parked, so that one client cannot take
+    /// every slot [default: a quarter of --max-long-polls]. Behind a proxy that hides client
+    /// addresses every client shares one address: raise it to --max-long-polls there
+    #[arg(long, env = "MCP_MESH_MAX_LONG_POLLS_PER_CLIENT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_long_polls_per_client: Option<u32>,
+
     /// Pause between a cancel's synthetic event and its answer, in ms (0 disables, max 10000;
     /// an invalid value means the default, 200)
     #[arg(
