@@ -129,7 +129,7 @@ pub enum RegistryCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum MigrateCommand {
     /// Applied versus known migrations, and how the live schema differs from this binary's
     Status,
@@ -146,14 +146,19 @@ pub enum MigrateCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Copy the Go registry's jobs and their events (its tables in schema public of the same
-    /// PostgreSQL database) into mesh-registry's, to switch a mesh over; its tables are only
-    /// read, and jobs already imported are skipped
+    /// Copy the Go registry's jobs and their events into mesh-registry's, to switch a mesh
+    /// over: on PostgreSQL from its tables in schema public of the same database, on the
+    /// embedded store from its SQLite file; they are only read, and jobs already imported are
+    /// skipped
     ImportReference {
         /// Import even though the Go registry still holds live claims (drain it first:
         /// `meshctl registry drain --wait`)
         #[arg(long)]
         force: bool,
+        /// Embedded store only: the Go registry's SQLite file [default: mcp_mesh_registry.db,
+        /// its default, in the working directory]
+        #[arg(long, value_name = "FILE")]
+        from: Option<std::path::PathBuf>,
     },
 }
 

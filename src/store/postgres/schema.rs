@@ -5,6 +5,7 @@
 //! dropped. Dropping what the binary does not know is the explicit `migrate prune`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls};
@@ -57,7 +58,17 @@ impl SchemaStore for PgStore {
     /// names it in every statement: another application's tables are never candidates.
     /// `migrate import-reference` (see `import.rs`), into our tables brought up to date first,
     /// as `serve` would.
-    async fn import_reference(&self, force: bool) -> Result<ImportOutcome, StoreError> {
+    async fn import_reference(
+        &self,
+        force: bool,
+        reference_file: Option<PathBuf>,
+    ) -> Result<ImportOutcome, StoreError> {
+        if reference_file.is_some() {
+            return Err(StoreError::Unsupported(
+                "--from names the Go registry's SQLite file; on PostgreSQL its tables are read \
+                 from the same database (schema public)",
+            ));
+        }
         self.prepare_schema().await?;
         self.import_reference_tables(force).await
     }
