@@ -214,4 +214,7 @@ fn print_status(target: &str, report: &SchemaReport) {
     for piece in &report.unknown {
         println!("  not used by this binary: {piece}");
     }
+    for note in &report.notes {
+        println!("Note: {note}");
+    }
 }

@@ -209,6 +209,19 @@ async fn an_earlier_layout_in_public_moves_once_with_its_data(backend: Backend) 
         let url = database.url();
         let env = [("DATABASE_URL", url.as_str())];
 
+        // `migrate status` says what the next start will do, and does nothing itself.
+        let status = Command::new(BINARY)
+            .args(["migrate", "status", "--database-url", &url])
+            .output()
+            .expect("run migrate status");
+        let printed = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            printed.contains("Note: schema public holds the tables of an earlier mesh-registry")
+                && printed.contains("the next start moves them into schema mesh_registry"),
+            "{printed}"
+        );
+        assert_eq!(history(&db, "public").await, earlier_history);
+
         let registry = RegistryProcess::start(&directory, &env);
         let moved = registry.logged("moved the tables of an earlier mesh-registry");
         assert_eq!(moved.len(), 1, "{:#?}", registry.startup_log);
