@@ -5,9 +5,11 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::web::Data;
 use actix_web::{App, HttpServer};
 use mesh_registry_actors::{
@@ -18,6 +20,7 @@ use mesh_registry_actors::{
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, BodyLimit};
+use crate::metrics::{MeteredDirectory, Metrics};
 use crate::service::{Actors, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry;
@@ -64,7 +67,8 @@ impl Application {
             None => None,
             Some(port) => Some(bind(&config.admin_host, port)?),
         };
-        let (actors, drain_gate) = start_actors(&store, config);
+        let metrics = Metrics::new(config.metrics.clone());
+        let (actors, drain_gate) = start_actors(&store, config, &metrics);
         let registry = Data::new(Registry::new(
             store.clone(),
             actors.clone(),
@@ -74,13 +78,20 @@ impl Application {
                 job_stale_timeout: config.job_stale_timeout,
                 max_page_bytes: config.max_page_bytes as i64,
             },
+            metrics.clone(),
         )?);
+        let metrics = Data::from(metrics);
         let port = public_listener.1;
-        let mut servers = vec![public_server(config, public_listener.0, registry.clone())?];
+        let mut servers = vec![public_server(
+            config,
+            public_listener.0,
+            registry.clone(),
+            metrics.clone(),
+        )?];
         let admin_port = match admin_listener {
             None => None,
             Some((listener, bound)) => {
-                servers.push(admin_server(config, listener, registry)?);
+                servers.push(admin_server(config, listener, registry, metrics)?);
                 Some(bound)
             }
         };
@@ -178,7 +189,7 @@ async fn open_store(config: &Config) -> Result<Store, StartupError> {
 
 /// Starts this replica's actors on the current arbiter, wired to the store and to what other
 /// replicas announce; returns them and the drain gate the supervisor owns.
-fn start_actors(store: &Store, config: &Config) -> (Actors, DrainGate) {
+fn start_actors(store: &Store, config: &Config, metrics: &Arc<Metrics>) -> (Actors, DrainGate) {
     let event_hub = EventHub::new(config.max_long_polls).start();
     let agent_tracker = AgentTracker::new(
         Rc::new(store.clone()),
@@ -190,7 +201,10 @@ fn start_actors(store: &Store, config: &Config) -> (Actors, DrainGate) {
     )
     .start();
     let (supervisor, drain_gate) = Supervisor::new(
-        Rc::new(store.clone()),
+        Rc::new(MeteredDirectory {
+            store: store.clone(),
+            metrics: metrics.clone(),
+        }),
         SupervisorSettings {
             sweep_every: config.sweep_interval,
             startup_grace: config.startup_grace,
@@ -230,17 +244,24 @@ fn public_server(
     config: &Config,
     listener: TcpListener,
     registry: Data<Registry>,
+    metrics: Data<Metrics>,
 ) -> Result<Server, StartupError> {
     let body_limit = BodyLimit(config.max_body_bytes);
     let admin_separate = config.admin_port.is_some();
+    let measured = metrics.enabled();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(measured, from_fn(http::measure)))
             .app_data(registry.clone())
+            .app_data(metrics.clone())
             .app_data(body_limit)
             .configure(http::routes)
             .configure(|cfg| {
                 if !admin_separate {
                     http::admin_routes(cfg);
+                    if measured {
+                        http::metrics_route(cfg);
+                    }
                 }
             })
             .configure(http::fallback_route)
@@ -267,11 +288,20 @@ fn admin_server(
     config: &Config,
     listener: TcpListener,
     registry: Data<Registry>,
+    metrics: Data<Metrics>,
 ) -> Result<Server, StartupError> {
+    let measured = metrics.enabled();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(measured, from_fn(http::measure)))
             .app_data(registry.clone())
+            .app_data(metrics.clone())
             .configure(http::admin_routes)
+            .configure(|cfg| {
+                if measured {
+                    http::metrics_route(cfg);
+                }
+            })
             .configure(http::fallback_route)
     })
     .workers(1)

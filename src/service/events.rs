@@ -63,7 +63,10 @@ impl Registry {
             let wakeup = if Instant::now() < deadline {
                 match self.park(job_id).await {
                     Ok(wakeup) => wakeup,
-                    Err(()) => return Ok(EventsRead::Busy),
+                    Err(()) => {
+                        self.metrics.long_polls_refused.inc();
+                        return Ok(EventsRead::Busy);
+                    }
                 }
             } else {
                 None
@@ -76,6 +79,7 @@ impl Registry {
             };
             match wakeup {
                 Some(wakeup) if events.is_empty() => {
+                    let _parked = self.metrics.parked();
                     if timeout_at(deadline, wakeup).await.is_err() {
                         return Ok(EventsRead::Page(events));
                     }

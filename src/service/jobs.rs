@@ -21,7 +21,9 @@ impl Registry {
     pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
         tracing::debug!(job_id = %job.id, capability = job.capability,
             push_owner = ?job.owner_instance_id, "job submitted");
-        self.store.create_job(job).await
+        self.store.create_job(job).await?;
+        self.metrics.job_submits.inc();
+        Ok(())
     }
 
     pub async fn list_jobs(&self, query: &JobListQuery) -> Result<JobPage, StoreError> {
@@ -43,6 +45,7 @@ impl Registry {
     ) -> Result<Option<ClaimedJob>, StoreError> {
         // Draining: no work, and nothing touched.
         if self.drain_gate.state().draining() {
+            self.metrics.empty_claims.inc();
             return Ok(None);
         }
         let call = |gate_checked| ClaimCall {
@@ -66,9 +69,13 @@ impl Registry {
             ClaimOutcome::Claimed(job) => {
                 tracing::debug!(job_id = %job.id, capability, instance_id,
                     epoch = job.claim_epoch, attempt = job.attempt_count, "job claimed");
+                self.metrics.job_claims.inc();
                 Some(job)
             }
-            ClaimOutcome::NoWork | ClaimOutcome::Gated => None,
+            ClaimOutcome::NoWork | ClaimOutcome::Gated => {
+                self.metrics.empty_claims.inc();
+                None
+            }
         })
     }
 
@@ -106,6 +113,7 @@ impl Registry {
     ) -> Result<DeltaOutcome, StoreError> {
         let raw_id = delta.id.as_deref().unwrap_or_default();
         let Some(job_id) = parse_job_id(raw_id) else {
+            self.metrics.rejection(RejectReason::NotFound).inc();
             return Ok(DeltaOutcome::Rejected(RejectReason::NotFound));
         };
         let status = match delta.status.as_deref() {
@@ -115,6 +123,7 @@ impl Registry {
                 None => {
                     let reason = self.delta_rejection(instance_id, job_id, delta.claim_epoch);
                     let reason = reason.await?.unwrap_or(RejectReason::InvalidStatus);
+                    self.metrics.rejection(reason).inc();
                     return Ok(DeltaOutcome::Rejected(reason));
                 }
             },
@@ -134,8 +143,12 @@ impl Registry {
             })
             .await?;
         self.forward(&outcome);
-        if let DeltaOutcome::Rejected(reason) = &outcome {
-            tracing::debug!(%job_id, instance_id, ?reason, "delta rejected");
+        match &outcome {
+            DeltaOutcome::Accepted(_) => self.metrics.job_deltas.inc(),
+            DeltaOutcome::Rejected(reason) => {
+                tracing::debug!(%job_id, instance_id, ?reason, "delta rejected");
+                self.metrics.rejection(*reason).inc();
+            }
         }
         Ok(outcome)
     }
@@ -167,6 +180,7 @@ impl Registry {
             .await?;
         self.forward(&outcome);
         if let ReleaseOutcome::Released { status, .. } = &outcome {
+            self.metrics.job_releases.inc();
             tracing::info!(%job_id, instance_id, ?status, reason, "job released by its owner");
         }
         Ok(outcome)
@@ -192,6 +206,7 @@ impl Registry {
             return Ok(outcome);
         };
         tracing::info!(%job_id, owner = ?previous_owner, reason = reason.trim(), "job cancelled");
+        self.metrics.job_cancels.inc();
         if !self.settings.cancel_event_grace.is_zero() {
             actix_web::rt::time::sleep(self.settings.cancel_event_grace).await;
         }
@@ -222,6 +237,7 @@ impl Registry {
             ..
         } = &outcome
         {
+            self.metrics.job_force_reclaims.inc();
             tracing::info!(%job_id, ?previous_owner, ?status, "job force-reclaimed");
         }
         Ok(outcome)

@@ -11,7 +11,9 @@ mod agents;
 mod events;
 mod forward;
 mod jobs;
+mod metrics;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -24,6 +26,7 @@ pub use agents::{Beat, Registration};
 pub use events::{EventsRead, Executor};
 pub use jobs::ForwardHeaders;
 
+use crate::metrics::Metrics;
 use crate::store::{Change, Changed, Store};
 
 /// This replica's actors, as the service tells them what changed.
@@ -63,6 +66,7 @@ pub struct Registry {
     agent_client: reqwest::Client,
     settings: Settings,
     started_at: Instant,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -72,6 +76,7 @@ impl Registry {
         actors: Actors,
         drain_gate: DrainGate,
         settings: Settings,
+        metrics: Arc<Metrics>,
     ) -> reqwest::Result<Self> {
         Ok(Registry {
             store,
@@ -80,6 +85,7 @@ impl Registry {
             agent_client: forward::agent_client()?,
             settings,
             started_at: Instant::now(),
+            metrics,
         })
     }
 

@@ -14,6 +14,7 @@ mod jobs;
 mod leases;
 mod lifecycle;
 mod llm;
+mod metrics;
 mod namespace;
 mod ownership;
 mod replicas;

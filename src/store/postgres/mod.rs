@@ -22,7 +22,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
-use super::model::{ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, NewJob};
+use super::model::{ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, NewJob, PoolStatus};
 use super::{Backend, ConnectError, DbSchema, Storage, StoreError};
 
 /// The lease window of jobs without `max_duration`, as statements take it (seconds).
@@ -154,6 +154,16 @@ impl PgStore {
 impl Storage for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        })
     }
 
     /// `host:port/dbname` (never the password).
