@@ -99,8 +99,13 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 }
 
 impl Metrics {
-    pub fn new(settings: MetricsSettings) -> Arc<Metrics> {
+    /// The instruments of one application, the store's own among them.
+    pub fn new(settings: MetricsSettings, store: &Store) -> Arc<Metrics> {
         let r = Registry::new();
+        for instrument in store.instruments() {
+            r.register(instrument)
+                .expect("the store's metric names are unique and valid");
+        }
         let counter = |name: &str, help: &str| {
             register(&r, IntCounter::new(name, help).expect("valid metric"))
         };

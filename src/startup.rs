@@ -67,7 +67,7 @@ impl Application {
             None => None,
             Some(port) => Some(bind(&config.admin_host, port)?),
         };
-        let metrics = Metrics::new(config.metrics.clone());
+        let metrics = Metrics::new(config.metrics.clone(), &store);
         let (actors, drain_gate) = start_actors(&store, config, &metrics);
         let registry = Data::new(Registry::new(
             store.clone(),

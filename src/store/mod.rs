@@ -381,6 +381,10 @@ pub trait Storage:
     fn pool_status(&self) -> Option<PoolStatus> {
         None
     }
+    /// What the backend measures of itself (group commit, pool waits), for `GET /metrics`.
+    fn instruments(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        Vec::new()
+    }
 }
 
 /// The store the application holds: one backend behind the boundary, cheap to clone.

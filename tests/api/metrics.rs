@@ -370,4 +370,18 @@ async fn the_connection_pool_is_reported(backend: Backend) {
         value(&text, "mesh_registry_db_pool_waiting", &[]),
         Some(0.0)
     );
+    assert_eq!(
+        value(&text, "mesh_registry_db_pool_timeouts_total", &[]),
+        Some(0.0)
+    );
+    let submits = [("kind", "submit")];
+    assert_eq!(
+        value(&text, "mesh_registry_db_batch_size_count", &submits),
+        Some(1.0),
+        "one submit, one statement"
+    );
+    assert_eq!(
+        value(&text, "mesh_registry_db_batch_size_sum", &submits),
+        Some(1.0)
+    );
 }
