@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    on_both_backends, postgres_only, spawn_app, spawn_app_with, within, Backend, TestApp,
+    on_both_backends, postgres_only, spawn_app, spawn_app_with, within, Backend, Set, TestApp,
 };
 
 /// One line of a Prometheus text page: name, labels (sorted), value.
@@ -268,39 +268,62 @@ async fn a_parked_long_poll_is_counted_while_it_waits(backend: Backend) {
 
 on_both_backends!(lease_expiries_and_sweep_phases_are_counted);
 async fn lease_expiries_and_sweep_phases_are_counted(backend: Backend) {
-    let app = spawn_app_with(backend, |config| {
-        config.sweep_interval = Duration::from_millis(300);
-    })
-    .await;
+    // The lease timer: the default sweep (every 5 minutes) plays no part.
+    let app = spawn_app(backend).await;
     let id = app
         .submit_with("c", json!({"max_duration": 1, "max_retries": 2}))
         .await;
     app.claim("c", "gone").await.unwrap();
+    let expiries = |text: &str, outcome| {
+        value(
+            text,
+            "mesh_registry_lease_expiries_total",
+            &[("outcome", outcome)],
+        )
+    };
     within(
         Duration::from_secs(5),
         "the lease expiry to be counted",
-        || async {
-            let text = scrape(&app).await;
-            value(
-                &text,
-                "mesh_registry_lease_expiries_total",
-                &[("outcome", "requeued")],
-            ) == Some(1.0)
-        },
+        || async { expiries(&scrape(&app).await, "requeued") == Some(1.0) },
     )
     .await;
     assert_eq!(app.job(&id).await["owner_instance_id"], Value::Null);
-    within(Duration::from_secs(5), "a sweep to be timed", || async {
-        let text = scrape(&app).await;
-        let phase = [("phase", "reclaim_expired_leases")];
-        value(
-            &text,
-            "mesh_registry_sweep_phase_duration_seconds_count",
-            &phase,
-        )
-        .is_some_and(|n| n >= 1.0)
+    assert_eq!(expiries(&scrape(&app).await, "swept"), Some(0.0));
+    drop(app);
+
+    // The sweep: a lease that expired while no timer watched it (its epoch moved on).
+    let app = spawn_app_with(backend, |config| {
+        config.sweep_interval = Duration::from_millis(300);
     })
     .await;
+    let id = app.submit("c").await;
+    app.claim("c", "gone").await.unwrap();
+    app.set_job_columns(
+        &id,
+        &[
+            ("lease_expires_at", Set::SecondsFromNow(-300)),
+            ("claim_epoch", Set::Add(10)),
+        ],
+    )
+    .await;
+    within(
+        Duration::from_secs(5),
+        "the sweep's reclaim to be counted",
+        || async {
+            let text = scrape(&app).await;
+            let phase = [("phase", "reclaim_expired_leases")];
+            expiries(&text, "swept") == Some(1.0)
+                && value(&text, "mesh_registry_sweep_rows_total", &phase) == Some(1.0)
+                && value(
+                    &text,
+                    "mesh_registry_sweep_phase_duration_seconds_count",
+                    &phase,
+                )
+                .is_some_and(|n| n >= 1.0)
+        },
+    )
+    .await;
+    assert_eq!(expiries(&scrape(&app).await, "requeued"), Some(0.0));
 }
 
 on_both_backends!(the_capability_label_is_opt_in_and_capped);
@@ -384,4 +407,39 @@ async fn the_connection_pool_is_reported(backend: Backend) {
         value(&text, "mesh_registry_db_batch_size_sum", &submits),
         Some(1.0)
     );
+}
+
+// PostgreSQL only: the dashboard charts the pool too, which the embedded file has not.
+postgres_only!(the_grafana_dashboard_charts_only_metrics_that_exist);
+async fn the_grafana_dashboard_charts_only_metrics_that_exist(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.submit("c").await;
+    let names: std::collections::HashSet<String> = samples(&scrape(&app).await)
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .collect();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/helm/mesh-registry/dashboards/mesh-registry.json"
+    );
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut charted = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("mesh_registry_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    names.contains(&name),
+                    "{:?} charts {name}, which /metrics lacks",
+                    panel["title"]
+                );
+                charted += 1;
+            }
+        }
+    }
+    assert!(charted >= 20, "{charted}");
 }
