@@ -294,6 +294,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_METRICS_REFRESH", default_value_t = 5)]
     pub metrics_refresh: u64,
 
+    /// Export the registry's own spans (one per request, with its store calls and actor
+    /// hand-offs) over OTLP/HTTP to this collector URL, e.g. http://otel-collector:4318 (unset:
+    /// no export)
+    #[arg(long, env = "MCP_MESH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT
     #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,

@@ -16,6 +16,7 @@ use mesh_registry_actors::{
     AgentTracker, DrainGate, DrainScope, EventHub, EventPosted, Notifications, RemoteLeases,
     SetDrain, Shutdown, Supervisor, SupervisorSettings, TrackerSettings,
 };
+use tracing_actix_web::TracingLogger;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
@@ -23,7 +24,7 @@ use crate::http::{self, BodyLimit};
 use crate::metrics::{MeteredDirectory, Metrics};
 use crate::service::{Actors, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
-use crate::telemetry;
+use crate::telemetry::{self, RequestSpan};
 
 /// A client must send its request line and headers within this (a slow client cannot hold a
 /// connection open by trickling them).
@@ -252,6 +253,7 @@ fn public_server(
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(measured, from_fn(http::measure)))
+            .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(registry.clone())
             .app_data(metrics.clone())
             .app_data(body_limit)
@@ -294,6 +296,7 @@ fn admin_server(
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(measured, from_fn(http::measure)))
+            .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(registry.clone())
             .app_data(metrics.clone())
             .configure(http::admin_routes)
@@ -367,9 +370,14 @@ pub async fn shutdown_signal() {
 /// `mesh-registry serve`: run until SIGTERM/SIGINT; exit 0 after a graceful stop, 1 (with one
 /// clear error line) when the registry cannot start.
 pub fn serve(args: &ServeArgs) -> ExitCode {
-    let level_warning = telemetry::init(&args.log_level, args.debug_mode);
+    let otlp_endpoint = args
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty());
+    let (_telemetry, telemetry_warnings) =
+        telemetry::init(&args.log_level, args.debug_mode, otlp_endpoint);
     let (config, warnings) = Config::from_args(args);
-    for warning in level_warning.into_iter().chain(warnings) {
+    for warning in telemetry_warnings.into_iter().chain(warnings) {
         tracing::warn!("{warning}");
     }
     let outcome = actix_web::rt::System::new().block_on(async move {

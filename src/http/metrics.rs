@@ -21,7 +21,8 @@ pub async fn metrics(registry: Data<Registry>) -> HttpResponse {
         .body(registry.metrics_text().await)
 }
 
-/// Counts and times each request by its route pattern, method and status.
+/// Counts and times each request by its route pattern, method and status, and names the route
+/// on the request's span (one pattern match serves both).
 pub async fn measure(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -32,8 +33,10 @@ pub async fn measure(
     if let Some(metrics) = metrics {
         let request = res.request();
         let route = request.match_pattern();
+        let route = route.as_deref().unwrap_or(UNMATCHED);
+        tracing::Span::current().record("route", route);
         metrics.observe_request(
-            route.as_deref().unwrap_or(UNMATCHED),
+            route,
             request.method().as_str(),
             res.status().as_str(),
             started.elapsed(),

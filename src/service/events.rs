@@ -7,7 +7,9 @@ use mesh_registry_actors::{NotParked, Park, Wakeup};
 use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
 
-use super::Registry;
+use tracing::Instrument;
+
+use super::{store_span, Registry};
 use crate::store::{EventFilter, ExecutorRead, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson};
 
@@ -49,6 +51,7 @@ impl Registry {
                     executor.claim_epoch,
                     self.settings.job_stale_timeout,
                 )
+                .instrument(store_span("authorize_executor_read"))
                 .await?;
             self.forward(&verdict);
             match verdict {
@@ -73,7 +76,8 @@ impl Registry {
             };
             let events = self
                 .store
-                .list_events(job_id, filter, self.settings.max_page_bytes);
+                .list_events(job_id, filter, self.settings.max_page_bytes)
+                .instrument(store_span("list_events"));
             let Some(events) = events.await? else {
                 return Ok(EventsRead::NotFound);
             };
@@ -92,7 +96,8 @@ impl Registry {
     /// A wake-up for the job's next event; `None` when the registry is stopping (answer now);
     /// `Err` when every long-poll slot is taken.
     async fn park(&self, job_id: Uuid) -> Result<Option<Wakeup>, ()> {
-        match self.actors.event_hub.send(Park { job_id }).await {
+        let park = self.actors.event_hub.send(Park { job_id });
+        match park.instrument(tracing::debug_span!("actors.park")).await {
             Ok(Ok(wakeup)) => Ok(Some(wakeup)),
             Ok(Err(NotParked::ShuttingDown)) => Ok(None),
             Ok(Err(NotParked::Full)) => Err(()),
@@ -113,6 +118,7 @@ impl Registry {
     ) -> Result<PostEventOutcome, StoreError> {
         let outcome = (self.store)
             .post_event(job_id, event_type, payload, trace_context)
+            .instrument(store_span("post_event"))
             .await?;
         self.forward(&outcome);
         Ok(outcome)

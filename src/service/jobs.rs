@@ -4,7 +4,9 @@
 
 use uuid::Uuid;
 
-use super::Registry;
+use tracing::Instrument;
+
+use super::{store_span, Registry};
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
 use crate::resolve::Mesh;
 use crate::store::{
@@ -21,7 +23,10 @@ impl Registry {
     pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
         tracing::debug!(job_id = %job.id, capability = job.capability,
             push_owner = ?job.owner_instance_id, "job submitted");
-        self.store.create_job(job).await?;
+        self.store
+            .create_job(job)
+            .instrument(store_span("create_job"))
+            .await?;
         self.metrics.job_submits.inc();
         Ok(())
     }
@@ -29,11 +34,15 @@ impl Registry {
     pub async fn list_jobs(&self, query: &JobListQuery) -> Result<JobPage, StoreError> {
         self.store
             .list_jobs(query, self.settings.max_page_bytes)
+            .instrument(store_span("list_jobs"))
             .await
     }
 
     pub async fn job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {
-        self.store.get_job(job_id).await
+        self.store
+            .get_job(job_id)
+            .instrument(store_span("get_job"))
+            .await
     }
 
     /// Claim (docs/state-machine.md#claim): at most one job; `None` is "no work" (draining,
@@ -53,7 +62,12 @@ impl Registry {
             instance_id: instance_id.to_owned(),
             gate_checked,
         };
-        let outcome = match self.store.claim_next(call(false)).await? {
+        let outcome = match self
+            .store
+            .claim_next(call(false))
+            .instrument(store_span("claim_next"))
+            .await?
+        {
             ClaimOutcome::Gated
                 if !self
                     .required_dependencies_met(instance_id, capability)
@@ -61,7 +75,12 @@ impl Registry {
             {
                 ClaimOutcome::NoWork
             }
-            ClaimOutcome::Gated => self.store.claim_next(call(true)).await?,
+            ClaimOutcome::Gated => {
+                self.store
+                    .claim_next(call(true))
+                    .instrument(store_span("claim_next"))
+                    .await?
+            }
             other => other,
         };
         self.forward(&outcome);
@@ -83,7 +102,12 @@ impl Registry {
     /// nothing available serves gets no work. Its own health is not checked, and a failure to
     /// evaluate lets the claim through (fail open).
     async fn required_dependencies_met(&self, instance_id: &str, capability: &str) -> bool {
-        let snapshot = match self.store.mesh_snapshot().await {
+        let snapshot = match self
+            .store
+            .mesh_snapshot()
+            .instrument(store_span("mesh_snapshot"))
+            .await
+        {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::warn!(%error, instance_id,
@@ -141,6 +165,7 @@ impl Registry {
                 error: delta.error,
                 recv_cursor: delta.recv_cursor,
             })
+            .instrument(store_span("apply_delta"))
             .await?;
         self.forward(&outcome);
         match &outcome {
@@ -160,10 +185,17 @@ impl Registry {
         job_id: Uuid,
         claim_epoch: Option<i64>,
     ) -> Result<Option<RejectReason>, StoreError> {
-        Ok(match self.store.job_state(job_id).await? {
-            None => Some(RejectReason::NotFound),
-            Some(job) => job.delta_rejection(instance_id, claim_epoch),
-        })
+        Ok(
+            match self
+                .store
+                .job_state(job_id)
+                .instrument(store_span("job_state"))
+                .await?
+            {
+                None => Some(RejectReason::NotFound),
+                Some(job) => job.delta_rejection(instance_id, claim_epoch),
+            },
+        )
     }
 
     /// Release (docs/state-machine.md#release): the owner hands the job back (back to the
@@ -177,6 +209,7 @@ impl Registry {
         let exhausted_error = release_exhausted_error(reason);
         let outcome = (self.store)
             .release_job(job_id, instance_id, &exhausted_error)
+            .instrument(store_span("release_job"))
             .await?;
         self.forward(&outcome);
         if let ReleaseOutcome::Released { status, .. } = &outcome {
@@ -200,6 +233,7 @@ impl Registry {
         let outcome = self
             .store
             .cancel_job(job_id, error.as_deref(), &reason)
+            .instrument(store_span("cancel_job"))
             .await?;
         self.forward(&outcome);
         let CancelOutcome::Cancelled { previous_owner, .. } = &outcome else {
@@ -229,7 +263,11 @@ impl Registry {
     /// Force reclaim (docs/state-machine.md#force-reclaim): an operator takes the job back
     /// (docs/ownership.md: only for owners known gone).
     pub async fn reclaim(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
-        let outcome = self.store.reclaim_job(job_id).await?;
+        let outcome = self
+            .store
+            .reclaim_job(job_id)
+            .instrument(store_span("reclaim_job"))
+            .await?;
         self.forward(&outcome);
         if let ReclaimOutcome::Reclaimed {
             status,

@@ -44,6 +44,12 @@ impl Actors {
     }
 }
 
+/// The span of one store call inside the request's span (DEBUG: only an OTLP export or a
+/// DEBUG log enables it; otherwise it costs a disabled-callsite check).
+fn store_span(operation: &'static str) -> tracing::Span {
+    tracing::debug_span!("store", operation)
+}
+
 /// Knobs of the use cases (from the configuration).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -91,6 +97,7 @@ impl Registry {
 
     /// Tells the actors what a store call changed.
     fn forward(&self, outcome: &impl Changed) {
+        let _span = tracing::debug_span!("actors.forward").entered();
         for change in outcome.changes() {
             match change {
                 Change::LeaseHeld(lease) => self.actors.supervisor.do_send(lease),

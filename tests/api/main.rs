@@ -21,3 +21,4 @@ mod replicas;
 mod rules;
 mod schema;
 mod server;
+mod tracing;
