@@ -15,6 +15,7 @@ mod extract;
 mod health;
 mod jobs;
 mod metrics;
+mod trace;
 mod validate;
 
 use actix_web::http::{header, Method, StatusCode};
@@ -129,6 +130,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/agents/{agent_id}")
             .guard(guard::Delete())
             .to(agents::deregister),
+    )
+    .service(
+        web::resource("/trace/status")
+            .guard(guard::Get())
+            .to(trace::status),
+    )
+    .service(
+        web::resource("/trace/stats")
+            .guard(guard::Get())
+            .to(trace::status),
+    )
+    .service(
+        web::resource("/trace/info")
+            .guard(guard::Get())
+            .to(trace::info),
+    )
+    .service(
+        web::resource("/trace/{trace_id}")
+            .guard(guard::Get())
+            .to(trace::trace),
     );
 }
 

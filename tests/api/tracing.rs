@@ -10,9 +10,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::helpers::RegistryProcess;
+use crate::helpers::{on_both_backends, spawn_app, Backend, RegistryProcess};
 
 type Received = Arc<Mutex<Vec<Span>>>;
 
@@ -149,4 +149,28 @@ async fn each_request_is_one_exported_span_with_its_store_calls_inside() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+on_both_backends!(the_trace_routes_answer_as_the_reference_without_its_pipeline);
+async fn the_trace_routes_answer_as_the_reference_without_its_pipeline(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let off = json!({"enabled": false, "reason": "tracing not initialized"});
+    for path in ["/trace/status", "/trace/stats"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.json::<Value>().await.unwrap(), off, "{path}");
+    }
+    let info = app.get("/trace/info").await;
+    assert_eq!(info.status(), 200);
+    assert_eq!(
+        info.json::<Value>().await.unwrap(),
+        json!({"enabled": false, "reason": "tracing not initialized",
+               "config": "MCP_MESH_DISTRIBUTED_TRACING_ENABLED=false"})
+    );
+    let trace = app.get("/trace/4bf92f3577b34da6a3ce929d0e0e4736").await;
+    assert_eq!(trace.status(), 404);
+    assert_eq!(
+        trace.json::<Value>().await.unwrap(),
+        json!({"error": "tracing not enabled", "enabled": false})
+    );
 }
