@@ -135,16 +135,18 @@ pub struct RequestSpan;
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let request_id = request.extensions().get::<RequestId>().copied();
         let span = tracing::info_span!(
             "request",
-            request_id = %request_id.map(|id| id.to_string()).unwrap_or_default(),
+            request_id = tracing::field::Empty,
             method = %request.method(),
             route = tracing::field::Empty,
             status = tracing::field::Empty,
             otel.kind = "server",
         );
         if !span.is_disabled() {
+            if let Some(id) = request.extensions().get::<RequestId>() {
+                span.record("request_id", tracing::field::display(id));
+            }
             continue_remote_trace(request, &span);
         }
         span
