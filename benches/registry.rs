@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench registry -- [scenario ...] [--reference PATH | --no-reference]
 //!                                   [--backend postgres|embedded] [--seconds N] [--slow]
+//!                                   [--metrics-off]
 //!
 //! Scenarios (default: all): startup, idle, submit, cycle, cycle-backlog, poll, wakeup, reclaim,
 //! drain, statements, live-claims. The reference is `--reference PATH`, else the binary that
@@ -13,6 +14,8 @@
 //! `--slow` also measures the reference's reclaim latency (it waits for its 5-minute sweep).
 //! Both backends run unless `--backend` names one. On the embedded backend, `statements` (a
 //! PostgreSQL wire count) does not apply, and the reference's reclaim is not read.
+//! `--metrics-off` also runs ours with `MCP_MESH_METRICS=false` (target `ours-metrics-off`),
+//! in the same run, and prints the ratio of ours over it: what metrics cost.
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
@@ -75,6 +78,14 @@ impl Target {
             binary: PathBuf::from(env!("CARGO_BIN_EXE_mesh-registry")),
             env: vec![("MCP_MESH_LOG_LEVEL", "WARNING".into())],
         }
+    }
+
+    /// Ours without the per-request measurements and `GET /metrics`.
+    fn ours_without_metrics() -> Target {
+        let mut ours = Target::ours();
+        ours.name = "ours-metrics-off";
+        ours.env.push(("MCP_MESH_METRICS", "false".into()));
+        ours
     }
 
     fn reference(binary: PathBuf) -> Target {
@@ -880,7 +891,7 @@ async fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut scenarios = Vec::new();
     let mut reference = Target::cached_reference();
-    let (mut seconds, mut slow) = (10.0, false);
+    let (mut seconds, mut slow, mut metrics_off) = (10.0, false, false);
     let mut backends = vec![Backend::Postgres, Backend::Embedded];
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -894,6 +905,7 @@ async fn main() {
                     .expect("--seconds N")
             }
             "--slow" => slow = true,
+            "--metrics-off" => metrics_off = true,
             "--no-reference" => reference = None,
             "--backend" => {
                 backends = match args.next().as_deref() {
@@ -923,6 +935,9 @@ async fn main() {
         .to_vec();
     }
     let mut targets = vec![Target::ours()];
+    if metrics_off {
+        targets.push(Target::ours_without_metrics());
+    }
     targets.extend(reference.map(Target::reference));
     for (scenario, backend) in scenarios
         .iter()
@@ -940,21 +955,23 @@ async fn main() {
             results.insert(target.name, line);
         }
         let key = headline(scenario);
-        if let (Some(ours), Some(reference)) = (
+        let figure = |name: &str| {
             results
-                .get("ours")
+                .get(name)
                 .and_then(|f| f.get(key))
-                .and_then(Value::as_f64),
-            results
-                .get("reference")
-                .and_then(|f| f.get(key))
-                .and_then(Value::as_f64),
-        ) {
-            println!(
-                "{}",
-                json!({"scenario": scenario, "backend": backend.name(), "ratio": key,
-                       "ours_over_reference": round(ours / reference * 100.0) / 100.0})
-            );
+                .and_then(Value::as_f64)
+        };
+        for (other, label) in [
+            ("reference", "ours_over_reference"),
+            ("ours-metrics-off", "ours_over_metrics_off"),
+        ] {
+            if let (Some(ours), Some(theirs)) = (figure("ours"), figure(other)) {
+                println!(
+                    "{}",
+                    json!({"scenario": scenario, "backend": backend.name(), "ratio": key,
+                           label: round(ours / theirs * 100.0) / 100.0})
+                );
+            }
         }
     }
 }

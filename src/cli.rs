@@ -288,6 +288,30 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_STARTUP_GRACE", allow_hyphen_values = true)]
     pub startup_grace: Option<String>,
 
+    /// Serve GET /metrics (Prometheus text format; on the admin port when there is one) and
+    /// measure every request for it (true/false)
+    #[arg(long, env = "MCP_MESH_METRICS", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics: bool,
+
+    /// How many capabilities get series of their own in mesh_registry_jobs_by_capability (the
+    /// ones with the most jobs; the rest are summed as "other"); 0 leaves that metric out
+    #[arg(long, env = "MCP_MESH_METRICS_CAPABILITIES", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub metrics_capabilities: u32,
+
+    /// Seconds the database counts of GET /metrics (jobs, agents, live claims) are reused
+    /// before a scrape counts again (0: every scrape counts)
+    #[arg(long, env = "MCP_MESH_METRICS_REFRESH", default_value_t = 5)]
+    pub metrics_refresh: u64,
+
+    /// Export the registry's own spans (one per request, with its store calls and actor
+    /// hand-offs) over OTLP/HTTP to this collector URL, e.g. http://otel-collector:4318 (unset:
+    /// no export)
+    #[arg(long, env = "MCP_MESH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT
     #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,

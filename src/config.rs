@@ -49,6 +49,18 @@ pub struct Config {
     pub health_check_interval: Duration,
     /// `DEFAULT_TIMEOUT_THRESHOLD`
     pub agent_timeout: Duration,
+    pub metrics: MetricsSettings,
+}
+
+/// `MCP_MESH_METRICS*`: what `GET /metrics` serves and how often it counts in the database.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    /// `MCP_MESH_METRICS`: the endpoint and the per-request measurements.
+    pub enabled: bool,
+    /// `MCP_MESH_METRICS_CAPABILITIES`: capabilities with series of their own (0: none).
+    pub capabilities: usize,
+    /// `MCP_MESH_METRICS_REFRESH`: how long database counts are reused.
+    pub refresh: Duration,
 }
 
 /// Like a derived `Debug`, with the database URL's password hidden.
@@ -77,6 +89,7 @@ impl fmt::Debug for Config {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("health_check_interval", &self.health_check_interval)
             .field("agent_timeout", &self.agent_timeout)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -133,6 +146,11 @@ impl Config {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             health_check_interval: Duration::from_secs(args.health_check_interval),
             agent_timeout: Duration::from_secs(args.agent_timeout),
+            metrics: MetricsSettings {
+                enabled: args.metrics,
+                capabilities: args.metrics_capabilities as usize,
+                refresh: Duration::from_secs(args.metrics_refresh),
+            },
         };
         (config, warnings)
     }

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
 use serde_json::value::RawValue;
 
-use super::Registry;
+use tracing::Instrument;
+
+use super::{store_span, Registry};
 use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
 use crate::store::{AgentRow, MeshSnapshot, NewRegistration, StoreError, ToolRow};
@@ -40,7 +42,11 @@ pub enum Beat {
 impl Registry {
     /// `POST /heartbeat`: registers or refreshes the agent and resolves its dependencies.
     pub async fn register(&self, agent: &NewRegistration<'_>) -> Result<Registration, StoreError> {
-        let registered = self.store.register_agent(agent).await?;
+        let registered = self
+            .store
+            .register_agent(agent)
+            .instrument(store_span("register_agent"))
+            .await?;
         self.actors.agent_tracker.do_send(AgentRegistered {
             agent_id: agent.agent_id.to_owned(),
             topology_version: registered.topology_version,
@@ -61,8 +67,18 @@ impl Registry {
             .iter()
             .any(|r| r.filter.is_some() || r.provider.is_some());
         let snapshot = match wants_llm {
-            true => self.store.llm_snapshot().await?,
-            false => self.store.mesh_snapshot().await?,
+            true => {
+                self.store
+                    .llm_snapshot()
+                    .instrument(store_span("llm_snapshot"))
+                    .await?
+            }
+            false => {
+                self.store
+                    .mesh_snapshot()
+                    .instrument(store_span("mesh_snapshot"))
+                    .await?
+            }
         };
         let mesh = Mesh::from_snapshot(&snapshot);
         let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
@@ -100,7 +116,12 @@ impl Registry {
             Verdict::Unknown | Verdict::Unhealthy => return Ok(Beat::Gone),
             Verdict::Alive { topology_changed } => topology_changed,
         };
-        let pending_jobs = match self.store.pending_jobs_for(&agent_id).await {
+        let pending_jobs = match self
+            .store
+            .pending_jobs_for(&agent_id)
+            .instrument(store_span("pending_jobs_for"))
+            .await
+        {
             Ok(pending) => Some(pending),
             Err(error) => {
                 tracing::debug!(%error, "pending jobs not counted");
@@ -116,7 +137,11 @@ impl Registry {
     /// `DELETE /agents/{agent_id}`: the agent turns unhealthy. Its jobs stay with it until their
     /// leases lapse (docs/ownership.md).
     pub async fn deregister(&self, agent_id: String) -> Result<(), StoreError> {
-        let topology_version = self.store.deregister_agent(&agent_id).await?;
+        let topology_version = self
+            .store
+            .deregister_agent(&agent_id)
+            .instrument(store_span("deregister_agent"))
+            .await?;
         self.actors.agent_tracker.do_send(AgentDeparted {
             agent_id,
             topology_version,
@@ -126,7 +151,13 @@ impl Registry {
 
     /// Every agent with its capabilities' availability and where its dependencies resolve now.
     pub async fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
-        Ok(agent_views(&self.store.llm_snapshot().await?))
+        Ok(agent_views(
+            &self
+                .store
+                .llm_snapshot()
+                .instrument(store_span("llm_snapshot"))
+                .await?,
+        ))
     }
 }
 

@@ -8,7 +8,9 @@ use mesh_registry_actors::{NotParked, Park, Wakeup};
 use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
 
-use super::Registry;
+use tracing::Instrument;
+
+use super::{store_span, Registry};
 use crate::store::{EventFilter, ExecutorRead, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson};
 
@@ -52,6 +54,7 @@ impl Registry {
                     executor.claim_epoch,
                     self.settings.job_stale_timeout,
                 )
+                .instrument(store_span("authorize_executor_read"))
                 .await?;
             self.forward(&verdict);
             match verdict {
@@ -66,19 +69,24 @@ impl Registry {
             let wakeup = if Instant::now() < deadline {
                 match self.park(job_id, client).await {
                     Ok(wakeup) => wakeup,
-                    Err(()) => return Ok(EventsRead::Busy),
+                    Err(()) => {
+                        self.metrics.long_polls_refused.inc();
+                        return Ok(EventsRead::Busy);
+                    }
                 }
             } else {
                 None
             };
             let events = self
                 .store
-                .list_events(job_id, filter, self.settings.max_page_bytes);
+                .list_events(job_id, filter, self.settings.max_page_bytes)
+                .instrument(store_span("list_events"));
             let Some(events) = events.await? else {
                 return Ok(EventsRead::NotFound);
             };
             match wakeup {
                 Some(wakeup) if events.is_empty() => {
+                    let _parked = self.metrics.parked();
                     if timeout_at(deadline, wakeup).await.is_err() {
                         return Ok(EventsRead::Page(events));
                     }
@@ -91,7 +99,8 @@ impl Registry {
     /// A wake-up for the job's next event; `None` when the registry is stopping (answer now);
     /// `Err` when every long-poll slot, or every slot this client may hold, is taken.
     async fn park(&self, job_id: Uuid, client: IpAddr) -> Result<Option<Wakeup>, ()> {
-        match self.actors.event_hub.send(Park { job_id, client }).await {
+        let park = self.actors.event_hub.send(Park { job_id, client });
+        match park.instrument(tracing::debug_span!("actors.park")).await {
             Ok(Ok(wakeup)) => Ok(Some(wakeup)),
             Ok(Err(NotParked::ShuttingDown)) => Ok(None),
             Ok(Err(NotParked::Full)) => Err(()),
@@ -116,6 +125,7 @@ impl Registry {
     ) -> Result<PostEventOutcome, StoreError> {
         let outcome = (self.store)
             .post_event(job_id, event_type, payload, trace_context)
+            .instrument(store_span("post_event"))
             .await?;
         self.forward(&outcome);
         Ok(outcome)

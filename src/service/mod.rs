@@ -11,7 +11,9 @@ mod agents;
 mod events;
 mod forward;
 mod jobs;
+mod metrics;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -24,6 +26,7 @@ pub use agents::{Beat, Registration};
 pub use events::{EventsRead, Executor};
 pub use jobs::ForwardHeaders;
 
+use crate::metrics::Metrics;
 use crate::store::{Change, Changed, Store};
 
 /// This replica's actors, as the service tells them what changed.
@@ -39,6 +42,12 @@ impl Actors {
     pub fn alive(&self) -> bool {
         self.event_hub.connected() && self.agent_tracker.connected() && self.supervisor.connected()
     }
+}
+
+/// The span of one store call inside the request's span (DEBUG: only an OTLP export or a
+/// DEBUG log enables it; otherwise it costs a disabled-callsite check).
+fn store_span(operation: &'static str) -> tracing::Span {
+    tracing::debug_span!("store", operation)
 }
 
 /// Knobs of the use cases (from the configuration).
@@ -63,6 +72,7 @@ pub struct Registry {
     agent_client: reqwest::Client,
     settings: Settings,
     started_at: Instant,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -72,6 +82,7 @@ impl Registry {
         actors: Actors,
         drain_gate: DrainGate,
         settings: Settings,
+        metrics: Arc<Metrics>,
     ) -> reqwest::Result<Self> {
         Ok(Registry {
             store,
@@ -80,11 +91,13 @@ impl Registry {
             agent_client: forward::agent_client()?,
             settings,
             started_at: Instant::now(),
+            metrics,
         })
     }
 
     /// Tells the actors what a store call changed.
     fn forward(&self, outcome: &impl Changed) {
+        let _span = tracing::debug_span!("actors.forward").entered();
         for change in outcome.changes() {
             match change {
                 Change::LeaseHeld(lease) => self.actors.supervisor.do_send(lease),

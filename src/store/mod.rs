@@ -34,8 +34,8 @@ use uuid::Uuid;
 pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
     DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, JobPage, Liveness, MeshSnapshot, NewJob,
-    NewRegistration, NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome,
-    ToolRow,
+    NewRegistration, NewTool, Notice, PoolStatus, PostEventOutcome, ReclaimOutcome, Registered,
+    ReleaseOutcome, Tally, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -296,6 +296,8 @@ pub trait LeaseStore {
 pub trait AdminStore {
     /// Owned live jobs across the whole database (docs/contract.md#live-claims).
     async fn count_live_claims(&self) -> Result<i64, StoreError>;
+    /// Jobs by state and capability, agents by status and the live claims (`GET /metrics`).
+    async fn tally(&self) -> Result<Tally, StoreError>;
     /// The fleet-wide drain flag (docs/contract.md#diff-fleet-drain); PostgreSQL only.
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError>;
     async fn fleet_draining(&self) -> Result<bool, StoreError>;
@@ -382,6 +384,14 @@ pub trait Storage:
     /// once the embedded store's thread is gone.
     fn alive(&self) -> bool {
         true
+    }
+    /// The connection pool, where there is one (PostgreSQL).
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+    /// What the backend measures of itself (group commit, pool waits), for `GET /metrics`.
+    fn instruments(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        Vec::new()
     }
 }
 

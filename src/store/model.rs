@@ -407,3 +407,27 @@ pub enum Notice {
     /// Listening again (after a start or a reconnection).
     Listening,
 }
+
+/// What `GET /metrics` counts in the database (a full count: cached by the caller).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// `(state, capability, jobs)`: the job status, except that a working job nobody owns is
+    /// `queued`.
+    pub jobs: Vec<(String, String, i64)>,
+    /// `(status, agents)`.
+    pub agents: Vec<(String, i64)>,
+    /// Owned live jobs (docs/contract.md#live-claims).
+    pub live_claims: i64,
+}
+
+/// The PostgreSQL connection pool right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    /// Connections open (in use or idle).
+    pub size: usize,
+    /// Open connections idle.
+    pub available: usize,
+    /// Calls waiting for a connection.
+    pub waiting: usize,
+}

@@ -6,7 +6,7 @@ use mesh_registry_actors::LeaseChange;
 use tokio::sync::mpsc;
 
 use super::EmbeddedStore;
-use crate::store::{AdminStore, Notice, StoreError};
+use crate::store::{AdminStore, Notice, StoreError, Tally};
 
 /// Why `?scope=fleet` is refused here.
 const NO_FLEET: &str = "fleet-wide drain needs the PostgreSQL backend: the embedded store serves \
@@ -19,6 +19,28 @@ impl AdminStore for EmbeddedStore {
             Ok(db
                 .prepare_cached(include_str!("sql/count_live_claims.sql"))?
                 .query_row([], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn tally(&self) -> Result<Tally, StoreError> {
+        self.run(|db| {
+            let jobs = db
+                .prepare_cached(include_str!("sql/job_tally.sql"))?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let agents = db
+                .prepare_cached(include_str!("sql/agent_tally.sql"))?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let live_claims = db
+                .prepare_cached(include_str!("sql/count_live_claims.sql"))?
+                .query_row([], |row| row.get(0))?;
+            Ok(Tally {
+                jobs,
+                agents,
+                live_claims,
+            })
         })
         .await
     }

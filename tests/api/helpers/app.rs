@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_registry::config::Config;
+use mesh_registry::config::{Config, MetricsSettings};
 use mesh_registry::startup::Application;
 use mesh_registry::store::Backend;
 use serde_json::{json, Value};
@@ -39,6 +39,12 @@ pub fn test_config(database_url: String) -> Config {
         startup_grace: Duration::ZERO,
         health_check_interval: Duration::from_secs(10),
         agent_timeout: Duration::from_secs(20),
+        metrics: MetricsSettings {
+            enabled: true,
+            capabilities: 0,
+            // Every scrape counts afresh: tests read what they just did.
+            refresh: Duration::ZERO,
+        },
     }
 }
 
