@@ -233,6 +233,9 @@ fn public_server(
 ) -> Result<Server, StartupError> {
     let body_limit = BodyLimit(config.max_body_bytes);
     let admin_separate = config.admin_port.is_some();
+    // Without an admin listener the dashboard is here, read-only: anyone who can reach the
+    // public port can read it, and nothing it serves can change anything.
+    let ui = config.ui && !admin_separate;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(registry.clone())
@@ -241,6 +244,9 @@ fn public_server(
             .configure(|cfg| {
                 if !admin_separate {
                     http::admin_routes(cfg);
+                }
+                if ui {
+                    http::ui::routes(http::ui::Access::ReadOnly)(cfg);
                 }
             })
             .configure(http::fallback_route)
@@ -268,10 +274,16 @@ fn admin_server(
     listener: TcpListener,
     registry: Data<Registry>,
 ) -> Result<Server, StartupError> {
+    let ui = config.ui;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(registry.clone())
             .configure(http::admin_routes)
+            .configure(|cfg| {
+                if ui {
+                    http::ui::routes(http::ui::Access::Admin)(cfg);
+                }
+            })
             .configure(http::fallback_route)
     })
     .workers(1)

@@ -14,6 +14,7 @@ mod events;
 mod extract;
 mod health;
 mod jobs;
+pub mod ui;
 mod validate;
 
 use actix_web::http::{header, Method, StatusCode};

@@ -8,10 +8,13 @@ use super::Registry;
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
 use crate::resolve::Mesh;
 use crate::store::{
-    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, JobPage,
-    NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
+    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobCount, JobListQuery,
+    JobPage, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
 };
 use crate::wire::{parse_job_id, ClaimedJob, Job, JobDelta, JobStatus, RejectReason};
+
+/// Most (status, capability) groups the dashboard's counts hold.
+pub const JOB_COUNT_GROUPS: i64 = 500;
 
 /// Headers of a cancel request that travel with the forward to the owner.
 pub type ForwardHeaders = Vec<(&'static str, String)>;
@@ -28,6 +31,11 @@ impl Registry {
         self.store
             .list_jobs(query, self.settings.max_page_bytes)
             .await
+    }
+
+    /// Jobs per status and capability (the dashboard), the first `JOB_COUNT_GROUPS` groups.
+    pub async fn job_counts(&self) -> Result<Vec<JobCount>, StoreError> {
+        self.store.job_counts(JOB_COUNT_GROUPS).await
     }
 
     pub async fn job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {

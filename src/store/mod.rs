@@ -32,9 +32,9 @@ use uuid::Uuid;
 
 pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
-    DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, JobPage, Liveness, MeshSnapshot, NewJob,
-    NewRegistration, NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome,
-    ToolRow,
+    DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery, JobPage, Liveness,
+    MeshSnapshot, NewJob, NewRegistration, NewTool, Notice, PostEventOutcome, ReclaimOutcome,
+    Registered, ReleaseOutcome, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -295,6 +295,8 @@ pub trait LeaseStore {
 pub trait AdminStore {
     /// Owned live jobs across the whole database (docs/contract.md#live-claims).
     async fn count_live_claims(&self) -> Result<i64, StoreError>;
+    /// Jobs per (status, capability), at most `limit` groups, ordered by capability.
+    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError>;
     /// The fleet-wide drain flag (docs/contract.md#diff-fleet-drain); PostgreSQL only.
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError>;
     async fn fleet_draining(&self) -> Result<bool, StoreError>;

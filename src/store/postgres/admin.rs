@@ -5,7 +5,7 @@ use mesh_registry_actors::LeaseChange;
 use tokio::sync::mpsc;
 
 use super::{column, PgStore};
-use crate::store::{AdminStore, Notice, StoreError};
+use crate::store::{AdminStore, JobCount, Notice, StoreError};
 
 #[async_trait]
 impl AdminStore for PgStore {
@@ -18,6 +18,24 @@ impl AdminStore for PgStore {
             .prepare_cached(include_str!("sql/count_live_claims.sql"))
             .await?;
         column(&conn.query_one(&statement, &[]).await?, "live")
+    }
+
+    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(include_str!("sql/job_counts.sql"))
+            .await?;
+        conn.query(&statement, &[&limit])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(JobCount {
+                    status: column(row, "status")?,
+                    capability: column(row, "capability")?,
+                    jobs: column(row, "jobs")?,
+                })
+            })
+            .collect()
     }
 
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError> {
