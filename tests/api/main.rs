@@ -20,3 +20,4 @@ mod replicas;
 mod rules;
 mod schema;
 mod server;
+mod ui;

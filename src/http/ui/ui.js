@@ -102,14 +102,25 @@
     const plot = svg('svg', { width: width, height: height, viewBox: '0 0 ' + width + ' ' + height, role: 'img' });
     plot.appendChild(svg('line', { x1: 0, y1: height - 1, x2: width, y2: height - 1, class: 'axis' }));
     const top = Math.max(1, Math.max.apply(null, data.map(function (p) { return p.value; })));
+    // The x axis spans what is kept so far (up to KEEP_MS), so a fresh tab fills its charts.
+    const span = Math.max(1, data.length ? now - data[0].at : 1);
     const line = data.map(function (p) {
-      const x = width - ((now - p.at) / KEEP_MS) * width;
+      const x = width - ((now - p.at) / span) * width;
       const y = height - 2 - (p.value / top) * (height - 6);
       return x.toFixed(1) + ',' + y.toFixed(1);
     }).join(' ');
     plot.appendChild(svg('polyline', { points: line }));
     box.appendChild(plot);
     return box;
+  }
+
+  // Draws the charts of the kept samples, or the note that says why there are none.
+  function draw(container, samples, note) {
+    const now = samples.length ? samples[samples.length - 1].at : Date.now();
+    const drawn = note === null
+      ? SERIES.map(function (series) { return chart(series, points(samples, series), now); })
+      : [Object.assign(document.createElement('p'), { className: 'muted', textContent: note })];
+    container.replaceChildren.apply(container, drawn);
   }
 
   async function charts(container) {
@@ -123,19 +134,14 @@
       } catch (e) {
         note = 'metrics not available';
       }
-      const now = Date.now();
-      while (samples.length && now - samples[0].at > KEEP_MS) samples.shift();
-      const drawn = note === null
-        ? SERIES.map(function (series) { return chart(series, points(samples, series), now); })
-        : [Object.assign(document.createElement('p'), { className: 'muted', textContent: note })];
-      container.replaceChildren.apply(container, drawn);
-      container.dataset.samples = String(samples.length);
+      while (samples.length && Date.now() - samples[0].at > KEEP_MS) samples.shift();
+      draw(container, samples, note);
       await sleep(5000);
     }
   }
 
   // For the browser tests: the pure parts, callable from the page.
-  window.meshUi = { parseMetrics: parseMetrics, points: points };
+  window.meshUi = { parseMetrics: parseMetrics, points: points, draw: draw };
 
   document.addEventListener('DOMContentLoaded', function () {
     const main = document.querySelector('main[data-live-every]');
