@@ -15,6 +15,9 @@ use crate::service::{DrainView, JOB_COUNT_GROUPS};
 use crate::store::JobCount;
 use crate::wire::{rfc3339, AgentView, DependencyStatus, Job, JobEvent, JobStatus, Timestamp};
 
+/// Most agents the mesh page lists (`GET /agents` has them all).
+const SHOWN_AGENTS: usize = 500;
+
 /// Longest JSON document (payload, result, event) a page shows whole; longer ones are cut.
 const SHOWN_JSON_BYTES: usize = 16 * 1024;
 
@@ -102,11 +105,16 @@ impl Page {
 
     /// Agents with health, namespace and tools, and where each dependency resolves.
     pub fn mesh(self, agents: &[AgentView]) -> Markup {
+        let all = agents.len();
+        let agents = &agents[..all.min(SHOWN_AGENTS)];
         self.layout(
             Some(5000),
             html! {
                 section #mesh-live data-live {
-                    h2 { "Agents (" (agents.len()) ")" }
+                    h2 { "Agents (" (all) ")" }
+                    @if all > agents.len() {
+                        p.muted { "The first " (agents.len()) " are shown; GET /agents lists them all." }
+                    }
                     table #agents {
                         thead { tr {
                             th { "Name" } th { "Id" } th { "Health" } th { "Namespace" }
@@ -151,15 +159,23 @@ impl Page {
                                         td { a href={"#agent-" (agent.id)} { (agent.name) } }
                                         td { code { (dependency.function_name) } }
                                         td { (dependency.capability) }
-                                        @match (&dependency.provider_agent_id, dependency.status) {
-                                            (Some(provider), DependencyStatus::Available) => {
-                                                td { a href={"#agent-" (provider)} { (provider) } }
-                                                td { code { (dependency.mcp_tool.as_deref().unwrap_or_default()) } }
-                                            }
-                                            _ => {
-                                                td colspan="2" { span.health.unhealthy { "unresolved" } }
-                                            }
-                                        }
+                                        (provider_cells(dependency.status, dependency.provider_agent_id.as_deref(), dependency.mcp_tool.as_deref()))
+                                    }
+                                }
+                                @for llm in agent.llm_provider_resolutions.iter().flatten() {
+                                    tr {
+                                        td { a href={"#agent-" (agent.id)} { (agent.name) } }
+                                        td { code { (llm.function_name) } }
+                                        td { "LLM provider: " (llm.required_capability) }
+                                        (provider_cells(llm.status, llm.provider_agent_id.as_deref(), llm.mcp_tool.as_deref()))
+                                    }
+                                }
+                                @for llm in agent.llm_tool_resolutions.iter().flatten() {
+                                    tr {
+                                        td { a href={"#agent-" (agent.id)} { (agent.name) } }
+                                        td { code { (llm.function_name) } }
+                                        td { "LLM tools: " (llm.filter_capability) }
+                                        (provider_cells(llm.status, llm.provider_agent_id.as_deref(), llm.mcp_tool.as_deref()))
                                     }
                                 }
                             }
@@ -403,6 +419,19 @@ impl Page {
     }
 }
 
+/// The provider and tool a dependency resolves to, or that it is unresolved (two cells).
+fn provider_cells(status: DependencyStatus, provider: Option<&str>, tool: Option<&str>) -> Markup {
+    html! {
+        @match (provider, status) {
+            (Some(provider), DependencyStatus::Available) => {
+                td { a href={"#agent-" (provider)} { (provider) } }
+                td { code { (tool.unwrap_or_default()) } }
+            }
+            _ => td colspan="2" { span.health.unhealthy { "unresolved" } },
+        }
+    }
+}
+
 /// Jobs per capability (rows) and status (columns), with a total row.
 fn count_table(counts: &[JobCount]) -> Markup {
     let mut capabilities: Vec<&str> = counts.iter().map(|c| c.capability.as_str()).collect();
@@ -482,4 +511,28 @@ fn json_text(raw: &RawValue) -> String {
         text.push_str("\n… (cut; the API returns it whole)");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_json_is_cut_on_a_character_boundary() {
+        let long = format!("\"{}\"", "é".repeat(SHOWN_JSON_BYTES));
+        let raw = RawValue::from_string(long).unwrap();
+        let shown = json_text(&raw);
+        assert!(shown.len() < SHOWN_JSON_BYTES + 100);
+        assert!(shown.ends_with("(cut; the API returns it whole)"));
+    }
+
+    #[test]
+    fn what_users_wrote_is_escaped() {
+        let page = Page::new(Access::ReadOnly, "Job");
+        let html = page
+            .error("<script>alert(1)</script>\" onload=\"x")
+            .into_string();
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot; onload=&quot;x"));
+        assert!(!html.contains("<script>alert"));
+    }
 }
