@@ -100,23 +100,21 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     frame-ancestors 'none'; base-uri 'none'";
 
 /// An error as a page: the API's status and message for the same failure.
-fn error_page(page: &Page, error: ApiError) -> HttpResponse {
+fn error_page(page: Page, error: ApiError) -> HttpResponse {
     html(error.status_code(), page.error(&error.to_string()))
 }
 
-/// Renders `render`'s page, or the error page with the API's status and message.
+/// The rendered page, or the error page with the API's status and message.
 fn respond(page: Page, rendered: Result<Markup, ApiError>) -> HttpResponse {
     match rendered {
         Ok(markup) => html(StatusCode::OK, markup),
-        Err(error) => error_page(&page, error),
+        Err(error) => error_page(page, error),
     }
 }
 
 /// `GET /ui`: the jobs page is the dashboard's front page.
 async fn home() -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/ui/jobs"))
-        .finish()
+    see_other("/ui/jobs")
 }
 
 /// `GET /ui/mesh`: agents, their tools, and where each dependency resolves.
@@ -227,7 +225,7 @@ async fn confirm_job_action(access: Data<Access>, path: Path<(String, String)>) 
     let (job_id, action) = path.into_inner();
     match (path_job_id(&job_id), JobAction::parse(&action)) {
         (Ok(job_id), Some(action)) => html(StatusCode::OK, page.confirm_job(action, job_id)),
-        (Err(error), _) => error_page(&page, error),
+        (Err(error), _) => error_page(page, error),
         (Ok(_), None) => not_found(),
     }
 }
@@ -263,7 +261,7 @@ async fn job_action(
     };
     match acted.await {
         Ok(()) => see_other(&format!("/ui/jobs/{job_id}?done={}", action.keyword())),
-        Err(error) => error_page(&page, error),
+        Err(error) => error_page(page, error),
     }
 }
 
@@ -304,7 +302,7 @@ async fn drain(
     };
     match acted.await {
         Ok(()) => see_other("/ui/operations"),
-        Err(error) => error_page(&page, error),
+        Err(error) => error_page(page, error),
     }
 }
 
