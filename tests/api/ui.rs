@@ -21,8 +21,8 @@ fn admin_base(app: &TestApp) -> String {
     )
 }
 
-/// A mesh of two agents (one depends on the other), a hostile job, a claimed job with progress
-/// and an event, and a waiting job. Returns (hostile job, claimed job).
+/// A mesh of two agents (one depends on the other), a hostile job, a claimed job with progress,
+/// a question and an event, and a waiting job. Returns (hostile job, claimed job).
 async fn seed(app: &TestApp) -> (String, String) {
     let agents = [
         json!({"agent_id": "weather-1", "name": "weather-1", "namespace": "prod",
@@ -44,8 +44,9 @@ async fn seed(app: &TestApp) -> (String, String) {
     // Oldest first: `claimed` is taken; the hostile one stays queued.
     let job = app.claim("weather", "w1").await.unwrap();
     assert_eq!(job["id"], claimed.as_str());
+    // Half way, the producer asks a question (the input_required round trip).
     let delta = json!({"id": claimed, "claim_epoch": job["claim_epoch"], "progress": 0.5,
-                       "progress_message": "half way"});
+                       "status": "input_required", "progress_message": "Which city?"});
     assert_eq!(app.delta("w1", delta).await["accepted"], 1);
     post_event(app, &claimed, "note", json!({"said": "first"})).await;
     app.submit("planning").await;
@@ -101,12 +102,9 @@ async fn dashboard_in_a_browser(backend: Backend) {
 
     // Jobs: counts by status and capability, the list, and a live update without a reload.
     browser.open(&format!("{base}/ui/jobs")).await;
-    assert_eq!(
-        browser
-            .text("#counts tr.total td[data-status=working]")
-            .await,
-        "3"
-    );
+    let total = |status: &str| format!("#counts tr.total td[data-status={status}]");
+    assert_eq!(browser.text(&total("working")).await, "2");
+    assert_eq!(browser.text(&total("input_required")).await, "1");
     assert!(browser.text("#jobs").await.contains(&claimed));
     browser.eval("window.stillTheSamePage = true").await;
     let arrived = app.submit("arrived-live").await;
@@ -141,11 +139,12 @@ async fn dashboard_in_a_browser(backend: Backend) {
     // A job: lease, owner, epoch, progress and the timeline, which grows by itself.
     browser.open(&format!("{base}/ui/jobs/{claimed}")).await;
     let fields = browser.text("#job").await;
-    for expected in ["w1", "half way", "Claim epoch"] {
+    for expected in ["w1", "input_required", "0.5", "Claim epoch"] {
         assert!(fields.contains(expected), "{expected} in {fields}");
     }
+    assert_eq!(browser.text("#job tr.prompt td").await, "Which city?");
     assert!(browser.text("#timeline").await.contains("first"));
-    post_event(&app, &claimed, "answer", json!({"said": "arrived live"})).await;
+    post_event(&app, &claimed, "answer", json!({"city": "arrived live"})).await;
     browser.wait_for_text("#timeline", "arrived live").await;
     browser.screenshot(&name("job")).await;
 
@@ -258,7 +257,7 @@ async fn dashboard_without_javascript_and_read_only_on_the_public_port(backend: 
     browser
         .click(&format!("a[href='/ui/jobs/{claimed}']"))
         .await;
-    assert!(browser.text("#job").await.contains("half way"));
+    assert!(browser.text("#job").await.contains("Which city?"));
     assert!(!browser.has("#cancel").await && !browser.has("#reclaim").await);
     browser.open(&app.url(&format!("/ui/jobs/{hostile}"))).await;
     let payload = browser.text("#payload").await;
@@ -290,7 +289,11 @@ async fn dashboard_without_javascript_and_read_only_on_the_public_port(backend: 
             .unwrap();
         assert_eq!(response.status(), 404, "{path}");
     }
-    assert_eq!(app.job(&claimed).await["status"], "working");
+    assert_eq!(
+        app.job(&claimed).await["status"],
+        "input_required",
+        "unchanged"
+    );
 }
 
 on_both_backends!(dashboard_actions_refuse_other_origins);
@@ -354,4 +357,22 @@ async fn dashboard_actions_refuse_other_origins(backend: Backend) {
         .await
         .unwrap()
         .contains("invalid scope &quot;galaxy&quot;"));
+}
+
+on_both_backends!(dashboard_can_be_turned_off);
+async fn dashboard_can_be_turned_off(backend: Backend) {
+    let app = spawn_app_with(backend, |config| config.ui = false).await;
+    assert_eq!(app.get("/ui/jobs").await.status(), 404);
+    let app = spawn_app_with(backend, |config| {
+        config.ui = false;
+        config.admin_port = Some(0);
+    })
+    .await;
+    let admin = app.http.get(format!("{}/ui/jobs", admin_base(&app)));
+    assert_eq!(admin.send().await.unwrap().status(), 404);
+    assert_eq!(
+        drain_state(&app).await["draining"],
+        false,
+        "the admin port still serves"
+    );
 }
