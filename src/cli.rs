@@ -316,6 +316,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
 
+    /// Serve the dashboard at /ui (true/false): on the admin port when one is set, with its
+    /// actions (cancel, force-reclaim, drain, resume); else read-only on the public port
+    #[arg(long, env = "MCP_MESH_UI", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub ui: bool,
+
     /// Log level: TRACE, DEBUG, INFO, WARNING, ERROR or CRITICAL (RUST_LOG, when set, wins)
     #[arg(long, env = "MCP_MESH_LOG_LEVEL", default_value = "INFO")]
     pub log_level: String,

@@ -19,6 +19,8 @@ pub struct Config {
     pub admin_port: Option<u16>,
     /// `MCP_MESH_ADMIN_HOST`: where the admin port listens.
     pub admin_host: String,
+    /// `MCP_MESH_UI`: serve the dashboard at `/ui`.
+    pub ui: bool,
     /// An empty one is the embedded file in the working directory.
     pub database_url: String,
     /// `MCP_MESH_DB_SCHEMA`: where our tables live on PostgreSQL.
@@ -71,6 +73,7 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("admin_port", &self.admin_port)
             .field("admin_host", &self.admin_host)
+            .field("ui", &self.ui)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_schema", &self.db_schema)
             .field("db_pool_size", &self.db_pool_size)
@@ -120,6 +123,7 @@ impl Config {
             port: args.port,
             admin_port,
             admin_host: args.admin_host.clone(),
+            ui: args.ui,
             database_url,
             db_schema: args.db_schema.clone(),
             db_pool_size: args.db_pool_size as usize,

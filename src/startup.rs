@@ -250,6 +250,9 @@ fn public_server(
     let body_limit = BodyLimit(config.max_body_bytes);
     let admin_separate = config.admin_port.is_some();
     let measured = metrics.enabled();
+    // Without an admin listener the dashboard is here, read-only: anyone who can reach the
+    // public port can read it, and nothing it serves can change anything.
+    let ui = config.ui && !admin_separate;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(measured, from_fn(http::measure)))
@@ -264,6 +267,9 @@ fn public_server(
                     if measured {
                         http::metrics_route(cfg);
                     }
+                }
+                if ui {
+                    http::ui::routes(http::ui::Access::ReadOnly)(cfg);
                 }
             })
             .configure(http::fallback_route)
@@ -293,6 +299,7 @@ fn admin_server(
     metrics: Data<Metrics>,
 ) -> Result<Server, StartupError> {
     let measured = metrics.enabled();
+    let ui = config.ui;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(measured, from_fn(http::measure)))
@@ -303,6 +310,9 @@ fn admin_server(
             .configure(|cfg| {
                 if measured {
                     http::metrics_route(cfg);
+                }
+                if ui {
+                    http::ui::routes(http::ui::Access::Admin)(cfg);
                 }
             })
             .configure(http::fallback_route)

@@ -16,6 +16,7 @@ mod health;
 mod jobs;
 mod metrics;
 mod trace;
+pub mod ui;
 mod validate;
 
 use actix_web::http::{header, Method, StatusCode};

@@ -10,10 +10,13 @@ use super::{store_span, Registry};
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
 use crate::resolve::Mesh;
 use crate::store::{
-    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, JobPage,
-    NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
+    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobCount, JobListQuery,
+    JobPage, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
 };
 use crate::wire::{parse_job_id, ClaimedJob, Job, JobDelta, JobStatus, RejectReason};
+
+/// Most (status, capability) groups the dashboard's counts hold.
+pub const JOB_COUNT_GROUPS: i64 = 500;
 
 /// Headers of a cancel request that travel with the forward to the owner.
 pub type ForwardHeaders = Vec<(&'static str, String)>;
@@ -36,6 +39,11 @@ impl Registry {
             .list_jobs(query, self.settings.max_page_bytes)
             .instrument(store_span("list_jobs"))
             .await
+    }
+
+    /// Jobs per status and capability (the dashboard), the first `JOB_COUNT_GROUPS` groups.
+    pub async fn job_counts(&self) -> Result<Vec<JobCount>, StoreError> {
+        self.store.job_counts(JOB_COUNT_GROUPS).await
     }
 
     pub async fn job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {

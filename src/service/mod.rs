@@ -24,7 +24,7 @@ use mesh_registry_actors::{
 pub use admin::{DrainError, DrainView};
 pub use agents::{Beat, Registration};
 pub use events::{EventsRead, Executor};
-pub use jobs::ForwardHeaders;
+pub use jobs::{ForwardHeaders, JOB_COUNT_GROUPS};
 
 use crate::metrics::Metrics;
 use crate::store::{Change, Changed, Store};

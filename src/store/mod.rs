@@ -33,9 +33,9 @@ use uuid::Uuid;
 
 pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
-    DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, JobPage, Liveness, MeshSnapshot, NewJob,
-    NewRegistration, NewTool, Notice, PoolStatus, PostEventOutcome, ReclaimOutcome, Registered,
-    ReleaseOutcome, Tally, ToolRow,
+    DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery, JobPage, Liveness,
+    MeshSnapshot, NewJob, NewRegistration, NewTool, Notice, PoolStatus, PostEventOutcome,
+    ReclaimOutcome, Registered, ReleaseOutcome, Tally, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -298,6 +298,9 @@ pub trait AdminStore {
     async fn count_live_claims(&self) -> Result<i64, StoreError>;
     /// Jobs by state and capability, agents by status and the live claims (`GET /metrics`).
     async fn tally(&self) -> Result<Tally, StoreError>;
+
+    /// Jobs per (status, capability), at most `limit` groups, ordered by capability.
+    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError>;
     /// The fleet-wide drain flag (docs/contract.md#diff-fleet-drain); PostgreSQL only.
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError>;
     async fn fleet_draining(&self) -> Result<bool, StoreError>;

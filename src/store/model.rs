@@ -46,6 +46,14 @@ pub struct JobPage {
     pub cut: bool,
 }
 
+/// One group of the dashboard's job counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCount {
+    pub status: String,
+    pub capability: String,
+    pub jobs: i64,
+}
+
 /// The bytes a job weighs in a page: what can be big in it.
 pub fn job_weight(job: &Job) -> i64 {
     let text = |t: &Option<String>| t.as_deref().map_or(0, str::len);

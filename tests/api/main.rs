@@ -22,3 +22,4 @@ mod rules;
 mod schema;
 mod server;
 mod tracing;
+mod ui;

@@ -21,6 +21,7 @@ pub fn test_config(database_url: String) -> Config {
         port: 0,
         admin_port: None,
         admin_host: "127.0.0.1".into(),
+        ui: true,
         database_url,
         db_schema: Default::default(),
         db_pool_size: 4,
