@@ -1,6 +1,7 @@
 //! Event-log use cases: read a page (an observer's read, or an owner's executor read that is
 //! fenced by its claim epoch and renews its lease), optionally long-polling, and append.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use mesh_registry_actors::{NotParked, Park, Wakeup};
@@ -31,10 +32,12 @@ pub enum EventsRead {
 }
 
 impl Registry {
-    /// A page of the job's events; with `wait`, parks until an event arrives or the wait ends.
+    /// A page of the job's events; with `wait`, parks until an event arrives or the wait ends
+    /// (within the share of parked long-polls that `client`, the caller's address, may hold).
     pub async fn read_events(
         &self,
         job_id: Uuid,
+        client: IpAddr,
         executor: Option<Executor<'_>>,
         filter: &EventFilter,
         wait: Duration,
@@ -61,7 +64,7 @@ impl Registry {
         loop {
             // Park before reading, so an event committed after the read began still wakes us.
             let wakeup = if Instant::now() < deadline {
-                match self.park(job_id).await {
+                match self.park(job_id, client).await {
                     Ok(wakeup) => wakeup,
                     Err(()) => return Ok(EventsRead::Busy),
                 }
@@ -86,12 +89,16 @@ impl Registry {
     }
 
     /// A wake-up for the job's next event; `None` when the registry is stopping (answer now);
-    /// `Err` when every long-poll slot is taken.
-    async fn park(&self, job_id: Uuid) -> Result<Option<Wakeup>, ()> {
-        match self.actors.event_hub.send(Park { job_id }).await {
+    /// `Err` when every long-poll slot, or every slot this client may hold, is taken.
+    async fn park(&self, job_id: Uuid, client: IpAddr) -> Result<Option<Wakeup>, ()> {
+        match self.actors.event_hub.send(Park { job_id, client }).await {
             Ok(Ok(wakeup)) => Ok(Some(wakeup)),
             Ok(Err(NotParked::ShuttingDown)) => Ok(None),
             Ok(Err(NotParked::Full)) => Err(()),
+            Ok(Err(NotParked::ClientShareTaken)) => {
+                tracing::debug!(%client, "long-poll refused: the client holds its share");
+                Err(())
+            }
             Err(error) => {
                 tracing::error!(%error, "event hub unreachable; answering without waiting");
                 Ok(None)

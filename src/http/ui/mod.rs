@@ -10,6 +10,9 @@
 
 mod pages;
 
+use std::net::IpAddr;
+use std::time::Duration;
+
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Path};
@@ -18,7 +21,7 @@ use maud::Markup;
 
 use super::admin::{drain_error, parse_scope};
 use super::error::ApiError;
-use super::extract::{Body, Query};
+use super::extract::{client_address, Body, Query};
 use super::jobs::{cancel_job, list_page, path_job_id, reclaim_job};
 use super::validate::{bounded_opt, MAX_TEXT_BYTES};
 use crate::service::Registry;
@@ -36,7 +39,7 @@ pub enum Access {
 /// Events a job page shows (the first ones; the timeline says when there are more).
 const TIMELINE_EVENTS: i64 = 200;
 /// How long the job page's live refresh parks on the job's event log before it re-renders.
-const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const EVENT_WAIT: Duration = Duration::from_secs(10);
 
 /// `/ui/*`: the read-only pages, and the actions when `access` is `Admin`.
 pub fn routes(access: Access) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -162,7 +165,8 @@ async fn job(
             types: None,
             limit: TIMELINE_EVENTS,
         };
-        let events = read_events(&registry, job_id, &filter, std::time::Duration::ZERO).await?;
+        let client = client_address(&req);
+        let events = read_events(&registry, job_id, client, &filter, Duration::ZERO).await?;
         let done = Query::parse(&req)?.get("done").map(str::to_owned);
         Ok(page.job(&job, &events, TIMELINE_EVENTS, done.as_deref()))
     };
@@ -182,19 +186,22 @@ async fn wait_for_event(
         types: None,
         limit: 1,
     };
-    read_events(&registry, job_id, &filter, EVENT_WAIT).await?;
+    read_events(&registry, job_id, client_address(&req), &filter, EVENT_WAIT).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A page of the job's events for a page of ours (waiting up to `wait`, within the share of
+/// parked long-polls the browser's address may hold).
 async fn read_events(
     registry: &Registry,
     job_id: uuid::Uuid,
+    client: IpAddr,
     filter: &EventFilter,
-    wait: std::time::Duration,
+    wait: Duration,
 ) -> Result<Vec<JobEvent>, ApiError> {
     use crate::service::EventsRead;
     match registry
-        .read_events(job_id, None, filter, wait)
+        .read_events(job_id, client, None, filter, wait)
         .await
         .map_err(ApiError::store("list events"))?
     {
