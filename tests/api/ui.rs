@@ -183,12 +183,26 @@ async fn dashboard_in_a_browser(backend: Backend) {
         .wait_for_text(".error", "job is already in a terminal state")
         .await;
 
-    // Operations: drain and resume this replica; the charts say /metrics is missing.
+    // Operations: drain and resume this replica; the charts draw what /metrics serves.
     browser.open(&format!("{base}/ui/operations")).await;
     assert_eq!(browser.text("#replica-drain").await, "serving");
-    browser
-        .wait_for_text("#charts", "metrics not available")
+    browser.wait_for_text("#charts", "Live claims: ").await;
+    let label = browser
+        .text(".chart[data-series=mesh_registry_live_claims] .label")
         .await;
+    let live: Option<i64> = label
+        .strip_prefix("Live claims: ")
+        .and_then(|n| n.parse().ok());
+    assert!(
+        live.is_some(),
+        "a live-claims figure from /metrics: {label:?}"
+    );
+    assert!(
+        browser
+            .has(".chart[data-series=mesh_registry_job_claims_total] svg polyline")
+            .await,
+        "the claims chart is drawn"
+    );
     browser.click("#drain-replica").await;
     browser.click("#confirm").await;
     browser.wait_for_text("#replica-drain", "draining").await;
