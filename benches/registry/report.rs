@@ -42,11 +42,12 @@ fn render(lines: &[Value], command: &str, pg: &str) -> String {
             let _ = writeln!(out, "### Side by side: {backend}\n");
             side_by_side(&mut out, lines, backend);
         }
-        if find(lines, "cycle", backend, "ours").is_some() {
+        if find(lines, "cycle", backend, "ours").is_some() && backend == "postgres" {
             let _ = writeln!(out, "\n### What a job cycle costs: {backend}\n");
             costs(&mut out, lines, backend);
         }
     }
+    cpu_only(&mut out, lines, "embedded");
     scale(&mut out, lines);
     let _ = writeln!(out, "{END}");
     out
@@ -293,8 +294,33 @@ fn costs(out: &mut String, lines: &[Value], backend: &str) {
                 .collect();
             let _ = writeln!(
                 out,
-                "\nIndex scans of `jobs` during our cycle: {}.",
+                "\nIndex scans of `jobs` during our cycle: {}.\n",
                 used.join(", ")
+            );
+        }
+    }
+}
+
+/// Per job cycle on a backend without PostgreSQL: CPU by process and the idle share.
+fn cpu_only(out: &mut String, lines: &[Value], backend: &str) {
+    if find(lines, "cycle", backend, "ours").is_none() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### What a job cycle costs: {backend}\n\nDuring `cycle` (8 workers): CPU-seconds per \
+         1 000 completed jobs, and the machine's idle share.\n\n\
+         | | registry | load generator | machine idle |\n|---|---|---|---|"
+    );
+    for target in ["ours", "reference"] {
+        if let Some(line) = find(lines, "cycle", backend, target) {
+            let cpu = &line["cpu_s_per_1000_jobs"];
+            let _ = writeln!(
+                out,
+                "| {target} | {} | {} | {} % |",
+                number(&cpu["registry"]),
+                number(&cpu["load_generator"]),
+                number(&line["machine_idle_percent"]),
             );
         }
     }
