@@ -397,14 +397,14 @@ async fn the_connection_pool_is_reported(backend: Backend) {
         value(&text, "mesh_registry_db_pool_timeouts_total", &[]),
         Some(0.0)
     );
-    let submits = [("kind", "submit")];
+    let writes = [("kind", "write")];
     assert_eq!(
-        value(&text, "mesh_registry_db_batch_size_count", &submits),
+        value(&text, "mesh_registry_db_batch_size_count", &writes),
         Some(1.0),
-        "one submit, one statement"
+        "one submit, one group of writes"
     );
     assert_eq!(
-        value(&text, "mesh_registry_db_batch_size_sum", &submits),
+        value(&text, "mesh_registry_db_batch_size_sum", &writes),
         Some(1.0)
     );
 }

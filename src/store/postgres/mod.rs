@@ -14,6 +14,7 @@ mod namespace;
 mod notify;
 mod schema;
 mod sweep;
+mod writes;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use prometheus::core::Collector;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter};
 use tokio_postgres::{NoTls, Row};
 
-use super::model::{ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, NewJob, PoolStatus};
+use super::model::PoolStatus;
 use super::{Backend, ConnectError, DbSchema, Storage, StoreError};
 
 /// The lease window of jobs without `max_duration`, as statements take it (seconds).
@@ -79,12 +80,11 @@ impl Instruments {
     }
 }
 
-/// The hot writes that are grouped into shared statements (see `batch`).
+/// The hot calls that are grouped (see `batch`): reads into shared statements, writes of every
+/// kind into shared transactions (see `writes`).
 struct Batches {
     reads: batch::Batcher<uuid::Uuid, Option<crate::wire::Job>>,
-    submits: batch::Batcher<NewJob, ()>,
-    claims: batch::Batcher<ClaimCall, ClaimOutcome>,
-    deltas: batch::Batcher<DeltaUpdate, DeltaOutcome>,
+    writes: batch::Batcher<writes::Write, writes::Written>,
 }
 
 /// Statements in flight per kind, and calls per statement, at most.
@@ -99,25 +99,16 @@ impl PgStore {
         pool_size: usize,
     ) -> Result<PgStore, ConnectError> {
         let mut store = PgStore::open(database_url, schema, pool_size)?;
-        let (for_reads, for_submits) = (store.clone(), store.clone());
-        let (for_claims, for_deltas) = (store.clone(), store.clone());
+        let (for_reads, for_writes) = (store.clone(), store.clone());
         let sizes = |kind: &str| store.instruments.batch_sizes.with_label_values(&[kind]);
         store.batches = Some(Arc::new(Batches {
             reads: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, sizes("read"), move |ids| {
                 let store = for_reads.clone();
                 async move { store.get_jobs(ids).await }
             }),
-            submits: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, sizes("submit"), move |jobs| {
-                let store = for_submits.clone();
-                async move { store.create_jobs(jobs).await }
-            }),
-            claims: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, sizes("claim"), move |calls| {
-                let store = for_claims.clone();
-                async move { store.claim_many(calls).await }
-            }),
-            deltas: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, sizes("delta"), move |deltas| {
-                let store = for_deltas.clone();
-                async move { store.apply_deltas(deltas).await }
+            writes: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, sizes("write"), move |writes| {
+                let store = for_writes.clone();
+                async move { store.apply_writes(writes).await }
             }),
         }));
         Ok(store)
