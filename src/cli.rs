@@ -129,7 +129,7 @@ pub enum RegistryCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum MigrateCommand {
     /// Applied versus known migrations, and how the live schema differs from this binary's
     Status,
@@ -146,14 +146,19 @@ pub enum MigrateCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Copy the Go registry's jobs and their events (its tables in schema public of the same
-    /// PostgreSQL database) into mesh-registry's, to switch a mesh over; its tables are only
-    /// read, and jobs already imported are skipped
+    /// Copy the Go registry's jobs and their events into mesh-registry's, to switch a mesh
+    /// over: on PostgreSQL from its tables in schema public of the same database, on the
+    /// embedded store from its SQLite file; they are only read, and jobs already imported are
+    /// skipped
     ImportReference {
         /// Import even though the Go registry still holds live claims (drain it first:
         /// `meshctl registry drain --wait`)
         #[arg(long)]
         force: bool,
+        /// Embedded store only: the Go registry's SQLite file [default: mcp_mesh_registry.db,
+        /// its default, in the working directory]
+        #[arg(long, value_name = "FILE")]
+        from: Option<std::path::PathBuf>,
     },
 }
 
@@ -232,6 +237,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_MAX_LONG_POLLS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_long_polls: u32,
+
+    /// Most event long-polls one client address may hold parked, so that one client cannot take
+    /// every slot [default: a quarter of --max-long-polls]. Behind a proxy that hides client
+    /// addresses every client shares one address: raise it to --max-long-polls there
+    #[arg(long, env = "MCP_MESH_MAX_LONG_POLLS_PER_CLIENT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_long_polls_per_client: Option<u32>,
 
     /// Pause between a cancel's synthetic event and its answer, in ms (0 disables, max 10000;
     /// an invalid value means the default, 200)

@@ -31,6 +31,8 @@ pub struct Config {
     /// `MCP_MESH_MAX_CONNECTIONS`, all workers together.
     pub max_connections: usize,
     pub max_long_polls: usize,
+    /// `MCP_MESH_MAX_LONG_POLLS_PER_CLIENT`, at most `max_long_polls`.
+    pub max_long_polls_per_client: usize,
     pub cancel_event_grace: Duration,
     /// `MCP_MESH_JOB_STALE_TIMEOUT`; `None` = the opt-in stale ceiling is off.
     pub job_stale_timeout: Option<Duration>,
@@ -77,6 +79,7 @@ impl fmt::Debug for Config {
             .field("max_page_bytes", &self.max_page_bytes)
             .field("max_connections", &self.max_connections)
             .field("max_long_polls", &self.max_long_polls)
+            .field("max_long_polls_per_client", &self.max_long_polls_per_client)
             .field("cancel_event_grace", &self.cancel_event_grace)
             .field("job_stale_timeout", &self.job_stale_timeout)
             .field("sweep_interval", &self.sweep_interval)
@@ -128,6 +131,12 @@ impl Config {
             max_page_bytes: args.max_page_bytes as usize,
             max_connections: args.max_connections as usize,
             max_long_polls: args.max_long_polls as usize,
+            max_long_polls_per_client: args
+                .max_long_polls_per_client
+                .map_or(args.max_long_polls / 4, |share| {
+                    share.min(args.max_long_polls)
+                })
+                .max(1) as usize,
             cancel_event_grace,
             job_stale_timeout: timing.job_stale_timeout,
             sweep_interval: timing.sweep_interval,

@@ -191,7 +191,7 @@ async fn open_store(config: &Config) -> Result<Store, StartupError> {
 /// Starts this replica's actors on the current arbiter, wired to the store and to what other
 /// replicas announce; returns them and the drain gate the supervisor owns.
 fn start_actors(store: &Store, config: &Config, metrics: &Arc<Metrics>) -> (Actors, DrainGate) {
-    let event_hub = EventHub::new(config.max_long_polls).start();
+    let event_hub = EventHub::new(config.max_long_polls, config.max_long_polls_per_client).start();
     let agent_tracker = AgentTracker::new(
         Rc::new(store.clone()),
         TrackerSettings {

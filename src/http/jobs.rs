@@ -151,9 +151,11 @@ pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResp
             statuses,
             owner_instance_id: query.text("owner_instance_id").map(str::to_owned),
             capability: query.text("capability").map(str::to_owned),
+            // Past the last representable second nothing can match: keep the filter at that
+            // second rather than drop it.
             submitted_since: submitted_since
                 .filter(|&s| s > 0)
-                .and_then(Timestamp::from_unix_seconds),
+                .and_then(|s| Timestamp::from_unix_seconds(s.min(Timestamp::MAX_UNIX_SECONDS))),
             after,
             limit: limit + 1,
         })

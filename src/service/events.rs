@@ -1,6 +1,7 @@
 //! Event-log use cases: read a page (an observer's read, or an owner's executor read that is
 //! fenced by its claim epoch and renews its lease), optionally long-polling, and append.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use mesh_registry_actors::{NotParked, Park, Wakeup};
@@ -33,10 +34,12 @@ pub enum EventsRead {
 }
 
 impl Registry {
-    /// A page of the job's events; with `wait`, parks until an event arrives or the wait ends.
+    /// A page of the job's events; with `wait`, parks until an event arrives or the wait ends
+    /// (within the share of parked long-polls that `client`, the caller's address, may hold).
     pub async fn read_events(
         &self,
         job_id: Uuid,
+        client: IpAddr,
         executor: Option<Executor<'_>>,
         filter: &EventFilter,
         wait: Duration,
@@ -64,7 +67,7 @@ impl Registry {
         loop {
             // Park before reading, so an event committed after the read began still wakes us.
             let wakeup = if Instant::now() < deadline {
-                match self.park(job_id).await {
+                match self.park(job_id, client).await {
                     Ok(wakeup) => wakeup,
                     Err(()) => {
                         self.metrics.long_polls_refused.inc();
@@ -94,13 +97,17 @@ impl Registry {
     }
 
     /// A wake-up for the job's next event; `None` when the registry is stopping (answer now);
-    /// `Err` when every long-poll slot is taken.
-    async fn park(&self, job_id: Uuid) -> Result<Option<Wakeup>, ()> {
-        let park = self.actors.event_hub.send(Park { job_id });
+    /// `Err` when every long-poll slot, or every slot this client may hold, is taken.
+    async fn park(&self, job_id: Uuid, client: IpAddr) -> Result<Option<Wakeup>, ()> {
+        let park = self.actors.event_hub.send(Park { job_id, client });
         match park.instrument(tracing::debug_span!("actors.park")).await {
             Ok(Ok(wakeup)) => Ok(Some(wakeup)),
             Ok(Err(NotParked::ShuttingDown)) => Ok(None),
             Ok(Err(NotParked::Full)) => Err(()),
+            Ok(Err(NotParked::ClientShareTaken)) => {
+                tracing::debug!(%client, "long-poll refused: the client holds its share");
+                Err(())
+            }
             Err(error) => {
                 tracing::error!(%error, "event hub unreachable; answering without waiting");
                 Ok(None)

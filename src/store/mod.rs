@@ -19,6 +19,7 @@ mod postgres;
 mod schema;
 
 use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -323,7 +324,14 @@ pub trait SchemaStore {
     async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError>;
     /// Copies the Go registry's jobs and events into ours (docs/operations.md#switching-from-the-go-registry),
     /// never writing its tables; with `force`, also while it still holds live claims.
-    async fn import_reference(&self, force: bool) -> Result<ImportOutcome, StoreError>;
+    /// `migrate import-reference`: the Go registry's jobs and events, from its tables in the
+    /// same PostgreSQL database, or (embedded) from its SQLite file, `reference_file` or else
+    /// its default file in the working directory.
+    async fn import_reference(
+        &self,
+        force: bool,
+        reference_file: Option<PathBuf>,
+    ) -> Result<ImportOutcome, StoreError>;
 }
 
 /// A claim the Go registry still holds: an owner under a lease that has not lapsed.

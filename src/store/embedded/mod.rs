@@ -14,6 +14,7 @@ mod admin;
 mod agents;
 mod events;
 mod file;
+mod import;
 mod jobs;
 mod schema;
 mod sweep;

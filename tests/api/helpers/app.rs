@@ -29,6 +29,7 @@ pub fn test_config(database_url: String) -> Config {
         max_connections: 10_000,
         max_page_bytes: 4 << 20,
         max_long_polls: 1_000,
+        max_long_polls_per_client: 250,
         cancel_event_grace: Duration::ZERO,
         job_stale_timeout: None,
         shutdown_timeout: Duration::from_secs(5),
