@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web::Data;
 use actix_web::HttpResponse;
@@ -13,6 +14,21 @@ use crate::service::Registry;
 
 /// The label of a request no route matched (the raw path would be unbounded).
 const UNMATCHED: &str = "unmatched";
+
+/// The `method` label: the standard methods by name, any other (a client may send anything)
+/// as `other`, so that no client can grow the number of series.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// `GET /metrics`: the Prometheus text format.
 pub async fn metrics(registry: Data<Registry>) -> HttpResponse {
@@ -37,7 +53,7 @@ pub async fn measure(
         tracing::Span::current().record("route", route);
         metrics.observe_request(
             route,
-            request.method().as_str(),
+            method_label(request.method()),
             res.status().as_str(),
             started.elapsed(),
         );

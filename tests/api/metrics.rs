@@ -212,7 +212,22 @@ async fn metrics_follow_a_scripted_job_sequence(backend: Backend) {
         assert!(!text.contains(id.as_str()), "a raw path became a label");
     }
     app.get("/no/such/route").await;
+    for method in ["BREW", "PROPFIND", "X-ANYTHING"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        app.http
+            .request(method, app.url("/jobs"))
+            .send()
+            .await
+            .unwrap();
+    }
     let text = scrape(&app).await;
+    // Methods a client makes up share one label value: no client grows the series.
+    let made_up = [("route", "/jobs"), ("method", "other"), ("status", "404")];
+    assert_eq!(
+        value(&text, "mesh_registry_http_requests_total", &made_up),
+        Some(3.0)
+    );
+    assert!(!text.contains("BREW"));
     let unmatched = [("route", "unmatched"), ("method", "GET"), ("status", "404")];
     assert_eq!(
         value(&text, "mesh_registry_http_requests_total", &unmatched),
