@@ -70,10 +70,12 @@ def scenario(registry: Registry, env: dict, e2e_dir: pathlib.Path, old_python: s
 
     start_sectioned(sys.executable, "modern", env, e2e_dir)
     wait_for("the 3.8.0 producer to register", lambda: registry.healthy_agent("e2e-sections-modern"), 60)
-    wait_for("three seconds into the job", lambda: len(sections(e2e_dir, job_id)) >= 3, 30)
+    wait_for("three sections into the job", lambda: len(sections(e2e_dir, job_id)) >= 3, 30)
     log(f"SIGTERM to the {old_version} owner")
     sigterm_at = time.time()
     os.killpg(legacy.pid, signal.SIGTERM)  # not waited for: 2.0.0 lingers after its job
+    # Sections 4 to 6 run only from now on: after the SIGTERM, whoever runs them.
+    (e2e_dir / "go").touch()
     wait_for(
         "the legacy owner to deregister",
         lambda: any(a["name"] == "e2e-sections-legacy" and a["status"] == "unhealthy" for a in registry.agents()),
