@@ -46,7 +46,10 @@ pub enum Command {
         #[command(subcommand)]
         command: MigrateCommand,
         /// The database: a PostgreSQL URL (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable)
-        /// or an embedded SQLite file (a path or sqlite://path) [default: mesh_registry.db]
+        /// or an embedded SQLite file (a path or sqlite://path) [default: mesh_registry.db].
+        /// PostgreSQL TLS as libpq: sslmode=disable|prefer|require|verify-ca|verify-full
+        /// (prefer when absent, libpq's default: TLS whenever the server offers it, and a
+        /// server without TLS still works), sslrootcert=<CA file>|system, sslcert=, sslkey=
         #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
         /// The PostgreSQL schema that holds mesh-registry's tables; the commands look at it
@@ -191,7 +194,11 @@ pub struct ServeArgs {
 
     /// The database: a PostgreSQL URL for production and replicas
     /// (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable), or an embedded SQLite file for
-    /// one process (a path or sqlite://path) [default: mesh_registry.db]
+    /// one process (a path or sqlite://path) [default: mesh_registry.db]. PostgreSQL TLS as
+    /// libpq: sslmode=disable|prefer|require|verify-ca|verify-full (prefer when absent, libpq's
+    /// default: TLS whenever the server offers it, and a server without TLS still works; the Go
+    /// registry assumes require), sslrootcert=<CA file>|system, sslcert=<client certificate>,
+    /// sslkey=<its key>
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -16,6 +16,7 @@ mod lifecycle;
 mod llm;
 mod namespace;
 mod ownership;
+mod postgres_tls;
 mod replicas;
 mod rules;
 mod schema;

@@ -18,11 +18,12 @@
 //! the tests are quiet.
 
 mod app;
+pub mod certs;
 mod database;
 mod fixture;
 mod postgres_server;
 mod process;
-mod throwaway_cluster;
+pub mod throwaway_cluster;
 mod wait;
 
 pub use app::{assert_error, now, spawn_app, spawn_app_with, start_app, TestApp};
