@@ -3,7 +3,10 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use std::path::PathBuf;
+
 use crate::store::{DbSchema, DEFAULT_DB_SCHEMA};
+use crate::tls::TlsMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -201,6 +204,35 @@ pub struct ServeArgs {
     /// sslkey=<its key>
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// TLS on the public port: off (plain HTTP), auto (HTTPS; a client certificate is optional,
+    /// one presented must be trusted), strict (HTTPS; every request needs a trusted client
+    /// certificate). auto and strict need --tls-cert and --tls-key
+    #[arg(long, env = "MCP_MESH_TLS_MODE", value_enum, default_value_t = TlsMode::Off)]
+    pub tls_mode: TlsMode,
+
+    /// The registry's certificate (PEM, the chain leaf first); reloaded when the file changes.
+    /// Also its client certificate for calls to agents
+    #[arg(long, env = "MCP_MESH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The key of --tls-cert (PEM)
+    #[arg(long, env = "MCP_MESH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The CA certificates (PEM) that agents' certificates are checked against when the
+    /// registry calls them over HTTPS (cancel forward, /proxy)
+    #[arg(long, env = "MCP_MESH_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Registration trust backends, comma-separated, tried in order (filestore)
+    #[arg(long, env = "MCP_MESH_TRUST_BACKEND", default_value = "")]
+    pub trust_backend: String,
+
+    /// The filestore backend's directory: each *.pem there and in entities/ is one trusted
+    /// entity CA; changes are picked up without a restart
+    #[arg(long, env = "MCP_MESH_TRUST_DIR")]
+    pub trust_dir: Option<PathBuf>,
 
     /// The PostgreSQL schema that holds every table of this registry (created at start; other
     /// applications' tables in the database are never touched)

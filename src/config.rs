@@ -5,11 +5,13 @@
 //! warnings are returned to the caller to log once logging is up.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::go_duration::parse_go_duration;
 use crate::store::{redact_url, DbSchema};
+use crate::tls::TlsMode;
 
 #[derive(Clone)]
 pub struct Config {
@@ -47,6 +49,19 @@ pub struct Config {
     pub health_check_interval: Duration,
     /// `DEFAULT_TIMEOUT_THRESHOLD`
     pub agent_timeout: Duration,
+    /// HTTPS, registration trust and calls to agents over TLS (read at start).
+    pub tls: TlsSettings,
+}
+
+/// The `MCP_MESH_TLS_*` and `MCP_MESH_TRUST_*` settings, as given.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub trust_backend: String,
+    pub trust_dir: Option<PathBuf>,
 }
 
 /// Like a derived `Debug`, with the database URL's password hidden.
@@ -74,6 +89,7 @@ impl fmt::Debug for Config {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("health_check_interval", &self.health_check_interval)
             .field("agent_timeout", &self.agent_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -124,6 +140,14 @@ impl Config {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             health_check_interval: Duration::from_secs(args.health_check_interval),
             agent_timeout: Duration::from_secs(args.agent_timeout),
+            tls: TlsSettings {
+                mode: args.tls_mode,
+                cert: args.tls_cert.clone(),
+                key: args.tls_key.clone(),
+                ca: args.tls_ca.clone(),
+                trust_backend: args.trust_backend.clone(),
+                trust_dir: args.trust_dir.clone(),
+            },
         };
         (config, warnings)
     }

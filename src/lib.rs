@@ -16,4 +16,5 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod trust;
 pub mod wire;

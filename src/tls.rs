@@ -2,12 +2,14 @@
 //! registry makes or accepts (PostgreSQL, the public listener, outbound calls to agents). One
 //! crypto provider (ring) for all of them, chosen here rather than by whichever crate is linked.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 
 /// The crypto provider of every TLS configuration the registry builds.
@@ -48,4 +50,102 @@ pub fn public_roots() -> RootCertStore {
     RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     }
+}
+
+/// `MCP_MESH_TLS_MODE`, as the reference defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TlsMode {
+    /// Plain HTTP; no registration trust.
+    #[default]
+    Off,
+    /// HTTPS; a client certificate is optional, but one that is presented must be trusted.
+    Auto,
+    /// HTTPS; every request needs a trusted client certificate.
+    Strict,
+}
+
+/// A certificate chain and its key read from two PEM files, and read again when either file
+/// changes (a renewed certificate is served from the next handshake on, without a restart;
+/// until a complete new pair is readable, the old one stays).
+#[derive(Debug)]
+pub struct ReloadingIdentity {
+    certificate: PathBuf,
+    key: PathBuf,
+    current: RwLock<(Stamp, Arc<CertifiedKey>)>,
+}
+
+/// What the two files looked like when they were read: sizes and modification times.
+type Stamp = [(u64, Option<SystemTime>); 2];
+
+impl ReloadingIdentity {
+    pub fn load(certificate: &Path, key: &Path) -> Result<Arc<ReloadingIdentity>, String> {
+        let stamp = stamp(certificate, key);
+        let identity = certified_key(certificate, key)?;
+        Ok(Arc::new(ReloadingIdentity {
+            certificate: certificate.to_owned(),
+            key: key.to_owned(),
+            current: RwLock::new((stamp, identity)),
+        }))
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        let now = stamp(&self.certificate, &self.key);
+        {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            if current.0 == now {
+                return current.1.clone();
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        match certified_key(&self.certificate, &self.key) {
+            Ok(identity) => {
+                tracing::info!(certificate = %self.certificate.display(), "TLS certificate reloaded");
+                *current = (now, identity);
+            }
+            // Half written, or a key that no longer matches: keep serving the old pair, and
+            // look again at the next handshake.
+            Err(reason) => tracing::warn!(reason, "TLS certificate not reloaded"),
+        }
+        current.1.clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingIdentity {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for ReloadingIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn stamp(certificate: &Path, key: &Path) -> Stamp {
+    [certificate, key].map(|path| {
+        std::fs::metadata(path)
+            .map(|meta| (meta.len(), meta.modified().ok()))
+            .unwrap_or((0, None))
+    })
+}
+
+fn certified_key(certificate: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    CertifiedKey::from_der(certificates(certificate)?, private_key(key)?, &provider())
+        .map(Arc::new)
+        .map_err(|e| {
+            format!(
+                "{} and {} are not a certificate and its key: {e}",
+                certificate.display(),
+                key.display()
+            )
+        })
 }

@@ -14,6 +14,7 @@ mod events;
 mod extract;
 mod health;
 mod jobs;
+mod tls;
 mod validate;
 
 use actix_web::http::{header, Method, StatusCode};
@@ -21,6 +22,7 @@ use actix_web::{guard, web, HttpRequest, HttpResponse};
 
 pub use error::ApiError;
 pub use extract::BodyLimit;
+pub use tls::{keep_peer_certificates, server_config, verify_client, RegistrationTrust};
 
 /// `/admin/*`: on the public port, or alone on `MCP_MESH_ADMIN_PORT` when that is set.
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
@@ -38,6 +40,11 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         web::resource("/admin/drain")
             .guard(guard::Delete())
             .to(admin::resume),
+    )
+    .service(
+        web::resource("/admin/entities")
+            .guard(guard::Get())
+            .to(admin::entities),
     );
 }
 

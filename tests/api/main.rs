@@ -9,6 +9,7 @@ mod embedded;
 mod events;
 mod helpers;
 mod hostile;
+mod https;
 mod import;
 mod jobs;
 mod leases;

@@ -26,7 +26,7 @@ mod process;
 pub mod throwaway_cluster;
 mod wait;
 
-pub use app::{assert_error, now, spawn_app, spawn_app_with, start_app, TestApp};
+pub use app::{assert_error, now, spawn_app, spawn_app_with, start_app, test_config, TestApp};
 pub use database::{connect, database_url, TestDatabase};
 pub use fixture::Set;
 pub use mesh_registry::store::Backend;
