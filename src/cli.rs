@@ -94,6 +94,28 @@ pub struct ConnectionArgs {
     #[arg(long, global = true)]
     pub insecure: bool,
 
+    /// The CA certificates (PEM) that vouch for an HTTPS registry (default: the public web's)
+    #[arg(long, global = true, env = "MCP_MESH_REGISTRY_TLS_CA")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// A client certificate (PEM) to present, for a registry in TLS mode strict
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_MESH_REGISTRY_TLS_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// The key of --client-cert (PEM)
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_MESH_REGISTRY_TLS_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+
     /// Request timeout in seconds
     #[arg(long, global = true, default_value_t = 30)]
     pub timeout: u64,

@@ -258,3 +258,47 @@ async fn tls_without_its_files_or_with_an_unknown_backend_refuses_to_start() {
         assert!(error.contains(expected), "{error}");
     }
 }
+
+embedded_only!(our_cli_speaks_https_with_a_ca_or_insecure_and_a_client_certificate);
+async fn our_cli_speaks_https_with_a_ca_or_insecure_and_a_client_certificate(backend: Backend) {
+    let mesh = Mesh::new();
+    let app = mesh.registry(backend, TlsMode::Strict).await;
+    let ca = mesh.registry_ca.certificate.display().to_string();
+    let cert = mesh.agent.certificate.display().to_string();
+    let key = mesh.agent.key.display().to_string();
+    // Awaited, not blocking: the registry under test serves on this very thread.
+    let status = |extra: Vec<String>| {
+        let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mesh-registry"))
+            .args(["registry", "status", "--registry-url", &app.address])
+            .args(extra)
+            .env_remove("MCP_MESH_REGISTRY_URL")
+            .output();
+        async move {
+            let output = command.await.unwrap();
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned()
+                    + &String::from_utf8_lossy(&output.stderr),
+            )
+        }
+    };
+    let trusted = vec![
+        "--client-cert".to_owned(),
+        cert.clone(),
+        "--client-key".into(),
+        key.clone(),
+    ];
+    let (ok, said) = status([vec!["--ca-cert".into(), ca.clone()], trusted.clone()].concat()).await;
+    assert!(ok, "{said}");
+    let (ok, said) = status([vec!["--insecure".into()], trusted.clone()].concat()).await;
+    assert!(ok, "{said}");
+    // The public web's CAs do not vouch for the registry.
+    let (ok, said) = status(trusted).await;
+    assert!(!ok && said.contains("failed to connect"), "{said}");
+    // Without a client certificate, strict mode refuses.
+    let (ok, said) = status(vec!["--ca-cert".into(), ca]).await;
+    assert!(
+        !ok && said.contains("client certificate required"),
+        "{said}"
+    );
+}

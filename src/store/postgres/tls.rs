@@ -14,15 +14,11 @@
 //! Absent, `sslmode` is `prefer`, libpq's (and psql's) default: see `DEFAULT_SSL_MODE`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use tokio_postgres::config::SslMode as WireMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::tls::ServerTrust;
 
 /// The mode when the URL names none: libpq's default. It keeps every URL that worked before
 /// (a server without TLS still accepts it) and encrypts whenever the server offers TLS, which
@@ -258,8 +254,8 @@ impl TlsParams {
     }
 
     /// The connector: reads the certificate files now, so that a wrong path fails at start.
+    /// The connector: reads the certificate files now, so that a wrong path fails at start.
     pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
-        let provider = crate::tls::provider();
         let roots = match &self.roots {
             Some(Roots::File(path)) => {
                 Some(crate::tls::roots(path).map_err(|e| format!("sslrootcert: {e}"))?)
@@ -267,142 +263,27 @@ impl TlsParams {
             Some(Roots::System) => Some(crate::tls::public_roots()),
             None => None,
         };
-        let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, roots) {
-            (SslMode::Disable, _) | (SslMode::Prefer | SslMode::Require, None) => {
-                Arc::new(Unverified(provider.clone()))
+        let server = match (self.mode, roots) {
+            (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
+                ServerTrust::Anyone
             }
             // libpq: `require` with a root certificate behaves as `verify-ca`.
-            (SslMode::Prefer, Some(_)) => Arc::new(Unverified(provider.clone())),
-            (SslMode::Require | SslMode::VerifyCa, Some(roots)) => {
-                Arc::new(AnyName(webpki(roots, &provider)?))
-            }
-            (SslMode::VerifyFull, Some(roots)) => webpki(roots, &provider)?,
+            (SslMode::Require | SslMode::VerifyCa, Some(roots)) => ServerTrust::AnyName(roots),
+            (SslMode::VerifyFull, Some(roots)) => ServerTrust::Named(roots),
             (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
                 unreachable!("split_url gives the verifying modes their roots")
             }
         };
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        let config = match &self.client {
-            None => builder.with_no_client_auth(),
-            Some((cert, key)) => builder
-                .with_client_auth_cert(
-                    crate::tls::certificates(cert).map_err(|e| format!("sslcert: {e}"))?,
-                    crate::tls::private_key(key).map_err(|e| format!("sslkey: {e}"))?,
-                )
-                .map_err(|e| format!("sslcert/sslkey: {e}"))?,
+        let identity = match &self.client {
+            None => None,
+            Some((cert, key)) => Some(
+                crate::tls::ReloadingIdentity::load(cert, key)
+                    .map_err(|e| format!("sslcert/sslkey: {e}"))?,
+            ),
         };
+        let config =
+            crate::tls::client_config(server, identity).map_err(|e| format!("sslrootcert: {e}"))?;
         Ok(MakeRustlsConnect::new(config))
-    }
-}
-
-fn webpki(
-    roots: RootCertStore,
-    provider: &Arc<CryptoProvider>,
-) -> Result<Arc<WebPkiServerVerifier>, String> {
-    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| format!("sslrootcert: {e}"))
-}
-
-/// `prefer` and `require` without a CA: encryption without proof of the server's identity
-/// (libpq's meaning). The handshake's own signatures are still checked.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to the CA; the name in the certificate is not compared with
-/// the host. webpki checks the chain before the name, so only a name mismatch is forgiven.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }
 
