@@ -230,22 +230,22 @@ pub struct ServeArgs {
     /// TLS on the public port: off (plain HTTP), auto (HTTPS; a client certificate is optional,
     /// one presented must be trusted), strict (HTTPS; every request needs a trusted client
     /// certificate). auto and strict need --tls-cert and --tls-key
-    #[arg(long, env = "MCP_MESH_TLS_MODE", value_enum, default_value_t = TlsMode::Off)]
+    #[arg(long, env = "MCP_MESH_TLS_MODE", default_value = "off", value_parser = TlsMode::parse)]
     pub tls_mode: TlsMode,
 
     /// The registry's certificate (PEM, the chain leaf first); reloaded when the file changes.
     /// Also its client certificate for calls to agents
     #[arg(long, env = "MCP_MESH_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
+    pub tls_cert: Option<String>,
 
     /// The key of --tls-cert (PEM)
     #[arg(long, env = "MCP_MESH_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
+    pub tls_key: Option<String>,
 
     /// The CA certificates (PEM) that agents' certificates are checked against when the
     /// registry calls them over HTTPS (cancel forward, /proxy)
     #[arg(long, env = "MCP_MESH_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
+    pub tls_ca: Option<String>,
 
     /// Registration trust backends, comma-separated, tried in order (filestore)
     #[arg(long, env = "MCP_MESH_TRUST_BACKEND", default_value = "")]
@@ -254,7 +254,7 @@ pub struct ServeArgs {
     /// The filestore backend's directory: each *.pem there and in entities/ is one trusted
     /// entity CA; changes are picked up without a restart
     #[arg(long, env = "MCP_MESH_TRUST_DIR")]
-    pub trust_dir: Option<PathBuf>,
+    pub trust_dir: Option<String>,
 
     /// The PostgreSQL schema that holds every table of this registry (created at start; other
     /// applications' tables in the database are never touched)

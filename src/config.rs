@@ -142,11 +142,11 @@ impl Config {
             agent_timeout: Duration::from_secs(args.agent_timeout),
             tls: TlsSettings {
                 mode: args.tls_mode,
-                cert: args.tls_cert.clone(),
-                key: args.tls_key.clone(),
-                ca: args.tls_ca.clone(),
+                cert: path(&args.tls_cert),
+                key: path(&args.tls_key),
+                ca: path(&args.tls_ca),
                 trust_backend: args.trust_backend.clone(),
-                trust_dir: args.trust_dir.clone(),
+                trust_dir: path(&args.trust_dir),
             },
         };
         (config, warnings)
@@ -207,6 +207,13 @@ impl SweepTiming {
             startup_grace,
         }
     }
+}
+
+/// A file or directory setting: empty means unset, as it does for the reference.
+fn path(raw: &Option<String>) -> Option<PathBuf> {
+    raw.as_deref()
+        .filter(|raw| !raw.trim().is_empty())
+        .map(PathBuf::from)
 }
 
 /// `MCP_MESH_ADMIN_PORT`: unset, empty or 0 keep `/admin/*` on the public port; a value that is

@@ -88,7 +88,7 @@ pub fn client_config(
 }
 
 /// `MCP_MESH_TLS_MODE`, as the reference defines it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMode {
     /// Plain HTTP; no registration trust.
     #[default]
@@ -97,6 +97,18 @@ pub enum TlsMode {
     Auto,
     /// HTTPS; every request needs a trusted client certificate.
     Strict,
+}
+
+impl TlsMode {
+    /// `MCP_MESH_TLS_MODE`: empty means `off`, as unset does for the reference.
+    pub fn parse(raw: &str) -> Result<TlsMode, String> {
+        match raw.trim() {
+            "" | "off" => Ok(TlsMode::Off),
+            "auto" => Ok(TlsMode::Auto),
+            "strict" => Ok(TlsMode::Strict),
+            other => Err(format!("{other:?} is not one of off, auto, strict")),
+        }
+    }
 }
 
 /// A certificate chain and its key read from two PEM files, and read again when either file
@@ -290,5 +302,25 @@ impl ServerCertVerifier for AnyName {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_mode_reads_as_the_reference_and_empty_is_off() {
+        for (raw, mode) in [
+            ("", TlsMode::Off),
+            (" off ", TlsMode::Off),
+            ("auto", TlsMode::Auto),
+        ] {
+            assert_eq!(TlsMode::parse(raw), Ok(mode), "{raw:?}");
+        }
+        assert_eq!(TlsMode::parse("strict"), Ok(TlsMode::Strict));
+        assert!(TlsMode::parse("on")
+            .unwrap_err()
+            .contains("off, auto, strict"));
     }
 }
