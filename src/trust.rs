@@ -222,7 +222,7 @@ fn entity(path: &Path) -> Result<EntityCa, String> {
         .iter()
         .map(|certificate| TrustedEntity {
             name: id.clone(),
-            subject: certificate.tbs_certificate.subject.to_string(),
+            subject: go_subject(certificate),
             expires: expiry_date(certificate),
         })
         .collect();
@@ -243,34 +243,93 @@ fn attribute(
     certificate: &x509_cert::Certificate,
     oid: x509_cert::der::oid::ObjectIdentifier,
 ) -> Option<String> {
+    attributes(certificate, oid)
+        .into_iter()
+        .find(|value| !value.is_empty())
+}
+
+/// Every value of a subject attribute that is text.
+fn attributes(
+    certificate: &x509_cert::Certificate,
+    oid: x509_cert::der::oid::ObjectIdentifier,
+) -> Vec<String> {
+    use x509_cert::der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
     certificate
         .tbs_certificate
         .subject
         .0
         .iter()
         .flat_map(|rdn| rdn.0.iter())
-        .find(|attribute| attribute.oid == oid)
-        .and_then(|attribute| {
-            use x509_cert::der::asn1::{PrintableStringRef, Utf8StringRef};
-            attribute
-                .value
+        .filter(|attribute| attribute.oid == oid)
+        .filter_map(|attribute| {
+            let value = &attribute.value;
+            value
                 .decode_as::<Utf8StringRef<'_>>()
                 .map(|s| s.as_str().to_owned())
                 .or_else(|_| {
-                    attribute
-                        .value
+                    value
                         .decode_as::<PrintableStringRef<'_>>()
+                        .map(|s| s.as_str().to_owned())
+                })
+                .or_else(|_| {
+                    value
+                        .decode_as::<Ia5StringRef<'_>>()
                         .map(|s| s.as_str().to_owned())
                 })
                 .ok()
         })
-        .filter(|value| !value.is_empty())
+        .collect()
 }
 
 fn subject_of(der: &CertificateDer<'_>) -> Option<String> {
     x509_cert::Certificate::from_der(der)
         .ok()
-        .map(|certificate| certificate.tbs_certificate.subject.to_string())
+        .map(|certificate| go_subject(&certificate))
+}
+
+/// The subject as the reference prints it (Go's `pkix.Name.String()`): the common name first,
+/// then unit, organization, postal code, street, locality, province and country, several values
+/// of one kind joined by `+`.
+fn go_subject(certificate: &x509_cert::Certificate) -> String {
+    const ORDER: [(&str, &str); 9] = [
+        ("SERIALNUMBER", "2.5.4.5"),
+        ("CN", "2.5.4.3"),
+        ("OU", "2.5.4.11"),
+        ("O", "2.5.4.10"),
+        ("POSTALCODE", "2.5.4.17"),
+        ("STREET", "2.5.4.9"),
+        ("L", "2.5.4.7"),
+        ("ST", "2.5.4.8"),
+        ("C", "2.5.4.6"),
+    ];
+    ORDER
+        .iter()
+        .filter_map(|(label, oid)| {
+            let oid = x509_cert::der::oid::ObjectIdentifier::new_unwrap(oid);
+            let values: Vec<String> = attributes(certificate, oid)
+                .iter()
+                .map(|value| format!("{label}={}", escape_dn_value(value)))
+                .collect();
+            (!values.is_empty()).then(|| values.join("+"))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// RFC 2253 escaping, as Go applies it.
+fn escape_dn_value(value: &str) -> String {
+    let last = value.chars().count().saturating_sub(1);
+    let mut escaped = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        if matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, ' ' | '#'))
+            || (i == last && c == ' ')
+        {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 fn expiry_date(certificate: &x509_cert::Certificate) -> String {
@@ -291,4 +350,35 @@ fn expiry_date(certificate: &x509_cert::Certificate) -> String {
             )
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(subject: &[(rcgen::DnType, &str)]) -> x509_cert::Certificate {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        x509_cert::Certificate::from_der(&der).unwrap()
+    }
+
+    #[test]
+    fn subjects_read_as_the_reference_prints_them() {
+        use rcgen::DnType::*;
+        let cert = certificate(&[
+            (CountryName, "DE"),
+            (OrganizationName, "Acme, Inc."),
+            (OrganizationalUnitName, "mesh"),
+            (CommonName, " edge "),
+        ]);
+        assert_eq!(go_subject(&cert), r"CN=\ edge\ ,OU=mesh,O=Acme\, Inc.,C=DE");
+        assert_eq!(
+            attribute(&cert, ORGANIZATION).as_deref(),
+            Some("Acme, Inc.")
+        );
+    }
 }

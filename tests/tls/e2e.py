@@ -15,11 +15,14 @@ and a stranger CA it does not. Then:
      listed. In mode auto an agent without a certificate would be admitted, so this also shows
      that the SDK presents its certificate, and that flow 1's agent was admitted as trusted;
   3. meshctl lists the agents over HTTPS (--insecure, as it has no CA option) and refuses the
-     registry without it (its certificate's CA is not one it knows).
+     registry without it (its certificate's CA is not one it knows);
+  4. the Go registry (mcp-mesh-registry 3.7.1) and ours, both in strict mode on the same
+     certificates and trust directory, answer a trusted client, a stranger and a client without
+     a certificate alike (statuses, and bodies of refusals).
 
 The registry runs on an embedded file (TLS is the transport; the stores are tested elsewhere).
 Exits non-zero on the first failure and kills everything it started.
-Usage: python e2e.py <registry-binary> <meshctl>
+Usage: python e2e.py <registry-binary> <meshctl> (the reference registry beside meshctl)
 """
 
 import os
@@ -78,8 +81,39 @@ def tls_context(ca: pathlib.Path, cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def strict_answers(url: str, ca: pathlib.Path, clients: dict) -> dict:
+    """GET /health and POST /jobs/claim as each client: status and body (volatile fields out)."""
+    answers = {}
+    for name, identity in clients.items():
+        context = ssl.create_default_context(cafile=str(ca))
+        if identity:
+            context.load_cert_chain(*identity)
+        with httpx.Client(base_url=url, verify=context, timeout=10) as client:
+            sdk.wait_for(f"{url} to answer", lambda: _answers_at_all(client), 30)
+            for method, path, body in (
+                ("GET", "/health", None),
+                ("POST", "/jobs/claim", {"capability": "nothing_here", "instance_id": "tls-diff"}),
+                ("GET", "/admin/entities", None),
+            ):
+                response = client.request(method, path, json=body)
+                answer = response.json()
+                if response.status_code == 200 and path != "/admin/entities":
+                    answer = sorted(answer)  # the keys: values (uptime, versions) differ
+                answers[f"{name} {method} {path}"] = (response.status_code, answer)
+    return answers
+
+
+def _answers_at_all(client: httpx.Client) -> bool:
+    try:
+        client.get("/health")
+        return True
+    except httpx.HTTPError:
+        return False
+
+
 def main() -> int:
     registry_binary, meshctl = sys.argv[1], sys.argv[2]
+    reference_binary = str(pathlib.Path(meshctl).parent / "mcp-mesh-registry")
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("time limit reached")))
     signal.alarm(TIME_LIMIT_SECONDS)
     work = pathlib.Path(tempfile.mkdtemp(prefix="mesh-tls-e2e-"))
@@ -195,6 +229,36 @@ def main() -> int:
             [meshctl, "list", "--registry-url", url, "--json"], capture_output=True, text=True, timeout=60
         )
         assert "e2e-producer-main" not in unverified.stdout, unverified.stdout
+
+        sdk.log("flow 4: strict mode, the Go registry and ours side by side")
+        answers = {}
+        for name, binary, database in (
+            ("reference", reference_binary, work / "reference.db"),
+            ("ours", registry_binary, work / "ours-strict.db"),
+        ):
+            strict_port = sdk.free_port()
+            sdk.start(
+                [binary],
+                dict(
+                    os.environ,
+                    HOST="127.0.0.1",
+                    PORT=str(strict_port),
+                    DATABASE_URL=str(database),
+                    MCP_MESH_TLS_MODE="strict",
+                    MCP_MESH_TLS_CERT=registry_cert,
+                    MCP_MESH_TLS_KEY=registry_key,
+                    MCP_MESH_TRUST_BACKEND="filestore",
+                    MCP_MESH_TRUST_DIR=str(trust),
+                ),
+                work / f"{name}-strict.log",
+            )
+            answers[name] = strict_answers(f"https://127.0.0.1:{strict_port}", registry_ca, {
+                "trusted": (driver_cert, driver_key),
+                "stranger": (stranger_cert, stranger_key),
+                "none": None,
+            })
+        assert answers["ours"] == answers["reference"], answers
+        sdk.log(f"  the same answers: {answers['ours']}")
         ok = True
         sdk.log("all TLS flows passed")
     except BaseException as failure:  # noqa: BLE001 - report anything, then clean up
