@@ -3,7 +3,10 @@
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use std::path::PathBuf;
+
 use crate::store::{DbSchema, DEFAULT_DB_SCHEMA};
+use crate::tls::TlsMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,7 +49,10 @@ pub enum Command {
         #[command(subcommand)]
         command: MigrateCommand,
         /// The database: a PostgreSQL URL (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable)
-        /// or an embedded SQLite file (a path or sqlite://path) [default: mesh_registry.db]
+        /// or an embedded SQLite file (a path or sqlite://path) [default: mesh_registry.db].
+        /// PostgreSQL TLS as libpq: sslmode=disable|prefer|require|verify-ca|verify-full
+        /// (prefer when absent, libpq's default: TLS whenever the server offers it, and a
+        /// server without TLS still works), sslrootcert=<CA file>|system, sslcert=, sslkey=
         #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
         /// The PostgreSQL schema that holds mesh-registry's tables; the commands look at it
@@ -87,6 +93,28 @@ pub struct ConnectionArgs {
     /// Skip TLS certificate verification
     #[arg(long, global = true)]
     pub insecure: bool,
+
+    /// The CA certificates (PEM) that vouch for an HTTPS registry (default: the public web's)
+    #[arg(long, global = true, env = "MCP_MESH_REGISTRY_TLS_CA")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// A client certificate (PEM) to present, for a registry in TLS mode strict
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_MESH_REGISTRY_TLS_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// The key of --client-cert (PEM)
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_MESH_REGISTRY_TLS_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
 
     /// Request timeout in seconds
     #[arg(long, global = true, default_value_t = 30)]
@@ -196,9 +224,42 @@ pub struct ServeArgs {
 
     /// The database: a PostgreSQL URL for production and replicas
     /// (postgres://postgres@127.0.0.1:5432/mesh?sslmode=disable), or an embedded SQLite file for
-    /// one process (a path or sqlite://path) [default: mesh_registry.db]
+    /// one process (a path or sqlite://path) [default: mesh_registry.db]. PostgreSQL TLS as
+    /// libpq: sslmode=disable|prefer|require|verify-ca|verify-full (prefer when absent, libpq's
+    /// default: TLS whenever the server offers it, and a server without TLS still works; the Go
+    /// registry assumes require), sslrootcert=<CA file>|system, sslcert=<client certificate>,
+    /// sslkey=<its key>
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// TLS on the public port: off (plain HTTP), auto (HTTPS; a client certificate is optional,
+    /// one presented must be trusted), strict (HTTPS; every request needs a trusted client
+    /// certificate). auto and strict need --tls-cert and --tls-key
+    #[arg(long, env = "MCP_MESH_TLS_MODE", default_value = "off", value_parser = TlsMode::parse)]
+    pub tls_mode: TlsMode,
+
+    /// The registry's certificate (PEM, the chain leaf first); reloaded when the file changes.
+    /// Also its client certificate for calls to agents
+    #[arg(long, env = "MCP_MESH_TLS_CERT")]
+    pub tls_cert: Option<String>,
+
+    /// The key of --tls-cert (PEM)
+    #[arg(long, env = "MCP_MESH_TLS_KEY")]
+    pub tls_key: Option<String>,
+
+    /// The CA certificates (PEM) that agents' certificates are checked against when the
+    /// registry calls them over HTTPS (cancel forward, /proxy)
+    #[arg(long, env = "MCP_MESH_TLS_CA")]
+    pub tls_ca: Option<String>,
+
+    /// Registration trust backends, comma-separated, tried in order (filestore)
+    #[arg(long, env = "MCP_MESH_TRUST_BACKEND", default_value = "")]
+    pub trust_backend: String,
+
+    /// The filestore backend's directory: each *.pem there and in entities/ is one trusted
+    /// entity CA; changes are picked up without a restart
+    #[arg(long, env = "MCP_MESH_TRUST_DIR")]
+    pub trust_dir: Option<String>,
 
     /// The PostgreSQL schema that holds every table of this registry (created at start; other
     /// applications' tables in the database are never touched)

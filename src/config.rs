@@ -5,11 +5,13 @@
 //! warnings are returned to the caller to log once logging is up.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::go_duration::parse_go_duration;
 use crate::store::{redact_url, DbSchema};
+use crate::tls::TlsMode;
 
 #[derive(Clone)]
 pub struct Config {
@@ -52,6 +54,8 @@ pub struct Config {
     /// `DEFAULT_TIMEOUT_THRESHOLD`
     pub agent_timeout: Duration,
     pub metrics: MetricsSettings,
+    /// HTTPS, registration trust and calls to agents over TLS (read at start).
+    pub tls: TlsSettings,
 }
 
 /// `MCP_MESH_METRICS*`: what `GET /metrics` serves and how often it counts in the database.
@@ -63,6 +67,17 @@ pub struct MetricsSettings {
     pub capabilities: usize,
     /// `MCP_MESH_METRICS_REFRESH`: how long database counts are reused.
     pub refresh: Duration,
+}
+
+/// The `MCP_MESH_TLS_*` and `MCP_MESH_TRUST_*` settings, as given.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub trust_backend: String,
+    pub trust_dir: Option<PathBuf>,
 }
 
 /// Like a derived `Debug`, with the database URL's password hidden.
@@ -93,6 +108,7 @@ impl fmt::Debug for Config {
             .field("health_check_interval", &self.health_check_interval)
             .field("agent_timeout", &self.agent_timeout)
             .field("metrics", &self.metrics)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -155,6 +171,14 @@ impl Config {
                 capabilities: args.metrics_capabilities as usize,
                 refresh: Duration::from_secs(args.metrics_refresh),
             },
+            tls: TlsSettings {
+                mode: args.tls_mode,
+                cert: path(&args.tls_cert),
+                key: path(&args.tls_key),
+                ca: path(&args.tls_ca),
+                trust_backend: args.trust_backend.clone(),
+                trust_dir: path(&args.trust_dir),
+            },
         };
         (config, warnings)
     }
@@ -214,6 +238,13 @@ impl SweepTiming {
             startup_grace,
         }
     }
+}
+
+/// A file or directory setting: empty means unset, as it does for the reference.
+fn path(raw: &Option<String>) -> Option<PathBuf> {
+    raw.as_deref()
+        .filter(|raw| !raw.trim().is_empty())
+        .map(PathBuf::from)
 }
 
 /// `MCP_MESH_ADMIN_PORT`: unset, empty or 0 keep `/admin/*` on the public port; a value that is

@@ -16,4 +16,6 @@ pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
+pub mod trust;
 pub mod wire;

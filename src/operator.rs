@@ -18,6 +18,22 @@ struct Registry {
     http: reqwest::Client,
 }
 
+/// HTTPS to the registry: `--insecure` believes any certificate; else `--ca-cert`'s CAs, or the
+/// public web's; `--client-cert` is presented when the registry asks.
+fn tls_config(args: &ConnectionArgs) -> Result<rustls::ClientConfig> {
+    use crate::tls::{self, ServerTrust};
+    let server = match (&args.ca_cert, args.insecure) {
+        (_, true) => ServerTrust::Anyone,
+        (Some(ca), false) => ServerTrust::Named(tls::roots(ca)?),
+        (None, false) => ServerTrust::Named(tls::public_roots()),
+    };
+    let identity = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => Some(tls::ReloadingIdentity::load(cert, key)?),
+        _ => None,
+    };
+    tls::client_config(server, identity)
+}
+
 impl Registry {
     fn new(args: &ConnectionArgs) -> Result<Registry> {
         let base_url = match args.registry_url.as_deref().filter(|u| !u.is_empty()) {
@@ -29,7 +45,7 @@ impl Registry {
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(args.timeout))
-            .danger_accept_invalid_certs(args.insecure)
+            .use_preconfigured_tls(tls_config(args)?)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Registry { base_url, http })

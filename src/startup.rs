@@ -19,12 +19,14 @@ use mesh_registry_actors::{
 use tracing_actix_web::TracingLogger;
 
 use crate::cli::ServeArgs;
-use crate::config::Config;
-use crate::http::{self, BodyLimit};
+use crate::config::{Config, TlsSettings};
+use crate::http::{self, BodyLimit, RegistrationTrust};
 use crate::metrics::{MeteredDirectory, Metrics};
 use crate::service::{Actors, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry::{self, RequestSpan};
+use crate::tls::{ReloadingIdentity, TlsMode};
+use crate::trust::TrustChain;
 
 /// A client must send its request line and headers within this (a slow client cannot hold a
 /// connection open by trickling them).
@@ -41,6 +43,8 @@ pub enum StartupError {
     Database(#[from] ConnectError),
     #[error("cannot build the client for calls to agents: {0}")]
     AgentClient(#[from] reqwest::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,
@@ -61,6 +65,7 @@ impl Application {
     /// Connects and migrates the database, starts the actors and binds the listeners. Must run
     /// inside an actix system (the actors live on its arbiter).
     pub async fn build(config: &Config) -> Result<Application, StartupError> {
+        let tls = Tls::read(&config.tls)?;
         let store = open_store(config).await?;
         // Listen before starting anything: a port in use ends the start before any actor runs.
         let public_listener = bind(&config.host, config.port)?;
@@ -88,11 +93,14 @@ impl Application {
             public_listener.0,
             registry.clone(),
             metrics.clone(),
+            &tls,
         )?];
         let admin_port = match admin_listener {
             None => None,
             Some((listener, bound)) => {
-                servers.push(admin_server(config, listener, registry, metrics)?);
+                servers.push(admin_server(
+                    config, listener, registry, metrics, tls.trust,
+                )?);
                 Some(bound)
             }
         };
@@ -240,12 +248,65 @@ fn bind(host: &str, port: u16) -> Result<(TcpListener, u16), StartupError> {
     Ok((listener, bound))
 }
 
-/// The public API, with `/admin/*` too unless it has a port of its own.
+/// The TLS side of the configuration, read (and every file checked) before anything listens.
+struct Tls {
+    /// The public listener's, when `MCP_MESH_TLS_MODE` is not `off`.
+    server: Option<rustls::ServerConfig>,
+    /// The trust chain (for `/admin/entities` even when TLS is off, as the reference lists the
+    /// trust directory then).
+    trust: Data<RegistrationTrust>,
+}
+
+impl Tls {
+    fn read(settings: &TlsSettings) -> Result<Tls, StartupError> {
+        let (server, chain) = match settings.mode {
+            TlsMode::Off => {
+                let listed = if settings.trust_dir.is_some() {
+                    "filestore"
+                } else {
+                    ""
+                };
+                (
+                    None,
+                    TrustChain::configure(listed, settings.trust_dir.as_deref()),
+                )
+            }
+            mode => {
+                let (Some(cert), Some(key)) = (&settings.cert, &settings.key) else {
+                    let mode = if mode == TlsMode::Strict {
+                        "strict"
+                    } else {
+                        "auto"
+                    };
+                    return Err(StartupError::Tls(format!(
+                        "TLS mode {mode:?} requires MCP_MESH_TLS_CERT and MCP_MESH_TLS_KEY to \
+                         be set; use MCP_MESH_TLS_MODE=off to run plaintext"
+                    )));
+                };
+                let identity = ReloadingIdentity::load(cert, key).map_err(StartupError::Tls)?;
+                let server = http::server_config(identity).map_err(StartupError::Tls)?;
+                let chain =
+                    TrustChain::configure(&settings.trust_backend, settings.trust_dir.as_deref());
+                (Some(server), chain)
+            }
+        };
+        Ok(Tls {
+            server,
+            trust: Data::new(RegistrationTrust {
+                mode: settings.mode,
+                chain: chain.map_err(StartupError::Tls)?,
+            }),
+        })
+    }
+}
+
+/// The public API, with `/admin/*` too unless it has a port of its own; HTTPS when TLS is on.
 fn public_server(
     config: &Config,
     listener: TcpListener,
     registry: Data<Registry>,
     metrics: Data<Metrics>,
+    tls: &Tls,
 ) -> Result<Server, StartupError> {
     let body_limit = BodyLimit(config.max_body_bytes);
     let admin_separate = config.admin_port.is_some();
@@ -253,13 +314,16 @@ fn public_server(
     // Without an admin listener the dashboard is here, read-only: anyone who can reach the
     // public port can read it, and nothing it serves can change anything.
     let ui = config.ui && !admin_separate;
+    let trust = tls.trust.clone();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(measured, from_fn(http::measure)))
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(registry.clone())
             .app_data(metrics.clone())
+            .app_data(trust.clone())
             .app_data(body_limit)
+            .wrap(actix_web::middleware::from_fn(http::verify_client))
             .configure(http::routes)
             .configure(|cfg| {
                 if !admin_separate {
@@ -274,18 +338,23 @@ fn public_server(
             })
             .configure(http::fallback_route)
     })
+    .on_connect(http::keep_peer_certificates)
     .workers(config.http_workers)
     .max_connections(config.max_connections.div_ceil(config.http_workers).max(1))
     .client_request_timeout(HEADER_READ_TIMEOUT)
     .client_disconnect_timeout(DISCONNECT_TIMEOUT)
     .disable_signals()
-    .shutdown_timeout(config.shutdown_timeout.as_secs())
-    .listen(listener)
-    .map_err(|source| StartupError::Listen {
-        address: format!("{}:{}", config.host, config.port),
-        source,
-    })?
-    .run();
+    .shutdown_timeout(config.shutdown_timeout.as_secs());
+    let server = match &tls.server {
+        None => server.listen(listener),
+        Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
+    };
+    let server = server
+        .map_err(|source| StartupError::Listen {
+            address: format!("{}:{}", config.host, config.port),
+            source,
+        })?
+        .run();
     Ok(server)
 }
 
@@ -297,6 +366,7 @@ fn admin_server(
     listener: TcpListener,
     registry: Data<Registry>,
     metrics: Data<Metrics>,
+    trust: Data<RegistrationTrust>,
 ) -> Result<Server, StartupError> {
     let measured = metrics.enabled();
     let ui = config.ui;
@@ -306,6 +376,7 @@ fn admin_server(
             .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(registry.clone())
             .app_data(metrics.clone())
+            .app_data(trust.clone())
             .configure(http::admin_routes)
             .configure(|cfg| {
                 if measured {

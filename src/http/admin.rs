@@ -9,6 +9,7 @@ use mesh_registry_actors::DrainScope;
 
 use super::error::ApiError;
 use super::extract::Query;
+use super::tls::RegistrationTrust;
 use crate::service::{DrainError, DrainView, Registry};
 use crate::wire::DrainResponse;
 
@@ -59,4 +60,10 @@ pub async fn drain(registry: Data<Registry>, req: HttpRequest) -> Result<HttpRes
 /// `DELETE /admin/drain[?scope=fleet]`
 pub async fn resume(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     respond(registry.resume(scope(&req)?).await)
+}
+
+/// `GET /admin/entities`: the CA certificates of every trusted entity, as the reference lists
+/// them (`{"entities": [{"name", "subject", "expires"}]}`).
+pub async fn entities(trust: Data<RegistrationTrust>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"entities": trust.chain.entities()}))
 }

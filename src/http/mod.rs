@@ -15,6 +15,7 @@ mod extract;
 mod health;
 mod jobs;
 mod metrics;
+mod tls;
 mod trace;
 pub mod ui;
 mod validate;
@@ -25,6 +26,7 @@ use actix_web::{guard, web, HttpRequest, HttpResponse};
 pub use error::ApiError;
 pub use extract::BodyLimit;
 pub use metrics::measure;
+pub use tls::{keep_peer_certificates, server_config, verify_client, RegistrationTrust};
 
 /// `/admin/*`: on the public port, or alone on `MCP_MESH_ADMIN_PORT` when that is set.
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
@@ -42,6 +44,11 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         web::resource("/admin/drain")
             .guard(guard::Delete())
             .to(admin::resume),
+    )
+    .service(
+        web::resource("/admin/entities")
+            .guard(guard::Get())
+            .to(admin::entities),
     );
 }
 

@@ -86,6 +86,8 @@ impl StoreError {
 pub enum ConnectError {
     #[error("invalid DATABASE_URL: {0}")]
     InvalidUrl(String),
+    #[error("PostgreSQL TLS: {0}")]
+    Tls(String),
     #[error("cannot reach PostgreSQL at {target}: {reason}")]
     Unreachable { target: String, reason: String },
     #[error("cannot open the database file {target}: {reason}")]

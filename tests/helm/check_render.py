@@ -268,6 +268,34 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         hports = {p["name"]: p.get("targetPort") for p in hspec["ports"]}
         c.eq(hports, {"http": "http", "admin": "admin"} if admin_enabled else {"http": "http"}, "headless Service ports")
 
+    # TLS: the reference's variables point into the mounted Secrets, each mounted read-only.
+    tls = values.get("tls") or {}
+    tls_mode = tls.get("mode") or "off"
+    mounted = {m["mountPath"]: m for m in ct.get("volumeMounts") or []}
+    secret_of = {v["name"]: (v.get("secret") or {}).get("secretName") for v in pspec.get("volumes") or []}
+    expected_mounts = {}
+    if tls_mode != "off":
+        c.eq(env_value("MCP_MESH_TLS_MODE"), tls_mode, "env MCP_MESH_TLS_MODE")
+        c.eq(env_value("MCP_MESH_TLS_CERT"), "/etc/mesh-registry/tls/tls.crt", "env MCP_MESH_TLS_CERT")
+        c.eq(env_value("MCP_MESH_TLS_KEY"), "/etc/mesh-registry/tls/tls.key", "env MCP_MESH_TLS_KEY")
+        expected_mounts["/etc/mesh-registry/tls"] = tls["certSecret"]
+        if tls.get("caSecret"):
+            c.eq(env_value("MCP_MESH_TLS_CA"), "/etc/mesh-registry/ca/ca.crt", "env MCP_MESH_TLS_CA")
+            expected_mounts["/etc/mesh-registry/ca"] = tls["caSecret"]
+        if tls.get("trustSecret"):
+            c.eq(env_value("MCP_MESH_TRUST_BACKEND"), "filestore", "env MCP_MESH_TRUST_BACKEND")
+            c.eq(env_value("MCP_MESH_TRUST_DIR"), "/etc/mcp-mesh/trust", "env MCP_MESH_TRUST_DIR")
+            expected_mounts["/etc/mcp-mesh/trust"] = tls["trustSecret"]
+    else:
+        c.check(not {"MCP_MESH_TLS_MODE", "MCP_MESH_TLS_CERT"} & set(env), "TLS env set although tls.mode is off")
+    if (values.get("database") or {}).get("tlsSecret"):
+        expected_mounts["/etc/mesh-registry/postgres"] = values["database"]["tlsSecret"]
+    for path, secret in expected_mounts.items():
+        mount = mounted.get(path) or {}
+        c.check(mount.get("readOnly") is True, f"{path} is not mounted read-only: {mount}")
+        c.eq(secret_of.get(mount.get("name")), secret, f"the Secret mounted at {path}")
+    c.eq(set(mounted) - {"/tmp"}, set(expected_mounts), "Secret mounts")
+
     # Probes: truthful endpoints, timings from values.
     probe_values = values["probes"]
     for probe, path, key in (
@@ -276,8 +304,14 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         ("startupProbe", "/health", "startup"),
     ):
         got = ct.get(probe) or {}
-        c.eq(got.get("httpGet"), {"path": path, "port": "http"}, f"{probe} endpoint")
-        timings = {k: v for k, v in got.items() if k != "httpGet"}
+        if tls_mode == "strict":
+            # No client certificate in the kubelet: strict TLS would answer 403.
+            c.eq(got.get("tcpSocket"), {"port": "http"}, f"{probe} endpoint (strict TLS)")
+        elif tls_mode == "auto":
+            c.eq(got.get("httpGet"), {"path": path, "port": "http", "scheme": "HTTPS"}, f"{probe} endpoint")
+        else:
+            c.eq(got.get("httpGet"), {"path": path, "port": "http"}, f"{probe} endpoint")
+        timings = {k: v for k, v in got.items() if k not in ("httpGet", "tcpSocket")}
         c.eq(timings, probe_values[key], f"{probe} timings (from probes.{key})")
 
     # preStop drains this replica only, on the admin port (public port when admin is off), and
@@ -364,7 +398,10 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         t = tests[0]
         tct = t["spec"]["containers"]
         cmd = " ".join(tct[0].get("command", []) + tct[0].get("args", []))
-        c.check(f"http://{full}:{values['service']['port']}/health" in cmd, f"helm test pod does not GET /health on the Service: {cmd!r}")
+        scheme = "http" if tls_mode == "off" else "https"
+        c.check(f"{scheme}://{full}:{values['service']['port']}/health" in cmd, f"helm test pod does not GET /health on the Service: {cmd!r}")
+        c.eq("--insecure" in cmd, tls_mode != "off", "helm test pod's --insecure (TLS on)")
+        c.eq("--fail" in cmd, tls_mode != "strict", "helm test pod's --fail (not in strict TLS, which answers it 403)")
         c.eq(t["spec"].get("restartPolicy"), "Never", "helm test pod restartPolicy")
         c.check(not labels_match(selector, t["metadata"].get("labels") or {}), "the registry's selector picks the helm test pod")
         check_restricted(c, t["spec"], tct[0], "helm test pod")

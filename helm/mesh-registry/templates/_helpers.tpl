@@ -157,3 +157,16 @@ app.kubernetes.io/part-of: mcp-mesh
 {{- define "mesh-registry.metricsPort" -}}
 {{- if .Values.admin.enabled }}{{ int64 .Values.admin.port }}{{ else }}{{ int64 .Values.port }}{{ end }}
 {{- end }}
+
+{{/* TLS on the public port: "off", "auto" or "strict"; releases installed before it existed have
+     none. auto and strict need the registry's certificate, and the admin port (the preStop drain
+     and operators reach /admin/* there in plain HTTP, without a client certificate). */}}
+{{- define "mesh-registry.tlsMode" -}}
+{{- $tls := .Values.tls | default dict }}
+{{- $mode := $tls.mode | default "off" }}
+{{- if ne $mode "off" }}
+{{- if not $tls.certSecret }}{{ fail (printf "tls.mode %s needs tls.certSecret (the registry's certificate)" $mode) }}{{ end }}
+{{- if not .Values.admin.enabled }}{{ fail (printf "tls.mode %s needs admin.enabled: the preStop drain reaches /admin/* on the admin port" $mode) }}{{ end }}
+{{- end }}
+{{- $mode }}
+{{- end }}

@@ -14,6 +14,7 @@ mod namespace;
 mod notify;
 mod schema;
 mod sweep;
+pub mod tls;
 mod writes;
 
 use std::str::FromStr;
@@ -23,7 +24,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use prometheus::core::Collector;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::model::PoolStatus;
 use super::{Backend, ConnectError, DbSchema, Storage, StoreError};
@@ -40,6 +42,8 @@ pub(super) struct PgStore {
     pool: Pool,
     /// For the connections that live outside the pool (schema changes).
     pg: Arc<tokio_postgres::Config>,
+    /// TLS for every connection, pooled or not (see `tls`).
+    tls: MakeRustlsConnect,
     /// `host:port/dbname`, for messages.
     target: Arc<str>,
     /// The schema that holds every object of ours; every connection looks there first.
@@ -120,8 +124,11 @@ impl PgStore {
         schema: &DbSchema,
         pool_size: usize,
     ) -> Result<PgStore, ConnectError> {
-        let mut pg = tokio_postgres::Config::from_str(database_url)
+        let (database_url, tls) = tls::split_url(database_url).map_err(ConnectError::InvalidUrl)?;
+        let mut pg = tokio_postgres::Config::from_str(&database_url)
             .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+        pg.ssl_mode(tls.wire_mode());
+        let tls = tls.connector().map_err(ConnectError::Tls)?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(POOL_TIMEOUT);
         }
@@ -144,7 +151,7 @@ impl PgStore {
         let target = describe_target(&pg);
         let manager = Manager::from_config(
             pg.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -160,6 +167,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             pg: Arc::new(pg),
+            tls,
             target: target.into(),
             schema: schema.clone(),
             channels: Arc::new(notify::Channels::of(schema)),
@@ -213,20 +221,10 @@ impl Storage for PgStore {
                 target,
                 reason: pool_error_reason(reason),
             },
-            StoreError::Db(error) if error.as_db_error().is_none() => ConnectError::Unreachable {
+            StoreError::Db(error) if refused_connection(&error) => ConnectError::Unreachable {
                 target,
-                reason: error.to_string(),
+                reason: connection_error_reason(&error),
             },
-            StoreError::Db(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
-            {
-                ConnectError::Unreachable {
-                    target,
-                    reason: error
-                        .as_db_error()
-                        .map_or_else(|| error.to_string(), |db| db.message().to_owned()),
-                }
-            }
             other => ConnectError::Schema {
                 target,
                 reason: other.to_string(),
@@ -253,15 +251,37 @@ fn describe_target(pg: &tokio_postgres::Config) -> String {
 /// The underlying cause of a failed connection attempt, without deadpool's wrapping.
 fn pool_error_reason(error: deadpool_postgres::PoolError) -> String {
     match error {
-        deadpool_postgres::PoolError::Backend(e) => match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        },
+        deadpool_postgres::PoolError::Backend(e) => connection_error_reason(&e),
         deadpool_postgres::PoolError::Timeout(_) => {
             format!("no connection within {}s", POOL_TIMEOUT.as_secs())
         }
         other => other.to_string(),
     }
+}
+
+/// Whether an error means no session could be had (no server, TLS refused either way, a role
+/// not allowed in, no such database), rather than a session that failed a statement.
+fn refused_connection(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_none_or(|db| {
+        let code = db.code().code();
+        // 08: connection exception; 28: invalid authorization; 3D000: no such database.
+        code.starts_with("08") || code.starts_with("28") || code == "3D000"
+    })
+}
+
+/// The server's message, or the client-side error with its causes (a TLS handshake's "invalid
+/// peer certificate: UnknownIssuer" is in the causes, not in the error's own text).
+fn connection_error_reason(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return db.message().to_owned();
+    }
+    let mut reason = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        reason = format!("{reason}: {inner}");
+        cause = inner.source();
+    }
+    reason
 }
 
 /// Reads a column, turning a type mismatch into an error instead of a panic.

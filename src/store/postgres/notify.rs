@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::poll_fn;
 use mesh_registry_actors::{LeaseChange, LeaseHeld};
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
 use super::PgStore;
@@ -71,7 +71,7 @@ impl PgStore {
 
     /// One listening session, until its connection ends.
     async fn listen_once(&self, sender: &mpsc::Sender<Notice>) -> Result<(), StoreError> {
-        let (client, mut connection) = self.pg.connect(NoTls).await?;
+        let (client, mut connection) = self.pg.connect(self.tls.clone()).await?;
         let (messages, mut incoming) = mpsc::unbounded_channel();
         let driver = tokio::spawn(async move {
             while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {

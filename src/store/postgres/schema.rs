@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::PgStore;
 use crate::store::schema::{
@@ -112,7 +112,7 @@ impl PgStore {
     /// A connection of its own, outside the pool: the advisory lock must stay on one session
     /// from the first look to the last verification.
     async fn dedicated(&self) -> Result<Client, StoreError> {
-        let (client, connection) = self.pg.connect(NoTls).await?;
+        let (client, connection) = self.pg.connect(self.tls.clone()).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "schema connection closed");

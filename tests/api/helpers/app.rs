@@ -46,6 +46,7 @@ pub fn test_config(database_url: String) -> Config {
             // Every scrape counts afresh: tests read what they just did.
             refresh: Duration::ZERO,
         },
+        tls: Default::default(),
     }
 }
 
@@ -96,7 +97,11 @@ pub async fn start_app(database: Arc<TestDatabase>, tweak: impl FnOnce(&mut Conf
     let mut config = test_config(database.url());
     tweak(&mut config);
     let app = Application::build(&config).await.expect("build the app");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let scheme = match config.tls.mode {
+        mesh_registry::tls::TlsMode::Off => "http",
+        _ => "https",
+    };
+    let address = format!("{scheme}://127.0.0.1:{}", app.port());
     let admin_port = app.admin_port();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = actix_web::rt::spawn(app.run_until(async move {

@@ -19,14 +19,15 @@
 
 mod app;
 mod browser;
+pub mod certs;
 mod database;
 mod fixture;
 mod postgres_server;
 mod process;
-mod throwaway_cluster;
+pub mod throwaway_cluster;
 mod wait;
 
-pub use app::{assert_error, now, spawn_app, spawn_app_with, start_app, TestApp};
+pub use app::{assert_error, now, spawn_app, spawn_app_with, start_app, test_config, TestApp};
 pub use browser::browser;
 pub use database::{connect, database_url, TestDatabase};
 pub use fixture::Set;

@@ -92,8 +92,50 @@ impl ThrowawayCluster {
         &self.url
     }
 
+    /// Serves TLS with `certificate` and `key` (PEM files), checks client certificates against
+    /// `client_ca`, and replaces `pg_hba.conf` with `hba` (the local socket stays trusted);
+    /// restarts the server so that all of it holds for the next connection.
+    #[allow(dead_code, reason = "only the API tests' TLS cluster serves TLS")]
+    pub fn serve_tls(
+        &self,
+        certificate: &Path,
+        key: &Path,
+        client_ca: &Path,
+        hba: &str,
+    ) -> Result<(), String> {
+        let data = self.data();
+        for (from, to) in [
+            (certificate, "server.crt"),
+            (key, "server.key"),
+            (client_ca, "client-ca.crt"),
+        ] {
+            let to = data.join(to);
+            std::fs::copy(from, &to).map_err(|e| format!("copy {}: {e}", from.display()))?;
+            // The server refuses a key that others may read.
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| format!("chmod {}: {e}", to.display()))?;
+            if let Some(user) = &self.run_as {
+                std::os::unix::fs::chown(&to, Some(user.uid), Some(user.gid))
+                    .map_err(|e| format!("hand {} to {}: {e}", to.display(), user.name))?;
+            }
+        }
+        let hba_file = data.join("pg_hba.conf");
+        std::fs::write(&hba_file, format!("local all all trust\n{hba}\n"))
+            .map_err(|e| format!("write {}: {e}", hba_file.display()))?;
+        self.configure(&[
+            ("ssl", "on".into()),
+            ("ssl_cert_file", "'server.crt'".into()),
+            ("ssl_key_file", "'server.key'".into()),
+            ("ssl_ca_file", "'client-ca.crt'".into()),
+        ])?;
+        self.restart()
+    }
+
     /// Stops the server (fast: sessions are cut, as a real restart does) and starts it again.
-    #[allow(dead_code, reason = "only the chaos harness restarts its server")]
+    #[allow(
+        dead_code,
+        reason = "the chaos harness restarts its server, the API tests its TLS"
+    )]
     pub fn restart(&self) -> Result<(), String> {
         self.pg_ctl(&["stop", "-m", "fast", "-w"])?;
         self.pg_ctl_start()
