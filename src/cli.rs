@@ -233,6 +233,21 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_long_polls: u32,
 
+    /// Seconds a request relayed by /proxy/* may take in all, streamed answer included, unless
+    /// its X-Mesh-Timeout asks otherwise (max 600; an invalid value means the default, 60)
+    #[arg(long, env = "MCP_MESH_PROXY_TIMEOUT", allow_hyphen_values = true)]
+    pub proxy_timeout: Option<String>,
+
+    /// Request headers /proxy/* forwards to the agent besides its fixed set: comma-separated
+    /// names, or prefixes ending in `*` (x-tenant-*); a lone `*` is ignored
+    #[arg(long, env = "MCP_MESH_PROPAGATE_HEADERS", default_value = "")]
+    pub propagate_headers: String,
+
+    /// Most requests /proxy/* relays at once (all workers together); past it one gets 503
+    #[arg(long, env = "MCP_MESH_PROXY_MAX_STREAMS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub proxy_max_streams: u32,
+
     /// Pause between a cancel's synthetic event and its answer, in ms (0 disables, max 10000;
     /// an invalid value means the default, 200)
     #[arg(

@@ -18,7 +18,7 @@ use mesh_registry_actors::{
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, BodyLimit};
-use crate::service::{Actors, Registry, Settings};
+use crate::service::{Actors, ProxySettings, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry;
 
@@ -73,6 +73,11 @@ impl Application {
                 cancel_event_grace: config.cancel_event_grace,
                 job_stale_timeout: config.job_stale_timeout,
                 max_page_bytes: config.max_page_bytes as i64,
+                proxy: ProxySettings {
+                    timeout: config.proxy_timeout,
+                    propagate: config.propagate_headers.clone(),
+                    max_streams: config.proxy_max_streams,
+                },
             },
         )?);
         let port = public_listener.1;

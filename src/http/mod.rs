@@ -14,6 +14,7 @@ mod events;
 mod extract;
 mod health;
 mod jobs;
+mod proxy;
 mod validate;
 
 use actix_web::http::{header, Method, StatusCode};
@@ -103,6 +104,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/ready")
             .guard(guard::Any(guard::Get()).or(guard::Head()))
             .to(health::ready),
+    )
+    .service(
+        web::resource("/proxy/{target:.*}")
+            .guard(guard::Post())
+            .to(proxy::post),
+    )
+    .service(
+        web::resource("/proxy/{target:.*}")
+            .guard(guard::Get())
+            .to(proxy::get),
     )
     .service(
         web::resource("/agents")

@@ -11,6 +11,7 @@ mod agents;
 mod events;
 mod forward;
 mod jobs;
+mod proxy;
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ pub use admin::{DrainError, DrainView};
 pub use agents::{Beat, Registration};
 pub use events::{EventsRead, Executor};
 pub use jobs::ForwardHeaders;
+pub use proxy::{ProxyCall, ProxyError, ProxyMethod, ProxySettings, Relay};
 
 use crate::store::{Change, Changed, Store};
 
@@ -51,6 +53,7 @@ pub struct Settings {
     pub job_stale_timeout: Option<Duration>,
     /// `MCP_MESH_MAX_PAGE_BYTES`: a page of jobs or events stops once it holds this much.
     pub max_page_bytes: i64,
+    pub proxy: ProxySettings,
 }
 
 /// The registry's use cases; shared by every handler (one per replica).
@@ -59,8 +62,10 @@ pub struct Registry {
     actors: Actors,
     /// Read before every claim; the supervisor owns it.
     drain_gate: DrainGate,
-    /// Outbound calls to agents (cancel forwarding).
+    /// Outbound calls to agents (cancel forwarding, the MCP proxy).
     agent_client: reqwest::Client,
+    /// The MCP proxy's concurrent relays.
+    proxy_slots: proxy::ProxySlots,
     settings: Settings,
     started_at: Instant,
 }
@@ -78,6 +83,7 @@ impl Registry {
             actors,
             drain_gate,
             agent_client: forward::agent_client()?,
+            proxy_slots: proxy::ProxySlots::new(settings.proxy.max_streams),
             settings,
             started_at: Instant::now(),
         })

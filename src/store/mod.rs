@@ -273,6 +273,9 @@ pub trait AgentStore {
     /// `llm_provider`): a heavier read, for LLM resolution and listing.
     async fn llm_snapshot(&self) -> Result<MeshSnapshot, StoreError>;
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError>;
+    /// The agents the proxy may reach as `host:port`: an HTTP endpoint on `port` whose
+    /// registered host, id or name is `host`, by id.
+    async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError>;
 }
 
 /// Leases and the safety sweep (docs/state-machine.md#lease-timers, docs/state-machine.md#sweep;

@@ -16,6 +16,7 @@ mod lifecycle;
 mod llm;
 mod namespace;
 mod ownership;
+mod proxy;
 mod replicas;
 mod rules;
 mod schema;

@@ -131,6 +131,19 @@ impl AgentStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError> {
+        let host = host.to_owned();
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/proxy_candidates.sql"))?
+                .query_map(named_params! {":host": host, ":port": port}, |row| {
+                    Ok(agent_from_row(row))
+                })?
+                .map(|row| row?)
+                .collect()
+        })
+        .await
+    }
 }
 
 impl EmbeddedStore {

@@ -190,6 +190,18 @@ impl AgentStore for PgStore {
             .map(agent_from_row)
             .transpose()
     }
+
+    async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(include_str!("sql/proxy_candidates.sql"))
+            .await?;
+        conn.query(&statement, &[&host, &port])
+            .await?
+            .iter()
+            .map(agent_from_row)
+            .collect()
+    }
 }
 
 impl PgStore {
