@@ -208,7 +208,7 @@ fn is_empty_object(raw: &RawValue) -> bool {
 
 /// Tag score of a provider for a dependency's tags, or `None` when it does not qualify:
 /// `"t"` required (+5), `"+t"` preferred (+10 when present), `"-t"` excluded; an OR group needs
-/// one of its non-excluded members (+5, or +10 for a preferred one).
+/// one of its non-excluded members (+5, or +10 for a preferred one); an empty one is skipped.
 fn tag_score(wanted: &[TagItem], offered: &[String]) -> Option<u32> {
     let has = |tag: &str| offered.iter().any(|t| t == tag);
     let mut score = 0;
@@ -222,6 +222,8 @@ fn tag_score(wanted: &[TagItem], offered: &[String]) -> Option<u32> {
                 Term::Required(t) if has(t) => score += 5,
                 Term::Required(_) => return None,
             },
+            // An empty OR group asks for nothing (the reference skips it).
+            TagItem::AnyOf(group) if group.is_empty() => {}
             TagItem::AnyOf(group) => {
                 let mut best = None;
                 for member in group {
@@ -332,6 +334,15 @@ mod tests {
                 Some("calc-c-1"),
             ),
             (json!({"capability": "calc", "tags": ["rust"]}), None),
+            // An empty OR group is skipped, not a disqualification.
+            (
+                json!({"capability": "calc", "tags": ["python", []]}),
+                Some("calc-c-1"),
+            ),
+            (
+                json!({"capability": "calc", "tags": [[]]}),
+                Some("calc-b-1"),
+            ),
             (
                 json!({"capability": "calc", "tags": ["python"], "version": ">=2.0.0"}),
                 Some("calc-c-1"),
