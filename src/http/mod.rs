@@ -15,6 +15,7 @@ mod extract;
 mod health;
 mod jobs;
 mod proxy;
+mod schemas;
 mod validate;
 
 use actix_web::http::{header, Method, StatusCode};
@@ -114,6 +115,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/proxy/{target:.*}")
             .guard(guard::Get())
             .to(proxy::get),
+    )
+    .service(
+        web::resource("/schemas")
+            .guard(guard::Get())
+            .to(schemas::list),
+    )
+    .service(
+        web::resource("/schemas/{hash}")
+            .guard(guard::Get())
+            .to(schemas::get),
     )
     .service(
         web::resource("/agents")

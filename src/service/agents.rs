@@ -12,7 +12,8 @@ use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
 use crate::store::{AgentRow, MeshSnapshot, NewRegistration, StoreError, ToolRow};
 use crate::wire::{
-    rfc3339, AgentView, CapabilityView, DependencyResolution, DependencyStatus, ResolvedDependency,
+    rfc3339, AgentView, CapabilityView, DependencyResolution, DependencySpec, DependencyStatus,
+    ResolvedDependency,
 };
 
 /// A registration as stored, and where the agent's dependencies resolve now.
@@ -64,7 +65,9 @@ impl Registry {
             true => self.store.llm_snapshot().await?,
             false => self.store.mesh_snapshot().await?,
         };
-        let mesh = Mesh::from_snapshot(&snapshot);
+        let dependencies: Vec<&[DependencySpec]> =
+            agent.tools.iter().map(|t| t.dependencies).collect();
+        let mesh = self.mesh(&snapshot, &dependencies).await?;
         let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for tool in agent.tools.iter().filter(|t| !t.dependencies.is_empty()) {
             dependencies_resolved
@@ -126,12 +129,27 @@ impl Registry {
 
     /// Every agent with its capabilities' availability and where its dependencies resolve now.
     pub async fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
-        Ok(agent_views(&self.store.llm_snapshot().await?))
+        let snapshot = self.store.llm_snapshot().await?;
+        let mesh = self.mesh(&snapshot, &[]).await?;
+        Ok(agent_views(&snapshot, &mesh))
+    }
+
+    /// The mesh to resolve against, with the published output schemas when a dependency of
+    /// the mesh (or of `also`, a registration not stored yet) asks for schema matching.
+    pub(super) async fn mesh(
+        &self,
+        snapshot: &MeshSnapshot,
+        also: &[&[DependencySpec]],
+    ) -> Result<Mesh, StoreError> {
+        let mesh = Mesh::from_snapshot(snapshot);
+        Ok(match Mesh::wants_schemas(snapshot, also) {
+            true => mesh.with_output_schemas(self.store.published_output_schemas().await?),
+            false => mesh,
+        })
     }
 }
 
-fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
-    let mesh = Mesh::from_snapshot(snapshot);
+fn agent_views(snapshot: &MeshSnapshot, mesh: &Mesh) -> Vec<AgentView> {
     let llm_mesh = LlmMesh::from_snapshot(snapshot);
     let mut availability: Availability = HashMap::new();
     for (provider, reason) in mesh.providers().iter().zip(mesh.availability()) {
@@ -146,7 +164,7 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                 .iter()
                 .filter(|t| t.agent_id == agent.agent_id && !t.function_name.is_empty())
                 .collect();
-            let dependency_resolutions = dependency_resolutions(&mesh, agent, &tools);
+            let dependency_resolutions = dependency_resolutions(mesh, agent, &tools);
             let llm_requests: Vec<LlmRequest> =
                 tools.iter().copied().map(LlmRequest::of_tool).collect();
             let (llm_tools, llm_providers) = llm_mesh.resolutions(&agent.agent_id, &llm_requests);

@@ -6,7 +6,6 @@ use uuid::Uuid;
 
 use super::Registry;
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
-use crate::resolve::Mesh;
 use crate::store::{
     CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, JobPage,
     NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
@@ -84,7 +83,14 @@ impl Registry {
                 return true;
             }
         };
-        let mesh = Mesh::from_snapshot(&snapshot);
+        let mesh = match self.mesh(&snapshot, &[]).await {
+            Ok(mesh) => mesh,
+            Err(error) => {
+                tracing::warn!(%error, instance_id,
+                    "claim gate not evaluated; letting the claim through");
+                return true;
+            }
+        };
         let broken = mesh
             .providers()
             .iter()

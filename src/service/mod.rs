@@ -12,6 +12,7 @@ mod events;
 mod forward;
 mod jobs;
 mod proxy;
+mod schemas;
 
 use std::time::{Duration, Instant};
 

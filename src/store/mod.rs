@@ -33,8 +33,8 @@ use uuid::Uuid;
 pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
     DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, JobPage, Liveness, MeshSnapshot, NewJob,
-    NewRegistration, NewTool, Notice, PostEventOutcome, ReclaimOutcome, Registered, ReleaseOutcome,
-    ToolRow,
+    NewRegistration, NewTool, Notice, PostEventOutcome, PublishedSchema, ReclaimOutcome,
+    Registered, ReleaseOutcome, SchemaEntry, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -276,6 +276,11 @@ pub trait AgentStore {
     /// The agents the proxy may reach as `host:port`: an HTTP endpoint on `port` whose
     /// registered host, id or name is `host`, by id.
     async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError>;
+    /// The schema store, newest first (`GET /schemas`).
+    async fn schema_entries(&self, limit: i64) -> Result<Vec<SchemaEntry>, StoreError>;
+    async fn schema_entry(&self, hash: &str) -> Result<Option<SchemaEntry>, StoreError>;
+    /// The canonical output schemas of the tools that published one (for schema matching).
+    async fn published_output_schemas(&self) -> Result<Vec<SchemaEntry>, StoreError>;
 }
 
 /// Leases and the safety sweep (docs/state-machine.md#lease-timers, docs/state-machine.md#sweep;

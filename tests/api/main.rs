@@ -20,4 +20,5 @@ mod proxy;
 mod replicas;
 mod rules;
 mod schema;
+mod schemas;
 mod server;

@@ -10,7 +10,8 @@ use rusqlite::{named_params, Connection, OptionalExtension, Row};
 use super::{decode, duration_micros, encode, json, now_micros, time_of, EmbeddedStore};
 use crate::domain::agents::{has_required_dependencies, topology_changed};
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, Registered, StoreError, ToolRow,
+    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, Registered,
+    SchemaEntry, StoreError, ToolRow,
 };
 use crate::wire::AgentStatus;
 
@@ -132,6 +133,41 @@ impl AgentStore for EmbeddedStore {
         .await
     }
 
+    async fn schema_entries(&self, limit: i64) -> Result<Vec<SchemaEntry>, StoreError> {
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/schema_entries.sql"))?
+                .query_map(named_params! {":limit": limit}, |row| {
+                    Ok(schema_from_row(row))
+                })?
+                .map(|row| row?)
+                .collect()
+        })
+        .await
+    }
+
+    async fn schema_entry(&self, hash: &str) -> Result<Option<SchemaEntry>, StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/schema_entry.sql"))?
+                .query_row(named_params! {":hash": hash}, |row| {
+                    Ok(schema_from_row(row))
+                })
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn published_output_schemas(&self) -> Result<Vec<SchemaEntry>, StoreError> {
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/published_output_schemas.sql"))?
+                .query_map([], |row| Ok(schema_from_row(row)))?
+                .map(|row| row?)
+                .collect()
+        })
+        .await
+    }
+
     async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError> {
         let host = host.to_owned();
         self.run(move |db| {
@@ -183,6 +219,8 @@ struct StoredAgent {
     /// What others resolve against: the domain compares it with the stored one.
     topology: serde_json::Value,
     tools: Vec<StoredTool>,
+    /// (hash, canonical form) of the schemas its tools publish.
+    published_schemas: Vec<(String, String)>,
 }
 
 impl StoredAgent {
@@ -203,6 +241,7 @@ impl StoredAgent {
                         .filter(|k| k != "null"),
                     dependencies: encode(tool.dependencies)?,
                     has_required_dependencies: has_required_dependencies(tool.dependencies),
+                    output_schema_hash: tool.published_output.map(|s| s.hash.to_owned()),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -221,6 +260,12 @@ impl StoredAgent {
             registration: agent.body.get().to_owned(),
             topology: agent.topology(),
             tools,
+            published_schemas: agent
+                .tools
+                .iter()
+                .flat_map(NewTool::published_schemas)
+                .map(|s| (s.hash.to_owned(), s.canonical.get().to_owned()))
+                .collect(),
         })
     }
 }
@@ -235,6 +280,7 @@ struct StoredTool {
     kwargs: Option<String>,
     dependencies: String,
     has_required_dependencies: bool,
+    output_schema_hash: Option<String>,
 }
 
 /// A registration: the agent and its tools as sent, healthy; the topology version moves when
@@ -277,6 +323,15 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<Registered, S
             ":now": now_micros(),
         })?;
     replace_tools(db, agent_id, &stored.tools)?;
+    let mut publish = db.prepare_cached(include_str!("sql/insert_schema_entry.sql"))?;
+    for (hash, canonical) in &stored.published_schemas {
+        publish.execute(named_params! {
+            ":hash": hash,
+            ":canonical": canonical,
+            ":runtime_origin": stored.runtime,
+            ":now": now_micros(),
+        })?;
+    }
     let topology_version = if changed {
         bump_topology(db)?
     } else {
@@ -307,6 +362,7 @@ fn replace_tools(db: &Connection, agent_id: &str, tools: &[StoredTool]) -> Resul
             ":kwargs": tool.kwargs,
             ":dependencies": tool.dependencies,
             ":has_required_dependencies": tool.has_required_dependencies,
+            ":output_schema_hash": tool.output_schema_hash,
         })?;
     }
     Ok(())
@@ -360,6 +416,16 @@ fn agent_from_row(row: &Row) -> Result<AgentRow, StoreError> {
     })
 }
 
+fn schema_from_row(row: &Row) -> Result<SchemaEntry, StoreError> {
+    Ok(SchemaEntry {
+        hash: row.get("hash")?,
+        canonical: json(row, "canonical")?
+            .ok_or_else(|| StoreError::Corrupt("a schema without its canonical form".into()))?,
+        runtime_origin: row.get("runtime_origin")?,
+        created_at: time_of(row.get("created_at")?),
+    })
+}
+
 fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
     Ok(ToolRow {
         agent_id: row.get("agent_id")?,
@@ -370,6 +436,7 @@ fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
         tags: decode(&row.get::<_, String>("tags")?, "tags")?,
         kwargs: json(row, "kwargs")?,
         dependencies: decode(&row.get::<_, String>("dependencies")?, "dependencies")?,
+        output_schema_hash: row.get("output_schema_hash")?,
         input_schema: json(row, "input_schema")?,
         llm_filter: json(row, "llm_filter")?,
         llm_provider: row
