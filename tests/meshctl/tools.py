@@ -2,11 +2,14 @@
 (agents/greeter.py, mcp-mesh 3.8.0) through mesh-registry's proxy (meshctl's default), and the
 same commands run against the reference registry 3.7.1 must give the same results.
 
-Checked for each registry:
+Checked for each registry (and the answers compared):
   * `meshctl call greet` through the proxy, and directly (`--use-proxy=false`): the same answer;
   * `meshctl call countdown`: an answer streamed as SSE with progress notifications first;
   * `meshctl call sleepy` with a 2 s X-Mesh-Timeout: the proxy's budget cuts it, and meshctl
     says so as it does with the reference;
+  * `meshctl list --tools=greet` (the tool's schema, read through the proxy);
+  * `meshctl list --schemas` (JSON and table) and `meshctl schema diff`, on the schemas the SDK
+    published at registration, and a diff naming an unknown hash;
   * a target that is not a registered agent is refused (403).
 
 Usage: python tools.py <mesh-registry binary> <meshctl> <reference registry binary> <sdk python>
@@ -146,9 +149,35 @@ def exercise(name: str, registry: str, cli: str, work: pathlib.Path, python: str
     cut_message = re.sub(r"[0-9.]+m?s\b", "<t>", (cut.stdout + cut.stderr).strip())
     log(f"{name}: meshctl call sleepy cut by the proxy's budget: {cut_message}")
 
+    # `meshctl list --tools=greet` reads the tool's input schema through the proxy.
+    described = meshctl(cli, registry, "list", "--tools=greet")
+    expect(described.returncode == 0 and '"name"' in described.stdout and "Input Schema" in described.stdout,
+           f"{name}: meshctl list --tools=greet: {described.stdout} {described.stderr}")
+    log(f"{name}: meshctl list --tools=greet (through the proxy): passed")
+
+    # The schema store the SDK filled at registration.
+    listed = meshctl(cli, registry, "list", "--schemas", "--json")
+    expect(listed.returncode == 0, f"{name}: meshctl list --schemas: {listed.stderr}")
+    schemas = json.loads(listed.stdout)
+    expect(schemas["count"] == len(schemas["schemas"]) >= 2, f"{name}: the SDK published schemas: {schemas}")
+    table = meshctl(cli, registry, "list", "--schemas")
+    expect(table.returncode == 0 and schemas["schemas"][0]["hash"][:12] in table.stdout, f"{name}: table: {table.stdout}")
+    hashes = sorted(entry["hash"] for entry in schemas["schemas"])
+    diffed = meshctl(cli, registry, "schema", "diff", hashes[0], hashes[1], "--json")
+    expect(diffed.returncode == 0, f"{name}: meshctl schema diff: {diffed.stdout} {diffed.stderr}")
+    missing = meshctl(cli, registry, "schema", "diff", hashes[0], "sha256:" + "0" * 64)
+    expect(missing.returncode != 0, f"{name}: a diff with an unknown hash fails")
+    log(f"{name}: meshctl list --schemas ({len(hashes)} schemas) and meshctl schema diff: passed")
+
     status, body = request(f"{registry}/proxy/10.255.0.1:80/mcp", "POST", b"{}")
     expect(status == 403 and "is not a registered agent" in body, f"{name}: unknown target: {status} {body}")
-    return {"greet": greeted, "countdown": counted, "cut": cut_message}
+    origins = sorted((entry["hash"], entry["runtime_origin"], json.dumps(entry["canonical"], sort_keys=True))
+                     for entry in schemas["schemas"])
+    schema_diff = json.loads(diffed.stdout)
+    for side in ("a", "b"):
+        schema_diff[side].pop("created_at")
+    return {"greet": greeted, "countdown": counted, "cut": cut_message, "schemas": origins,
+            "schema diff": schema_diff, "unknown hash": (missing.stdout + missing.stderr).strip()}
 
 
 def main() -> int:
