@@ -26,6 +26,18 @@ async fn health_answers_like_the_reference(backend: Backend) {
     assert_eq!(body["service"], "mcp-mesh-registry");
     assert!(body["uptime_seconds"].is_u64());
     assert!(body["timestamp"].is_string());
+    // HEAD: no body, the same facts in the reference's headers.
+    let head = app.http.head(app.url("/health")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let header = |name: &str| head.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("x-health-status"), "healthy");
+    assert_eq!(
+        header("x-service-version"),
+        body["version"].as_str().unwrap()
+    );
+    assert!(header("x-uptime-seconds").parse::<u64>().is_ok());
+    assert_eq!(header("content-type"), "application/json");
+    assert!(head.bytes().await.unwrap().is_empty());
 }
 
 on_both_backends!(unknown_routes_and_methods_are_gin_404s);
