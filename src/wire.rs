@@ -595,6 +595,15 @@ pub struct HeartbeatResponse {
     pub timestamp: String,
 }
 
+/// `POST /heartbeat` refused (still `200`, as the reference answers it).
+#[derive(Debug, Serialize)]
+pub struct HeartbeatRefused<'a> {
+    pub agent_id: &'a str,
+    pub message: String,
+    pub status: &'static str,
+    pub timestamp: String,
+}
+
 /// A mesh tool an LLM may call, with what it needs to describe and call it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LlmToolInfo {

@@ -14,8 +14,8 @@ use crate::domain::agents::valid_http_host;
 use crate::service::{Beat, Registry};
 use crate::store::{NewRegistration, NewTool, PublishedSchema};
 use crate::wire::{
-    rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatResponse, JsonObject,
-    TagItem, ToolRegistration,
+    rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatRefused, HeartbeatResponse,
+    JsonObject, TagItem, ToolRegistration,
 };
 
 const AGENT_TYPES: [&str; 5] = ["mcp_agent", "mesh_tool", "decorator_agent", "api", "a2a"];
@@ -222,10 +222,22 @@ pub async fn register(registry: Data<Registry>, body: Body) -> Result<HttpRespon
     let raw: Box<RawValue> = body.json()?;
     let registration: AgentRegistration = parse_json(raw.get().as_bytes())?;
     let agent = validate(&registration, &raw)?;
-    let registered = registry
+    let registered = match registry
         .register(&agent)
         .await
-        .map_err(ApiError::store("register agent"))?;
+        .map_err(ApiError::store("register agent"))?
+    {
+        Ok(registered) => registered,
+        // The reference's refusal: 200, `status: "error"`, the cycle in `message`.
+        Err(message) => {
+            return Ok(HttpResponse::Ok().json(HeartbeatRefused {
+                agent_id: agent.agent_id,
+                message,
+                status: "error",
+                timestamp: rfc3339_now(),
+            }))
+        }
+    };
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         status: "success",
         message: if registered.created {

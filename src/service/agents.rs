@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::Registry;
 use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
-use crate::store::{AgentRow, MeshSnapshot, NewRegistration, StoreError, ToolRow};
+use crate::store::{AgentRow, MeshSnapshot, NewRegistration, RegisterOutcome, StoreError, ToolRow};
 use crate::wire::{
     rfc3339, AgentView, CapabilityView, DependencyResolution, DependencySpec, DependencyStatus,
     ResolvedDependency,
@@ -40,8 +40,19 @@ pub enum Beat {
 
 impl Registry {
     /// `POST /heartbeat`: registers or refreshes the agent and resolves its dependencies.
-    pub async fn register(&self, agent: &NewRegistration<'_>) -> Result<Registration, StoreError> {
-        let registered = self.store.register_agent(agent).await?;
+    /// A registration that would close a cycle of required dependencies is refused (nothing
+    /// stored): `Err` with the cycle, `"a → b → a"`.
+    pub async fn register(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<Result<Registration, String>, StoreError> {
+        let registered = match self.store.register_agent(agent).await? {
+            RegisterOutcome::Registered(registered) => registered,
+            RegisterOutcome::RequiredCycle(cycle) => {
+                tracing::warn!(agent_id = agent.agent_id, cycle, "registration refused");
+                return Ok(Err(format!("required dependency cycle: {cycle}")));
+            }
+        };
         self.actors.agent_tracker.do_send(AgentRegistered {
             agent_id: agent.agent_id.to_owned(),
             topology_version: registered.topology_version,
@@ -75,11 +86,11 @@ impl Registry {
                 .or_default()
                 .extend(mesh.resolve_all(tool.dependencies, agent.namespace));
         }
-        Ok(Registration {
+        Ok(Ok(Registration {
             created: registered.created,
             dependencies_resolved,
             llm: LlmMesh::from_snapshot(&snapshot).answer(agent.agent_id, &llm_requests),
-        })
+        }))
     }
 
     /// `HEAD /heartbeat/{agent_id}`, answered from memory (the write is batched); `Err` when

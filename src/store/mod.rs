@@ -34,7 +34,7 @@ pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
     DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, JobPage, Liveness, MeshSnapshot, NewJob,
     NewRegistration, NewTool, Notice, PostEventOutcome, PublishedSchema, ReclaimOutcome,
-    Registered, ReleaseOutcome, SchemaEntry, ToolRow,
+    RegisterOutcome, Registered, ReleaseOutcome, SchemaEntry, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -247,7 +247,13 @@ pub trait EventStore {
 pub trait AgentStore {
     /// Registers or refreshes an agent from a full heartbeat; the topology version moves only
     /// when the agent is new, comes back, or changed what it offers.
-    async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError>;
+    /// A registration that declares required dependencies is first checked, against every
+    /// other agent's, for a cycle it would close (refused then, nothing stored); that check and
+    /// the write are serialized across replicas.
+    async fn register_agent(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<RegisterOutcome, StoreError>;
     /// The agent turns unhealthy: the new topology version when it was live. Its jobs stay
     /// with it until their leases lapse.
     async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError>;

@@ -343,6 +343,19 @@ impl NewTool<'_> {
 }
 
 impl NewRegistration<'_> {
+    /// The required-dependency edges its tools declare.
+    pub fn required_edges(&self) -> crate::domain::agents::RequiredEdges {
+        let mut edges = Default::default();
+        for tool in &self.tools {
+            crate::domain::agents::add_required_edges(
+                &mut edges,
+                tool.capability,
+                tool.dependencies,
+            );
+        }
+        edges
+    }
+
     /// What other agents' resolution depends on; a change of it is a topology change.
     pub(super) fn topology(&self) -> serde_json::Value {
         serde_json::json!({
@@ -354,6 +367,15 @@ impl NewRegistration<'_> {
             "tools": self.tools,
         })
     }
+}
+
+/// What became of a registration.
+#[derive(Debug, Clone)]
+pub enum RegisterOutcome {
+    Registered(Registered),
+    /// Refused, nothing stored: it would close this cycle of required dependencies
+    /// (`"a → b → a"`, `domain::agents::required_cycle`).
+    RequiredCycle(String),
 }
 
 #[derive(Debug, Clone, Copy)]

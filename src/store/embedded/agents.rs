@@ -8,16 +8,21 @@ use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
 use super::{decode, duration_micros, encode, json, now_micros, time_of, EmbeddedStore};
-use crate::domain::agents::{has_required_dependencies, topology_changed};
-use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, Registered,
-    SchemaEntry, StoreError, ToolRow,
+use crate::domain::agents::{
+    add_required_edges, has_required_dependencies, required_cycle, topology_changed, RequiredEdges,
 };
-use crate::wire::AgentStatus;
+use crate::store::{
+    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, RegisterOutcome,
+    Registered, SchemaEntry, StoreError, ToolRow,
+};
+use crate::wire::{AgentStatus, DependencySpec};
 
 #[async_trait]
 impl AgentStore for EmbeddedStore {
-    async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError> {
+    async fn register_agent(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<RegisterOutcome, StoreError> {
         let stored = StoredAgent::from_registration(agent)?;
         self.run(move |db| register_agent(db, &stored)).await
     }
@@ -221,6 +226,7 @@ struct StoredAgent {
     tools: Vec<StoredTool>,
     /// (hash, canonical form) of the schemas its tools publish.
     published_schemas: Vec<(String, String)>,
+    required_edges: RequiredEdges,
 }
 
 impl StoredAgent {
@@ -266,6 +272,7 @@ impl StoredAgent {
                 .flat_map(NewTool::published_schemas)
                 .map(|s| (s.hash.to_owned(), s.canonical.get().to_owned()))
                 .collect(),
+            required_edges: agent.required_edges(),
         })
     }
 }
@@ -286,8 +293,22 @@ struct StoredTool {
 /// A registration: the agent and its tools as sent, healthy; the topology version moves when
 /// the domain says the topology changed. The previous row is read in the same call, so nothing
 /// can come between the comparison and the write.
-fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<Registered, StoreError> {
+fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutcome, StoreError> {
     let agent_id = &stored.agent_id;
+    if !stored.required_edges.is_empty() {
+        let mut edges = stored.required_edges.clone();
+        let mut others = db.prepare_cached(include_str!("sql/required_edges.sql"))?;
+        let mut rows = others.query(named_params! {":agent_id": agent_id})?;
+        while let Some(row) = rows.next()? {
+            let capability: String = row.get("capability")?;
+            let dependencies: Vec<DependencySpec> =
+                decode(&row.get::<_, String>("dependencies")?, "dependencies")?;
+            add_required_edges(&mut edges, &capability, &dependencies);
+        }
+        if let Some(cycle) = required_cycle(&edges) {
+            return Ok(RegisterOutcome::RequiredCycle(cycle));
+        }
+    }
     let previous: Option<(String, String)> = db
         .prepare_cached(include_str!("sql/registered_agent.sql"))?
         .query_row(named_params! {":agent_id": agent_id}, |row| {
@@ -339,10 +360,10 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<Registered, S
     };
     db.prepare_cached(include_str!("sql/set_topology_seen.sql"))?
         .execute(named_params! {":agent_id": agent_id, ":topology_version": topology_version})?;
-    Ok(Registered {
+    Ok(RegisterOutcome::Registered(Registered {
         created: previous.is_none(),
         topology_version,
-    })
+    }))
 }
 
 /// The agent's tools become the ones its registration sent, in their order.

@@ -12,12 +12,17 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
 use super::{column, PgStore};
-use crate::domain::agents::{has_required_dependencies, topology_changed};
+use crate::domain::agents::{
+    add_required_edges, has_required_dependencies, required_cycle, topology_changed,
+};
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, Registered,
-    SchemaEntry, StoreError, ToolRow,
+    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, RegisterOutcome,
+    Registered, SchemaEntry, StoreError, ToolRow,
 };
 use crate::wire::{AgentStatus, DependencySpec, LlmProviderSpec, RawJson};
+
+/// Advisory-lock key of the required-dependency cycle check ("meshcyc1").
+const REQUIRED_EDGES_LOCK_KEY: i64 = 0x6d65_7368_6379_6331;
 
 #[async_trait]
 impl AgentStore for PgStore {
@@ -25,9 +30,33 @@ impl AgentStore for PgStore {
     /// (healthy, seen now), its tools (replaced), and the topology version, bumped only when the
     /// agent is new, comes back, or changed what it offers (so a steady mesh sees no 202 storms).
     /// Long because the transaction's four statements read best in their order.
-    async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError> {
+    async fn register_agent(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<RegisterOutcome, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
+        let mut edges = agent.required_edges();
+        if !edges.is_empty() {
+            // One such check at a time across replicas, until this write commits: two
+            // registrations each closing half of a loop cannot both pass.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&REQUIRED_EDGES_LOCK_KEY],
+            )
+            .await?;
+            let others = tx
+                .prepare_cached(include_str!("sql/required_edges.sql"))
+                .await?;
+            for row in tx.query(&others, &[&agent.agent_id]).await? {
+                let capability: &str = column(&row, "capability")?;
+                let dependencies: Json<Vec<DependencySpec>> = column(&row, "dependencies")?;
+                add_required_edges(&mut edges, capability, &dependencies.0);
+            }
+            if let Some(cycle) = required_cycle(&edges) {
+                return Ok(RegisterOutcome::RequiredCycle(cycle));
+            }
+        }
         let upsert = tx
             .prepare_cached(include_str!("sql/upsert_agent.sql"))
             .await?;
@@ -98,10 +127,10 @@ impl AgentStore for PgStore {
             .await?;
         let topology_version = column(&row, "topology_seen")?;
         tx.commit().await?;
-        Ok(Registered {
+        Ok(RegisterOutcome::Registered(Registered {
             created,
             topology_version,
-        })
+        }))
     }
 
     /// `DELETE /agents/{id}`: the agent turns unhealthy. Returns the new topology version when
