@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod info;
 mod jobs;
 mod proxy;
 mod schemas;
@@ -115,6 +116,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/proxy/{target:.*}")
             .guard(guard::Get())
             .to(proxy::get),
+    )
+    .service(web::resource("/").guard(guard::Get()).to(info::root))
+    .service(
+        web::resource("/trace/status")
+            .guard(guard::Get())
+            .to(info::trace_status),
+    )
+    .service(
+        web::resource("/trace/stats")
+            .guard(guard::Get())
+            .to(info::trace_status),
+    )
+    .service(
+        web::resource("/trace/info")
+            .guard(guard::Get())
+            .to(info::trace_info),
+    )
+    .service(
+        web::resource("/trace/{trace_id}")
+            .guard(guard::Get())
+            .to(info::trace),
     )
     .service(
         web::resource("/schemas")
