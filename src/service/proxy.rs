@@ -200,11 +200,14 @@ fn is_mcp_path(path: &str) -> bool {
     path == "/mcp" || path.starts_with("/mcp/")
 }
 
-/// `host:port` with a port above 0 (an IPv6 literal is not a target, as in the reference).
+/// `host:port` with a port above 0 (an IPv6 literal is not a target, as in the reference). A
+/// host that no registration could hold (control bytes, NUL, beyond 253 bytes) names nothing
+/// and is not looked up.
 fn split_host_port(host_port: &str) -> Option<(&str, i32)> {
     let (host, port) = host_port.split_once(':')?;
     let port = port.parse::<i32>().ok().filter(|&port| port > 0)?;
-    (!host.is_empty()).then_some((host, port))
+    let storable = host.len() <= 253 && host.bytes().all(|b| b.is_ascii_graphic());
+    (!host.is_empty() && storable).then_some((host, port))
 }
 
 /// Which agent `host` means among the candidates on its port: the one registered at that host,
@@ -329,6 +332,7 @@ mod tests {
     #[test]
     fn targets_and_paths() {
         assert_eq!(split_host_port("agent:8080"), Some(("agent", 8080)));
+        let long = format!("{}:80", "h".repeat(254));
         for bad in [
             "agent",
             "agent:0",
@@ -337,6 +341,9 @@ mod tests {
             "agent:80:1",
             "a:b",
             "::1:80",
+            "a\0b:80",
+            "a b:80",
+            &long,
         ] {
             assert_eq!(split_host_port(bad), None, "{bad}");
         }

@@ -261,6 +261,23 @@ async fn only_registered_mcp_endpoints_are_reached(backend: Backend) {
             .unwrap();
         assert_error(response, status, &message).await;
     }
+    // Hostile targets name nothing: a NUL, an over-long host, an IPv6 literal, a user part.
+    let long = "h".repeat(300);
+    for target in [
+        format!("greeter%00:{port}"),
+        format!("{long}:{port}"),
+        format!("[::1]:{port}"),
+        format!("user@greeter:{port}"),
+    ] {
+        let response = app
+            .http
+            .post(app.url(&format!("/proxy/{target}/mcp")))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{target}");
+    }
     // A body over the limit is refused before anything is relayed.
     let huge = "x".repeat(65 * 1024);
     let response = app
