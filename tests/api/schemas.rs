@@ -118,6 +118,8 @@ async fn published_schemas_are_stored_once_by_hash(backend: Backend) {
         "schema not found: sha256:dead",
     )
     .await;
+    // A hash that could not have been stored names nothing (not a database error).
+    assert_eq!(app.get("/schemas/sha256%00dead").await.status(), 404);
     // The limit is clamped, as the reference clamps it; a limit that is not a number is refused.
     for (query, count) in [
         ("?limit=1", 1),
