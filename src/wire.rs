@@ -908,16 +908,3 @@ pub struct RootResponse {
     pub status: &'static str,
     pub version: &'static str,
 }
-
-/// `GET /trace/status`, `/trace/stats`, `/trace/info`, and the `404` of `GET /trace/{id}`:
-/// this registry collects no traces, and says so as the reference does when tracing is off.
-#[derive(Debug, Serialize)]
-pub struct TracingOff {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub config: Option<&'static str>,
-    pub enabled: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-}

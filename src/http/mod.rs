@@ -119,26 +119,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/").guard(guard::Get()).to(info::root))
     .service(
-        web::resource("/trace/status")
-            .guard(guard::Get())
-            .to(info::trace_status),
-    )
-    .service(
-        web::resource("/trace/stats")
-            .guard(guard::Get())
-            .to(info::trace_status),
-    )
-    .service(
-        web::resource("/trace/info")
-            .guard(guard::Get())
-            .to(info::trace_info),
-    )
-    .service(
-        web::resource("/trace/{trace_id}")
-            .guard(guard::Get())
-            .to(info::trace),
-    )
-    .service(
         web::resource("/schemas")
             .guard(guard::Get())
             .to(schemas::list),
