@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench registry -- [scenario ...] [--reference PATH | --no-reference]
 //!                                   [--backend postgres|embedded] [--seconds N] [--slow]
+//!                                   [--metrics-off]
 //!
 //! Scenarios (default: all): startup, idle, submit, cycle, cycle-backlog, poll, wakeup, reclaim,
 //! drain, statements, live-claims. The reference is `--reference PATH`, else the binary that
@@ -13,6 +14,8 @@
 //! `--slow` also measures the reference's reclaim latency (it waits for its 5-minute sweep).
 //! Both backends run unless `--backend` names one. On the embedded backend, `statements` (a
 //! PostgreSQL wire count) does not apply, and the reference's reclaim is not read.
+//! `--metrics-off` also runs ours with `MCP_MESH_METRICS=false` (target `ours-metrics-off`),
+//! in the same run, and prints the ratio of ours over it: what metrics cost.
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
@@ -28,8 +31,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-const PG_PORT: u16 = 5432;
+#[path = "registry/costs.rs"]
+mod costs;
+#[path = "registry/report.rs"]
+mod report;
+#[path = "registry/scale.rs"]
+mod scale;
+
+/// The PostgreSQL server's port on 127.0.0.1 (user `postgres`, trusted): `--pg-port`, else
+/// `MESH_BENCH_PG_PORT`, else 5432.
+static PG_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+fn pg_port() -> u16 {
+    *PG_PORT.get_or_init(|| {
+        std::env::var("MESH_BENCH_PG_PORT")
+            .ok()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or(5432)
+    })
+}
 
 type Figures = Map<String, Value>;
 
@@ -77,6 +97,14 @@ impl Target {
         }
     }
 
+    /// Ours without the per-request measurements and `GET /metrics`.
+    fn ours_without_metrics() -> Target {
+        let mut ours = Target::ours();
+        ours.name = "ours-metrics-off";
+        ours.env.push(("MCP_MESH_METRICS", "false".into()));
+        ours
+    }
+
     fn reference(binary: PathBuf) -> Target {
         Target {
             name: "reference",
@@ -107,11 +135,16 @@ fn free_port() -> u16 {
 }
 
 /// Unqualified names find our tables (schema mesh_registry) or the reference's (public).
+/// The benchmark's own sessions are named `mesh-bench` (to tell them from the registry's).
 async fn connect(database: &str) -> tokio_postgres::Client {
-    let url = format!("{SERVER}/{database}?options=-c%20search_path%3Dmesh_registry,public");
+    let server = format!("postgres://postgres@127.0.0.1:{}", pg_port());
+    let url = format!(
+        "{server}/{database}?application_name=mesh-bench\
+         &options=-c%20search_path%3Dmesh_registry,public"
+    );
     let (client, connection) = tokio_postgres::connect(&url, NoTls)
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {SERVER}: {e}"));
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server}: {e}"));
     tokio::spawn(connection);
     client
 }
@@ -119,6 +152,9 @@ async fn connect(database: &str) -> tokio_postgres::Client {
 /// A running registry on its own database; stopped and dropped with this value.
 struct Registry {
     child: Child,
+    /// How it was started (to start it again on the same data).
+    command: Command,
+    name: &'static str,
     base: String,
     database: Database,
     http: reqwest::Client,
@@ -143,37 +179,28 @@ impl Registry {
                 .batch_execute(&format!("CREATE DATABASE {name}"))
                 .await
                 .expect("create the bench database");
-            let db_port = db_port.unwrap_or(PG_PORT);
+            let db_port = db_port.unwrap_or_else(pg_port);
             command.env(
                 "DATABASE_URL",
                 format!("postgres://postgres@127.0.0.1:{db_port}/{name}?sslmode=disable"),
             );
         }
         let port = free_port();
-        let spawned = Instant::now();
-        let child = command
+        command
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", target.binary.display()));
+            .stderr(Stdio::null());
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
         let base = format!("http://127.0.0.1:{port}");
-        while !matches!(http.get(format!("{base}/health")).send().await, Ok(r) if r.status() == 200)
-        {
-            assert!(
-                spawned.elapsed() < Duration::from_secs(60),
-                "{} did not start",
-                target.name
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let spawned = Instant::now();
+        let child = spawn(&mut command, target.name);
+        wait_healthy(&http, &base, spawned, target.name).await;
         let startup = spawned.elapsed();
         let database = match backend {
             Backend::Postgres => Database::Postgres {
@@ -184,11 +211,64 @@ impl Registry {
         };
         Registry {
             child,
+            command,
+            name: target.name,
             base,
             database,
             http,
             startup,
         }
+    }
+
+    /// Stops the process and, on PostgreSQL, waits until its sessions have ended (a session
+    /// reports its statistics when it ends).
+    async fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Database::Postgres { name, .. } = &self.database {
+            let server = connect("postgres").await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let sessions: i64 = server
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE datname = $1 AND application_name <> 'mesh-bench'",
+                        &[name],
+                    )
+                    .await
+                    .expect("pg_stat_activity")
+                    .get(0);
+                if sessions == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// Stops the process and starts it again on the same data (same port, same settings).
+    async fn restart(&mut self) {
+        self.stop().await;
+        let spawned = Instant::now();
+        self.child = spawn(&mut self.command, self.name);
+        wait_healthy(&self.http, &self.base, spawned, self.name).await;
+    }
+
+    /// PostgreSQL's counters for this registry's database (with its sessions ended: see `stop`).
+    async fn pg_counters(&self) -> Option<costs::PgCounters> {
+        let Database::Postgres { name, client } = &self.database else {
+            return None;
+        };
+        Some(costs::PgCounters::read(&connect("postgres").await, client, name).await)
+    }
+
+    /// CPU counters: this registry, its PostgreSQL cluster (when local), the load generator.
+    async fn cpu_counters(&self) -> costs::CpuCounters {
+        let postmaster = match &self.database {
+            Database::Postgres { client, .. } => costs::postmaster(client).await,
+            Database::Embedded { .. } => None,
+        };
+        costs::CpuCounters::read(self.child.id(), postmaster)
     }
 
     /// `(job, lease expiry)` of every job with a lease, read from the registry's database.
@@ -284,16 +364,7 @@ impl Registry {
 
     /// CPU time used so far (user + system), in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks: u64 = fields
-            .get(11..13)
-            .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-        ticks as f64 / 100.0
+        costs::process_cpu(self.child.id()).unwrap_or(0.0)
     }
 
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
@@ -358,6 +429,22 @@ impl Registry {
         )
         .await;
         Some(id)
+    }
+}
+
+fn spawn(command: &mut Command, name: &str) -> Child {
+    command
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str, spawned: Instant, name: &str) {
+    while !matches!(http.get(format!("{base}/health")).send().await, Ok(r) if r.status() == 200) {
+        assert!(
+            spawned.elapsed() < Duration::from_secs(60),
+            "{name} did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -462,30 +549,71 @@ async fn poll(r: &Registry, seconds: f64) -> Figures {
     figures(json!({"clients": clients, "gets": done, "per_s": round(done as f64 / elapsed)}))
 }
 
-/// Job cycles per second: `workers` producers claim, report progress and complete while a feeder
-/// keeps `backlog` (at least twice the workers) jobs queued. Also counts "no work" answers given
-/// while more jobs were queued than claims could be in flight, and checks each job was claimed
-/// exactly once.
-async fn cycle(r: &Registry, seconds: f64, backlog: usize) -> Figures {
-    let workers = 8;
+/// Job cycles per second: `workers` producers claim, report progress and complete while
+/// feeders keep `backlog` (at least twice the workers) jobs queued. Also counts "no work"
+/// answers given while more jobs were queued than claims could be in flight, checks each job
+/// was claimed exactly once, and reads what the window cost: claim latency, PostgreSQL's
+/// counters per job and CPU per 1 000 jobs (see `costs`). On PostgreSQL the registry is
+/// restarted after the queue is filled, so that its statistics start from a clean slate.
+async fn cycle(r: &mut Registry, seconds: f64, backlog: usize, workers: usize) -> Figures {
     let capability = format!("bench-cycle-{}", Uuid::new_v4().simple());
     let target = backlog.max(2 * workers) as u64;
     let submitted = Arc::new(AtomicU64::new(0));
     let claimed = Arc::new(AtomicU64::new(0));
     stream_submit(r, &capability, target as usize, &submitted).await;
+    if matches!(r.database, Database::Postgres { .. }) {
+        r.restart().await;
+    }
+    let pg_before = r.pg_counters().await;
+    let (mut line, done) = cycle_window(
+        r,
+        seconds,
+        backlog,
+        workers,
+        &capability,
+        target,
+        submitted,
+        claimed,
+    )
+    .await;
+    if let Some(before) = pg_before {
+        // The sessions report their last statistics when they end.
+        r.stop().await;
+        let after = r.pg_counters().await.expect("PostgreSQL");
+        line.extend(figures(after.per_job(&before, done)));
+    }
+    line
+}
+
+/// The measured window of `cycle`: its figures, and the jobs completed.
+#[allow(clippy::too_many_arguments)]
+async fn cycle_window(
+    r: &Registry,
+    seconds: f64,
+    backlog: usize,
+    workers: usize,
+    capability: &str,
+    target: u64,
+    submitted: Arc<AtomicU64>,
+    claimed: Arc<AtomicU64>,
+) -> (Figures, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let completed = Arc::new(AtomicU64::new(0));
     let no_work_while_queued = Arc::new(AtomicU64::new(0));
     let seen: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
     let twice = Arc::new(AtomicU64::new(0));
-    let cpu_before = r.cpu_seconds();
+    let claim_latencies: Mutex<Vec<f64>> = Mutex::new(Vec::new());
+    let cpu_before = r.cpu_counters().await;
+    let registry_cpu_before = r.cpu_seconds();
     let started = Instant::now();
+    // Enough feeders that the queue keeps up with the workers.
+    let feeders = 4.max(workers / 4);
     let feeder = async {
         while !stop.load(Ordering::Relaxed) {
             let queued = submitted.load(Ordering::Relaxed) - claimed.load(Ordering::Relaxed);
             if queued < target {
-                join_all((0..4).map(|_| async {
-                    if r.submit(&capability).await.is_some() {
+                join_all((0..feeders).map(|_| async {
+                    if r.submit(capability).await.is_some() {
                         submitted.fetch_add(1, Ordering::Relaxed);
                     }
                 }))
@@ -497,13 +625,17 @@ async fn cycle(r: &Registry, seconds: f64, backlog: usize) -> Figures {
     };
     let producers = join_all((0..workers).map(|w| {
         let worker = format!("bench-worker-{w}");
-        let (capability, stop, completed, claimed, submitted) =
-            (&capability, &stop, &completed, &claimed, &submitted);
+        let (stop, completed, claimed, submitted) = (&stop, &completed, &claimed, &submitted);
         let (no_work_while_queued, seen, twice) = (&no_work_while_queued, &seen, &twice);
+        let claim_latencies = &claim_latencies;
         async move {
             while !stop.load(Ordering::Relaxed) {
-                match r.claim(capability, &worker).await {
+                let asked = Instant::now();
+                let answer = r.claim(capability, &worker).await;
+                let latency = asked.elapsed().as_secs_f64() * 1e3;
+                match answer {
                     Some((id, epoch)) => {
+                        claim_latencies.lock().expect("lock").push(latency);
                         claimed.fetch_add(1, Ordering::Relaxed);
                         if !seen.lock().expect("lock").insert(id.clone()) {
                             twice.fetch_add(1, Ordering::Relaxed);
@@ -553,16 +685,23 @@ async fn cycle(r: &Registry, seconds: f64, backlog: usize) -> Figures {
     tokio::join!(feeder, producers, timer, sampler);
     let elapsed = started.elapsed().as_secs_f64();
     let done = completed.load(Ordering::Relaxed);
-    figures(json!({
+    let cpu = r.cpu_counters().await.per_thousand_jobs(&cpu_before, done);
+    let mut latencies = claim_latencies.into_inner().expect("lock");
+    latencies.sort_by(f64::total_cmp);
+    let mut line = figures(json!({
         "workers": workers,
         "backlog": backlog,
         "completed": done,
         "per_s": round(done as f64 / elapsed),
+        "claim_p50_ms": round(percentile(&latencies, 50.0)),
+        "claim_p95_ms": round(percentile(&latencies, 95.0)),
         "no_work_while_queued": no_work_while_queued.load(Ordering::Relaxed),
         "claimed_twice": twice.load(Ordering::Relaxed),
-        "registry_cpu_percent": round(100.0 * (r.cpu_seconds() - cpu_before) / elapsed),
+        "registry_cpu_percent": round(100.0 * (r.cpu_seconds() - registry_cpu_before) / elapsed),
         "rss_peak_kib": peak.load(Ordering::Relaxed),
-    }))
+    }));
+    line.extend(figures(cpu));
+    (line, done)
 }
 
 /// Submits `count` jobs with 16 submitters.
@@ -730,7 +869,7 @@ async fn start_counting_proxy(counter: Arc<AtomicU64>) -> u16 {
         while let Ok((client, _)) = listener.accept().await {
             let counter = counter.clone();
             tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", PG_PORT)).await
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", pg_port())).await
                 else {
                     return;
                 };
@@ -846,7 +985,7 @@ async fn run(
         }
         _ => {}
     }
-    let r = Registry::start(target, backend).await;
+    let mut r = Registry::start(target, backend).await;
     match scenario {
         "startup" => figures(json!({"ms": round(r.startup.as_secs_f64() * 1e3)})),
         "idle" => {
@@ -854,8 +993,8 @@ async fn run(
             figures(json!({"rss_kib": r.rss_kib().0}))
         }
         "submit" => submit(&r, seconds).await,
-        "cycle" => cycle(&r, seconds, 0).await,
-        "cycle-backlog" => cycle(&r, seconds, 5_000).await,
+        "cycle" => cycle(&mut r, seconds, 0, 8).await,
+        "cycle-backlog" => cycle(&mut r, seconds, 5_000, 8).await,
         "poll" => poll(&r, seconds).await,
         "wakeup" => wakeup(&r).await,
         "reclaim" if target.name == "reference" && !slow => figures(json!({
@@ -880,7 +1019,15 @@ async fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let mut scenarios = Vec::new();
     let mut reference = Target::cached_reference();
-    let (mut seconds, mut slow) = (10.0, false);
+    let (mut seconds, mut slow, mut metrics_off) = (10.0_f64, false, false);
+    let mut scale_rows: Vec<u64> = vec![10_000, 100_000, 1_000_000];
+    let mut markdown = None;
+    let command = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect::<Vec<_>>();
+    let command = format!("cargo bench --bench registry -- {}", command.join(" "));
+    let mut printed: Vec<Value> = Vec::new();
     let mut backends = vec![Backend::Postgres, Backend::Embedded];
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -894,6 +1041,25 @@ async fn main() {
                     .expect("--seconds N")
             }
             "--slow" => slow = true,
+            "--metrics-off" => metrics_off = true,
+            "--markdown" => markdown = Some(args.next().expect("--markdown FILE")),
+            "--pg-port" => {
+                let port = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("--pg-port N");
+                PG_PORT.set(port).expect("--pg-port once");
+            }
+            "--scale-rows" => {
+                scale_rows = args
+                    .next()
+                    .map(|s| {
+                        s.split(',')
+                            .map(|n| n.parse().expect("--scale-rows N,N,..."))
+                            .collect()
+                    })
+                    .expect("--scale-rows N,N,...")
+            }
             "--no-reference" => reference = None,
             "--backend" => {
                 backends = match args.next().as_deref() {
@@ -918,16 +1084,35 @@ async fn main() {
             "drain",
             "statements",
             "live-claims",
+            "scale",
         ]
         .map(String::from)
         .to_vec();
     }
     let mut targets = vec![Target::ours()];
+    if metrics_off {
+        targets.push(Target::ours_without_metrics());
+    }
     targets.extend(reference.map(Target::reference));
     for (scenario, backend) in scenarios
         .iter()
         .flat_map(|s| backends.iter().map(move |b| (s, *b)))
     {
+        if scenario == "scale" {
+            if backend == Backend::Postgres {
+                // Ours only: the curve of our own costs (five seconds a point at most).
+                for point in scale::run(&targets[0], &scale_rows, seconds.min(5.0)).await {
+                    let mut line = Figures::new();
+                    line.insert("scenario".into(), json!("scale"));
+                    line.insert("backend".into(), json!(backend.name()));
+                    line.insert("target".into(), json!("ours"));
+                    line.extend(point);
+                    println!("{}", Value::Object(line.clone()));
+                    printed.push(Value::Object(line));
+                }
+            }
+            continue;
+        }
         let mut results: HashMap<&str, Figures> = HashMap::new();
         // Interleaved: each scenario runs on every target before the next scenario.
         for target in &targets {
@@ -937,24 +1122,61 @@ async fn main() {
             line.insert("target".into(), json!(target.name));
             line.extend(run(scenario, target, backend, seconds, slow).await);
             println!("{}", Value::Object(line.clone()));
+            printed.push(Value::Object(line.clone()));
             results.insert(target.name, line);
         }
         let key = headline(scenario);
-        if let (Some(ours), Some(reference)) = (
+        let figure = |name: &str| {
             results
-                .get("ours")
+                .get(name)
                 .and_then(|f| f.get(key))
-                .and_then(Value::as_f64),
-            results
-                .get("reference")
-                .and_then(|f| f.get(key))
-                .and_then(Value::as_f64),
-        ) {
-            println!(
-                "{}",
-                json!({"scenario": scenario, "backend": backend.name(), "ratio": key,
-                       "ours_over_reference": round(ours / reference * 100.0) / 100.0})
-            );
+                .and_then(Value::as_f64)
+        };
+        for (other, label) in [
+            ("reference", "ours_over_reference"),
+            ("ours-metrics-off", "ours_over_metrics_off"),
+        ] {
+            if let (Some(ours), Some(theirs)) = (figure("ours"), figure(other)) {
+                println!(
+                    "{}",
+                    json!({"scenario": scenario, "backend": backend.name(), "ratio": key,
+                           label: round(ours / theirs * 100.0) / 100.0})
+                );
+            }
         }
     }
+    if let Some(path) = markdown {
+        let pg = if backends.contains(&Backend::Postgres) {
+            postgres_settings().await
+        } else {
+            String::new()
+        };
+        report::write(&path, &printed, command.trim(), &pg);
+    }
+}
+
+/// The PostgreSQL server measured, and the settings that decide its commit cost.
+async fn postgres_settings() -> String {
+    let client = connect("postgres").await;
+    let mut described = Vec::new();
+    for setting in [
+        "server_version",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "shared_buffers",
+        "wal_level",
+        "checkpoint_timeout",
+    ] {
+        let row = client
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .expect("SHOW");
+        described.push(format!("{setting}={}", row.get::<_, String>(0)));
+    }
+    format!(
+        "PostgreSQL on 127.0.0.1:{} ({})",
+        pg_port(),
+        described.join(", ")
+    )
 }

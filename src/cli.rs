@@ -129,7 +129,7 @@ pub enum RegistryCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum MigrateCommand {
     /// Applied versus known migrations, and how the live schema differs from this binary's
     Status,
@@ -146,14 +146,19 @@ pub enum MigrateCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Copy the Go registry's jobs and their events (its tables in schema public of the same
-    /// PostgreSQL database) into mesh-registry's, to switch a mesh over; its tables are only
-    /// read, and jobs already imported are skipped
+    /// Copy the Go registry's jobs and their events into mesh-registry's, to switch a mesh
+    /// over: on PostgreSQL from its tables in schema public of the same database, on the
+    /// embedded store from its SQLite file; they are only read, and jobs already imported are
+    /// skipped
     ImportReference {
         /// Import even though the Go registry still holds live claims (drain it first:
         /// `meshctl registry drain --wait`)
         #[arg(long)]
         force: bool,
+        /// Embedded store only: the Go registry's SQLite file [default: mcp_mesh_registry.db,
+        /// its default, in the working directory]
+        #[arg(long, value_name = "FILE")]
+        from: Option<std::path::PathBuf>,
     },
 }
 
@@ -247,6 +252,12 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_PROXY_MAX_STREAMS", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub proxy_max_streams: u32,
+    /// Most event long-polls one client address may hold parked, so that one client cannot take
+    /// every slot [default: a quarter of --max-long-polls]. Behind a proxy that hides client
+    /// addresses every client shares one address: raise it to --max-long-polls there
+    #[arg(long, env = "MCP_MESH_MAX_LONG_POLLS_PER_CLIENT",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_long_polls_per_client: Option<u32>,
 
     /// Pause between a cancel's synthetic event and its answer, in ms (0 disables, max 10000;
     /// an invalid value means the default, 200)
@@ -291,9 +302,40 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_STARTUP_GRACE", allow_hyphen_values = true)]
     pub startup_grace: Option<String>,
 
+    /// Serve GET /metrics (Prometheus text format; on the admin port when there is one) and
+    /// measure every request for it (true/false)
+    #[arg(long, env = "MCP_MESH_METRICS", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics: bool,
+
+    /// How many capabilities get series of their own in mesh_registry_jobs_by_capability (the
+    /// ones with the most jobs; the rest are summed as "other"); 0 leaves that metric out
+    #[arg(long, env = "MCP_MESH_METRICS_CAPABILITIES", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub metrics_capabilities: u32,
+
+    /// Seconds the database counts of GET /metrics (jobs, agents, live claims) are reused
+    /// before a scrape counts again (0: every scrape counts)
+    #[arg(long, env = "MCP_MESH_METRICS_REFRESH", default_value_t = 5)]
+    pub metrics_refresh: u64,
+
+    /// Export the registry's own spans (one per request, with its store calls and actor
+    /// hand-offs) over OTLP/HTTP to this collector URL, e.g. http://otel-collector:4318 (unset:
+    /// no export)
+    #[arg(long, env = "MCP_MESH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT
     #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
+
+    /// Serve the dashboard at /ui (true/false): on the admin port when one is set, with its
+    /// actions (cancel, force-reclaim, drain, resume); else read-only on the public port
+    #[arg(long, env = "MCP_MESH_UI", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub ui: bool,
 
     /// Log level: TRACE, DEBUG, INFO, WARNING, ERROR or CRITICAL (RUST_LOG, when set, wins)
     #[arg(long, env = "MCP_MESH_LOG_LEVEL", default_value = "INFO")]

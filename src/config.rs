@@ -19,6 +19,8 @@ pub struct Config {
     pub admin_port: Option<u16>,
     /// `MCP_MESH_ADMIN_HOST`: where the admin port listens.
     pub admin_host: String,
+    /// `MCP_MESH_UI`: serve the dashboard at `/ui`.
+    pub ui: bool,
     /// An empty one is the embedded file in the working directory.
     pub database_url: String,
     /// `MCP_MESH_DB_SCHEMA`: where our tables live on PostgreSQL.
@@ -31,6 +33,8 @@ pub struct Config {
     /// `MCP_MESH_MAX_CONNECTIONS`, all workers together.
     pub max_connections: usize,
     pub max_long_polls: usize,
+    /// `MCP_MESH_MAX_LONG_POLLS_PER_CLIENT`, at most `max_long_polls`.
+    pub max_long_polls_per_client: usize,
     pub cancel_event_grace: Duration,
     /// `MCP_MESH_JOB_STALE_TIMEOUT`; `None` = the opt-in stale ceiling is off.
     pub job_stale_timeout: Option<Duration>,
@@ -53,6 +57,18 @@ pub struct Config {
     pub propagate_headers: Vec<String>,
     /// `MCP_MESH_PROXY_MAX_STREAMS`
     pub proxy_max_streams: usize,
+    pub metrics: MetricsSettings,
+}
+
+/// `MCP_MESH_METRICS*`: what `GET /metrics` serves and how often it counts in the database.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    /// `MCP_MESH_METRICS`: the endpoint and the per-request measurements.
+    pub enabled: bool,
+    /// `MCP_MESH_METRICS_CAPABILITIES`: capabilities with series of their own (0: none).
+    pub capabilities: usize,
+    /// `MCP_MESH_METRICS_REFRESH`: how long database counts are reused.
+    pub refresh: Duration,
 }
 
 /// Like a derived `Debug`, with the database URL's password hidden.
@@ -63,6 +79,7 @@ impl fmt::Debug for Config {
             .field("port", &self.port)
             .field("admin_port", &self.admin_port)
             .field("admin_host", &self.admin_host)
+            .field("ui", &self.ui)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_schema", &self.db_schema)
             .field("db_pool_size", &self.db_pool_size)
@@ -71,6 +88,7 @@ impl fmt::Debug for Config {
             .field("max_page_bytes", &self.max_page_bytes)
             .field("max_connections", &self.max_connections)
             .field("max_long_polls", &self.max_long_polls)
+            .field("max_long_polls_per_client", &self.max_long_polls_per_client)
             .field("cancel_event_grace", &self.cancel_event_grace)
             .field("job_stale_timeout", &self.job_stale_timeout)
             .field("sweep_interval", &self.sweep_interval)
@@ -83,6 +101,7 @@ impl fmt::Debug for Config {
             .field("proxy_timeout", &self.proxy_timeout)
             .field("propagate_headers", &self.propagate_headers)
             .field("proxy_max_streams", &self.proxy_max_streams)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -116,6 +135,7 @@ impl Config {
             port: args.port,
             admin_port,
             admin_host: args.admin_host.clone(),
+            ui: args.ui,
             database_url,
             db_schema: args.db_schema.clone(),
             db_pool_size: args.db_pool_size as usize,
@@ -127,6 +147,12 @@ impl Config {
             max_page_bytes: args.max_page_bytes as usize,
             max_connections: args.max_connections as usize,
             max_long_polls: args.max_long_polls as usize,
+            max_long_polls_per_client: args
+                .max_long_polls_per_client
+                .map_or(args.max_long_polls / 4, |share| {
+                    share.min(args.max_long_polls)
+                })
+                .max(1) as usize,
             cancel_event_grace,
             job_stale_timeout: timing.job_stale_timeout,
             sweep_interval: timing.sweep_interval,
@@ -139,6 +165,11 @@ impl Config {
             proxy_timeout: proxy_timeout(args.proxy_timeout.as_deref(), &mut warnings),
             propagate_headers: propagate_headers(&args.propagate_headers, &mut warnings),
             proxy_max_streams: args.proxy_max_streams as usize,
+            metrics: MetricsSettings {
+                enabled: args.metrics,
+                capabilities: args.metrics_capabilities as usize,
+                refresh: Duration::from_secs(args.metrics_refresh),
+            },
         };
         (config, warnings)
     }

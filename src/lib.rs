@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod go_duration;
 pub mod http;
+pub mod metrics;
 pub mod migrate;
 pub mod operator;
 pub mod resolve;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             command,
             database_url,
             db_schema,
-        }) => migrate::run(*command, database_url.as_deref(), db_schema),
+        }) => migrate::run(command.clone(), database_url.as_deref(), db_schema),
         Some(Command::Job {
             command,
             connection,

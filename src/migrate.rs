@@ -68,15 +68,34 @@ async fn execute(
             }
             println!("Nothing was dropped. Data in those columns and tables is lost for good once dropped.");
         }
-        MigrateCommand::ImportReference { force } => {
-            let outcome = store
-                .import_reference(force)
-                .await
-                .map_err(|error| match error {
-                    StoreError::Unsupported(why) => why.to_owned(),
-                    error => fail(error),
-                })?;
-            return report_import(&store, schema, outcome);
+        MigrateCommand::ImportReference { force, from } => {
+            let places = match store.backend() {
+                Backend::Postgres => ImportPlaces {
+                    source: format!(
+                        "its tables (jobs, job_events in schema public) in {}",
+                        store.target()
+                    ),
+                    into: format!("{}, schema {schema}", store.target()),
+                },
+                Backend::Embedded => ImportPlaces {
+                    source: format!(
+                        "its SQLite file {}",
+                        from.as_deref()
+                            .unwrap_or(std::path::Path::new("mcp_mesh_registry.db"))
+                            .display()
+                    ),
+                    into: store.target().to_owned(),
+                },
+            };
+            let outcome =
+                store
+                    .import_reference(force, from)
+                    .await
+                    .map_err(|error| match error {
+                        StoreError::Unsupported(why) => why.to_owned(),
+                        error => fail(error),
+                    })?;
+            return report_import(&places, outcome);
         }
         MigrateCommand::Prune { yes: true } => {
             let dropped = store.prune().await.map_err(fail)?;
@@ -91,11 +110,17 @@ async fn execute(
     Ok(())
 }
 
-fn report_import(store: &Store, schema: &DbSchema, outcome: ImportOutcome) -> Result<(), String> {
+/// Where an import reads from and writes to, as the operator is told.
+struct ImportPlaces {
+    source: String,
+    into: String,
+}
+
+fn report_import(places: &ImportPlaces, outcome: ImportOutcome) -> Result<(), String> {
     match outcome {
         ImportOutcome::NoReference => Err(format!(
-            "no tables of the Go registry (jobs, job_events in schema public) in {}",
-            store.target()
+            "no tables of the Go registry to import: looked for {}",
+            places.source
         )),
         ImportOutcome::LiveClaims(claims) => {
             let listed: Vec<String> = claims
@@ -117,20 +142,23 @@ fn report_import(store: &Store, schema: &DbSchema, outcome: ImportOutcome) -> Re
             ))
         }
         ImportOutcome::Imported(report) => {
-            print_import(store.target(), schema, &report);
+            print_import(places, &report);
             Ok(())
         }
     }
 }
 
-fn print_import(target: &str, schema: &DbSchema, report: &ImportReport) {
+fn print_import(places: &ImportPlaces, report: &ImportReport) {
     let by_status: Vec<String> = report
         .jobs_by_status
         .iter()
         .map(|(status, count)| format!("{count} {status}"))
         .collect();
     let skipped = report.reference_jobs - report.jobs();
-    println!("Imported from the Go registry (schema public) into {target}, schema {schema}:");
+    println!(
+        "Imported from the Go registry ({}) into {}:",
+        places.source, places.into
+    );
     match by_status.is_empty() {
         true => println!("  jobs:   0"),
         false => println!("  jobs:   {} ({})", report.jobs(), by_status.join(", ")),
@@ -185,5 +213,8 @@ fn print_status(target: &str, report: &SchemaReport) {
     }
     for piece in &report.unknown {
         println!("  not used by this binary: {piece}");
+    }
+    for note in &report.notes {
+        println!("Note: {note}");
     }
 }

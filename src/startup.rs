@@ -5,22 +5,26 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::web::Data;
 use actix_web::{App, HttpServer};
 use mesh_registry_actors::{
     AgentTracker, DrainGate, DrainScope, EventHub, EventPosted, Notifications, RemoteLeases,
     SetDrain, Shutdown, Supervisor, SupervisorSettings, TrackerSettings,
 };
+use tracing_actix_web::TracingLogger;
 
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::http::{self, BodyLimit};
+use crate::metrics::{MeteredDirectory, Metrics};
 use crate::service::{Actors, ProxySettings, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
-use crate::telemetry;
+use crate::telemetry::{self, RequestSpan};
 
 /// A client must send its request line and headers within this (a slow client cannot hold a
 /// connection open by trickling them).
@@ -64,7 +68,8 @@ impl Application {
             None => None,
             Some(port) => Some(bind(&config.admin_host, port)?),
         };
-        let (actors, drain_gate) = start_actors(&store, config);
+        let metrics = Metrics::new(config.metrics.clone(), &store);
+        let (actors, drain_gate) = start_actors(&store, config, &metrics);
         let registry = Data::new(Registry::new(
             store.clone(),
             actors.clone(),
@@ -79,13 +84,20 @@ impl Application {
                     max_streams: config.proxy_max_streams,
                 },
             },
+            metrics.clone(),
         )?);
+        let metrics = Data::from(metrics);
         let port = public_listener.1;
-        let mut servers = vec![public_server(config, public_listener.0, registry.clone())?];
+        let mut servers = vec![public_server(
+            config,
+            public_listener.0,
+            registry.clone(),
+            metrics.clone(),
+        )?];
         let admin_port = match admin_listener {
             None => None,
             Some((listener, bound)) => {
-                servers.push(admin_server(config, listener, registry)?);
+                servers.push(admin_server(config, listener, registry, metrics)?);
                 Some(bound)
             }
         };
@@ -183,8 +195,8 @@ async fn open_store(config: &Config) -> Result<Store, StartupError> {
 
 /// Starts this replica's actors on the current arbiter, wired to the store and to what other
 /// replicas announce; returns them and the drain gate the supervisor owns.
-fn start_actors(store: &Store, config: &Config) -> (Actors, DrainGate) {
-    let event_hub = EventHub::new(config.max_long_polls).start();
+fn start_actors(store: &Store, config: &Config, metrics: &Arc<Metrics>) -> (Actors, DrainGate) {
+    let event_hub = EventHub::new(config.max_long_polls, config.max_long_polls_per_client).start();
     let agent_tracker = AgentTracker::new(
         Rc::new(store.clone()),
         TrackerSettings {
@@ -195,7 +207,10 @@ fn start_actors(store: &Store, config: &Config) -> (Actors, DrainGate) {
     )
     .start();
     let (supervisor, drain_gate) = Supervisor::new(
-        Rc::new(store.clone()),
+        Rc::new(MeteredDirectory {
+            store: store.clone(),
+            metrics: metrics.clone(),
+        }),
         SupervisorSettings {
             sweep_every: config.sweep_interval,
             startup_grace: config.startup_grace,
@@ -235,17 +250,31 @@ fn public_server(
     config: &Config,
     listener: TcpListener,
     registry: Data<Registry>,
+    metrics: Data<Metrics>,
 ) -> Result<Server, StartupError> {
     let body_limit = BodyLimit(config.max_body_bytes);
     let admin_separate = config.admin_port.is_some();
+    let measured = metrics.enabled();
+    // Without an admin listener the dashboard is here, read-only: anyone who can reach the
+    // public port can read it, and nothing it serves can change anything.
+    let ui = config.ui && !admin_separate;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(measured, from_fn(http::measure)))
+            .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(registry.clone())
+            .app_data(metrics.clone())
             .app_data(body_limit)
             .configure(http::routes)
             .configure(|cfg| {
                 if !admin_separate {
                     http::admin_routes(cfg);
+                    if measured {
+                        http::metrics_route(cfg);
+                    }
+                }
+                if ui {
+                    http::ui::routes(http::ui::Access::ReadOnly)(cfg);
                 }
             })
             .configure(http::fallback_route)
@@ -272,11 +301,25 @@ fn admin_server(
     config: &Config,
     listener: TcpListener,
     registry: Data<Registry>,
+    metrics: Data<Metrics>,
 ) -> Result<Server, StartupError> {
+    let measured = metrics.enabled();
+    let ui = config.ui;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(measured, from_fn(http::measure)))
+            .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(registry.clone())
+            .app_data(metrics.clone())
             .configure(http::admin_routes)
+            .configure(|cfg| {
+                if measured {
+                    http::metrics_route(cfg);
+                }
+                if ui {
+                    http::ui::routes(http::ui::Access::Admin)(cfg);
+                }
+            })
             .configure(http::fallback_route)
     })
     .workers(1)
@@ -342,9 +385,14 @@ pub async fn shutdown_signal() {
 /// `mesh-registry serve`: run until SIGTERM/SIGINT; exit 0 after a graceful stop, 1 (with one
 /// clear error line) when the registry cannot start.
 pub fn serve(args: &ServeArgs) -> ExitCode {
-    let level_warning = telemetry::init(&args.log_level, args.debug_mode);
+    let otlp_endpoint = args
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty());
+    let (_telemetry, telemetry_warnings) =
+        telemetry::init(&args.log_level, args.debug_mode, otlp_endpoint);
     let (config, warnings) = Config::from_args(args);
-    for warning in level_warning.into_iter().chain(warnings) {
+    for warning in telemetry_warnings.into_iter().chain(warnings) {
         tracing::warn!("{warning}");
     }
     let outcome = actix_web::rt::System::new().block_on(async move {

@@ -49,7 +49,7 @@ async fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
-    let events = EventHub::new(1).start();
+    let events = EventHub::new(1, 1).start();
     let (supervisor, _gate) = Supervisor::new(
         Rc::new(Idle),
         SupervisorSettings {

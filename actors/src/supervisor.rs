@@ -131,6 +131,10 @@ impl SupervisorSettings {
 
 /// After the lease deadline, wait this long so the database clock agrees it has passed.
 const EXPIRY_MARGIN: Duration = Duration::from_millis(20);
+/// A claim learnt from another replica's announcement is checked this long after its deadline:
+/// normally the replica the claim came through reclaims it first and announces so (retiring
+/// this watch); if that replica is gone, this one reclaims it a second late, not at the sweep.
+const BACKUP_MARGIN: Duration = Duration::from_secs(1);
 /// Lease checks in flight at once, at most: after a database outage every watched claim may be
 /// due together, and thousands of checks at once would take every pooled connection from the
 /// requests (the pool holds 16 by default).
@@ -143,9 +147,28 @@ const FLEET_DRAIN_POLL: Duration = Duration::from_secs(1);
 /// notification, not one per change).
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
 
+/// Whether a claim is watched as the replica it came through, or as a backup for that replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watcher {
+    /// The claim or a renewal came through this replica: checked right at expiry.
+    First,
+    /// Only heard of from another replica: checked `BACKUP_MARGIN` after expiry.
+    Backup,
+}
+
+impl Watcher {
+    fn margin(self) -> Duration {
+        match self {
+            Watcher::First => EXPIRY_MARGIN,
+            Watcher::Backup => BACKUP_MARGIN,
+        }
+    }
+}
+
 /// One watched claim: the lease it holds and when to check it.
 struct ClaimWatch {
     claim_epoch: i64,
+    watcher: Watcher,
     /// When its lease is due for a check; `None` while a check is in flight.
     due: Option<Instant>,
     /// No check before this (the startup grace, for claims found at start).
@@ -197,22 +220,33 @@ impl Supervisor {
         (supervisor, gate)
     }
 
-    /// Watch a claim's lease (a new claim, or a renewal of one already watched).
-    fn watch(&mut self, ctx: &mut Context<Self>, lease: LeaseHeld, not_before: Instant) {
+    /// Watch a claim's lease (a new claim, or a renewal of one already watched); `watcher`
+    /// decides a new watch's role (an existing one keeps its own unless it becomes `First`).
+    fn watch(
+        &mut self,
+        ctx: &mut Context<Self>,
+        lease: LeaseHeld,
+        not_before: Instant,
+        watcher: Watcher,
+    ) {
         let watch = self.claims.entry(lease.job_id).or_insert(ClaimWatch {
             claim_epoch: lease.claim_epoch,
+            watcher,
             due: None,
             not_before,
             generation: 0,
         });
         watch.claim_epoch = lease.claim_epoch;
+        if watcher == Watcher::First {
+            watch.watcher = Watcher::First;
+        }
         watch.generation += 1;
         let previous = watch.due.take();
         let until_expiry = lease
             .lease_expires_at
             .duration_since(SystemTime::now())
             .unwrap_or_default();
-        let due = (Instant::now() + until_expiry + EXPIRY_MARGIN).max(watch.not_before);
+        let due = (Instant::now() + until_expiry + watch.watcher.margin()).max(watch.not_before);
         watch.due = Some(due);
         if let Some(previous) = previous {
             self.deadlines.remove(&(previous, lease.job_id));
@@ -305,8 +339,9 @@ impl Supervisor {
                     claim_epoch,
                     lease_expires_at,
                 };
-                let not_before = self.claims[&job_id].not_before;
-                self.watch(ctx, lease, not_before);
+                let watch = &self.claims[&job_id];
+                let (not_before, watcher) = (watch.not_before, watch.watcher);
+                self.watch(ctx, lease, not_before, watcher);
             }
             Ok(LeaseCheck::NotLeased) => self.unwatch(&job_id),
             Err(error) => {
@@ -371,14 +406,15 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Watch every live claim (this replica may have been down while they were made); their
-        // owners get the startup grace to renew.
+        // Watch every live claim (this replica may have been down while they were made), each
+        // right at expiry: which replica a claim came through is not known here. Their owners
+        // get the startup grace to renew.
         ctx.spawn(self.directory.live_claims().into_actor(self).map(
             |claims, supervisor, ctx| match claims {
                 Ok(claims) => {
                     tracing::info!(claims = claims.len(), "watching live claims");
                     for claim in claims {
-                        supervisor.watch(ctx, claim, supervisor.grace_until);
+                        supervisor.watch(ctx, claim, supervisor.grace_until, Watcher::First);
                     }
                 }
                 Err(error) => tracing::error!(%error, "cannot load live claims; the sweep will catch expired leases"),
@@ -475,7 +511,7 @@ impl Handler<LeaseHeld> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: LeaseHeld, ctx: &mut Self::Context) {
-        self.watch(ctx, msg, Instant::now());
+        self.watch(ctx, msg, Instant::now(), Watcher::First);
         self.outbox.insert(msg.job_id, LeaseChange::Held(msg));
     }
 }
@@ -510,9 +546,14 @@ impl Handler<RemoteLeases> for Supervisor {
         for change in msg.0 {
             match change {
                 LeaseChange::Held(lease) => {
-                    if let Some(not_before) = self.claims.get(&lease.job_id).map(|w| w.not_before) {
-                        self.watch(ctx, lease, not_before);
-                    }
+                    // A claim never seen here is watched too, as a backup: the replica it came
+                    // through may be gone by the time its lease runs out. No startup grace for
+                    // it: it was announced live, so its owner was not cut off by this start.
+                    let not_before = self
+                        .claims
+                        .get(&lease.job_id)
+                        .map_or_else(Instant::now, |watch| watch.not_before);
+                    self.watch(ctx, lease, not_before, Watcher::Backup);
                 }
                 LeaseChange::Ended(job_id) => self.unwatch(&job_id),
             }
@@ -1039,6 +1080,29 @@ mod tests {
         advance(Duration::from_secs(10)).await;
         assert!(h.checks().is_empty());
         assert_eq!(h.watched().await, 0);
+        // A claim made through another replica only: watched as a backup, checked a second
+        // after its expiry (in case that replica is gone), unless it ends before.
+        let (orphaned, finished) = (Uuid::new_v4(), Uuid::new_v4());
+        h.supervisor.do_send(RemoteLeases(vec![
+            LeaseChange::Held(lease_in(orphaned, 3, 2)),
+            LeaseChange::Held(lease_in(finished, 1, 2)),
+        ]));
+        advance(Duration::from_millis(2_500)).await;
+        assert!(
+            h.checks().is_empty(),
+            "not at expiry: the first watcher goes first"
+        );
+        h.supervisor
+            .do_send(RemoteLeases(vec![LeaseChange::Ended(finished)]));
+        advance(Duration::from_millis(700)).await;
+        assert_eq!(
+            h.checks()
+                .iter()
+                .map(|(job, epoch, _)| (*job, *epoch))
+                .collect::<Vec<_>>(),
+            vec![(orphaned, 3)],
+            "a second after expiry, the backup checks"
+        );
         assert_eq!(
             h.directory.announced.borrow().len(),
             2,

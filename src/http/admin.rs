@@ -13,7 +13,12 @@ use crate::service::{DrainError, DrainView, Registry};
 use crate::wire::DrainResponse;
 
 fn scope(req: &HttpRequest) -> Result<DrainScope, ApiError> {
-    match Query::parse(req)?.get("scope") {
+    parse_scope(Query::parse(req)?.get("scope"))
+}
+
+/// `scope` of a drain (the query of `/admin/drain`, the dashboard's form field).
+pub(super) fn parse_scope(raw: Option<&str>) -> Result<DrainScope, ApiError> {
+    match raw {
         None | Some("" | "replica") => Ok(DrainScope::Replica),
         Some("fleet") => Ok(DrainScope::Fleet),
         Some(other) => Err(ApiError::Admin(
@@ -23,14 +28,17 @@ fn scope(req: &HttpRequest) -> Result<DrainScope, ApiError> {
     }
 }
 
+/// A drain call's failure as `/admin/drain` answers it (the dashboard's drain too).
+pub(super) fn drain_error(error: DrainError) -> ApiError {
+    let status = match error {
+        DrainError::FleetUnsupported(_) => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::Admin(status, error.to_string())
+}
+
 fn respond(view: Result<DrainView, DrainError>) -> Result<HttpResponse, ApiError> {
-    let view = view.map_err(|error| {
-        let status = match error {
-            DrainError::FleetUnsupported(_) => StatusCode::NOT_IMPLEMENTED,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        ApiError::Admin(status, error.to_string())
-    })?;
+    let view = view.map_err(drain_error)?;
     Ok(HttpResponse::Ok().json(DrainResponse {
         draining: view.gate.draining(),
         live_claims: view.live_claims,

@@ -7,7 +7,7 @@ use actix_web::web::{Data, Path};
 use actix_web::{HttpRequest, HttpResponse};
 
 use super::error::{ApiError, ALREADY_TERMINAL, CLAIM_SUPERSEDED};
-use super::extract::{JsonBody, Query};
+use super::extract::{client_address, JsonBody, Query};
 use super::jobs::path_job_id;
 use super::validate::{bounded, MAX_NAME_BYTES};
 use crate::service::{EventsRead, Executor, Registry};
@@ -55,7 +55,7 @@ pub async fn list(
     };
     let wait = Duration::from_secs(wait as u64);
     match registry
-        .read_events(job_id, executor, &filter, wait)
+        .read_events(job_id, client_address(&req), executor, &filter, wait)
         .await
         .map_err(ApiError::store("list job events"))?
     {

@@ -4,6 +4,7 @@
 //! wrapper fails (`{"msg": "Invalid format for parameter …"}`).
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
@@ -12,6 +13,13 @@ use actix_web::{FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+
+/// The address of the client at the other end of the connection (what per-client shares are
+/// counted by); the unspecified address when the connection has none (a test request).
+pub fn client_address(req: &HttpRequest) -> IpAddr {
+    req.peer_addr()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |peer| peer.ip())
+}
 
 /// Largest accepted request body, in bytes (app data; 1 MiB when absent).
 #[derive(Clone, Copy, Debug)]

@@ -8,14 +8,14 @@ use uuid::Uuid;
 use super::error::{ApiError, ALREADY_TERMINAL};
 use super::extract::{Body, JsonBody, Query};
 use super::validate::{bounded, bounded_opt, MAX_ID_BYTES, MAX_NAME_BYTES, MAX_TEXT_BYTES};
-use crate::service::Registry;
+use crate::service::{ForwardHeaders, Registry};
 use crate::store::{
     CancelOutcome, DeltaOutcome, JobListQuery, NewJob, ReclaimOutcome, ReleaseOutcome,
 };
 use crate::wire::{
     decode_list_cursor, encode_list_cursor, parse_job_id, BatchRequest, BatchResponse,
     CancelRequest, CancelResponse, ClaimRequest, ClaimResponse, CreateJobRequest,
-    CreateJobResponse, JobDelta, JobStatus, ListJobsResponse, ReclaimResponse, RejectReason,
+    CreateJobResponse, Job, JobDelta, JobStatus, ListJobsResponse, ReclaimResponse, RejectReason,
     RejectedDelta, ReleaseRequest, ReleaseResponse, Timestamp,
 };
 
@@ -106,10 +106,19 @@ pub async fn create(
     }))
 }
 
-/// `GET /jobs`: filtered, newest first, keyset-paginated (docs/contract.md#get-jobs). (Long for
-/// the same reason as `create`: each parameter is checked in the reference's order.)
+/// `GET /jobs`: filtered, newest first, keyset-paginated (docs/contract.md#get-jobs).
 pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let query = Query::parse(&req)?;
+    let (jobs, next_cursor) = list_page(&registry, &Query::parse(&req)?).await?;
+    Ok(HttpResponse::Ok().json(ListJobsResponse { jobs, next_cursor }))
+}
+
+/// One page of `GET /jobs` for these query parameters, and the cursor of the next page when
+/// more rows follow; the dashboard's list takes the same parameters, rules and errors. (Long
+/// because each parameter is checked in the reference's order.)
+pub(super) async fn list_page(
+    registry: &Registry,
+    query: &Query,
+) -> Result<(Vec<Job>, Option<String>), ApiError> {
     let limit = query.int("limit")?;
     let submitted_since = query.int("submitted_since")?;
     let limit = match limit {
@@ -151,9 +160,11 @@ pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResp
             statuses,
             owner_instance_id: query.text("owner_instance_id").map(str::to_owned),
             capability: query.text("capability").map(str::to_owned),
+            // Past the last representable second nothing can match: keep the filter at that
+            // second rather than drop it.
             submitted_since: submitted_since
                 .filter(|&s| s > 0)
-                .and_then(Timestamp::from_unix_seconds),
+                .and_then(|s| Timestamp::from_unix_seconds(s.min(Timestamp::MAX_UNIX_SECONDS))),
             after,
             limit: limit + 1,
         })
@@ -169,7 +180,7 @@ pub async fn list(registry: Data<Registry>, req: HttpRequest) -> Result<HttpResp
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(ListJobsResponse { jobs, next_cursor }))
+    Ok((jobs, next_cursor))
 }
 
 /// `GET /jobs/{job_id}`: no side effects.
@@ -314,23 +325,32 @@ pub async fn cancel(
         body.json()?
     };
     bounded_opt("reason", cancel.reason.as_deref(), MAX_TEXT_BYTES)?;
-    let job_id = path_job_id(&path)?;
     let forwarded_headers = FORWARDED_HEADERS
         .iter()
         .filter_map(|&name| Some((name, req.headers().get(name)?.to_str().ok()?.to_owned())))
         .collect();
+    let cancelled = cancel_job(&registry, &path, cancel.reason, forwarded_headers).await?;
+    Ok(HttpResponse::Ok().json(cancelled))
+}
+
+/// Cancels the job named `raw_id` with the API's rules and errors (the dashboard's cancel too).
+pub(super) async fn cancel_job(
+    registry: &Registry,
+    raw_id: &str,
+    reason: Option<String>,
+    forwarded_headers: ForwardHeaders,
+) -> Result<CancelResponse, ApiError> {
+    let job_id = path_job_id(raw_id)?;
     let outcome = registry
-        .cancel(job_id, cancel.reason.unwrap_or_default(), forwarded_headers)
+        .cancel(job_id, reason.unwrap_or_default(), forwarded_headers)
         .await
         .map_err(ApiError::store("cancel job"))?;
     match outcome {
-        CancelOutcome::Cancelled { previous_owner, .. } => {
-            Ok(HttpResponse::Ok().json(CancelResponse {
-                status: JobStatus::Cancelled,
-                forwarded_to_instance_id: previous_owner,
-            }))
-        }
-        CancelOutcome::NotFound => Err(ApiError::job_not_found(&path)),
+        CancelOutcome::Cancelled { previous_owner, .. } => Ok(CancelResponse {
+            status: JobStatus::Cancelled,
+            forwarded_to_instance_id: previous_owner,
+        }),
+        CancelOutcome::NotFound => Err(ApiError::job_not_found(raw_id)),
         CancelOutcome::Terminal => Err(ApiError::Conflict(ALREADY_TERMINAL)),
     }
 }
@@ -344,7 +364,15 @@ pub async fn reclaim(
     registry: Data<Registry>,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let job_id = path_job_id(&path)?;
+    Ok(HttpResponse::Ok().json(reclaim_job(&registry, &path).await?))
+}
+
+/// Force-reclaims the job named `raw_id` with the API's rules and errors (the dashboard's too).
+pub(super) async fn reclaim_job(
+    registry: &Registry,
+    raw_id: &str,
+) -> Result<ReclaimResponse, ApiError> {
+    let job_id = path_job_id(raw_id)?;
     match registry
         .reclaim(job_id)
         .await
@@ -355,12 +383,12 @@ pub async fn reclaim(
             previous_owner,
             claim_epoch,
             ..
-        } => Ok(HttpResponse::Ok().json(ReclaimResponse {
+        } => Ok(ReclaimResponse {
             status,
             previous_owner_instance_id: previous_owner,
             claim_epoch,
-        })),
-        ReclaimOutcome::NotFound => Err(ApiError::job_not_found(&path)),
+        }),
+        ReclaimOutcome::NotFound => Err(ApiError::job_not_found(raw_id)),
         ReclaimOutcome::Terminal => Err(ApiError::Conflict(ALREADY_TERMINAL)),
     }
 }

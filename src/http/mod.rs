@@ -15,8 +15,11 @@ mod extract;
 mod health;
 mod info;
 mod jobs;
+mod metrics;
 mod proxy;
 mod schemas;
+mod trace;
+pub mod ui;
 mod validate;
 
 use actix_web::http::{header, Method, StatusCode};
@@ -24,6 +27,7 @@ use actix_web::{guard, web, HttpRequest, HttpResponse};
 
 pub use error::ApiError;
 pub use extract::BodyLimit;
+pub use metrics::measure;
 
 /// `/admin/*`: on the public port, or alone on `MCP_MESH_ADMIN_PORT` when that is set.
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
@@ -41,6 +45,15 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         web::resource("/admin/drain")
             .guard(guard::Delete())
             .to(admin::resume),
+    );
+}
+
+/// `GET /metrics`: on the admin port when there is one, else on the public port.
+pub fn metrics_route(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/metrics")
+            .guard(guard::Get())
+            .to(metrics::metrics),
     );
 }
 
@@ -142,6 +155,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/agents/{agent_id}")
             .guard(guard::Delete())
             .to(agents::deregister),
+    )
+    .service(
+        web::resource("/trace/status")
+            .guard(guard::Get())
+            .to(trace::status),
+    )
+    .service(
+        web::resource("/trace/stats")
+            .guard(guard::Get())
+            .to(trace::status),
+    )
+    .service(
+        web::resource("/trace/info")
+            .guard(guard::Get())
+            .to(trace::info),
+    )
+    .service(
+        web::resource("/trace/{trace_id}")
+            .guard(guard::Get())
+            .to(trace::trace),
     );
 }
 

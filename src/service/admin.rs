@@ -6,7 +6,9 @@
 
 use mesh_registry_actors::{DrainScope, DrainState, SetDrain};
 
-use super::Registry;
+use tracing::Instrument;
+
+use super::{store_span, Registry};
 use crate::store::StoreError;
 
 /// The drain state of this replica and the live claims of the fleet.
@@ -55,6 +57,7 @@ impl Registry {
     async fn live_claims(&self) -> Result<i64, DrainError> {
         self.store
             .count_live_claims()
+            .instrument(store_span("count_live_claims"))
             .await
             .map_err(DrainError::Count)
     }
@@ -64,6 +67,7 @@ impl Registry {
         if scope == DrainScope::Fleet {
             self.store
                 .set_fleet_draining(draining)
+                .instrument(store_span("set_fleet_draining"))
                 .await
                 .map_err(|error| match error {
                     StoreError::Unsupported(why) => DrainError::FleetUnsupported(why),

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
 use serde_json::value::RawValue;
 
-use super::Registry;
+use tracing::Instrument;
+
+use super::{store_span, Registry};
 use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
 use crate::store::{AgentRow, MeshSnapshot, NewRegistration, RegisterOutcome, StoreError, ToolRow};
@@ -46,7 +48,12 @@ impl Registry {
         &self,
         agent: &NewRegistration<'_>,
     ) -> Result<Result<Registration, String>, StoreError> {
-        let registered = match self.store.register_agent(agent).await? {
+        let registered = match self
+            .store
+            .register_agent(agent)
+            .instrument(store_span("register_agent"))
+            .await?
+        {
             RegisterOutcome::Registered(registered) => registered,
             RegisterOutcome::RequiredCycle(cycle) => {
                 tracing::warn!(agent_id = agent.agent_id, cycle, "registration refused");
@@ -73,8 +80,18 @@ impl Registry {
             .iter()
             .any(|r| r.filter.is_some() || r.provider.is_some());
         let snapshot = match wants_llm {
-            true => self.store.llm_snapshot().await?,
-            false => self.store.mesh_snapshot().await?,
+            true => {
+                self.store
+                    .llm_snapshot()
+                    .instrument(store_span("llm_snapshot"))
+                    .await?
+            }
+            false => {
+                self.store
+                    .mesh_snapshot()
+                    .instrument(store_span("mesh_snapshot"))
+                    .await?
+            }
         };
         let dependencies: Vec<&[DependencySpec]> =
             agent.tools.iter().map(|t| t.dependencies).collect();
@@ -114,7 +131,12 @@ impl Registry {
             Verdict::Unknown | Verdict::Unhealthy => return Ok(Beat::Gone),
             Verdict::Alive { topology_changed } => topology_changed,
         };
-        let pending_jobs = match self.store.pending_jobs_for(&agent_id).await {
+        let pending_jobs = match self
+            .store
+            .pending_jobs_for(&agent_id)
+            .instrument(store_span("pending_jobs_for"))
+            .await
+        {
             Ok(pending) => Some(pending),
             Err(error) => {
                 tracing::debug!(%error, "pending jobs not counted");
@@ -130,7 +152,11 @@ impl Registry {
     /// `DELETE /agents/{agent_id}`: the agent turns unhealthy. Its jobs stay with it until their
     /// leases lapse (docs/ownership.md).
     pub async fn deregister(&self, agent_id: String) -> Result<(), StoreError> {
-        let topology_version = self.store.deregister_agent(&agent_id).await?;
+        let topology_version = self
+            .store
+            .deregister_agent(&agent_id)
+            .instrument(store_span("deregister_agent"))
+            .await?;
         self.actors.agent_tracker.do_send(AgentDeparted {
             agent_id,
             topology_version,
@@ -140,7 +166,11 @@ impl Registry {
 
     /// Every agent with its capabilities' availability and where its dependencies resolve now.
     pub async fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
-        let snapshot = self.store.llm_snapshot().await?;
+        let snapshot = self
+            .store
+            .llm_snapshot()
+            .instrument(store_span("llm_snapshot"))
+            .await?;
         let mesh = self.mesh(&snapshot, &[]).await?;
         Ok(agent_views(&snapshot, &mesh))
     }

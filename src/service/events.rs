@@ -1,13 +1,16 @@
 //! Event-log use cases: read a page (an observer's read, or an owner's executor read that is
 //! fenced by its claim epoch and renews its lease), optionally long-polling, and append.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use mesh_registry_actors::{NotParked, Park, Wakeup};
 use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
 
-use super::Registry;
+use tracing::Instrument;
+
+use super::{store_span, Registry};
 use crate::store::{EventFilter, ExecutorRead, PostEventOutcome, StoreError};
 use crate::wire::{JobEvent, RawJson};
 
@@ -31,10 +34,12 @@ pub enum EventsRead {
 }
 
 impl Registry {
-    /// A page of the job's events; with `wait`, parks until an event arrives or the wait ends.
+    /// A page of the job's events; with `wait`, parks until an event arrives or the wait ends
+    /// (within the share of parked long-polls that `client`, the caller's address, may hold).
     pub async fn read_events(
         &self,
         job_id: Uuid,
+        client: IpAddr,
         executor: Option<Executor<'_>>,
         filter: &EventFilter,
         wait: Duration,
@@ -49,6 +54,7 @@ impl Registry {
                     executor.claim_epoch,
                     self.settings.job_stale_timeout,
                 )
+                .instrument(store_span("authorize_executor_read"))
                 .await?;
             self.forward(&verdict);
             match verdict {
@@ -61,21 +67,26 @@ impl Registry {
         loop {
             // Park before reading, so an event committed after the read began still wakes us.
             let wakeup = if Instant::now() < deadline {
-                match self.park(job_id).await {
+                match self.park(job_id, client).await {
                     Ok(wakeup) => wakeup,
-                    Err(()) => return Ok(EventsRead::Busy),
+                    Err(()) => {
+                        self.metrics.long_polls_refused.inc();
+                        return Ok(EventsRead::Busy);
+                    }
                 }
             } else {
                 None
             };
             let events = self
                 .store
-                .list_events(job_id, filter, self.settings.max_page_bytes);
+                .list_events(job_id, filter, self.settings.max_page_bytes)
+                .instrument(store_span("list_events"));
             let Some(events) = events.await? else {
                 return Ok(EventsRead::NotFound);
             };
             match wakeup {
                 Some(wakeup) if events.is_empty() => {
+                    let _parked = self.metrics.parked();
                     if timeout_at(deadline, wakeup).await.is_err() {
                         return Ok(EventsRead::Page(events));
                     }
@@ -86,12 +97,17 @@ impl Registry {
     }
 
     /// A wake-up for the job's next event; `None` when the registry is stopping (answer now);
-    /// `Err` when every long-poll slot is taken.
-    async fn park(&self, job_id: Uuid) -> Result<Option<Wakeup>, ()> {
-        match self.actors.event_hub.send(Park { job_id }).await {
+    /// `Err` when every long-poll slot, or every slot this client may hold, is taken.
+    async fn park(&self, job_id: Uuid, client: IpAddr) -> Result<Option<Wakeup>, ()> {
+        let park = self.actors.event_hub.send(Park { job_id, client });
+        match park.instrument(tracing::debug_span!("actors.park")).await {
             Ok(Ok(wakeup)) => Ok(Some(wakeup)),
             Ok(Err(NotParked::ShuttingDown)) => Ok(None),
             Ok(Err(NotParked::Full)) => Err(()),
+            Ok(Err(NotParked::ClientShareTaken)) => {
+                tracing::debug!(%client, "long-poll refused: the client holds its share");
+                Err(())
+            }
             Err(error) => {
                 tracing::error!(%error, "event hub unreachable; answering without waiting");
                 Ok(None)
@@ -109,6 +125,7 @@ impl Registry {
     ) -> Result<PostEventOutcome, StoreError> {
         let outcome = (self.store)
             .post_event(job_id, event_type, payload, trace_context)
+            .instrument(store_span("post_event"))
             .await?;
         self.forward(&outcome);
         Ok(outcome)

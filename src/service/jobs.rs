@@ -4,13 +4,18 @@
 
 use uuid::Uuid;
 
-use super::Registry;
+use tracing::Instrument;
+
+use super::{store_span, Registry};
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
 use crate::store::{
-    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobListQuery, JobPage,
-    NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
+    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobCount, JobListQuery,
+    JobPage, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
 };
 use crate::wire::{parse_job_id, ClaimedJob, Job, JobDelta, JobStatus, RejectReason};
+
+/// Most (status, capability) groups the dashboard's counts hold.
+pub const JOB_COUNT_GROUPS: i64 = 500;
 
 /// Headers of a cancel request that travel with the forward to the owner.
 pub type ForwardHeaders = Vec<(&'static str, String)>;
@@ -20,17 +25,31 @@ impl Registry {
     pub async fn submit(&self, job: NewJob) -> Result<(), StoreError> {
         tracing::debug!(job_id = %job.id, capability = job.capability,
             push_owner = ?job.owner_instance_id, "job submitted");
-        self.store.create_job(job).await
+        self.store
+            .create_job(job)
+            .instrument(store_span("create_job"))
+            .await?;
+        self.metrics.job_submits.inc();
+        Ok(())
     }
 
     pub async fn list_jobs(&self, query: &JobListQuery) -> Result<JobPage, StoreError> {
         self.store
             .list_jobs(query, self.settings.max_page_bytes)
+            .instrument(store_span("list_jobs"))
             .await
     }
 
+    /// Jobs per status and capability (the dashboard), the first `JOB_COUNT_GROUPS` groups.
+    pub async fn job_counts(&self) -> Result<Vec<JobCount>, StoreError> {
+        self.store.job_counts(JOB_COUNT_GROUPS).await
+    }
+
     pub async fn job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {
-        self.store.get_job(job_id).await
+        self.store
+            .get_job(job_id)
+            .instrument(store_span("get_job"))
+            .await
     }
 
     /// Claim (docs/state-machine.md#claim): at most one job; `None` is "no work" (draining,
@@ -42,6 +61,7 @@ impl Registry {
     ) -> Result<Option<ClaimedJob>, StoreError> {
         // Draining: no work, and nothing touched.
         if self.drain_gate.state().draining() {
+            self.metrics.empty_claims.inc();
             return Ok(None);
         }
         let call = |gate_checked| ClaimCall {
@@ -49,7 +69,12 @@ impl Registry {
             instance_id: instance_id.to_owned(),
             gate_checked,
         };
-        let outcome = match self.store.claim_next(call(false)).await? {
+        let outcome = match self
+            .store
+            .claim_next(call(false))
+            .instrument(store_span("claim_next"))
+            .await?
+        {
             ClaimOutcome::Gated
                 if !self
                     .required_dependencies_met(instance_id, capability)
@@ -57,7 +82,12 @@ impl Registry {
             {
                 ClaimOutcome::NoWork
             }
-            ClaimOutcome::Gated => self.store.claim_next(call(true)).await?,
+            ClaimOutcome::Gated => {
+                self.store
+                    .claim_next(call(true))
+                    .instrument(store_span("claim_next"))
+                    .await?
+            }
             other => other,
         };
         self.forward(&outcome);
@@ -65,9 +95,13 @@ impl Registry {
             ClaimOutcome::Claimed(job) => {
                 tracing::debug!(job_id = %job.id, capability, instance_id,
                     epoch = job.claim_epoch, attempt = job.attempt_count, "job claimed");
+                self.metrics.job_claims.inc();
                 Some(job)
             }
-            ClaimOutcome::NoWork | ClaimOutcome::Gated => None,
+            ClaimOutcome::NoWork | ClaimOutcome::Gated => {
+                self.metrics.empty_claims.inc();
+                None
+            }
         })
     }
 
@@ -75,7 +109,12 @@ impl Registry {
     /// nothing available serves gets no work. Its own health is not checked, and a failure to
     /// evaluate lets the claim through (fail open).
     async fn required_dependencies_met(&self, instance_id: &str, capability: &str) -> bool {
-        let snapshot = match self.store.mesh_snapshot().await {
+        let snapshot = match self
+            .store
+            .mesh_snapshot()
+            .instrument(store_span("mesh_snapshot"))
+            .await
+        {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::warn!(%error, instance_id,
@@ -112,6 +151,7 @@ impl Registry {
     ) -> Result<DeltaOutcome, StoreError> {
         let raw_id = delta.id.as_deref().unwrap_or_default();
         let Some(job_id) = parse_job_id(raw_id) else {
+            self.metrics.rejection(RejectReason::NotFound).inc();
             return Ok(DeltaOutcome::Rejected(RejectReason::NotFound));
         };
         let status = match delta.status.as_deref() {
@@ -121,6 +161,7 @@ impl Registry {
                 None => {
                     let reason = self.delta_rejection(instance_id, job_id, delta.claim_epoch);
                     let reason = reason.await?.unwrap_or(RejectReason::InvalidStatus);
+                    self.metrics.rejection(reason).inc();
                     return Ok(DeltaOutcome::Rejected(reason));
                 }
             },
@@ -138,10 +179,15 @@ impl Registry {
                 error: delta.error,
                 recv_cursor: delta.recv_cursor,
             })
+            .instrument(store_span("apply_delta"))
             .await?;
         self.forward(&outcome);
-        if let DeltaOutcome::Rejected(reason) = &outcome {
-            tracing::debug!(%job_id, instance_id, ?reason, "delta rejected");
+        match &outcome {
+            DeltaOutcome::Accepted(_) => self.metrics.job_deltas.inc(),
+            DeltaOutcome::Rejected(reason) => {
+                tracing::debug!(%job_id, instance_id, ?reason, "delta rejected");
+                self.metrics.rejection(*reason).inc();
+            }
         }
         Ok(outcome)
     }
@@ -153,10 +199,17 @@ impl Registry {
         job_id: Uuid,
         claim_epoch: Option<i64>,
     ) -> Result<Option<RejectReason>, StoreError> {
-        Ok(match self.store.job_state(job_id).await? {
-            None => Some(RejectReason::NotFound),
-            Some(job) => job.delta_rejection(instance_id, claim_epoch),
-        })
+        Ok(
+            match self
+                .store
+                .job_state(job_id)
+                .instrument(store_span("job_state"))
+                .await?
+            {
+                None => Some(RejectReason::NotFound),
+                Some(job) => job.delta_rejection(instance_id, claim_epoch),
+            },
+        )
     }
 
     /// Release (docs/state-machine.md#release): the owner hands the job back (back to the
@@ -170,9 +223,11 @@ impl Registry {
         let exhausted_error = release_exhausted_error(reason);
         let outcome = (self.store)
             .release_job(job_id, instance_id, &exhausted_error)
+            .instrument(store_span("release_job"))
             .await?;
         self.forward(&outcome);
         if let ReleaseOutcome::Released { status, .. } = &outcome {
+            self.metrics.job_releases.inc();
             tracing::info!(%job_id, instance_id, ?status, reason, "job released by its owner");
         }
         Ok(outcome)
@@ -192,12 +247,14 @@ impl Registry {
         let outcome = self
             .store
             .cancel_job(job_id, error.as_deref(), &reason)
+            .instrument(store_span("cancel_job"))
             .await?;
         self.forward(&outcome);
         let CancelOutcome::Cancelled { previous_owner, .. } = &outcome else {
             return Ok(outcome);
         };
         tracing::info!(%job_id, owner = ?previous_owner, reason = reason.trim(), "job cancelled");
+        self.metrics.job_cancels.inc();
         if !self.settings.cancel_event_grace.is_zero() {
             actix_web::rt::time::sleep(self.settings.cancel_event_grace).await;
         }
@@ -220,7 +277,11 @@ impl Registry {
     /// Force reclaim (docs/state-machine.md#force-reclaim): an operator takes the job back
     /// (docs/ownership.md: only for owners known gone).
     pub async fn reclaim(&self, job_id: Uuid) -> Result<ReclaimOutcome, StoreError> {
-        let outcome = self.store.reclaim_job(job_id).await?;
+        let outcome = self
+            .store
+            .reclaim_job(job_id)
+            .instrument(store_span("reclaim_job"))
+            .await?;
         self.forward(&outcome);
         if let ReclaimOutcome::Reclaimed {
             status,
@@ -228,6 +289,7 @@ impl Registry {
             ..
         } = &outcome
         {
+            self.metrics.job_force_reclaims.inc();
             tracing::info!(%job_id, ?previous_owner, ?status, "job force-reclaimed");
         }
         Ok(outcome)

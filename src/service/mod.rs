@@ -11,9 +11,11 @@ mod agents;
 mod events;
 mod forward;
 mod jobs;
+mod metrics;
 mod proxy;
 mod schemas;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -24,9 +26,10 @@ use mesh_registry_actors::{
 pub use admin::{DrainError, DrainView};
 pub use agents::{Beat, Registration};
 pub use events::{EventsRead, Executor};
-pub use jobs::ForwardHeaders;
+pub use jobs::{ForwardHeaders, JOB_COUNT_GROUPS};
 pub use proxy::{ProxyCall, ProxyError, ProxyMethod, ProxySettings, Relay};
 
+use crate::metrics::Metrics;
 use crate::store::{Change, Changed, Store};
 
 /// This replica's actors, as the service tells them what changed.
@@ -42,6 +45,12 @@ impl Actors {
     pub fn alive(&self) -> bool {
         self.event_hub.connected() && self.agent_tracker.connected() && self.supervisor.connected()
     }
+}
+
+/// The span of one store call inside the request's span (DEBUG: only an OTLP export or a
+/// DEBUG log enables it; otherwise it costs a disabled-callsite check).
+fn store_span(operation: &'static str) -> tracing::Span {
+    tracing::debug_span!("store", operation)
 }
 
 /// Knobs of the use cases (from the configuration).
@@ -69,6 +78,7 @@ pub struct Registry {
     proxy_slots: proxy::ProxySlots,
     settings: Settings,
     started_at: Instant,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -78,6 +88,7 @@ impl Registry {
         actors: Actors,
         drain_gate: DrainGate,
         settings: Settings,
+        metrics: Arc<Metrics>,
     ) -> reqwest::Result<Self> {
         Ok(Registry {
             store,
@@ -87,11 +98,13 @@ impl Registry {
             proxy_slots: proxy::ProxySlots::new(settings.proxy.max_streams),
             settings,
             started_at: Instant::now(),
+            metrics,
         })
     }
 
     /// Tells the actors what a store call changed.
     fn forward(&self, outcome: &impl Changed) {
+        let _span = tracing::debug_span!("actors.forward").entered();
         for change in outcome.changes() {
             match change {
                 Change::LeaseHeld(lease) => self.actors.supervisor.do_send(lease),

@@ -19,6 +19,7 @@ mod postgres;
 mod schema;
 
 use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +33,10 @@ use uuid::Uuid;
 
 pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
-    DeltaUpdate, EventFilter, ExecutorRead, JobListQuery, JobPage, Liveness, MeshSnapshot, NewJob,
-    NewRegistration, NewTool, Notice, PostEventOutcome, PublishedSchema, ReclaimOutcome,
-    RegisterOutcome, Registered, ReleaseOutcome, SchemaEntry, ToolRow,
+    DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery, JobPage, Liveness,
+    MeshSnapshot, NewJob, NewRegistration, NewTool, Notice, PoolStatus, PostEventOutcome,
+    PublishedSchema, ReclaimOutcome, RegisterOutcome, Registered, ReleaseOutcome, SchemaEntry,
+    Tally, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -309,6 +311,11 @@ pub trait LeaseStore {
 pub trait AdminStore {
     /// Owned live jobs across the whole database (docs/contract.md#live-claims).
     async fn count_live_claims(&self) -> Result<i64, StoreError>;
+    /// Jobs by state and capability, agents by status and the live claims (`GET /metrics`).
+    async fn tally(&self) -> Result<Tally, StoreError>;
+
+    /// Jobs per (status, capability), at most `limit` groups, ordered by capability.
+    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError>;
     /// The fleet-wide drain flag (docs/contract.md#diff-fleet-drain); PostgreSQL only.
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError>;
     async fn fleet_draining(&self) -> Result<bool, StoreError>;
@@ -335,7 +342,14 @@ pub trait SchemaStore {
     async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError>;
     /// Copies the Go registry's jobs and events into ours (docs/operations.md#switching-from-the-go-registry),
     /// never writing its tables; with `force`, also while it still holds live claims.
-    async fn import_reference(&self, force: bool) -> Result<ImportOutcome, StoreError>;
+    /// `migrate import-reference`: the Go registry's jobs and events, from its tables in the
+    /// same PostgreSQL database, or (embedded) from its SQLite file, `reference_file` or else
+    /// its default file in the working directory.
+    async fn import_reference(
+        &self,
+        force: bool,
+        reference_file: Option<PathBuf>,
+    ) -> Result<ImportOutcome, StoreError>;
 }
 
 /// A claim the Go registry still holds: an owner under a lease that has not lapsed.
@@ -388,6 +402,14 @@ pub trait Storage:
     /// once the embedded store's thread is gone.
     fn alive(&self) -> bool {
         true
+    }
+    /// The connection pool, where there is one (PostgreSQL).
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+    /// What the backend measures of itself (group commit, pool waits), for `GET /metrics`.
+    fn instruments(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        Vec::new()
     }
 }
 

@@ -46,6 +46,14 @@ pub struct JobPage {
     pub cut: bool,
 }
 
+/// One group of the dashboard's job counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCount {
+    pub status: String,
+    pub capability: String,
+    pub jobs: i64,
+}
+
 /// The bytes a job weighs in a page: what can be big in it.
 pub fn job_weight(job: &Job) -> i64 {
     let text = |t: &Option<String>| t.as_deref().map_or(0, str::len);
@@ -474,4 +482,28 @@ pub enum Notice {
     Lost,
     /// Listening again (after a start or a reconnection).
     Listening,
+}
+
+/// What `GET /metrics` counts in the database (a full count: cached by the caller).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// `(state, capability, jobs)`: the job status, except that a working job nobody owns is
+    /// `queued`.
+    pub jobs: Vec<(String, String, i64)>,
+    /// `(status, agents)`.
+    pub agents: Vec<(String, i64)>,
+    /// Owned live jobs (docs/contract.md#live-claims).
+    pub live_claims: i64,
+}
+
+/// The PostgreSQL connection pool right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub max_size: usize,
+    /// Connections open (in use or idle).
+    pub size: usize,
+    /// Open connections idle.
+    pub available: usize,
+    /// Calls waiting for a connection.
+    pub waiting: usize,
 }

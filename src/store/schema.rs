@@ -215,6 +215,8 @@ pub struct SchemaReport {
     pub missing: Vec<SchemaPiece>,
     /// What the database has and this binary does not know (`migrate prune` drops it).
     pub unknown: Vec<SchemaPiece>,
+    /// What else the next start will do to the database, for the operator.
+    pub notes: Vec<String>,
 }
 
 /// The migrations a backend's runner embeds, as `(version, name)` in version order.
@@ -408,6 +410,7 @@ impl SchemaReport {
             applied,
             missing,
             unknown,
+            notes: Vec::new(),
         }
     }
 }

@@ -2,12 +2,13 @@
 //! well-behaved client, which must see no collateral 5xx and bounded latency, on both backends.
 //! The hostile client itself gets a 4xx naming what it got wrong, never a 5xx.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::helpers::{on_both_backends, spawn_app, spawn_app_with, Backend, TestApp};
+use crate::helpers::{on_both_backends, parked, spawn_app, spawn_app_with, Backend, TestApp};
 
 /// What a well-behaved client saw while the hostile one ran.
 #[derive(Debug, Default)]
@@ -245,6 +246,50 @@ async fn requests_for_unknown_jobs_cannot_starve_the_pool(backend: Backend) {
         }
     })
     .await;
+}
+
+/// A client whose connections come from `127.0.0.<last>` (the whole 127/8 is loopback), so that
+/// a test can be several clients at once.
+fn client_from(last: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .build()
+        .unwrap()
+}
+
+on_both_backends!(one_client_cannot_park_every_long_poll);
+async fn one_client_cannot_park_every_long_poll(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.max_long_polls = 8;
+        config.max_long_polls_per_client = 3;
+    })
+    .await;
+    let job = app.submit("parked").await;
+    let events = |after: u32| app.url(&format!("/jobs/{job}/events?after={after}&wait=30"));
+    let greedy = client_from(2);
+    let mut greedy_polls = Vec::new();
+    for _ in 0..3 {
+        greedy_polls.push(parked(greedy.get(events(0))).await);
+    }
+    let refused = greedy.get(events(0)).send().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        503,
+        "past its share, the greedy client is refused"
+    );
+
+    let polite = parked(client_from(3).get(events(0))).await;
+    let posted = app
+        .post(&format!("/jobs/{job}/events"), &json!({"type": "note"}))
+        .await;
+    assert_eq!(posted.status(), 200);
+    let page = polite.json().await;
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(1), "{page}");
+    for poll in greedy_polls {
+        assert_eq!(poll.response().await.status(), 200);
+    }
+    // Answered long-polls give their slots back.
+    let _again = parked(greedy.get(events(1))).await;
 }
 
 on_both_backends!(a_registration_cannot_point_the_cancel_forward_elsewhere);

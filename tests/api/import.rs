@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{connect, embedded_only, postgres_only, start_app, Backend, TestDatabase};
-use crate::namespace::{dump_public, run_the_reference, working_directory};
+use crate::helpers::{
+    connect, embedded_only, postgres_only, start_app, Backend, RegistryProcess, TestDatabase,
+};
+use crate::namespace::{dump_public, run_the_reference, working_directory, GoRegistry};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
 
@@ -168,19 +170,139 @@ async fn without_the_go_registrys_tables_there_is_nothing_to_import(backend: Bac
     assert!(!output.status.success(), "{output:?}");
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("no tables of the Go registry (jobs, job_events in schema public)"),
+        stderr.contains(
+            "no tables of the Go registry to import: looked for its tables (jobs, job_events in \
+             schema public)"
+        ),
         "{stderr}"
     );
 }
 
-embedded_only!(the_embedded_store_says_it_does_not_import_yet);
-async fn the_embedded_store_says_it_does_not_import_yet(backend: Backend) {
-    let database = TestDatabase::create(backend).await;
-    let output = import(&database.url(), false);
-    assert!(!output.status.success(), "{output:?}");
-    let stderr = text(&output.stderr);
+embedded_only!(the_go_registrys_sqlite_file_is_imported_once_and_left_as_it_was);
+async fn the_go_registrys_sqlite_file_is_imported_once_and_left_as_it_was(_backend: Backend) {
+    let directory = working_directory();
+    // The real Go registry, on its default file in `directory`: one job completed with events,
+    // one held by a live owner, one queued.
+    let go = GoRegistry::start(&directory, None).await;
+    let submit = |capability: &'static str, by: &'static str| {
+        let go = &go;
+        async move {
+            let body = json!({"capability": capability, "submitted_by": by,
+                              "submitted_payload": {"by": by}, "max_retries": 3});
+            let (status, job) = go.send("POST", "/jobs", Some(body)).await;
+            assert_eq!(status, 201, "{job}");
+            job["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let claim = |capability: &'static str, owner: &'static str| {
+        let go = &go;
+        async move {
+            let body = json!({"capability": capability, "instance_id": owner});
+            let (status, claimed) = go.send("POST", "/jobs/claim", Some(body)).await;
+            assert_eq!(status, 200, "{claimed}");
+            claimed["claimed"][0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let completed = submit("render", "alice").await;
+    assert_eq!(claim("render", "w-old").await, completed);
+    for body in [
+        json!({"type": "note", "payload": {"k": 1}}),
+        json!({"type": "note", "payload": [2], "trace_context": {"traceparent": "00-x"}}),
+    ] {
+        let (status, posted) = go
+            .send("POST", &format!("/jobs/{completed}/events"), Some(body))
+            .await;
+        assert_eq!(status, 200, "{posted}");
+    }
+    for delta in [
+        json!({"id": completed, "claim_epoch": 1, "progress": 0.5, "progress_message": "half",
+               "recv_cursor": {"c": 1}}),
+        json!({"id": completed, "claim_epoch": 1, "status": "completed", "progress": 1.0,
+               "result": {"pages": 3}}),
+    ] {
+        let body = json!({"instance_id": "w-old", "deltas": [delta]});
+        let (status, answer) = go.send("POST", "/jobs/batch", Some(body)).await;
+        assert_eq!((status, &answer["accepted"]), (200, &json!(1)), "{answer}");
+    }
+    let live = submit("draw", "bob").await;
+    assert_eq!(claim("draw", "w-live").await, live);
+    let queued = submit("queued", "carol").await;
+    let mut answered = Vec::new();
+    for id in [&completed, &live, &queued] {
+        answered.push(go.send("GET", &format!("/jobs/{id}"), None).await.1);
+    }
+    let events = go
+        .send("GET", &format!("/jobs/{completed}/events"), None)
+        .await
+        .1;
+    go.stop();
+    let files = || -> Vec<(String, Vec<u8>)> {
+        ["mcp_mesh_registry.db", "mcp_mesh_registry.db-wal"]
+            .iter()
+            .filter_map(|name| Some((name.to_string(), std::fs::read(directory.join(name)).ok()?)))
+            .collect()
+    };
+    let before = files();
+    assert!(!before.is_empty(), "the Go registry's file");
+
+    let import = |force: bool| {
+        let mut command = Command::new(BINARY);
+        command
+            .current_dir(&directory)
+            .env_remove("DATABASE_URL")
+            .args(["migrate", "import-reference"]);
+        if force {
+            command.arg("--force");
+        }
+        command.output().expect("run migrate import-reference")
+    };
+    let refused = import(false);
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success(), "{refused:?}");
     assert!(
-        stderr.contains("reads the Go registry's tables on PostgreSQL only"),
+        stderr.contains("1 live claim") && stderr.contains(&live) && stderr.contains("w-live"),
         "{stderr}"
     );
+    let forced = import(true);
+    let stdout = text(&forced.stdout);
+    assert!(forced.status.success(), "{forced:?}");
+    assert!(
+        stdout.contains("jobs:   3 (1 completed, 2 working)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("events: 2"), "{stdout}");
+    let again = import(true);
+    let stdout = text(&again.stdout);
+    assert!(
+        stdout.contains("jobs:   0\n") && stdout.contains("skipped: 3 job(s)"),
+        "{stdout}"
+    );
+    assert!(files() == before, "the Go registry's file changed");
+
+    // Our registry, on its own default file there, answers as the Go registry did.
+    let ours = RegistryProcess::start(&directory, &[]);
+    for go_job in &answered {
+        let id = go_job["id"].as_str().unwrap();
+        let (status, our_job) = ours.send("GET", &format!("/jobs/{id}"), None).await;
+        assert_eq!(status, 200, "{our_job}");
+        for (field, value) in go_job.as_object().unwrap() {
+            // Go prints a whole float as an integer (`1` for 1.0); the number is the same.
+            let same = match (value.as_f64(), our_job[field].as_f64()) {
+                (Some(go), Some(ours)) => go == ours,
+                _ => &our_job[field] == value,
+            };
+            assert!(same, "{field} of {id}: ours {our_job}, Go {go_job}");
+        }
+    }
+    let (_, our_events) = ours
+        .send("GET", &format!("/jobs/{completed}/events"), None)
+        .await;
+    assert_eq!(our_events["events"], events["events"], "the event log");
+    let body = json!({"capability": "queued", "instance_id": "worker"});
+    let (status, claimed) = ours.send("POST", "/jobs/claim", Some(body)).await;
+    assert_eq!(status, 200, "{claimed}");
+    assert_eq!(claimed["claimed"][0]["id"], queued.as_str(), "{claimed}");
+    drop(ours);
+    assert!(files() == before, "the Go registry's file changed");
+    let _ = std::fs::remove_dir_all(&directory);
 }

@@ -393,6 +393,12 @@ async fn list_filters_and_orders_newest_first(backend: Backend) {
         vec![d.clone(), c.clone()]
     );
     assert_eq!(ids(&list(&app, "?submitted_since=0").await).len(), 4);
+    for far_future in ["253402300800", "9223372036854775807"] {
+        assert!(
+            ids(&list(&app, &format!("?submitted_since={far_future}")).await).is_empty(),
+            "a moment past year 9999 ({far_future}) is still a filter: nothing was submitted since"
+        );
+    }
     assert_eq!(
         ids(&list(&app, "?capability=alpha&status=working").await),
         vec![d]

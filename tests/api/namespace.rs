@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use tokio_postgres::{Client, NoTls};
 
 use crate::helpers::{
-    connect, postgres_only, start_app, Backend, RegistryProcess, TestApp, TestDatabase,
+    connect, postgres_only, start_app, Backend, KilledOnDrop, RegistryProcess, TestApp,
+    TestDatabase,
 };
 
 const BINARY: &str = env!("CARGO_BIN_EXE_mesh-registry");
@@ -208,6 +209,19 @@ async fn an_earlier_layout_in_public_moves_once_with_its_data(backend: Backend) 
         let url = database.url();
         let env = [("DATABASE_URL", url.as_str())];
 
+        // `migrate status` says what the next start will do, and does nothing itself.
+        let status = Command::new(BINARY)
+            .args(["migrate", "status", "--database-url", &url])
+            .output()
+            .expect("run migrate status");
+        let printed = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            printed.contains("Note: schema public holds the tables of an earlier mesh-registry")
+                && printed.contains("the next start moves them into schema mesh_registry"),
+            "{printed}"
+        );
+        assert_eq!(history(&db, "public").await, earlier_history);
+
         let registry = RegistryProcess::start(&directory, &env);
         let moved = registry.logged("moved the tables of an earlier mesh-registry");
         assert_eq!(moved.len(), 1, "{:#?}", registry.startup_log);
@@ -319,49 +333,90 @@ fn reference_binaries() -> PathBuf {
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
+/// The real Go registry, running in a working directory (killed if a test fails first).
+pub(crate) struct GoRegistry {
+    process: KilledOnDrop,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl GoRegistry {
+    /// Starts it in `directory` (on `database_url`, or its default file there), and waits until
+    /// it answers.
+    pub(crate) async fn start(directory: &Path, database_url: Option<&str>) -> GoRegistry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new(reference_binaries().join("mcp-mesh-registry"));
+        command
+            .current_dir(directory)
+            .env_remove("DATABASE_URL")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(url) = database_url {
+            command.env("DATABASE_URL", url);
+        }
+        let process = KilledOnDrop(command.spawn().expect("start the Go registry"));
+        let registry = GoRegistry {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let started = Instant::now();
+        while registry.send("GET", "/health", None).await.0 != 200 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the Go registry did not start"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        registry
+    }
+
+    /// One request; the status (0 while it does not answer) and the JSON body.
+    pub(crate) async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Stops it as an operator would, with SIGTERM, and waits for it to exit.
+    pub(crate) fn stop(mut self) {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.process.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        self.process.0.wait().unwrap();
+    }
+}
+
 /// Runs the Go registry in `directory` (on `database_url`, or its default file there), lets
 /// it create its tables and submits one job through it, then stops it with SIGTERM.
 pub(crate) async fn run_the_reference(directory: &Path, database_url: Option<&str>) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut command = Command::new(reference_binaries().join("mcp-mesh-registry"));
-    command
-        .current_dir(directory)
-        .env_remove("DATABASE_URL")
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(url) = database_url {
-        command.env("DATABASE_URL", url);
-    }
-    let mut reference = command.spawn().expect("start the Go registry");
-    let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while !matches!(http.get(format!("{base}/health")).send().await, Ok(r) if r.status() == 200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the Go registry did not start"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    let submitted = http
-        .post(format!("{base}/jobs"))
-        .json(&json!({"capability": "go", "submitted_by": "go", "submitted_payload": {"n": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(submitted.status(), 201);
-    let stopped = Command::new("kill")
-        .args(["-TERM", &reference.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    reference.wait().unwrap();
+    let reference = GoRegistry::start(directory, database_url).await;
+    let (status, _) = reference
+        .send(
+            "POST",
+            "/jobs",
+            Some(json!({"capability": "go", "submitted_by": "go", "submitted_payload": {"n": 1}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    reference.stop();
 }
 
 /// `pg_dump` of schema `public`, without the random key newer versions print in it.

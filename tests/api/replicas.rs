@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{postgres_only, spawn_app, within, Backend, TestApp};
+use crate::helpers::{
+    postgres_only, spawn_app, within, Backend, RegistryProcess, TestApp, TestDatabase,
+};
 
 /// Waits until replica `b` is listening: a ping posted through `a` wakes a long-poll parked on
 /// `b` (one notification round trip).
@@ -105,4 +107,56 @@ async fn a_fleet_drain_is_heard_at_once(backend: Backend) {
     )
     .await;
     assert!(b.claim("c", "w").await.is_some());
+}
+
+postgres_only!(a_claim_whose_replica_died_is_reclaimed_by_another_at_expiry);
+async fn a_claim_whose_replica_died_is_reclaimed_by_another_at_expiry(backend: Backend) {
+    // Two replica processes; the claim is made through `a`, which is then killed (SIGKILL) while
+    // the lease still runs. `b` never saw the claim itself, only `a`'s announcement of it.
+    let database = TestDatabase::create(backend).await;
+    let url = database.url();
+    let directory = std::env::temp_dir();
+    let env = [("DATABASE_URL", url.as_str())];
+    let a = RegistryProcess::start(&directory, &env);
+    let b = RegistryProcess::start(&directory, &env);
+    let (status, submitted) = b
+        .send(
+            "POST",
+            "/jobs",
+            Some(json!({"capability": "c", "submitted_by": "t", "submitted_payload": {}, "max_duration": 3})),
+        )
+        .await;
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    let (_, claimed) = a
+        .send(
+            "POST",
+            "/jobs/claim",
+            Some(json!({"capability": "c", "instance_id": "w"})),
+        )
+        .await;
+    assert_eq!(claimed["claimed"][0]["id"], id.as_str(), "{claimed}");
+    let lease = claimed["claimed"][0]["lease_expires_at"].as_i64().unwrap();
+    // Half the lease: `a` announces every 100 ms, so `b` has heard of the claim by then.
+    actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+    a.kill();
+
+    let reclaimed = within(
+        Duration::from_secs(10),
+        "b to reclaim the lease",
+        || async {
+            let (_, job) = b.send("GET", &format!("/jobs/{id}"), None).await;
+            job["owner_instance_id"].is_null()
+        },
+    )
+    .await;
+    let job = b.send("GET", &format!("/jobs/{id}"), None).await.1;
+    assert_eq!(
+        (&job["status"], &job["claim_epoch"]),
+        (&json!("working"), &json!(1))
+    );
+    assert!(
+        crate::helpers::now() <= lease + 3,
+        "reclaimed about a second after the lease ended (after {reclaimed:?}), not at the sweep"
+    );
 }

@@ -185,6 +185,37 @@ def check_case(name, values, docs, notes, release, namespace, chart):
         c.eq(env.get(extra["name"]), extra, f"env {extra['name']} (from extraEnv)")
     c.eq(pspec.get("enableServiceLinks"), False, "enableServiceLinks")
 
+    # Prometheus: the pod annotations point at the port GET /metrics is on (the admin port when
+    # there is one); the opt-in ServiceMonitor scrapes each replica through the headless Service
+    # only (the public Service would scrape one replica at random, twice over).
+    metrics = values["metrics"]
+    metrics_port = "admin" if admin_enabled else "http"
+    annotations = pod["metadata"].get("annotations") or {}
+    if metrics["podAnnotations"]:
+        c.eq(annotations.get("prometheus.io/scrape"), "true", "prometheus.io/scrape")
+        c.eq(annotations.get("prometheus.io/port"),
+             str(values["admin"]["port"] if admin_enabled else values["port"]), "prometheus.io/port")
+        c.eq(annotations.get("prometheus.io/path"), "/metrics", "prometheus.io/path")
+    else:
+        c.check("prometheus.io/scrape" not in annotations, "scrape annotations although metrics.podAnnotations is false")
+    monitors = by_kind.get("ServiceMonitor", [])
+    if not metrics["serviceMonitor"]["enabled"]:
+        c.eq(len(monitors), 0, "ServiceMonitors without metrics.serviceMonitor.enabled")
+    elif c.eq(len(monitors), 1, "ServiceMonitors"):
+        monitor = monitors[0]
+        endpoint = monitor["spec"]["endpoints"][0]
+        c.eq((endpoint["port"], endpoint["path"]), (metrics_port, "/metrics"), "ServiceMonitor endpoint")
+        c.eq(endpoint["interval"], metrics["serviceMonitor"]["interval"], "ServiceMonitor interval")
+        for key, value in metrics["serviceMonitor"]["labels"].items():
+            c.eq(monitor["metadata"]["labels"].get(key), value, f"ServiceMonitor label {key}")
+        wanted = monitor["spec"]["selector"]["matchLabels"]
+        chosen = [s["metadata"]["name"] for s in by_kind.get("Service", [])
+                  if labels_match(wanted, s["metadata"]["labels"])]
+        c.eq(chosen, [headless], "Services the ServiceMonitor selects")
+        ports = [p["name"] for s in by_kind.get("Service", []) if s["metadata"]["name"] == headless
+                 for p in s["spec"]["ports"]]
+        c.check(metrics_port in ports, f"the headless Service has no port {metrics_port!r}: {ports}")
+
     # DATABASE_URL from a Secret: the operator's, or one the chart creates and keeps.
     secret_ref = ((env.get("DATABASE_URL") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
     c.check("value" not in (env.get("DATABASE_URL") or {}), "DATABASE_URL given as a plain value")

@@ -1,6 +1,7 @@
 """Drain -> wait -> resume against mesh-registry, driven by the real meshctl 3.7.1 and by
-mesh-registry's own CLI, the way an operator upgrades a live registry; and `meshctl list`
-showing the agents registered with it.
+mesh-registry's own CLI, the way an operator upgrades a live registry; `meshctl list`
+showing the agents registered with it; and `/trace/*` plus `meshctl trace` answering exactly as
+the reference registry (its binary beside meshctl) does without its trace pipeline.
 
 Usage: python3 e2e.py <mesh-registry binary> <meshctl binary>
 Exits non-zero on the first failure; kills what it started and drops its database.
@@ -115,6 +116,43 @@ def listed_by_meshctl(meshctl, public):
     log("meshctl list: passed")
 
 
+def trace_like_the_reference(meshctl, public):
+    """The reference registry, started beside ours without its trace pipeline, and ours answer
+    /trace/* and `meshctl trace` the same (bodies, statuses, meshctl's output and exit code)."""
+    reference_binary = os.path.join(os.path.dirname(meshctl), "mcp-mesh-registry")
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="trace-e2e-reference-")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("MCP_MESH_")}
+    reference = subprocess.Popen([reference_binary], cwd=workdir, env=dict(env, HOST="127.0.0.1", PORT=str(port)),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    theirs = f"http://127.0.0.1:{port}"
+    try:
+        wait_until("the reference registry", lambda: _up(f"{theirs}/health"), timeout=30)
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        for path in ["/trace/status", "/trace/stats", "/trace/info", f"/trace/{trace_id}"]:
+            ours_status, ours_body = request("GET", f"{public}{path}")
+            their_status, their_body = request("GET", f"{theirs}{path}")
+            expect((ours_status, json.loads(ours_body)) == (their_status, json.loads(their_body)),
+                   f"{path}: ours {ours_status} {ours_body}, reference {their_status} {their_body}")
+
+        def meshctl_trace(url, *flags):
+            done = subprocess.run([meshctl, "trace", trace_id, "--retries", "0", "--registry-url", url, *flags],
+                                  capture_output=True, text=True, timeout=30)
+            return done.returncode, (done.stdout + done.stderr).replace(url, "<registry>")
+
+        for flags in [(), ("--json",)]:
+            ours, reference_said = meshctl_trace(public, *flags), meshctl_trace(theirs, *flags)
+            expect(ours == reference_said, f"meshctl trace {flags}: ours {ours}, reference {reference_said}")
+        log(f"/trace/* and meshctl trace as the reference: passed ({ours[1].strip()[:80]!r})")
+    finally:
+        reference.send_signal(signal.SIGTERM)
+        try:
+            reference.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            reference.kill()
+        subprocess.run(["rm", "-rf", workdir])
+
+
 def main():
     registry_binary, meshctl = sys.argv[1], sys.argv[2]
     database = f"mesh_registry_drain_e2e_{uuid.uuid4().hex[:12]}"
@@ -133,6 +171,7 @@ def main():
         status, _ = request("GET", f"{public}/admin/drain")
         expect(status == 404, "admin routes are off the public port")
         listed_by_meshctl(meshctl, public)
+        trace_like_the_reference(meshctl, public)
         drive("meshctl", [meshctl], public, admin)
         drive("mesh-registry", [registry_binary], public, admin)
         ok = True

@@ -152,3 +152,8 @@ app.kubernetes.io/part-of: mcp-mesh
 {{- toString . }}
 {{- end }}
 {{- end }}
+
+{{/* The container port GET /metrics is served on: the admin port when there is one. */}}
+{{- define "mesh-registry.metricsPort" -}}
+{{- if .Values.admin.enabled }}{{ int64 .Values.admin.port }}{{ else }}{{ int64 .Values.port }}{{ end }}
+{{- end }}

@@ -6,7 +6,7 @@ use mesh_registry_actors::LeaseChange;
 use tokio::sync::mpsc;
 
 use super::EmbeddedStore;
-use crate::store::{AdminStore, Notice, StoreError};
+use crate::store::{AdminStore, JobCount, Notice, StoreError, Tally};
 
 /// Why `?scope=fleet` is refused here.
 const NO_FLEET: &str = "fleet-wide drain needs the PostgreSQL backend: the embedded store serves \
@@ -19,6 +19,43 @@ impl AdminStore for EmbeddedStore {
             Ok(db
                 .prepare_cached(include_str!("sql/count_live_claims.sql"))?
                 .query_row([], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn tally(&self) -> Result<Tally, StoreError> {
+        self.run(|db| {
+            let jobs = db
+                .prepare_cached(include_str!("sql/job_tally.sql"))?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let agents = db
+                .prepare_cached(include_str!("sql/agent_tally.sql"))?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let live_claims = db
+                .prepare_cached(include_str!("sql/count_live_claims.sql"))?
+                .query_row([], |row| row.get(0))?;
+            Ok(Tally {
+                jobs,
+                agents,
+                live_claims,
+            })
+        })
+        .await
+    }
+
+    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError> {
+        self.run(move |db| {
+            let mut statement = db.prepare_cached(include_str!("sql/job_counts.sql"))?;
+            let rows = statement.query_map([limit], |row| {
+                Ok(JobCount {
+                    status: row.get(0)?,
+                    capability: row.get(1)?,
+                    jobs: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

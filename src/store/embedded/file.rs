@@ -13,7 +13,7 @@ use crate::store::schema::HISTORY_TABLE;
 use crate::store::DEFAULT_EMBEDDED_FILE;
 
 /// The Go registry's default file, and ours before we took a name of our own.
-const SHARED_DEFAULT_FILE: &str = "mcp_mesh_registry.db";
+pub(super) const REFERENCE_DEFAULT_FILE: &str = "mcp_mesh_registry.db";
 
 /// Who made an existing SQLite file, read without writing a byte to it.
 struct Found {
@@ -57,7 +57,7 @@ fn inspect(path: &Path) -> Found {
 /// with its data. Says so in the log when the Go registry's file is here.
 pub(super) fn default_file() -> PathBuf {
     let ours = Path::new(DEFAULT_EMBEDDED_FILE);
-    let shared = Path::new(SHARED_DEFAULT_FILE);
+    let shared = Path::new(REFERENCE_DEFAULT_FILE);
     if !shared.exists() {
         return ours.into();
     }
@@ -66,7 +66,7 @@ pub(super) fn default_file() -> PathBuf {
         tracing::info!(
             "{}",
             reference_found_line(
-                &format!("the file {SHARED_DEFAULT_FILE}"),
+                &format!("the file {REFERENCE_DEFAULT_FILE}"),
                 &found.reference_tables,
                 &format!("the file {DEFAULT_EMBEDDED_FILE}")
             )
@@ -74,7 +74,7 @@ pub(super) fn default_file() -> PathBuf {
     }
     if found.ours && !ours.exists() {
         tracing::info!(
-            "using {SHARED_DEFAULT_FILE}, the file an earlier mesh-registry made here; the \
+            "using {REFERENCE_DEFAULT_FILE}, the file an earlier mesh-registry made here; the \
              default name is now {DEFAULT_EMBEDDED_FILE}, away from the Go registry's and \
              meshui's default (rename the file, with the registry stopped, to switch)"
         );

@@ -2,9 +2,17 @@
 //!
 //! One thread owns the connection and runs every call; calls that arrive together share one
 //! transaction (group commit), each inside a savepoint of its own so that a failing call undoes
-//! only itself. A caller is answered only after the transaction committed, with `synchronous =
-//! FULL`: an acknowledged write is on disk and survives a crash or a kill -9. Because calls run
-//! one at a time, a call may read a row and then write it: nothing can come between the two.
+//! only itself. A caller is answered only after the transaction committed and the file's WAL
+//! was flushed to disk (fdatasync): an acknowledged write survives a crash, a kill -9 or a
+//! power cut. Because calls run one at a time, a call may read a row and then write it: nothing
+//! can come between the two.
+//!
+//! The flush is pipelined: SQLite commits without waiting for the disk (`synchronous =
+//! NORMAL`, which in WAL mode keeps the file consistent and syncs at checkpoints), and a second
+//! thread (`syncer`) flushes the WAL and then answers the batch's callers, while the store
+//! thread already runs the next batch. Every answer, reads included, goes out after a flush
+//! that covers its batch and every batch before it, so nobody ever sees a write that a power cut
+//! could still take back.
 //!
 //! The file is locked for the life of the store: a second registry on it refuses to start
 //! instead of corrupting the first one's view. Cross-replica features (the fleet-wide drain,
@@ -14,9 +22,11 @@ mod admin;
 mod agents;
 mod events;
 mod file;
+mod import;
 mod jobs;
 mod schema;
 mod sweep;
+mod syncer;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -97,10 +107,12 @@ impl EmbeddedStore {
             Err(TryLockError::Error(error)) => return Err(file_error(error.to_string())),
         }
         let connection = connect(&path).map_err(|e| file_error(e.to_string()))?;
+        let syncer = syncer::Syncer::start(&path)
+            .map_err(|e| file_error(format!("cannot start the syncer thread: {e}")))?;
         let (work, queue) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("mesh-registry-store".into())
-            .spawn(move || serve(connection, queue, lock))
+            .spawn(move || serve(connection, queue, lock, syncer))
             .map_err(|e| file_error(format!("cannot start the store thread: {e}")))?;
         Ok(EmbeddedStore { target, work })
     }
@@ -225,10 +237,10 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL: readers (an operator's shell) never block the registry; FULL: a commit is on disk
-    // before anyone is told it happened.
+    // WAL: readers (an operator's shell) never block the registry. NORMAL: a commit does not
+    // wait for the disk; the syncer flushes the WAL before anyone is told it happened.
     connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.pragma_update(None, "foreign_keys", true)?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     register_rules(&connection)?;
@@ -251,7 +263,12 @@ fn register_rules(connection: &Connection) -> rusqlite::Result<()> {
 /// The store thread: batches of shared calls in one transaction each, lone calls in between.
 /// Ends on `Close` or when every store handle is gone; the lock is released after the
 /// connection closed.
-fn serve(mut connection: Connection, mut queue: mpsc::Receiver<Work>, lock: File) {
+fn serve(
+    mut connection: Connection,
+    mut queue: mpsc::Receiver<Work>,
+    lock: File,
+    syncer: syncer::Syncer,
+) {
     let mut closed = None;
     let mut next = queue.blocking_recv();
     while let Some(first) = next.take() {
@@ -261,8 +278,11 @@ fn serve(mut connection: Connection, mut queue: mpsc::Receiver<Work>, lock: File
             match work {
                 Work::Shared(call) => batch.push(call),
                 Work::Alone(call) => {
-                    commit_batch(&connection, std::mem::take(&mut batch));
+                    commit_batch(&connection, std::mem::take(&mut batch), &syncer);
+                    // Schema changes answer from inside: their commits wait for the disk.
+                    set_synchronous(&connection, "FULL");
                     call(&mut connection);
+                    set_synchronous(&connection, "NORMAL");
                 }
                 Work::Close(done) => closed = Some(done),
             }
@@ -270,7 +290,7 @@ fn serve(mut connection: Connection, mut queue: mpsc::Receiver<Work>, lock: File
                 pending = queue.try_recv().ok();
             }
         }
-        commit_batch(&connection, batch);
+        commit_batch(&connection, batch, &syncer);
         if closed.is_some() {
             break;
         }
@@ -278,6 +298,8 @@ fn serve(mut connection: Connection, mut queue: mpsc::Receiver<Work>, lock: File
     }
     // Calls that arrive from now on are refused (their senders see a closed queue).
     queue.close();
+    // Every committed batch is flushed and answered before the file is closed.
+    syncer.finish();
     drop(connection);
     // Unlock explicitly rather than by closing: a child process forked elsewhere in this process
     // (its fork-to-exec window) holds a copy of the descriptor, and a lock on a shared
@@ -289,7 +311,14 @@ fn serve(mut connection: Connection, mut queue: mpsc::Receiver<Work>, lock: File
     }
 }
 
-fn commit_batch(connection: &Connection, batch: Vec<SharedCall>) {
+/// `PRAGMA synchronous` (FULL: a commit waits for the disk itself).
+fn set_synchronous(connection: &Connection, mode: &str) {
+    if let Err(error) = connection.pragma_update(None, "synchronous", mode) {
+        tracing::error!(%error, mode, "embedded store cannot set PRAGMA synchronous");
+    }
+}
+
+fn commit_batch(connection: &Connection, batch: Vec<SharedCall>, syncer: &syncer::Syncer) {
     if batch.is_empty() {
         return;
     }
@@ -321,13 +350,16 @@ fn commit_batch(connection: &Connection, batch: Vec<SharedCall>) {
         }
         answers.push(settled.answer);
     }
-    let committed = control("COMMIT").map_err(|error| {
-        tracing::error!(%error, "embedded store commit failed");
-        let _ = control("ROLLBACK");
-        format!("the write was not committed: {error}")
-    });
-    for answer in answers {
-        answer(committed.clone());
+    match control("COMMIT") {
+        Ok(()) => syncer.answer_when_durable(answers),
+        Err(error) => {
+            tracing::error!(%error, "embedded store commit failed");
+            let _ = control("ROLLBACK");
+            let failed = format!("the write was not committed: {error}");
+            for answer in answers {
+                answer(Err(failed.clone()));
+            }
+        }
     }
 }
 

@@ -3,10 +3,13 @@
 //! needed beyond the file's own.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use rusqlite::{named_params, Connection};
 
+use super::file::REFERENCE_DEFAULT_FILE;
+use super::import::import_reference_file;
 use super::EmbeddedStore;
 use crate::store::schema::{
     applied_migrations, known_migrations, reconciling, LiveSchema, HISTORY_TABLE,
@@ -44,12 +47,17 @@ impl SchemaStore for EmbeddedStore {
         self.run_alone(|db| inspect(db)).await
     }
 
-    /// Not yet on the embedded store: the Go registry's SQLite file is not read.
-    async fn import_reference(&self, _force: bool) -> Result<ImportOutcome, StoreError> {
-        Err(StoreError::Unsupported(
-            "migrate import-reference reads the Go registry's tables on PostgreSQL only; its \
-             SQLite file is not imported yet",
-        ))
+    /// From the Go registry's SQLite file (see `import`), into our file brought up to date
+    /// first, as `serve` would.
+    async fn import_reference(
+        &self,
+        force: bool,
+        reference_file: Option<PathBuf>,
+    ) -> Result<ImportOutcome, StoreError> {
+        self.prepare_schema().await?;
+        let file = reference_file.unwrap_or_else(|| REFERENCE_DEFAULT_FILE.into());
+        self.run_alone(move |db| import_reference_file(db, &file, force))
+            .await
     }
 
     async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError> {

@@ -5,7 +5,7 @@ use mesh_registry_actors::LeaseChange;
 use tokio::sync::mpsc;
 
 use super::{column, PgStore};
-use crate::store::{AdminStore, Notice, StoreError};
+use crate::store::{AdminStore, JobCount, Notice, StoreError, Tally};
 
 #[async_trait]
 impl AdminStore for PgStore {
@@ -18,6 +18,59 @@ impl AdminStore for PgStore {
             .prepare_cached(include_str!("sql/count_live_claims.sql"))
             .await?;
         column(&conn.query_one(&statement, &[]).await?, "live")
+    }
+
+    async fn tally(&self) -> Result<Tally, StoreError> {
+        let conn = self.conn().await?;
+        let jobs = conn
+            .prepare_cached(include_str!("sql/job_tally.sql"))
+            .await?;
+        let agents = conn
+            .prepare_cached(include_str!("sql/agent_tally.sql"))
+            .await?;
+        let live = conn
+            .prepare_cached(include_str!("sql/count_live_claims.sql"))
+            .await?;
+        let (jobs, agents, live) = futures_util::try_join!(
+            conn.query(&jobs, &[]),
+            conn.query(&agents, &[]),
+            conn.query_one(&live, &[])
+        )?;
+        Ok(Tally {
+            jobs: jobs
+                .iter()
+                .map(|row| {
+                    Ok((
+                        column(row, "state")?,
+                        column(row, "capability")?,
+                        column(row, "jobs")?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?,
+            agents: agents
+                .iter()
+                .map(|row| Ok((column(row, "status")?, column(row, "agents")?)))
+                .collect::<Result<_, StoreError>>()?,
+            live_claims: column(&live, "live")?,
+        })
+    }
+
+    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(include_str!("sql/job_counts.sql"))
+            .await?;
+        conn.query(&statement, &[&limit])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(JobCount {
+                    status: column(row, "status")?,
+                    capability: column(row, "capability")?,
+                    jobs: column(row, "jobs")?,
+                })
+            })
+            .collect()
     }
 
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError> {

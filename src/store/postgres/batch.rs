@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use prometheus::Histogram;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::StoreError;
@@ -31,8 +32,9 @@ pub(super) struct Batcher<Req, Resp> {
 
 impl<Req: Clone + Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// Starts the gathering task: at most `slots` statements in flight, at most `max` calls each.
-    /// `apply` answers every request of a batch, in order.
-    pub(super) fn start<F, Fut>(slots: usize, max: usize, apply: F) -> Self
+    /// `apply` answers every request of a batch, in order; `sizes` learns how many calls each
+    /// statement carried.
+    pub(super) fn start<F, Fut>(slots: usize, max: usize, sizes: Histogram, apply: F) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Resp>, StoreError>> + Send + 'static,
@@ -56,6 +58,7 @@ impl<Req: Clone + Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                         Err(_) => break,
                     }
                 }
+                sizes.observe(batch.len() as f64);
                 let apply = apply.clone();
                 tokio::spawn(async move {
                     let (requests, replies): (Vec<_>, Vec<_>) =

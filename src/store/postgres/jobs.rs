@@ -12,6 +12,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::writes::{Write, Written};
 use super::{column, PgStore, DEFAULT_LEASE_SECONDS};
 use crate::domain::jobs::{poll_lease, JobState, TakenBack};
 use crate::store::{
@@ -20,14 +21,19 @@ use crate::store::{
 };
 use crate::wire::{ClaimedJob, Job, JobStatus, RawJson, RecvCursor, RejectReason, Timestamp};
 
+/// The statements of the grouped writes (prepared ahead by `writes`).
+pub(super) const CREATE_JOBS: &str = include_str!("sql/create_jobs.sql");
+pub(super) const CLAIM_JOBS: &str = include_str!("sql/claim_jobs.sql");
+pub(super) const APPLY_DELTAS: &str = include_str!("sql/apply_deltas.sql");
+
 #[async_trait]
 impl JobStore for PgStore {
     /// Submit (docs/state-machine.md#submit), grouped: the submissions that arrive together are
     /// one multi-row INSERT (one commit).
     async fn create_job(&self, job: NewJob) -> Result<(), StoreError> {
         match &self.batches {
-            Some(batches) => batches.submits.call(job).await,
-            None => self.create_jobs(vec![job]).await.map(|_| ()),
+            Some(batches) => batches.writes.call(Write::Submit(job)).await.map(|_| ()),
+            None => create_jobs_on(&self.conn().await?, &[job]).await,
         }
     }
 
@@ -79,9 +85,11 @@ impl JobStore for PgStore {
     /// claimed until the caller has checked them and asks again with `gate_checked`.
     async fn claim_next(&self, call: ClaimCall) -> Result<ClaimOutcome, StoreError> {
         match &self.batches {
-            Some(batches) => batches.claims.call(call).await,
-            None => Ok(self
-                .claim_many(vec![call])
+            Some(batches) => match batches.writes.call(Write::Claim(call)).await? {
+                Written::Claim(outcome) => Ok(outcome),
+                _ => Err(StoreError::Batch("a claim answered as another kind".into())),
+            },
+            None => Ok(claim_many_on(&self.conn().await?, &[call])
                 .await?
                 .pop()
                 .unwrap_or(ClaimOutcome::NoWork)),
@@ -93,12 +101,17 @@ impl JobStore for PgStore {
     /// rejected delta touches nothing: no lease extension, no cursor advance.
     async fn apply_delta(&self, delta: DeltaUpdate) -> Result<DeltaOutcome, StoreError> {
         match &self.batches {
-            Some(batches) => batches.deltas.call(delta).await,
-            None => Ok(self
-                .apply_deltas(vec![delta])
-                .await?
-                .pop()
-                .unwrap_or(DeltaOutcome::Rejected(RejectReason::NotFound))),
+            Some(batches) => match batches.writes.call(Write::Delta(delta)).await? {
+                Written::Delta(outcome) => Ok(outcome),
+                _ => Err(StoreError::Batch("a delta answered as another kind".into())),
+            },
+            None => {
+                let deltas = std::slice::from_ref(&delta);
+                Ok(apply_waves(&self.conn().await?, &waves(deltas), deltas)
+                    .await?
+                    .pop()
+                    .unwrap_or(DeltaOutcome::Rejected(RejectReason::NotFound)))
+            }
         }
     }
 
@@ -255,44 +268,43 @@ impl JobStore for PgStore {
     }
 }
 
-impl PgStore {
-    /// One INSERT for every job given. `submitted_at` is taken per row, in the order given, so
-    /// submissions that share a statement keep their arrival order.
-    pub(super) async fn create_jobs(&self, jobs: Vec<NewJob>) -> Result<Vec<()>, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(include_str!("sql/create_jobs.sql"))
-            .await?;
-        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-        let capabilities: Vec<&str> = jobs.iter().map(|j| j.capability.as_str()).collect();
-        let submitters: Vec<&str> = jobs.iter().map(|j| j.submitted_by.as_str()).collect();
-        let payloads: Vec<Json<&RawValue>> =
-            jobs.iter().map(|j| Json(&*j.submitted_payload)).collect();
-        let owners: Vec<Option<&str>> = jobs
-            .iter()
-            .map(|j| j.owner_instance_id.as_deref())
-            .collect();
-        let retries: Vec<i64> = jobs.iter().map(|j| j.max_retries).collect();
-        let durations: Vec<Option<i64>> = jobs.iter().map(|j| j.max_duration).collect();
-        let deadlines: Vec<Option<SystemTime>> =
-            jobs.iter().map(|j| j.total_deadline.map(|t| t.0)).collect();
-        conn.execute(
-            &statement,
-            &[
-                &ids,
-                &capabilities,
-                &submitters,
-                &payloads,
-                &owners,
-                &retries,
-                &durations,
-                &deadlines,
-            ],
-        )
-        .await?;
-        Ok(vec![(); jobs.len()])
-    }
+/// One INSERT for every job given. `submitted_at` is taken per row, in the order given, so
+/// submissions that share a statement keep their arrival order.
+pub(super) async fn create_jobs_on(
+    conn: &impl GenericClient,
+    jobs: &[NewJob],
+) -> Result<(), StoreError> {
+    let statement = conn.prepare_cached(CREATE_JOBS).await?;
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let capabilities: Vec<&str> = jobs.iter().map(|j| j.capability.as_str()).collect();
+    let submitters: Vec<&str> = jobs.iter().map(|j| j.submitted_by.as_str()).collect();
+    let payloads: Vec<Json<&RawValue>> = jobs.iter().map(|j| Json(&*j.submitted_payload)).collect();
+    let owners: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|j| j.owner_instance_id.as_deref())
+        .collect();
+    let retries: Vec<i64> = jobs.iter().map(|j| j.max_retries).collect();
+    let durations: Vec<Option<i64>> = jobs.iter().map(|j| j.max_duration).collect();
+    let deadlines: Vec<Option<SystemTime>> =
+        jobs.iter().map(|j| j.total_deadline.map(|t| t.0)).collect();
+    conn.execute(
+        &statement,
+        &[
+            &ids,
+            &capabilities,
+            &submitters,
+            &payloads,
+            &owners,
+            &retries,
+            &durations,
+            &deadlines,
+        ],
+    )
+    .await?;
+    Ok(())
+}
 
+impl PgStore {
     /// The jobs asked for, in the order asked (`None` for an id that names no job).
     pub(super) async fn get_jobs(&self, ids: Vec<Uuid>) -> Result<Vec<Option<Job>>, StoreError> {
         let conn = self.conn().await?;
@@ -306,68 +318,46 @@ impl PgStore {
         }
         Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
+}
 
-    /// One statement for every claim call: each capability's oldest claimable jobs are handed
-    /// to its claimers in the order they called. Outcomes in the given order.
-    pub(super) async fn claim_many(
-        &self,
-        calls: Vec<ClaimCall>,
-    ) -> Result<Vec<ClaimOutcome>, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(include_str!("sql/claim_jobs.sql"))
-            .await?;
-        let capabilities: Vec<&str> = calls.iter().map(|c| c.capability.as_str()).collect();
-        let instances: Vec<&str> = calls.iter().map(|c| c.instance_id.as_str()).collect();
-        let checked: Vec<bool> = calls.iter().map(|c| c.gate_checked).collect();
-        let rows = conn
-            .query(
-                &statement,
-                &[&capabilities, &instances, &checked, &DEFAULT_LEASE_SECONDS],
-            )
-            .await?;
-        let mut outcomes: Vec<ClaimOutcome> = calls.iter().map(|_| ClaimOutcome::NoWork).collect();
-        for row in &rows {
-            let slot = column::<i64>(row, "caller")? as usize - 1;
-            outcomes[slot] = match column::<Option<Uuid>>(row, "job_id")? {
-                Some(id) => ClaimOutcome::Claimed(ClaimedJob {
-                    id,
-                    submitted_payload: column::<Json<RawJson>>(row, "submitted_payload")?.0,
-                    attempt_count: column(row, "attempt_count")?,
-                    claim_epoch: column(row, "claim_epoch")?,
-                    lease_expires_at: timestamp(row, "lease_expires_at")?,
-                    max_duration: column(row, "max_duration")?,
-                    recv_cursor: recv_cursor(row)?,
-                }),
-                None if column(row, "gated")? => ClaimOutcome::Gated,
-                None => ClaimOutcome::NoWork,
-            };
-        }
-        Ok(outcomes)
+/// One statement for every claim call: each capability's oldest claimable jobs are handed
+/// to its claimers in the order they called. Outcomes in the given order.
+pub(super) async fn claim_many_on(
+    conn: &impl GenericClient,
+    calls: &[ClaimCall],
+) -> Result<Vec<ClaimOutcome>, StoreError> {
+    let statement = conn.prepare_cached(CLAIM_JOBS).await?;
+    let capabilities: Vec<&str> = calls.iter().map(|c| c.capability.as_str()).collect();
+    let instances: Vec<&str> = calls.iter().map(|c| c.instance_id.as_str()).collect();
+    let checked: Vec<bool> = calls.iter().map(|c| c.gate_checked).collect();
+    let rows = conn
+        .query(
+            &statement,
+            &[&capabilities, &instances, &checked, &DEFAULT_LEASE_SECONDS],
+        )
+        .await?;
+    let mut outcomes: Vec<ClaimOutcome> = calls.iter().map(|_| ClaimOutcome::NoWork).collect();
+    for row in &rows {
+        let slot = column::<i64>(row, "caller")? as usize - 1;
+        outcomes[slot] = match column::<Option<Uuid>>(row, "job_id")? {
+            Some(id) => ClaimOutcome::Claimed(ClaimedJob {
+                id,
+                submitted_payload: column::<Json<RawJson>>(row, "submitted_payload")?.0,
+                attempt_count: column(row, "attempt_count")?,
+                claim_epoch: column(row, "claim_epoch")?,
+                lease_expires_at: timestamp(row, "lease_expires_at")?,
+                max_duration: column(row, "max_duration")?,
+                recv_cursor: recv_cursor(row)?,
+            }),
+            None if column(row, "gated")? => ClaimOutcome::Gated,
+            None => ClaimOutcome::NoWork,
+        };
     }
-
-    /// Applies deltas in as few statements as their jobs allow: one per "wave" of distinct jobs
-    /// (two deltas to one job go in order, in successive waves). Several waves share one
-    /// transaction, so a batch commits whole or not at all (and a failed one can be retried
-    /// member by member). Outcomes in the given order.
-    pub(super) async fn apply_deltas(
-        &self,
-        deltas: Vec<DeltaUpdate>,
-    ) -> Result<Vec<DeltaOutcome>, StoreError> {
-        let waves = waves(&deltas);
-        let mut conn = self.conn().await?;
-        if waves.len() == 1 {
-            return apply_waves(&conn, &waves, &deltas).await;
-        }
-        let tx = conn.transaction().await?;
-        let outcomes = apply_waves(&tx, &waves, &deltas).await?;
-        tx.commit().await?;
-        Ok(outcomes)
-    }
+    Ok(outcomes)
 }
 
 /// The deltas split into waves of distinct jobs, each delta after the earlier ones to its job.
-fn waves(deltas: &[DeltaUpdate]) -> Vec<Vec<usize>> {
+pub(super) fn waves(deltas: &[DeltaUpdate]) -> Vec<Vec<usize>> {
     let mut waves = Vec::new();
     let mut remaining: Vec<usize> = (0..deltas.len()).collect();
     while !remaining.is_empty() {
@@ -383,7 +373,7 @@ fn waves(deltas: &[DeltaUpdate]) -> Vec<Vec<usize>> {
 
 /// Applies the waves in order on one connection (or transaction); a delta whose guard did not
 /// hold is named from the job as it is now, read on the same connection.
-async fn apply_waves(
+pub(super) async fn apply_waves(
     conn: &impl GenericClient,
     waves: &[Vec<usize>],
     deltas: &[DeltaUpdate],
@@ -417,9 +407,7 @@ async fn apply_wave(
     wave: &[usize],
     deltas: &[DeltaUpdate],
 ) -> Result<Vec<Option<ClaimAfter>>, StoreError> {
-    let statement = conn
-        .prepare_cached(include_str!("sql/apply_deltas.sql"))
-        .await?;
+    let statement = conn.prepare_cached(APPLY_DELTAS).await?;
     let pick = |i: &usize| &deltas[*i];
     let ids: Vec<Uuid> = wave.iter().map(|i| pick(i).job_id).collect();
     let instances: Vec<&str> = wave.iter().map(|i| pick(i).instance_id.as_str()).collect();

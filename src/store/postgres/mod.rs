@@ -14,15 +14,18 @@ mod namespace;
 mod notify;
 mod schema;
 mod sweep;
+mod writes;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use prometheus::core::Collector;
+use prometheus::{HistogramOpts, HistogramVec, IntCounter};
 use tokio_postgres::{NoTls, Row};
 
-use super::model::{ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, NewJob};
+use super::model::PoolStatus;
 use super::{Backend, ConnectError, DbSchema, Storage, StoreError};
 
 /// The lease window of jobs without `max_duration`, as statements take it (seconds).
@@ -47,14 +50,41 @@ pub(super) struct PgStore {
     replica: Arc<str>,
     /// Group commit of the hot writes (started with the server; `None` for the CLI's stores).
     batches: Option<Arc<Batches>>,
+    instruments: Instruments,
 }
 
-/// The hot writes that are grouped into shared statements (see `batch`).
+/// What the store measures of itself for `GET /metrics` (registered by `crate::metrics`).
+#[derive(Clone)]
+struct Instruments {
+    /// Calls per shared statement, by kind (see `batch`).
+    batch_sizes: HistogramVec,
+    /// Calls that waited `POOL_TIMEOUT` for a connection in vain.
+    pool_timeouts: IntCounter,
+}
+
+impl Instruments {
+    fn new() -> Instruments {
+        let sizes = HistogramOpts::new(
+            "mesh_registry_db_batch_size",
+            "Calls carried by each group-committed statement, by kind.",
+        )
+        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]);
+        Instruments {
+            batch_sizes: HistogramVec::new(sizes, &["kind"]).expect("valid metric"),
+            pool_timeouts: IntCounter::new(
+                "mesh_registry_db_pool_timeouts_total",
+                "Calls that found no free PostgreSQL connection within 5 s (answered 503).",
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+/// The hot calls that are grouped (see `batch`): reads into shared statements, writes of every
+/// kind into shared transactions (see `writes`).
 struct Batches {
     reads: batch::Batcher<uuid::Uuid, Option<crate::wire::Job>>,
-    submits: batch::Batcher<NewJob, ()>,
-    claims: batch::Batcher<ClaimCall, ClaimOutcome>,
-    deltas: batch::Batcher<DeltaUpdate, DeltaOutcome>,
+    writes: batch::Batcher<writes::Write, writes::Written>,
 }
 
 /// Statements in flight per kind, and calls per statement, at most.
@@ -69,24 +99,16 @@ impl PgStore {
         pool_size: usize,
     ) -> Result<PgStore, ConnectError> {
         let mut store = PgStore::open(database_url, schema, pool_size)?;
-        let (for_reads, for_submits) = (store.clone(), store.clone());
-        let (for_claims, for_deltas) = (store.clone(), store.clone());
+        let (for_reads, for_writes) = (store.clone(), store.clone());
+        let sizes = |kind: &str| store.instruments.batch_sizes.with_label_values(&[kind]);
         store.batches = Some(Arc::new(Batches {
-            reads: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |ids| {
+            reads: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, sizes("read"), move |ids| {
                 let store = for_reads.clone();
                 async move { store.get_jobs(ids).await }
             }),
-            submits: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |jobs| {
-                let store = for_submits.clone();
-                async move { store.create_jobs(jobs).await }
-            }),
-            claims: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |calls| {
-                let store = for_claims.clone();
-                async move { store.claim_many(calls).await }
-            }),
-            deltas: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, move |deltas| {
-                let store = for_deltas.clone();
-                async move { store.apply_deltas(deltas).await }
+            writes: batch::Batcher::start(BATCH_SLOTS, BATCH_MAX, sizes("write"), move |writes| {
+                let store = for_writes.clone();
+                async move { store.apply_writes(writes).await }
             }),
         }));
         Ok(store)
@@ -143,17 +165,40 @@ impl PgStore {
             channels: Arc::new(notify::Channels::of(schema)),
             replica: uuid::Uuid::new_v4().simple().to_string().into(),
             batches: None,
+            instruments: Instruments::new(),
         })
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        Ok(self.pool.get().await?)
+        self.pool.get().await.map_err(|error| {
+            if matches!(error, deadpool_postgres::PoolError::Timeout(_)) {
+                self.instruments.pool_timeouts.inc();
+            }
+            StoreError::Pool(error)
+        })
     }
 }
 
 impl Storage for PgStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        })
+    }
+
+    fn instruments(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.instruments.batch_sizes.clone()),
+            Box::new(self.instruments.pool_timeouts.clone()),
+        ]
     }
 
     /// `host:port/dbname` (never the password).

@@ -121,6 +121,30 @@ impl PgStore {
         Ok(())
     }
 
+    /// For `migrate status` while our schema has no history yet: what the next start will do
+    /// with an earlier mesh-registry's tables in `public` (the move `claim_namespace` makes).
+    pub(super) async fn earlier_layout_note(
+        &self,
+        client: &Client,
+    ) -> Result<Option<String>, StoreError> {
+        let schema = &self.schema;
+        Ok(match read_public(client).await?.earlier {
+            EarlierLayout::None => None,
+            EarlierLayout::Intact { tables } => Some(format!(
+                "schema public holds the tables of an earlier mesh-registry ({}); the next start \
+                 moves them into schema {schema}, with their data, once; a mesh-registry older \
+                 than this one no longer finds them (docs/operations.md#rolling-back-past-the-move)",
+                listed(&tables)
+            )),
+            EarlierLayout::Changed(pieces) => Some(format!(
+                "schema public holds tables of an earlier mesh-registry that another tool has \
+                 changed ({}); the next start leaves them where they are and begins with empty \
+                 tables in schema {schema}",
+                listed(&pieces)
+            )),
+        })
+    }
+
     /// Under the migration lock, before migrating: our schema exists afterwards. When it has
     /// no history yet and `public` holds an earlier mesh-registry's tables, intact, they move
     /// into it in one transaction (data, indexes and the migration history with them), once.

@@ -5,6 +5,7 @@
 //! dropped. Dropping what the binary does not know is the explicit `migrate prune`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use tokio_postgres::{Client, NoTls};
@@ -46,22 +47,39 @@ impl SchemaStore for PgStore {
         self.migrate_locked(&mut client, up_to).await
     }
 
-    /// `migrate status`.
+    /// `migrate status`, with a note when the next start will move an earlier layout.
     async fn schema_report(&self) -> Result<SchemaReport, StoreError> {
-        inspect(&self.dedicated().await?, self.schema.as_str()).await
+        let client = self.dedicated().await?;
+        let mut report = inspect(&client, self.schema.as_str()).await?;
+        if report.applied.is_empty() {
+            report
+                .notes
+                .extend(self.earlier_layout_note(&client).await?);
+        }
+        Ok(report)
+    }
+
+    /// `migrate import-reference` (see `import.rs`), into our tables brought up to date first,
+    /// as `serve` would.
+    async fn import_reference(
+        &self,
+        force: bool,
+        reference_file: Option<PathBuf>,
+    ) -> Result<ImportOutcome, StoreError> {
+        if reference_file.is_some() {
+            return Err(StoreError::Unsupported(
+                "--from names the Go registry's SQLite file; on PostgreSQL its tables are read \
+                 from the same database (schema public)",
+            ));
+        }
+        self.prepare_schema().await?;
+        self.import_reference_tables(force).await
     }
 
     /// `migrate prune --yes`: drops everything the model does not know, and forgets migrations
     /// this binary does not know (so a later upgrade applies them again), in one transaction
     /// under the migration lock. Returns what was dropped. It looks at our schema only, and
     /// names it in every statement: another application's tables are never candidates.
-    /// `migrate import-reference` (see `import.rs`), into our tables brought up to date first,
-    /// as `serve` would.
-    async fn import_reference(&self, force: bool) -> Result<ImportOutcome, StoreError> {
-        self.prepare_schema().await?;
-        self.import_reference_tables(force).await
-    }
-
     async fn prune(&self) -> Result<Vec<SchemaPiece>, StoreError> {
         let mut client = self.dedicated().await?;
         client

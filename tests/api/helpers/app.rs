@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_registry::config::Config;
+use mesh_registry::config::{Config, MetricsSettings};
 use mesh_registry::startup::Application;
 use mesh_registry::store::Backend;
 use serde_json::{json, Value};
@@ -21,6 +21,7 @@ pub fn test_config(database_url: String) -> Config {
         port: 0,
         admin_port: None,
         admin_host: "127.0.0.1".into(),
+        ui: true,
         database_url,
         db_schema: Default::default(),
         db_pool_size: 4,
@@ -29,6 +30,7 @@ pub fn test_config(database_url: String) -> Config {
         max_connections: 10_000,
         max_page_bytes: 4 << 20,
         max_long_polls: 1_000,
+        max_long_polls_per_client: 250,
         cancel_event_grace: Duration::ZERO,
         job_stale_timeout: None,
         shutdown_timeout: Duration::from_secs(5),
@@ -41,6 +43,12 @@ pub fn test_config(database_url: String) -> Config {
         proxy_timeout: Duration::from_secs(60),
         propagate_headers: Vec::new(),
         proxy_max_streams: 16,
+        metrics: MetricsSettings {
+            enabled: true,
+            capabilities: 0,
+            // Every scrape counts afresh: tests read what they just did.
+            refresh: Duration::ZERO,
+        },
     }
 }
 

@@ -18,6 +18,7 @@
 //! the tests are quiet.
 
 mod app;
+mod browser;
 mod database;
 mod fixture;
 mod postgres_server;
@@ -26,6 +27,7 @@ mod throwaway_cluster;
 mod wait;
 
 pub use app::{assert_error, now, spawn_app, spawn_app_with, start_app, TestApp};
+pub use browser::browser;
 pub use database::{connect, database_url, TestDatabase};
 pub use fixture::Set;
 pub use mesh_registry::store::Backend;

@@ -81,6 +81,16 @@ impl RegistryProcess {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// SIGTERM, then waits for the graceful exit (what it flushes on the way out is out).
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "SIGTERM");
+        self.child.wait().expect("reaped");
+    }
+
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
