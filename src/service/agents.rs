@@ -12,9 +12,10 @@ use tracing::Instrument;
 use super::{store_span, Registry};
 use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
-use crate::store::{AgentRow, MeshSnapshot, NewRegistration, StoreError, ToolRow};
+use crate::store::{AgentRow, MeshSnapshot, NewRegistration, RegisterOutcome, StoreError, ToolRow};
 use crate::wire::{
-    rfc3339, AgentView, CapabilityView, DependencyResolution, DependencyStatus, ResolvedDependency,
+    rfc3339, AgentView, CapabilityView, DependencyResolution, DependencySpec, DependencyStatus,
+    ResolvedDependency,
 };
 
 /// A registration as stored, and where the agent's dependencies resolve now.
@@ -41,12 +42,24 @@ pub enum Beat {
 
 impl Registry {
     /// `POST /heartbeat`: registers or refreshes the agent and resolves its dependencies.
-    pub async fn register(&self, agent: &NewRegistration<'_>) -> Result<Registration, StoreError> {
-        let registered = self
+    /// A registration that would close a cycle of required dependencies is refused (nothing
+    /// stored): `Err` with the cycle, `"a → b → a"`.
+    pub async fn register(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<Result<Registration, String>, StoreError> {
+        let registered = match self
             .store
             .register_agent(agent)
             .instrument(store_span("register_agent"))
-            .await?;
+            .await?
+        {
+            RegisterOutcome::Registered(registered) => registered,
+            RegisterOutcome::RequiredCycle(cycle) => {
+                tracing::warn!(agent_id = agent.agent_id, cycle, "registration refused");
+                return Ok(Err(format!("required dependency cycle: {cycle}")));
+            }
+        };
         self.actors.agent_tracker.do_send(AgentRegistered {
             agent_id: agent.agent_id.to_owned(),
             topology_version: registered.topology_version,
@@ -80,7 +93,9 @@ impl Registry {
                     .await?
             }
         };
-        let mesh = Mesh::from_snapshot(&snapshot);
+        let dependencies: Vec<&[DependencySpec]> =
+            agent.tools.iter().map(|t| t.dependencies).collect();
+        let mesh = self.mesh(&snapshot, &dependencies).await?;
         let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for tool in agent.tools.iter().filter(|t| !t.dependencies.is_empty()) {
             dependencies_resolved
@@ -88,11 +103,11 @@ impl Registry {
                 .or_default()
                 .extend(mesh.resolve_all(tool.dependencies, agent.namespace));
         }
-        Ok(Registration {
+        Ok(Ok(Registration {
             created: registered.created,
             dependencies_resolved,
             llm: LlmMesh::from_snapshot(&snapshot).answer(agent.agent_id, &llm_requests),
-        })
+        }))
     }
 
     /// `HEAD /heartbeat/{agent_id}`, answered from memory (the write is batched); `Err` when
@@ -151,18 +166,31 @@ impl Registry {
 
     /// Every agent with its capabilities' availability and where its dependencies resolve now.
     pub async fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
-        Ok(agent_views(
-            &self
-                .store
-                .llm_snapshot()
-                .instrument(store_span("llm_snapshot"))
-                .await?,
-        ))
+        let snapshot = self
+            .store
+            .llm_snapshot()
+            .instrument(store_span("llm_snapshot"))
+            .await?;
+        let mesh = self.mesh(&snapshot, &[]).await?;
+        Ok(agent_views(&snapshot, &mesh))
+    }
+
+    /// The mesh to resolve against, with the published output schemas when a dependency of
+    /// the mesh (or of `also`, a registration not stored yet) asks for schema matching.
+    pub(super) async fn mesh(
+        &self,
+        snapshot: &MeshSnapshot,
+        also: &[&[DependencySpec]],
+    ) -> Result<Mesh, StoreError> {
+        let mesh = Mesh::from_snapshot(snapshot);
+        Ok(match Mesh::wants_schemas(snapshot, also) {
+            true => mesh.with_output_schemas(self.store.published_output_schemas().await?),
+            false => mesh,
+        })
     }
 }
 
-fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
-    let mesh = Mesh::from_snapshot(snapshot);
+fn agent_views(snapshot: &MeshSnapshot, mesh: &Mesh) -> Vec<AgentView> {
     let llm_mesh = LlmMesh::from_snapshot(snapshot);
     let mut availability: Availability = HashMap::new();
     for (provider, reason) in mesh.providers().iter().zip(mesh.availability()) {
@@ -177,7 +205,7 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                 .iter()
                 .filter(|t| t.agent_id == agent.agent_id && !t.function_name.is_empty())
                 .collect();
-            let dependency_resolutions = dependency_resolutions(&mesh, agent, &tools);
+            let dependency_resolutions = dependency_resolutions(mesh, agent, &tools);
             let llm_requests: Vec<LlmRequest> =
                 tools.iter().copied().map(LlmRequest::of_tool).collect();
             let (llm_tools, llm_providers) = llm_mesh.resolutions(&agent.agent_id, &llm_requests);

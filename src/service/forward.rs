@@ -12,11 +12,12 @@ use crate::wire::CancelRequest;
 const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The client of outbound calls to agents. It goes only where an agent's registration says: the
-/// endpoint is a validated host and port (`domain::agents::http_endpoint`), the path is fixed,
-/// and redirects are never followed (an agent cannot send the registry elsewhere, such as to
-/// its own admin listener or another internal service). Short timeouts: a hanging agent holds
-/// nothing for long.
+/// The client of outbound calls to agents: the cancel forward and the MCP proxy. It goes only
+/// where an agent's registration says: the endpoint is a validated host and port
+/// (`domain::agents::http_endpoint`), the path is fixed (or an `/mcp` path, for the proxy), and
+/// redirects are never followed (an agent cannot send the registry elsewhere, such as to its
+/// own admin listener or another internal service). Short timeouts: a hanging agent holds
+/// nothing for long (the proxy sets each request's budget in place of the default).
 pub(super) fn agent_client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

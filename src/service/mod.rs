@@ -12,6 +12,8 @@ mod events;
 mod forward;
 mod jobs;
 mod metrics;
+mod proxy;
+mod schemas;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ pub use admin::{DrainError, DrainView};
 pub use agents::{Beat, Registration};
 pub use events::{EventsRead, Executor};
 pub use jobs::{ForwardHeaders, JOB_COUNT_GROUPS};
+pub use proxy::{ProxyCall, ProxyError, ProxyMethod, ProxySettings, Relay};
 
 use crate::metrics::Metrics;
 use crate::store::{Change, Changed, Store};
@@ -60,6 +63,7 @@ pub struct Settings {
     pub job_stale_timeout: Option<Duration>,
     /// `MCP_MESH_MAX_PAGE_BYTES`: a page of jobs or events stops once it holds this much.
     pub max_page_bytes: i64,
+    pub proxy: ProxySettings,
 }
 
 /// The registry's use cases; shared by every handler (one per replica).
@@ -68,8 +72,10 @@ pub struct Registry {
     actors: Actors,
     /// Read before every claim; the supervisor owns it.
     drain_gate: DrainGate,
-    /// Outbound calls to agents (cancel forwarding).
+    /// Outbound calls to agents (cancel forwarding, the MCP proxy).
     agent_client: reqwest::Client,
+    /// The MCP proxy's concurrent relays.
+    proxy_slots: proxy::ProxySlots,
     settings: Settings,
     started_at: Instant,
     metrics: Arc<Metrics>,
@@ -89,6 +95,7 @@ impl Registry {
             actors,
             drain_gate,
             agent_client: forward::agent_client()?,
+            proxy_slots: proxy::ProxySlots::new(settings.proxy.max_streams),
             settings,
             started_at: Instant::now(),
             metrics,

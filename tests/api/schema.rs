@@ -385,7 +385,11 @@ async fn replicas_starting_together_migrate_once(backend: Backend) {
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    assert_eq!(rows, vec![(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)]);
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count() as i32;
+    let once_each: Vec<(i32, i64)> = (1..=migrations).map(|version| (version, 1)).collect();
+    assert_eq!(rows, once_each);
 }
 
 on_both_backends!(bodies_from_a_newer_sdk_are_accepted_on_every_endpoint);
