@@ -266,15 +266,17 @@ impl Tls {
     fn read(settings: &TlsSettings) -> Result<Tls, StartupError> {
         let (server, chain) = match settings.mode {
             TlsMode::Off => {
-                let listed = if settings.trust_dir.is_some() {
-                    "filestore"
-                } else {
-                    ""
-                };
-                (
-                    None,
-                    TrustChain::configure(listed, settings.trust_dir.as_deref()),
-                )
+                // Only listed, never enforced: a trust directory that is not there (the
+                // reference's chart names one without mounting it) lists nothing, as there.
+                let dir = settings.trust_dir.as_deref().filter(|dir| {
+                    let there = dir.is_dir();
+                    if !there {
+                        tracing::info!(dir = %dir.display(), "TLS is off and MCP_MESH_TRUST_DIR is not a directory: no trusted entities to list");
+                    }
+                    there
+                });
+                let listed = if dir.is_some() { "filestore" } else { "" };
+                (None, TrustChain::configure(listed, dir))
             }
             mode => {
                 let (Some(cert), Some(key)) = (&settings.cert, &settings.key) else {
