@@ -307,6 +307,18 @@ impl TestApp {
             .await;
     }
 
+    /// Sets one column of every event the registry's log holds about an agent.
+    pub async fn set_mesh_events(&self, agent_id: &str, column: &str, value: Set) {
+        self.fixture
+            .update(
+                "mesh_events",
+                "agent_id",
+                Key::Text(agent_id),
+                &[(column, value)],
+            )
+            .await;
+    }
+
     /// Every job row, read in one statement (one consistent snapshot).
     pub async fn job_rows(&self) -> Vec<JobRow> {
         self.fixture.job_rows().await
