@@ -884,6 +884,28 @@ mod tests {
     }
 }
 
+/// One event of the registry's log as `GET /events` shows it: the reference leaves out an
+/// absent name, function or data rather than sending `null`.
+#[derive(Debug, Serialize)]
+pub struct MeshEventView {
+    pub agent_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<RawJson>,
+    pub event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+    pub timestamp: String,
+}
+
+/// `GET /events`: newest first.
+#[derive(Debug, Serialize)]
+pub struct MeshEventsResponse {
+    pub count: usize,
+    pub events: Vec<MeshEventView>,
+}
+
 /// A canonical schema as `GET /schemas` and `GET /schemas/{hash}` show it.
 #[derive(Debug, Serialize)]
 pub struct SchemaEntryView {

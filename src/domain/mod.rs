@@ -8,3 +8,4 @@
 
 pub mod agents;
 pub mod jobs;
+pub mod registry_events;

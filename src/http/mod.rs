@@ -15,6 +15,7 @@ mod extract;
 mod health;
 mod info;
 mod jobs;
+mod mesh_events;
 mod metrics;
 mod proxy;
 mod schemas;
@@ -138,6 +139,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .to(proxy::get),
     )
     .service(web::resource("/").guard(guard::Get()).to(info::root))
+    .service(
+        web::resource("/events")
+            .guard(guard::Get())
+            .to(mesh_events::list),
+    )
     .service(
         web::resource("/schemas")
             .guard(guard::Get())

@@ -11,6 +11,7 @@ mod agents;
 mod events;
 mod forward;
 mod jobs;
+mod mesh_events;
 mod metrics;
 mod proxy;
 mod schemas;

@@ -33,10 +33,10 @@ use uuid::Uuid;
 
 pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
-    DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery, JobPage, Liveness,
-    MeshSnapshot, NewJob, NewRegistration, NewTool, Notice, PoolStatus, PostEventOutcome,
-    PublishedSchema, ReclaimOutcome, RegisterOutcome, Registered, ReleaseOutcome, SchemaEntry,
-    Tally, ToolRow,
+    DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery, JobPage, Liveness, MeshEvent,
+    MeshEventQuery, MeshSnapshot, NewJob, NewRegistration, NewTool, Notice, PoolStatus,
+    PostEventOutcome, PublishedSchema, ReclaimOutcome, RegisterOutcome, Registered, ReleaseOutcome,
+    SchemaEntry, Tally, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -291,6 +291,9 @@ pub trait AgentStore {
     async fn schema_entry(&self, hash: &str) -> Result<Option<SchemaEntry>, StoreError>;
     /// The canonical output schemas of the tools that published one (for schema matching).
     async fn published_output_schemas(&self) -> Result<Vec<SchemaEntry>, StoreError>;
+    /// The registry's event log, newest first (`GET /events`). Its lifecycle events are
+    /// written by the calls above that make the change (domain::registry_events).
+    async fn mesh_events(&self, query: &MeshEventQuery) -> Result<Vec<MeshEvent>, StoreError>;
 }
 
 /// Leases and the safety sweep (docs/state-machine.md#lease-timers, docs/state-machine.md#sweep;

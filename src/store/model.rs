@@ -454,6 +454,27 @@ pub struct ToolRow {
     pub output_schema_hash: Option<String>,
 }
 
+/// A row of the registry's event log (`GET /events`).
+#[derive(Debug, Clone)]
+pub struct MeshEvent {
+    pub event_type: String,
+    pub agent_id: String,
+    /// The agent's name as it is now (`None` once the agent is gone).
+    pub agent_name: Option<String>,
+    pub function_name: Option<String>,
+    pub data: RawJson,
+    pub recorded_at: SystemTime,
+}
+
+/// Which events `GET /events` reads: newest first, each filter applied when given.
+#[derive(Debug, Clone, Default)]
+pub struct MeshEventQuery {
+    pub event_type: Option<String>,
+    pub agent_id: Option<String>,
+    pub function_name: Option<String>,
+    pub limit: i64,
+}
+
 /// A canonical JSON Schema in the schema store.
 #[derive(Debug, Clone)]
 pub struct SchemaEntry {

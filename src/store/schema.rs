@@ -149,6 +149,23 @@ pub(super) const MODEL: &[ModelTable] = &[
         postgres_only: false,
     },
     ModelTable {
+        name: "mesh_events",
+        columns: &[
+            ("event_id", BIGINT),
+            ("event_type", TEXT),
+            ("agent_id", TEXT),
+            ("function_name", TEXT),
+            ("data", JSONB),
+            ("recorded_at", TIMESTAMP),
+        ],
+        indexes: &[
+            "mesh_events_pkey",
+            "mesh_events_recorded_idx",
+            "mesh_events_agent_idx",
+        ],
+        postgres_only: false,
+    },
+    ModelTable {
         name: "mesh_topology",
         columns: &[("singleton", BOOLEAN), ("version", BIGINT)],
         indexes: &["mesh_topology_pkey"],

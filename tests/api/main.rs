@@ -15,6 +15,7 @@ mod jobs;
 mod leases;
 mod lifecycle;
 mod llm;
+mod mesh_events;
 mod metrics;
 mod namespace;
 mod ownership;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The real meshctl 3.7.1 against mesh-registry: drain -> wait -> resume (also with our own CLI)
-# and `meshctl list` (e2e.py); `meshctl call` through the registry's proxy to a real Python SDK
-# agent, next to the reference registry 3.7.1 (tools.py).
+# and `meshctl list` (e2e.py); `meshctl call`, `meshctl audit` and the schema commands against a
+# real Python SDK agent, next to the reference registry 3.7.1 (tools.py).
 # meshctl and the reference are fetched once with `npm pack` into a cache outside the repository
 # (never committed); the SDK venv is tests/sdk/run.sh's (target/sdk-venv, made here if missing).
 # Usage: tests/meshctl/run.sh [path-to-mesh-registry]

@@ -10,6 +10,8 @@ Checked for each registry (and the answers compared):
   * `meshctl list --tools=greet` (the tool's schema, read through the proxy);
   * `meshctl list --schemas` (JSON and table) and `meshctl schema diff`, on the schemas the SDK
     published at registration, and a diff naming an unknown hash;
+  * `meshctl audit greet` (table and JSON) finds the agent by prefix and reads its events; the
+    agent's own lifecycle (`GET /events?agent_id=`) is its registration;
   * a target that is not a registered agent is refused (403).
 
 Usage: python tools.py <mesh-registry binary> <meshctl> <reference registry binary> <sdk python>
@@ -169,6 +171,18 @@ def exercise(name: str, registry: str, cli: str, work: pathlib.Path, python: str
     expect(missing.returncode != 0, f"{name}: a diff with an unknown hash fails")
     log(f"{name}: meshctl list --schemas ({len(hashes)} schemas) and meshctl schema diff: passed")
 
+    # `meshctl audit` finds the agent by prefix and reads its events (GET /events?agent_id=).
+    audited = meshctl(cli, registry, "audit", "greet")
+    expect(audited.returncode == 0, f"{name}: meshctl audit: {audited.stdout} {audited.stderr}")
+    audit_text = audited.stdout.replace(agent["id"], "<greeter>")
+    audit_json = meshctl(cli, registry, "audit", "greet", "--json", "--limit", "5")
+    expect(audit_json.returncode == 0, f"{name}: meshctl audit --json: {audit_json.stderr}")
+    audit_envelope = json.loads(audit_json.stdout)
+    status, body = request(f"{registry}/events?agent_id={agent['id']}")
+    lifecycle = [(e["event_type"], e["agent_id"] == agent["id"], e.get("agent_name")) for e in json.loads(body)["events"]]
+    expect(status == 200 and lifecycle == [("register", True, "greeter")], f"{name}: the greeter's events: {body}")
+    log(f"{name}: meshctl audit greet: passed ({audit_text.splitlines()[0] if audit_text else ''})")
+
     status, body = request(f"{registry}/proxy/10.255.0.1:80/mcp", "POST", b"{}")
     expect(status == 403 and "is not a registered agent" in body, f"{name}: unknown target: {status} {body}")
     origins = sorted((entry["hash"], entry["runtime_origin"], json.dumps(entry["canonical"], sort_keys=True))
@@ -177,7 +191,8 @@ def exercise(name: str, registry: str, cli: str, work: pathlib.Path, python: str
     for side in ("a", "b"):
         schema_diff[side].pop("created_at")
     return {"greet": greeted, "countdown": counted, "cut": cut_message, "schemas": origins,
-            "schema diff": schema_diff, "unknown hash": (missing.stdout + missing.stderr).strip()}
+            "schema diff": schema_diff, "unknown hash": (missing.stdout + missing.stderr).strip(),
+            "audit": audit_text, "audit json": audit_envelope, "events": lifecycle}
 
 
 def main() -> int:

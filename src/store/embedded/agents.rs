@@ -11,9 +11,10 @@ use super::{decode, duration_micros, encode, json, now_micros, time_of, Embedded
 use crate::domain::agents::{
     add_required_edges, has_required_dependencies, required_cycle, topology_changed, RequiredEdges,
 };
+use crate::domain::registry_events;
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, RegisterOutcome,
-    Registered, SchemaEntry, StoreError, ToolRow,
+    AgentRow, AgentStore, Liveness, MeshEvent, MeshEventQuery, MeshSnapshot, NewRegistration,
+    NewTool, RegisterOutcome, Registered, SchemaEntry, StoreError, ToolRow,
 };
 use crate::wire::{AgentStatus, DependencySpec};
 
@@ -37,6 +38,13 @@ impl AgentStore for EmbeddedStore {
             if !departed {
                 return Ok(None);
             }
+            record_agent_event(
+                db,
+                &agent_id,
+                registry_events::UNREGISTER,
+                &registry_events::on_deregistration(),
+                true,
+            )?;
             Ok(Some(bump_topology(db)?))
         })
         .await
@@ -58,6 +66,10 @@ impl AgentStore for EmbeddedStore {
                 return Ok((agents, None));
             }
             tracing::info!(?agents, "silent agents marked unhealthy");
+            let data = registry_events::on_silence();
+            for agent_id in &agents {
+                record_agent_event(db, agent_id, registry_events::UNHEALTHY, &data, false)?;
+            }
             Ok((agents, Some(bump_topology(db)?)))
         })
         .await
@@ -167,6 +179,25 @@ impl AgentStore for EmbeddedStore {
         self.run(move |db| {
             db.prepare_cached(include_str!("sql/published_output_schemas.sql"))?
                 .query_map([], |row| Ok(schema_from_row(row)))?
+                .map(|row| row?)
+                .collect()
+        })
+        .await
+    }
+
+    async fn mesh_events(&self, query: &MeshEventQuery) -> Result<Vec<MeshEvent>, StoreError> {
+        let query = query.clone();
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/mesh_events.sql"))?
+                .query_map(
+                    named_params! {
+                        ":event_type": query.event_type,
+                        ":agent_id": query.agent_id,
+                        ":function_name": query.function_name,
+                        ":limit": query.limit,
+                    },
+                    |row| Ok(mesh_event_from_row(row)),
+                )?
                 .map(|row| row?)
                 .collect()
         })
@@ -343,6 +374,22 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutco
             ":topology": encode(&stored.topology)?,
             ":now": now_micros(),
         })?;
+    if let Some((event_type, data)) = registry_events::on_registration(
+        &stored.agent_type,
+        &stored.name,
+        &stored.version,
+        previous.is_none(),
+        previous.as_ref().map(|(status, _)| *status),
+    ) {
+        db.prepare_cached(include_str!("sql/record_mesh_event.sql"))?
+            .execute(named_params! {
+                ":event_type": event_type,
+                ":agent_id": agent_id,
+                ":function_name": None::<String>,
+                ":data": encode(&data)?,
+                ":now": now_micros(),
+            })?;
+    }
     replace_tools(db, agent_id, &stored.tools)?;
     let mut publish = db.prepare_cached(include_str!("sql/insert_schema_entry.sql"))?;
     for (hash, canonical) in &stored.published_schemas {
@@ -364,6 +411,39 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutco
         created: previous.is_none(),
         topology_version,
     }))
+}
+
+/// Records an event about an agent whose status this call just changed; `with_agent` adds the
+/// agent's type, name and version to `data`.
+fn record_agent_event(
+    db: &Connection,
+    agent_id: &str,
+    event_type: &str,
+    data: &serde_json::Value,
+    with_agent: bool,
+) -> Result<(), StoreError> {
+    db.prepare_cached(include_str!("sql/record_agent_event.sql"))?
+        .execute(named_params! {
+            ":event_type": event_type,
+            ":agent_id": agent_id,
+            ":data": encode(data)?,
+            ":with_agent": with_agent,
+            ":unrecorded": registry_events::UNRECORDED_AGENT_TYPE,
+            ":now": now_micros(),
+        })?;
+    Ok(())
+}
+
+fn mesh_event_from_row(row: &Row) -> Result<MeshEvent, StoreError> {
+    Ok(MeshEvent {
+        event_type: row.get("event_type")?,
+        agent_id: row.get("agent_id")?,
+        agent_name: row.get("agent_name")?,
+        function_name: row.get("function_name")?,
+        data: json(row, "data")?
+            .ok_or_else(|| StoreError::Corrupt("an event without data".into()))?,
+        recorded_at: time_of(row.get("recorded_at")?),
+    })
 }
 
 /// The agent's tools become the ones its registration sent, in their order.

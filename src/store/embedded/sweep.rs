@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{duration_micros, encode, now_micros, time_of, uuid, EmbeddedStore};
 use crate::domain::jobs::{stale_reason, TakenBack};
+use crate::domain::registry_events;
 use crate::store::{LeaseStore, StoreError};
 
 #[async_trait]
@@ -109,11 +110,25 @@ fn sweep(db: &Connection, phase: SweepPhase) -> Result<SweepReport, StoreError> 
             named_params! {":now": now},
         ),
         SweepPhase::ExpireStale { timeout } => expire_stale(db, timeout, now),
-        SweepPhase::PurgeEvents { older_than } => count(
-            db,
-            include_str!("sql/purge_finished_job_events.sql"),
-            named_params! {":cutoff": cutoff(older_than)},
-        ),
+        SweepPhase::PurgeEvents { older_than } => {
+            let jobs = count(
+                db,
+                include_str!("sql/purge_finished_job_events.sql"),
+                named_params! {":cutoff": cutoff(older_than)},
+            )?;
+            let registry = count(
+                db,
+                include_str!("sql/purge_mesh_events.sql"),
+                named_params! {
+                    ":cutoff": cutoff(older_than),
+                    ":kept": registry_events::MAX_KEPT,
+                },
+            )?;
+            Ok(SweepReport {
+                count: jobs.count + registry.count,
+                ..SweepReport::default()
+            })
+        }
         SweepPhase::PurgeJobs { older_than } => purge_jobs(db, cutoff(older_than)),
     }
 }

@@ -15,9 +15,10 @@ use super::{column, PgStore};
 use crate::domain::agents::{
     add_required_edges, has_required_dependencies, required_cycle, topology_changed,
 };
+use crate::domain::registry_events;
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, RegisterOutcome,
-    Registered, SchemaEntry, StoreError, ToolRow,
+    AgentRow, AgentStore, Liveness, MeshEvent, MeshEventQuery, MeshSnapshot, NewRegistration,
+    NewTool, RegisterOutcome, Registered, SchemaEntry, StoreError, ToolRow,
 };
 use crate::wire::{AgentStatus, DependencySpec, LlmProviderSpec, RawJson};
 
@@ -90,6 +91,23 @@ impl AgentStore for PgStore {
             previous_status.zip(previous_topology.as_ref().map(|t| &t.0)),
             &topology,
         );
+        if let Some((event_type, data)) = registry_events::on_registration(
+            agent.agent_type,
+            agent.name,
+            agent.version,
+            created,
+            previous_status,
+        ) {
+            let record = tx
+                .prepare_cached(include_str!("sql/record_mesh_event.sql"))
+                .await?;
+            let function_name: Option<&str> = None;
+            tx.execute(
+                &record,
+                &[&event_type, &agent.agent_id, &function_name, &Json(&data)],
+            )
+            .await?;
+        }
 
         let clear = tx
             .prepare_cached(include_str!("sql/clear_agent_tools.sql"))
@@ -140,7 +158,11 @@ impl AgentStore for PgStore {
         let statement = conn
             .prepare_cached(include_str!("sql/deregister_agent.sql"))
             .await?;
-        let row = conn.query_one(&statement, &[&agent_id]).await?;
+        let data = Json(registry_events::on_deregistration());
+        let unrecorded = registry_events::UNRECORDED_AGENT_TYPE;
+        let row = conn
+            .query_one(&statement, &[&agent_id, &data, &unrecorded])
+            .await?;
         Ok(column(&row, "version")?)
     }
 
@@ -154,8 +176,10 @@ impl AgentStore for PgStore {
         let statement = conn
             .prepare_cached(include_str!("sql/expire_silent_agents.sql"))
             .await?;
+        let data = Json(registry_events::on_silence());
+        let unrecorded = registry_events::UNRECORDED_AGENT_TYPE;
         let row = conn
-            .query_one(&statement, &[&silent_for.as_secs_f64()])
+            .query_one(&statement, &[&silent_for.as_secs_f64(), &data, &unrecorded])
             .await?;
         let agents: Vec<String> = column(&row, "agents")?;
         if !agents.is_empty() {
@@ -249,6 +273,35 @@ impl AgentStore for PgStore {
     async fn published_output_schemas(&self) -> Result<Vec<SchemaEntry>, StoreError> {
         self.schema_rows(include_str!("sql/published_output_schemas.sql"), &[])
             .await
+    }
+
+    async fn mesh_events(&self, query: &MeshEventQuery) -> Result<Vec<MeshEvent>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(include_str!("sql/mesh_events.sql"))
+            .await?;
+        conn.query(
+            &statement,
+            &[
+                &query.event_type,
+                &query.agent_id,
+                &query.function_name,
+                &query.limit,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(MeshEvent {
+                event_type: column(row, "event_type")?,
+                agent_id: column(row, "agent_id")?,
+                agent_name: column(row, "agent_name")?,
+                function_name: column(row, "function_name")?,
+                data: column::<Json<RawJson>>(row, "data")?.0,
+                recorded_at: column(row, "recorded_at")?,
+            })
+        })
+        .collect()
     }
 
     async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError> {

@@ -11,6 +11,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{column, PgStore, DEFAULT_LEASE_SECONDS};
 use crate::domain::jobs::{stale_reason, TakenBack};
+use crate::domain::registry_events;
 use crate::store::{LeaseStore, StoreError};
 
 #[async_trait]
@@ -99,7 +100,14 @@ impl LeaseStore for PgStore {
             SweepPhase::ExpireStale { timeout } => self.expire_stale(timeout).await,
             SweepPhase::PurgeEvents { older_than } => {
                 let purge = include_str!("sql/purge_events.sql");
-                self.count(purge, &[&seconds(older_than)]).await
+                let jobs = self.count(purge, &[&seconds(older_than)]).await?;
+                let purge = include_str!("sql/purge_mesh_events.sql");
+                let kept = registry_events::MAX_KEPT;
+                let registry = self.count(purge, &[&seconds(older_than), &kept]).await?;
+                Ok(SweepReport {
+                    count: jobs.count + registry.count,
+                    ..SweepReport::default()
+                })
             }
             SweepPhase::PurgeJobs { older_than } => {
                 let purge = include_str!("sql/purge_jobs.sql");

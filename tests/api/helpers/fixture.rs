@@ -238,6 +238,58 @@ impl Fixture {
         }
     }
 
+    /// Copies the agent's oldest event `copies` times, as a flood of registrations would add
+    /// them.
+    async fn flood_mesh_events(&self, agent_id: &str, copies: i64) {
+        let agent_id = agent_id.to_owned();
+        match self {
+            Fixture::Postgres(client) => {
+                client
+                    .execute(
+                        "INSERT INTO mesh_events (event_type, agent_id, data, recorded_at) \
+                         SELECT e.event_type, e.agent_id, e.data, e.recorded_at \
+                         FROM (SELECT * FROM mesh_events WHERE agent_id = $1 \
+                               ORDER BY event_id LIMIT 1) e, generate_series(1, $2::bigint)",
+                        &[&agent_id, &copies],
+                    )
+                    .await
+                    .expect("flood the event log");
+            }
+            Fixture::Embedded(connection) => {
+                Fixture::sqlite(connection, move |db| {
+                    db.execute(
+                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
+                         INSERT INTO mesh_events (event_type, agent_id, data, recorded_at) \
+                         SELECT e.event_type, e.agent_id, e.data, e.recorded_at \
+                         FROM (SELECT * FROM mesh_events WHERE agent_id = ?1 \
+                               ORDER BY event_id LIMIT 1) e, n",
+                        rusqlite::params![agent_id, copies],
+                    )
+                    .expect("flood the event log");
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn mesh_event_count(&self) -> i64 {
+        let count = "SELECT count(*) FROM mesh_events";
+        match self {
+            Fixture::Postgres(client) => client
+                .query_one(count, &[])
+                .await
+                .expect("count the events")
+                .get(0),
+            Fixture::Embedded(connection) => {
+                Fixture::sqlite(connection, move |db| {
+                    db.query_row(count, [], |row| row.get(0))
+                        .expect("count the events")
+                })
+                .await
+            }
+        }
+    }
+
     async fn rename_table(&self, from: &str, to: &str) {
         let statement = format!(
             "ALTER TABLE {} RENAME TO {}",
@@ -305,6 +357,28 @@ impl TestApp {
                 &[(column, value)],
             )
             .await;
+    }
+
+    /// Sets one column of every event the registry's log holds about an agent.
+    pub async fn set_mesh_events(&self, agent_id: &str, column: &str, value: Set) {
+        self.fixture
+            .update(
+                "mesh_events",
+                "agent_id",
+                Key::Text(agent_id),
+                &[(column, value)],
+            )
+            .await;
+    }
+
+    /// Adds `copies` of the agent's first event to the registry's log.
+    pub async fn flood_mesh_events(&self, agent_id: &str, copies: i64) {
+        self.fixture.flood_mesh_events(agent_id, copies).await;
+    }
+
+    /// How many events the registry's log holds.
+    pub async fn mesh_event_count(&self) -> i64 {
+        self.fixture.mesh_event_count().await
     }
 
     /// Every job row, read in one statement (one consistent snapshot).
