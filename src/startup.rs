@@ -499,3 +499,53 @@ fn fail(error: impl std::fmt::Display) -> ExitCode {
     eprintln!("mesh-registry: error: {error}");
     ExitCode::FAILURE
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// Issue 14, item 7: a replica whose supervisor stopped must not keep answering as if it
+    /// still reclaimed leases. Real actors on a real (embedded) store; one of them stops.
+    #[actix_web::test]
+    async fn a_stopped_actor_stops_the_replica() {
+        let directory = std::env::temp_dir().join(format!("mesh-parts-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let file = directory.join("parts.db");
+        let flags = Flags::parse_from(["mesh-registry", "--database-url", file.to_str().unwrap()]);
+        let (config, _) = Config::from_args(&flags.serve);
+        let store = open_store(&config).await.expect("the embedded store");
+        let metrics = Metrics::new(config.metrics.clone(), &store);
+        let (actors, _gate) = start_actors(&store, &config, &metrics);
+        let broken = Rc::new(Cell::new(false));
+        let watched =
+            actix_web::rt::spawn(watch_parts(actors.clone(), store.clone(), broken.clone()));
+        actix_web::rt::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(
+            !watched.is_finished(),
+            "every part is alive: the watch goes on"
+        );
+
+        actors.supervisor.do_send(Shutdown);
+        tokio::time::timeout(Duration::from_secs(5), watched)
+            .await
+            .expect("the watch notices within seconds")
+            .unwrap();
+        assert!(
+            broken.get(),
+            "the replica is marked broken: it exits non-zero"
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&directory);
+    }
+}
