@@ -4,15 +4,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
 use super::validate::{bounded, bounded_opt, MAX_ID_BYTES, MAX_NAME_BYTES};
 use crate::domain::agents::valid_http_host;
-use crate::service::{Beat, Registry};
+use crate::service::{Beat, RegisterError, Registry, OWNED_BY_ANOTHER_ENTITY};
 use crate::store::{NewRegistration, NewTool};
+use crate::trust::Verified;
 use crate::wire::{
     rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatResponse, TagItem,
     ToolRegistration,
@@ -126,6 +127,7 @@ fn http_endpoint(registration: &AgentRegistration) -> Result<Option<i32>, ApiErr
 fn validate<'a>(
     registration: &'a AgentRegistration,
     body: &'a RawValue,
+    entity_id: Option<&'a str>,
 ) -> Result<NewRegistration<'a>, ApiError> {
     let agent_id = registration
         .agent_id
@@ -185,18 +187,32 @@ fn validate<'a>(
         a2a_consumer: registration.a2a_consumer.unwrap_or(false),
         tools,
         body,
+        entity_id,
     })
 }
 
-/// `POST /heartbeat`: register or refresh an agent, and resolve its dependencies.
-pub async fn register(registry: Data<Registry>, body: Body) -> Result<HttpResponse, ApiError> {
+/// `POST /heartbeat`: register or refresh an agent, and resolve its dependencies. The entity
+/// that vouched for the request's client certificate (`http::tls::verify_client`) is recorded;
+/// an agent another entity vouched for is `403`, as the reference refuses it.
+pub async fn register(
+    registry: Data<Registry>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
     let raw: Box<RawValue> = body.json()?;
     let registration: AgentRegistration = parse_json(raw.get().as_bytes())?;
-    let agent = validate(&registration, &raw)?;
+    let entity_id = req
+        .extensions()
+        .get::<Verified>()
+        .map(|verified| verified.entity_id.clone());
+    let agent = validate(&registration, &raw, entity_id.as_deref())?;
     let registered = registry
         .register(&agent)
         .await
-        .map_err(ApiError::store("register agent"))?;
+        .map_err(|error| match error {
+            RegisterError::Store(error) => ApiError::store("register agent")(error),
+            RegisterError::OwnedByAnotherEntity => ApiError::Forbidden(OWNED_BY_ANOTHER_ENTITY),
+        })?;
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         status: "success",
         message: if registered.created {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
+use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, TopologyChanged, Verdict};
 use serde_json::value::RawValue;
 
 use tracing::Instrument;
@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::{store_span, Registry};
 use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
-use crate::store::{AgentRow, MeshSnapshot, NewRegistration, StoreError, ToolRow};
+use crate::store::{AgentRow, MeshSnapshot, NewRegistration, RegisterOutcome, StoreError, ToolRow};
 use crate::wire::{
     rfc3339, AgentView, CapabilityView, DependencyResolution, DependencyStatus, ResolvedDependency,
 };
@@ -25,6 +25,25 @@ pub struct Registration {
     pub dependencies_resolved: BTreeMap<String, Vec<ResolvedDependency>>,
     /// Per `@mesh.llm` function: its provider and the tools its filter offers.
     pub llm: LlmAnswer,
+}
+
+/// The reference's words for a registration another entity's agent refused (the owner is named
+/// in the log only).
+pub const OWNED_BY_ANOTHER_ENTITY: &str = "entity_id mismatch: agent owned by another entity";
+
+/// Why a registration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{OWNED_BY_ANOTHER_ENTITY}")]
+    OwnedByAnotherEntity,
+}
+
+/// What `POST /admin/rotate` did: how many agents must register again.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    pub affected_agents: i64,
 }
 
 /// The answer to a `HEAD /heartbeat`.
@@ -41,12 +60,27 @@ pub enum Beat {
 
 impl Registry {
     /// `POST /heartbeat`: registers or refreshes the agent and resolves its dependencies.
-    pub async fn register(&self, agent: &NewRegistration<'_>) -> Result<Registration, StoreError> {
-        let registered = self
+    /// Refused when another entity vouched for the agent.
+    pub async fn register(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<Registration, RegisterError> {
+        let registered = match self
             .store
             .register_agent(agent)
             .instrument(store_span("register_agent"))
-            .await?;
+            .await?
+        {
+            RegisterOutcome::Registered(registered) => registered,
+            RegisterOutcome::OwnedByAnotherEntity => {
+                tracing::warn!(
+                    agent_id = agent.agent_id,
+                    presented = agent.entity_id,
+                    "registration refused: the agent is owned by another entity"
+                );
+                return Err(RegisterError::OwnedByAnotherEntity);
+            }
+        };
         self.actors.agent_tracker.do_send(AgentRegistered {
             agent_id: agent.agent_id.to_owned(),
             topology_version: registered.topology_version,
@@ -149,6 +183,24 @@ impl Registry {
         Ok(())
     }
 
+    /// `POST /admin/rotate`: the healthy agents (of `entity_id`, or all) must register again,
+    /// with their new certificates; every agent's next HEAD heartbeat answers 202 when there
+    /// were any.
+    pub async fn rotate(&self, entity_id: Option<&str>) -> Result<Rotation, StoreError> {
+        let (affected_agents, topology_version) = self
+            .store
+            .rotate_agents(entity_id)
+            .instrument(store_span("rotate_agents"))
+            .await?;
+        if let Some(topology_version) = topology_version {
+            self.actors
+                .agent_tracker
+                .do_send(TopologyChanged { topology_version });
+        }
+        tracing::info!(affected_agents, entity_id, "rotation triggered");
+        Ok(Rotation { affected_agents })
+    }
+
     /// Every agent with its capabilities' availability and where its dependencies resolve now.
     pub async fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
         Ok(agent_views(
@@ -193,6 +245,7 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                 namespace: agent.namespace.clone(),
                 a2a_producer: agent.a2a_producer,
                 a2a_consumer: agent.a2a_consumer,
+                entity_id: agent.entity_id.clone(),
                 created_at: rfc3339(agent.created_at),
                 last_seen: rfc3339(agent.updated_at),
                 capabilities: capability_views(&tools, &availability),

@@ -22,8 +22,9 @@ use mesh_registry_actors::{
 };
 
 pub use admin::{DrainError, DrainView};
-pub use agents::{Beat, Registration};
+pub use agents::{Beat, RegisterError, Registration, Rotation, OWNED_BY_ANOTHER_ENTITY};
 pub use events::{EventsRead, Executor};
+pub use forward::AgentTls;
 pub use jobs::{ForwardHeaders, JOB_COUNT_GROUPS};
 
 use crate::metrics::Metrics;
@@ -60,6 +61,8 @@ pub struct Settings {
     pub job_stale_timeout: Option<Duration>,
     /// `MCP_MESH_MAX_PAGE_BYTES`: a page of jobs or events stops once it holds this much.
     pub max_page_bytes: i64,
+    /// Calls to agents over HTTPS, when `MCP_MESH_TLS_CA`, `_CERT` and `_KEY` are all set.
+    pub agent_tls: Option<AgentTls>,
 }
 
 /// The registry's use cases; shared by every handler (one per replica).
@@ -68,7 +71,7 @@ pub struct Registry {
     actors: Actors,
     /// Read before every claim; the supervisor owns it.
     drain_gate: DrainGate,
-    /// Outbound calls to agents (cancel forwarding).
+    /// Outbound calls to agents (cancel forwarding), over HTTPS where an agent's endpoint says.
     agent_client: reqwest::Client,
     settings: Settings,
     started_at: Instant,
@@ -83,12 +86,12 @@ impl Registry {
         drain_gate: DrainGate,
         settings: Settings,
         metrics: Arc<Metrics>,
-    ) -> reqwest::Result<Self> {
+    ) -> Result<Self, String> {
         Ok(Registry {
             store,
             actors,
             drain_gate,
-            agent_client: forward::agent_client()?,
+            agent_client: forward::agent_client(settings.agent_tls.as_ref())?,
             settings,
             started_at: Instant::now(),
             metrics,

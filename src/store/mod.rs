@@ -35,7 +35,7 @@ pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
     DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery, JobPage, Liveness,
     MeshSnapshot, NewJob, NewRegistration, NewTool, Notice, PoolStatus, PostEventOutcome,
-    ReclaimOutcome, Registered, ReleaseOutcome, Tally, ToolRow,
+    ReclaimOutcome, RegisterOutcome, Registered, ReleaseOutcome, Tally, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -249,8 +249,18 @@ pub trait EventStore {
 #[async_trait]
 pub trait AgentStore {
     /// Registers or refreshes an agent from a full heartbeat; the topology version moves only
-    /// when the agent is new, comes back, or changed what it offers.
-    async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError>;
+    /// when the agent is new, comes back, or changed what it offers. Refused, with nothing
+    /// written, when another entity vouched for the agent (`domain::agents::entity_may_update`).
+    async fn register_agent(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<RegisterOutcome, StoreError>;
+    /// `POST /admin/rotate`: how many healthy agents (of `entity_id`, or all) must register
+    /// again, and, when there are any, the new topology version that tells them so.
+    async fn rotate_agents(
+        &self,
+        entity_id: Option<&str>,
+    ) -> Result<(i64, Option<i64>), StoreError>;
     /// The agent turns unhealthy: the new topology version when it was live. Its jobs stay
     /// with it until their leases lapse.
     async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError>;

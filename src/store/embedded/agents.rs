@@ -8,17 +8,39 @@ use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
 use super::{decode, duration_micros, encode, json, now_micros, time_of, EmbeddedStore};
-use crate::domain::agents::{has_required_dependencies, topology_changed};
+use crate::domain::agents::{entity_may_update, has_required_dependencies, topology_changed};
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, Registered, StoreError, ToolRow,
+    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, RegisterOutcome, Registered,
+    StoreError, ToolRow,
 };
 use crate::wire::AgentStatus;
 
 #[async_trait]
 impl AgentStore for EmbeddedStore {
-    async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError> {
+    async fn register_agent(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<RegisterOutcome, StoreError> {
         let stored = StoredAgent::from_registration(agent)?;
         self.run(move |db| register_agent(db, &stored)).await
+    }
+
+    async fn rotate_agents(
+        &self,
+        entity_id: Option<&str>,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let entity_id = entity_id.map(str::to_owned);
+        self.run(move |db| {
+            let agents: i64 = db
+                .prepare_cached(include_str!("sql/count_rotated_agents.sql"))?
+                .query_row(named_params! {":entity_id": entity_id}, |row| row.get(0))?;
+            let version = match agents {
+                0 => None,
+                _ => Some(bump_topology(db)?),
+            };
+            Ok((agents, version))
+        })
+        .await
     }
 
     async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError> {
@@ -170,6 +192,7 @@ struct StoredAgent {
     /// What others resolve against: the domain compares it with the stored one.
     topology: serde_json::Value,
     tools: Vec<StoredTool>,
+    entity_id: Option<String>,
 }
 
 impl StoredAgent {
@@ -208,6 +231,7 @@ impl StoredAgent {
             registration: agent.body.get().to_owned(),
             topology: agent.topology(),
             tools,
+            entity_id: agent.entity_id.map(str::to_owned),
         })
     }
 }
@@ -226,17 +250,26 @@ struct StoredTool {
 
 /// A registration: the agent and its tools as sent, healthy; the topology version moves when
 /// the domain says the topology changed. The previous row is read in the same call, so nothing
-/// can come between the comparison and the write.
-fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<Registered, StoreError> {
+/// can come between the comparison and the write; nor between the entity check and the write.
+fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutcome, StoreError> {
     let agent_id = &stored.agent_id;
-    let previous: Option<(String, String)> = db
+    let previous: Option<(String, String, Option<String>)> = db
         .prepare_cached(include_str!("sql/registered_agent.sql"))?
         .query_row(named_params! {":agent_id": agent_id}, |row| {
-            Ok((row.get("status")?, row.get("topology")?))
+            Ok((
+                row.get("status")?,
+                row.get("topology")?,
+                row.get("entity_id")?,
+            ))
         })
         .optional()?;
+    if let Some((_, _, owner)) = &previous {
+        if !entity_may_update(owner.as_deref(), stored.entity_id.as_deref()) {
+            return Ok(RegisterOutcome::OwnedByAnotherEntity);
+        }
+    }
     let previous = previous
-        .map(|(status, topology)| {
+        .map(|(status, topology, _)| {
             Ok::<_, StoreError>((parse_status(&status)?, decode(&topology, "topology")?))
         })
         .transpose()?;
@@ -261,6 +294,7 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<Registered, S
             ":a2a_consumer": stored.a2a_consumer,
             ":registration": stored.registration,
             ":topology": encode(&stored.topology)?,
+            ":entity_id": stored.entity_id,
             ":now": now_micros(),
         })?;
     replace_tools(db, agent_id, &stored.tools)?;
@@ -271,10 +305,10 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<Registered, S
     };
     db.prepare_cached(include_str!("sql/set_topology_seen.sql"))?
         .execute(named_params! {":agent_id": agent_id, ":topology_version": topology_version})?;
-    Ok(Registered {
+    Ok(RegisterOutcome::Registered(Registered {
         created: previous.is_none(),
         topology_version,
-    })
+    }))
 }
 
 /// The agent's tools become the ones its registration sent, in their order.
@@ -344,6 +378,7 @@ fn agent_from_row(row: &Row) -> Result<AgentRow, StoreError> {
         status: agent_status(row)?,
         created_at: time_of(row.get("created_at")?),
         updated_at: time_of(row.get("updated_at")?),
+        entity_id: row.get("entity_id")?,
     })
 }
 

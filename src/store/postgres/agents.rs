@@ -14,7 +14,8 @@ use tokio_postgres::Row;
 use super::{column, PgStore};
 use crate::domain::agents::{has_required_dependencies, topology_changed};
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, Registered, StoreError, ToolRow,
+    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, RegisterOutcome, Registered,
+    StoreError, ToolRow,
 };
 use crate::wire::{AgentStatus, DependencySpec, LlmProviderSpec, RawJson};
 
@@ -24,7 +25,10 @@ impl AgentStore for PgStore {
     /// (healthy, seen now), its tools (replaced), and the topology version, bumped only when the
     /// agent is new, comes back, or changed what it offers (so a steady mesh sees no 202 storms).
     /// Long because the transaction's four statements read best in their order.
-    async fn register_agent(&self, agent: &NewRegistration<'_>) -> Result<Registered, StoreError> {
+    async fn register_agent(
+        &self,
+        agent: &NewRegistration<'_>,
+    ) -> Result<RegisterOutcome, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
         let upsert = tx
@@ -32,7 +36,7 @@ impl AgentStore for PgStore {
             .await?;
         let topology = agent.topology();
         let row = tx
-            .query_one(
+            .query_opt(
                 &upsert,
                 &[
                     &agent.agent_id,
@@ -48,9 +52,14 @@ impl AgentStore for PgStore {
                     &agent.a2a_consumer,
                     &Json(agent.body),
                     &Json(&topology),
+                    &agent.entity_id,
                 ],
             )
             .await?;
+        // No row: another entity vouched for the agent (the transaction rolls back on drop).
+        let Some(row) = row else {
+            return Ok(RegisterOutcome::OwnedByAnotherEntity);
+        };
         let created: bool = column(&row, "created")?;
         let previous_status = column::<Option<&str>>(&row, "previous_status")?
             .map(parse_status)
@@ -84,10 +93,22 @@ impl AgentStore for PgStore {
             .await?;
         let topology_version = column(&row, "topology_seen")?;
         tx.commit().await?;
-        Ok(Registered {
+        Ok(RegisterOutcome::Registered(Registered {
             created,
             topology_version,
-        })
+        }))
+    }
+
+    async fn rotate_agents(
+        &self,
+        entity_id: Option<&str>,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(include_str!("sql/rotate_agents.sql"))
+            .await?;
+        let row = conn.query_one(&statement, &[&entity_id]).await?;
+        Ok((column(&row, "agents")?, column(&row, "version")?))
     }
 
     /// `DELETE /agents/{id}`: the agent turns unhealthy. Returns the new topology version when
@@ -237,6 +258,7 @@ fn agent_from_row(row: &Row) -> Result<AgentRow, StoreError> {
         status: agent_status(row)?,
         created_at: column(row, "created_at")?,
         updated_at: column(row, "updated_at")?,
+        entity_id: column(row, "entity_id")?,
     })
 }
 
