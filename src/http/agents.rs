@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Path};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
@@ -13,7 +13,6 @@ use super::validate::{bounded, bounded_opt, MAX_ID_BYTES, MAX_NAME_BYTES};
 use crate::domain::agents::valid_http_host;
 use crate::service::{Beat, RegisterError, Registry, OWNED_BY_ANOTHER_ENTITY};
 use crate::store::{NewRegistration, NewTool};
-use crate::trust::Verified;
 use crate::wire::{
     rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatResponse, TagItem,
     ToolRegistration,
@@ -201,10 +200,7 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let raw: Box<RawValue> = body.json()?;
     let registration: AgentRegistration = parse_json(raw.get().as_bytes())?;
-    let entity_id = req
-        .extensions()
-        .get::<Verified>()
-        .map(|verified| verified.entity_id.clone());
+    let entity_id = super::tls::verified_entity(&req);
     let agent = validate(&registration, &raw, entity_id.as_deref())?;
     let registered = registry
         .register(&agent)

@@ -240,6 +240,7 @@ pub trait EventStore {
         event_type: &str,
         payload: Option<&RawJson>,
         trace_context: Option<&RawJson>,
+        posted_by: Option<&str>,
     ) -> Result<PostEventOutcome, StoreError>;
 }
 

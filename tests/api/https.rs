@@ -648,3 +648,26 @@ async fn a_rotation_asks_the_healthy_agents_to_register_again(backend: Backend) 
         404
     );
 }
+
+on_both_backends!(an_event_posted_with_a_trusted_certificate_names_its_entity);
+async fn an_event_posted_with_a_trusted_certificate_names_its_entity(backend: Backend) {
+    let mesh = Mesh::new();
+    let mut app = mesh.registry(backend, TlsMode::Auto).await;
+    let ca = &mesh.registry_ca.certificate;
+    let anonymous = client(ca, None);
+    app.http = client(ca, Some(&mesh.agent));
+    let job = app.submit("c").await;
+    let events = app.url(&format!("/jobs/{job}/events"));
+    let (status, _) = post(&app.http, &events, &json!({"type": "note"})).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&anonymous, &events, &json!({"type": "note"})).await;
+    assert_eq!(status, 200);
+    let (_, page) = get(&anonymous, &app, &format!("/jobs/{job}/events")).await;
+    let posted_by: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| &event["posted_by"])
+        .collect();
+    assert_eq!(posted_by, [&json!("acme"), &Value::Null], "{page}");
+}
