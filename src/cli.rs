@@ -299,6 +299,20 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_long_polls: u32,
 
+    /// Seconds a request relayed by /proxy/* may take in all, streamed answer included, unless
+    /// its X-Mesh-Timeout asks otherwise (max 600; an invalid value means the default, 60)
+    #[arg(long, env = "MCP_MESH_PROXY_TIMEOUT", allow_hyphen_values = true)]
+    pub proxy_timeout: Option<String>,
+
+    /// Request headers /proxy/* forwards to the agent besides its fixed set: comma-separated
+    /// names, or prefixes ending in `*` (x-tenant-*); a lone `*` is ignored
+    #[arg(long, env = "MCP_MESH_PROPAGATE_HEADERS", default_value = "")]
+    pub propagate_headers: String,
+
+    /// Most requests /proxy/* relays at once (all workers together); past it one gets 503
+    #[arg(long, env = "MCP_MESH_PROXY_MAX_STREAMS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub proxy_max_streams: u32,
     /// Most event long-polls one client address may hold parked, so that one client cannot take
     /// every slot [default: a quarter of --max-long-polls]. Behind a proxy that hides client
     /// addresses every client shares one address: raise it to --max-long-polls there

@@ -53,6 +53,12 @@ pub struct Config {
     pub health_check_interval: Duration,
     /// `DEFAULT_TIMEOUT_THRESHOLD`
     pub agent_timeout: Duration,
+    /// `MCP_MESH_PROXY_TIMEOUT`: the budget of a proxied request without `X-Mesh-Timeout`.
+    pub proxy_timeout: Duration,
+    /// `MCP_MESH_PROPAGATE_HEADERS`: lowercase names, or prefixes ending in `*`.
+    pub propagate_headers: Vec<String>,
+    /// `MCP_MESH_PROXY_MAX_STREAMS`
+    pub proxy_max_streams: usize,
     pub metrics: MetricsSettings,
     /// HTTPS, registration trust and calls to agents over TLS (read at start).
     pub tls: TlsSettings,
@@ -107,6 +113,9 @@ impl fmt::Debug for Config {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("health_check_interval", &self.health_check_interval)
             .field("agent_timeout", &self.agent_timeout)
+            .field("proxy_timeout", &self.proxy_timeout)
+            .field("propagate_headers", &self.propagate_headers)
+            .field("proxy_max_streams", &self.proxy_max_streams)
             .field("metrics", &self.metrics)
             .field("tls", &self.tls)
             .finish()
@@ -118,6 +127,9 @@ const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 const DEFAULT_STARTUP_GRACE: Duration = Duration::from_secs(30);
 const MAX_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(10_000);
+/// The budget of a proxied request (`MCP_MESH_PROXY_TIMEOUT`, `X-Mesh-Timeout`) and its cap.
+pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(60);
+pub const MAX_PROXY_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Config {
     /// Resolves the flags; the second value lists the lenient knobs that fell back to a default.
@@ -166,6 +178,9 @@ impl Config {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             health_check_interval: Duration::from_secs(args.health_check_interval),
             agent_timeout: Duration::from_secs(args.agent_timeout),
+            proxy_timeout: proxy_timeout(args.proxy_timeout.as_deref(), &mut warnings),
+            propagate_headers: propagate_headers(&args.propagate_headers, &mut warnings),
+            proxy_max_streams: args.proxy_max_streams as usize,
             metrics: MetricsSettings {
                 enabled: args.metrics,
                 capabilities: args.metrics_capabilities as usize,
@@ -265,6 +280,42 @@ fn admin_port(raw: Option<&str>, warnings: &mut Vec<String>) -> Option<u16> {
     }
 }
 
+/// `MCP_MESH_PROXY_TIMEOUT` as the reference reads it: whole seconds above 0, at most 600;
+/// unset means 60, anything else too (with a warning).
+fn proxy_timeout(raw: Option<&str>, warnings: &mut Vec<String>) -> Duration {
+    let Some(raw) = raw.map(str::trim).filter(|raw| !raw.is_empty()) else {
+        return DEFAULT_PROXY_TIMEOUT;
+    };
+    match raw.parse::<u64>() {
+        Ok(secs) if secs > 0 => Duration::from_secs(secs).min(MAX_PROXY_TIMEOUT),
+        _ => {
+            warnings.push(format!(
+                "MCP_MESH_PROXY_TIMEOUT={raw:?} is not a positive number of seconds; using 60"
+            ));
+            DEFAULT_PROXY_TIMEOUT
+        }
+    }
+}
+
+/// `MCP_MESH_PROPAGATE_HEADERS` as the reference reads it: trimmed, lowercased entries; one
+/// that would match every header (`*`) is dropped with a warning, since it would forward
+/// credentials to agents.
+fn propagate_headers(raw: &str, warnings: &mut Vec<String>) -> Vec<String> {
+    raw.split(',')
+        .map(|entry| entry.trim().to_ascii_lowercase())
+        .filter(|entry| !entry.is_empty())
+        .filter(|entry| {
+            let everything = entry.trim_end_matches('*').is_empty();
+            if everything {
+                warnings.push(format!(
+                    "MCP_MESH_PROPAGATE_HEADERS entry {entry:?} would forward every header; ignored"
+                ));
+            }
+            !everything
+        })
+        .collect()
+}
+
 /// `MCP_MESH_CANCEL_EVENT_GRACE_MS` as the reference reads it: unset means 200 ms, 0 disables,
 /// anything above 10 s is clamped; a negative or non-integer value is an error (caller uses 200).
 fn cancel_event_grace(raw: Option<&str>) -> Result<Duration, &str> {
@@ -315,6 +366,23 @@ mod tests {
             1,
             "a warning"
         );
+    }
+
+    #[test]
+    fn proxy_knobs_follow_the_reference() {
+        let (config, warnings) = resolve(&[]);
+        assert_eq!(config.proxy_timeout, Duration::from_secs(60));
+        assert!(config.propagate_headers.is_empty() && warnings.is_empty());
+        let timeout = |raw: &str| resolve(&["--proxy-timeout", raw]).0.proxy_timeout.as_secs();
+        assert_eq!(timeout("5"), 5);
+        assert_eq!(timeout("9999"), 600);
+        for invalid in ["0", "-3", "1m", "abc"] {
+            assert_eq!(timeout(invalid), 60, "{invalid}");
+        }
+        let (config, warnings) =
+            resolve(&["--propagate-headers", " Authorization, x-tenant-*,*,, ***"]);
+        assert_eq!(config.propagate_headers, ["authorization", "x-tenant-*"]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::cli::ServeArgs;
 use crate::config::{Config, TlsSettings};
 use crate::http::{self, BodyLimit, RegistrationTrust};
 use crate::metrics::{MeteredDirectory, Metrics};
-use crate::service::{Actors, AgentTls, Registry, Settings};
+use crate::service::{Actors, AgentTls, ProxySettings, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry::{self, RequestSpan};
 use crate::tls::{ReloadingIdentity, TlsMode};
@@ -84,6 +84,11 @@ impl Application {
                     cancel_event_grace: config.cancel_event_grace,
                     job_stale_timeout: config.job_stale_timeout,
                     max_page_bytes: config.max_page_bytes as i64,
+                    proxy: ProxySettings {
+                        timeout: config.proxy_timeout,
+                        propagate: config.propagate_headers.clone(),
+                        max_streams: config.proxy_max_streams,
+                    },
                     agent_tls: tls.agent.clone(),
                 },
                 metrics.clone(),

@@ -468,6 +468,16 @@ pub struct ToolRegistration {
     pub llm_filter: Option<JsonObject>,
     /// `@mesh.llm`: which provider serves its model calls.
     pub llm_provider: Option<LlmProviderSpec>,
+    /// The published schemas: content hashes (`sha256:<hex>`) of the canonical forms. A hash is
+    /// kept only with its canonical form, as the reference keeps it.
+    #[serde(rename = "inputSchemaHash")]
+    pub input_schema_hash: Option<String>,
+    #[serde(rename = "inputSchemaCanonical")]
+    pub input_schema_canonical: Option<JsonObject>,
+    #[serde(rename = "outputSchemaHash")]
+    pub output_schema_hash: Option<String>,
+    #[serde(rename = "outputSchemaCanonical")]
+    pub output_schema_canonical: Option<JsonObject>,
 }
 
 /// What a tool needs from the mesh: a capability, narrowed by tags and a version constraint.
@@ -484,6 +494,28 @@ pub struct DependencySpec {
     /// Only a required dependency gates the availability of the tool (and its claims).
     #[serde(default, deserialize_with = "null_as_default")]
     pub required: bool,
+    /// Schema matching, when the consumer opts in: `subset` (the producer's output has every
+    /// field the consumer requires) or `strict` (the same hash); empty = no schema stage.
+    #[serde(
+        rename = "matchMode",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub match_mode: String,
+    #[serde(
+        rename = "expectedSchemaHash",
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub expected_schema_hash: String,
+    #[serde(
+        rename = "expectedSchemaCanonical",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expected_schema_canonical: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What a `@mesh.llm` tool asks of its provider. The reference decodes it into a struct whose
@@ -571,6 +603,15 @@ pub struct HeartbeatResponse {
     /// reference leaves it out.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub llm_providers: BTreeMap<String, ResolvedLlmProvider>,
+    pub timestamp: String,
+}
+
+/// `POST /heartbeat` refused (still `200`, as the reference answers it).
+#[derive(Debug, Serialize)]
+pub struct HeartbeatRefused<'a> {
+    pub agent_id: &'a str,
+    pub message: String,
+    pub status: &'static str,
     pub timestamp: String,
 }
 
@@ -856,4 +897,29 @@ mod tests {
         }
         assert_eq!(JobStatus::parse("running"), None);
     }
+}
+
+/// A canonical schema as `GET /schemas` and `GET /schemas/{hash}` show it.
+#[derive(Debug, Serialize)]
+pub struct SchemaEntryView {
+    pub canonical: RawJson,
+    pub created_at: String,
+    pub hash: String,
+    pub runtime_origin: String,
+}
+
+/// `GET /schemas`
+#[derive(Debug, Serialize)]
+pub struct SchemasResponse {
+    pub count: usize,
+    pub schemas: Vec<SchemaEntryView>,
+}
+
+/// `GET /`
+#[derive(Debug, Serialize)]
+pub struct RootResponse {
+    pub endpoints: [&'static str; 3],
+    pub service: &'static str,
+    pub status: &'static str,
+    pub version: &'static str,
 }

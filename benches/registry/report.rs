@@ -48,9 +48,45 @@ fn render(lines: &[Value], command: &str, pg: &str) -> String {
         }
     }
     cpu_only(&mut out, lines, "embedded");
+    metrics_cost(&mut out, lines);
     scale(&mut out, lines);
     let _ = writeln!(out, "{END}");
     out
+}
+
+/// `--metrics-off`: ours with and without metrics, scenario by scenario, in the same run.
+fn metrics_cost(out: &mut String, lines: &[Value]) {
+    let pairs: Vec<(&Value, &Value)> = lines
+        .iter()
+        .filter(|l| l["target"] == "ours-metrics-off" && l.get("per_s").is_some())
+        .filter_map(|off| {
+            let (scenario, backend) = (off["scenario"].as_str()?, off["backend"].as_str()?);
+            Some((find(lines, scenario, backend, "ours")?, off))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### What metrics cost\n\nOurs with metrics on (the default) and with \
+         `MCP_MESH_METRICS=false`, interleaved in the same run.\n\n\
+         | scenario | backend | on (/s) | off (/s) | on / off |\n|---|---|---|---|---|"
+    );
+    for (on, off) in pairs {
+        let (Some(a), Some(b)) = (on["per_s"].as_f64(), off["per_s"].as_f64()) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.2} |",
+            on["scenario"].as_str().unwrap_or_default(),
+            on["backend"].as_str().unwrap_or_default(),
+            number(&on["per_s"]),
+            number(&off["per_s"]),
+            a / b
+        );
+    }
 }
 
 /// The machine and the database server the run used.

@@ -177,3 +177,116 @@ mod tests {
         ]));
     }
 }
+
+/// Required-dependency edges: capability → the capabilities its tools require.
+pub type RequiredEdges = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// Adds the required edges of a tool (its capability, its dependencies) to `edges`.
+pub fn add_required_edges(
+    edges: &mut RequiredEdges,
+    capability: &str,
+    dependencies: &[DependencySpec],
+) {
+    if capability.is_empty() {
+        return;
+    }
+    for dependency in dependencies
+        .iter()
+        .filter(|d| d.required && !d.capability.is_empty())
+    {
+        edges
+            .entry(capability.to_owned())
+            .or_default()
+            .insert(dependency.capability.clone());
+    }
+}
+
+/// The first cycle of required dependencies, named as the reference names it
+/// (`"a → b → a"`): a registration that would close one is refused, since every capability on it
+/// would wait for the others forever. Capabilities are walked in name order, so the loop
+/// reported is always the same. Optional dependencies never form a cycle (they are how a loop
+/// is broken).
+pub fn required_cycle(edges: &RequiredEdges) -> Option<String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        OnPath,
+        Done,
+    }
+    fn visit<'a>(
+        node: &'a str,
+        edges: &'a RequiredEdges,
+        marks: &mut std::collections::HashMap<&'a str, Mark>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        marks.insert(node, Mark::OnPath);
+        path.push(node);
+        for next in edges.get(node).into_iter().flatten() {
+            match marks.get(next.as_str()) {
+                Some(Mark::OnPath) => {
+                    let start = path.iter().position(|n| *n == next).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(next);
+                    return Some(cycle);
+                }
+                Some(Mark::Done) => {}
+                None => {
+                    if let Some(cycle) = visit(next, edges, marks, path) {
+                        return Some(cycle);
+                    }
+                }
+            }
+        }
+        path.pop();
+        marks.insert(node, Mark::Done);
+        None
+    }
+    let mut marks = std::collections::HashMap::new();
+    for root in edges.keys() {
+        if marks.contains_key(root.as_str()) {
+            continue;
+        }
+        if let Some(cycle) = visit(root, edges, &mut marks, &mut Vec::new()) {
+            return Some(cycle.join(" → "));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::*;
+
+    fn edges(pairs: &[(&str, &str)]) -> RequiredEdges {
+        let mut edges = RequiredEdges::new();
+        for (from, to) in pairs {
+            edges
+                .entry(from.to_string())
+                .or_default()
+                .insert(to.to_string());
+        }
+        edges
+    }
+
+    #[test]
+    fn cycles_are_named_as_the_reference_names_them() {
+        assert_eq!(required_cycle(&edges(&[("a", "b"), ("b", "c")])), None);
+        assert_eq!(
+            required_cycle(&edges(&[("a", "b"), ("b", "c"), ("c", "a")])).as_deref(),
+            Some("a → b → c → a")
+        );
+        assert_eq!(
+            required_cycle(&edges(&[("s", "s")])).as_deref(),
+            Some("s → s")
+        );
+        // The loop is reported from where the walk entered it.
+        assert_eq!(
+            required_cycle(&edges(&[("a", "x"), ("x", "y"), ("y", "x")])).as_deref(),
+            Some("x → y → x")
+        );
+        // A diamond is no cycle.
+        assert_eq!(
+            required_cycle(&edges(&[("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")])),
+            None
+        );
+    }
+}

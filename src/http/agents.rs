@@ -11,11 +11,11 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
 use super::validate::{bounded, bounded_opt, MAX_ID_BYTES, MAX_NAME_BYTES};
 use crate::domain::agents::valid_http_host;
-use crate::service::{Beat, RegisterError, Registry, OWNED_BY_ANOTHER_ENTITY};
-use crate::store::{NewRegistration, NewTool};
+use crate::service::{Beat, RegisterError, Registry};
+use crate::store::{NewRegistration, NewTool, PublishedSchema};
 use crate::wire::{
-    rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatResponse, TagItem,
-    ToolRegistration,
+    rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatRefused, HeartbeatResponse,
+    JsonObject, TagItem, ToolRegistration,
 };
 
 const AGENT_TYPES: [&str; 5] = ["mcp_agent", "mesh_tool", "decorator_agent", "api", "a2a"];
@@ -81,6 +81,12 @@ fn check_tools(tools: &[ToolRegistration]) -> Result<(), ApiError> {
         for tag in tool.tags.iter().flatten() {
             bounded(&field("tags"), tag, MAX_NAME_BYTES)?;
         }
+        for (name, value) in [
+            ("inputSchemaHash", &tool.input_schema_hash),
+            ("outputSchemaHash", &tool.output_schema_hash),
+        ] {
+            bounded_opt(&field(name), value.as_deref(), MAX_NAME_BYTES)?;
+        }
         for (j, dependency) in tool.dependencies.iter().flatten().enumerate() {
             let field = |name: &str| field(&format!("dependencies[{j}].{name}"));
             for (name, value) in [
@@ -90,12 +96,33 @@ fn check_tools(tools: &[ToolRegistration]) -> Result<(), ApiError> {
             ] {
                 bounded(&field(name), value, MAX_NAME_BYTES)?;
             }
+            for (name, value) in [
+                ("matchMode", &dependency.match_mode),
+                ("expectedSchemaHash", &dependency.expected_schema_hash),
+            ] {
+                bounded(&field(name), value, MAX_NAME_BYTES)?;
+            }
             for tag in dependency.tags.iter().flat_map(TagItem::tags) {
                 bounded(&field("tags"), tag, MAX_NAME_BYTES)?;
             }
         }
     }
     Ok(())
+}
+
+/// A published schema: kept when both its hash and its canonical form were sent (the reference
+/// ignores either alone).
+fn published<'a>(
+    hash: &'a Option<String>,
+    canonical: &'a Option<JsonObject>,
+) -> Option<PublishedSchema<'a>> {
+    match (hash.as_deref(), canonical) {
+        (Some(hash), Some(canonical)) if !hash.is_empty() => Some(PublishedSchema {
+            hash,
+            canonical: &canonical.0,
+        }),
+        _ => None,
+    }
 }
 
 /// The agent's endpoint: a port in range, and a host that is a host and nothing more
@@ -166,6 +193,8 @@ fn validate<'a>(
             input_schema: tool.input_schema.as_ref().map(|s| &*s.0),
             llm_filter: tool.llm_filter.as_ref().map(|f| &*f.0),
             llm_provider: tool.llm_provider.as_ref(),
+            published_input: published(&tool.input_schema_hash, &tool.input_schema_canonical),
+            published_output: published(&tool.output_schema_hash, &tool.output_schema_canonical),
         })
         .collect();
     Ok(NewRegistration {
@@ -202,13 +231,22 @@ pub async fn register(
     let registration: AgentRegistration = parse_json(raw.get().as_bytes())?;
     let entity_id = super::tls::verified_entity(&req);
     let agent = validate(&registration, &raw, entity_id.as_deref())?;
-    let registered = registry
-        .register(&agent)
-        .await
-        .map_err(|error| match error {
-            RegisterError::Store(error) => ApiError::store("register agent")(error),
-            RegisterError::OwnedByAnotherEntity => ApiError::Forbidden(OWNED_BY_ANOTHER_ENTITY),
-        })?;
+    let registered = match registry.register(&agent).await {
+        Ok(registered) => registered,
+        Err(RegisterError::Store(error)) => return Err(ApiError::store("register agent")(error)),
+        Err(owned @ RegisterError::OwnedByAnotherEntity) => {
+            return Err(ApiError::Forbidden(owned.to_string()))
+        }
+        // The reference's refusal: 200, `status: "error"`, the cycle in `message`.
+        Err(cycle @ RegisterError::RequiredCycle(_)) => {
+            return Ok(HttpResponse::Ok().json(HeartbeatRefused {
+                agent_id: agent.agent_id,
+                message: cycle.to_string(),
+                status: "error",
+                timestamp: rfc3339_now(),
+            }))
+        }
+    };
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         status: "success",
         message: if registered.created {

@@ -17,7 +17,7 @@ pub enum ApiError {
     #[error("Invalid format for parameter {name}: {detail}")]
     BadParameter { name: &'static str, detail: String },
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -28,6 +28,9 @@ pub enum ApiError {
     RequestTimeout(u64),
     #[error("{0}")]
     Unavailable(String),
+    /// The agent a request was relayed to did not answer (the MCP proxy).
+    #[error("{0}")]
+    BadGateway(String),
     /// An `/admin/*` error: its body is `{"error"}` only (docs/contract.md#errors).
     #[error("{1}")]
     Admin(StatusCode, String),
@@ -66,6 +69,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Admin(status, _) => *status,
         }
     }

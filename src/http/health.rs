@@ -9,19 +9,28 @@ use actix_web::HttpResponse;
 use crate::service::Registry;
 use crate::wire::{rfc3339_now, HealthResponse, ReadyResponse};
 
+/// The body, and the same facts in headers (`X-Health-Status`, `X-Service-Version`,
+/// `X-Uptime-Seconds`), which is all a `HEAD` gets.
 pub async fn health(registry: Data<Registry>) -> HttpResponse {
     let alive = registry.alive();
+    let status = if alive { "healthy" } else { "unhealthy" };
+    let uptime_seconds = registry.uptime().as_secs();
+    let version = env!("CARGO_PKG_VERSION");
     let mut response = match alive {
         true => HttpResponse::Ok(),
         false => HttpResponse::ServiceUnavailable(),
     };
-    response.json(HealthResponse {
-        service: "mcp-mesh-registry",
-        status: if alive { "healthy" } else { "unhealthy" },
-        timestamp: rfc3339_now(),
-        uptime_seconds: registry.uptime().as_secs(),
-        version: env!("CARGO_PKG_VERSION"),
-    })
+    response
+        .insert_header(("X-Health-Status", status))
+        .insert_header(("X-Service-Version", version))
+        .insert_header(("X-Uptime-Seconds", uptime_seconds.to_string()))
+        .json(HealthResponse {
+            service: "mcp-mesh-registry",
+            status,
+            timestamp: rfc3339_now(),
+            uptime_seconds,
+            version,
+        })
 }
 
 pub async fn ready(registry: Data<Registry>) -> HttpResponse {

@@ -305,7 +305,7 @@ pub async fn release(
         ReleaseOutcome::NotFound => Err(ApiError::job_not_found(&path)),
         ReleaseOutcome::Terminal => Err(ApiError::Conflict(ALREADY_TERMINAL)),
         ReleaseOutcome::NotOwner => Err(ApiError::Forbidden(
-            "caller is not the current owner of this job",
+            "caller is not the current owner of this job".into(),
         )),
     }
 }

@@ -13,8 +13,11 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod info;
 mod jobs;
 mod metrics;
+mod proxy;
+mod schemas;
 mod tls;
 mod trace;
 pub mod ui;
@@ -128,6 +131,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/ready")
             .guard(guard::Any(guard::Get()).or(guard::Head()))
             .to(health::ready),
+    )
+    .service(
+        web::resource("/proxy/{target:.*}")
+            .guard(guard::Post())
+            .to(proxy::post),
+    )
+    .service(
+        web::resource("/proxy/{target:.*}")
+            .guard(guard::Get())
+            .to(proxy::get),
+    )
+    .service(web::resource("/").guard(guard::Get()).to(info::root))
+    .service(
+        web::resource("/schemas")
+            .guard(guard::Get())
+            .to(schemas::list),
+    )
+    .service(
+        web::resource("/schemas/{hash}")
+            .guard(guard::Get())
+            .to(schemas::get),
     )
     .service(
         web::resource("/agents")

@@ -551,6 +551,7 @@ mod tests {
                 input_schema: schema,
                 llm_filter: None,
                 llm_provider: None,
+                output_schema_hash: None,
             });
             self
         }

@@ -3,11 +3,13 @@
 //! A candidate provides the capability in the target namespace (the dependency's own, else the
 //! consumer's) and is *available*: its agent is healthy and every `required` dependency of the
 //! tool resolves, transitively. Tags filter and score, the version constraint filters; the best
-//! tag score wins, then the highest version, then the smallest agent id. Deterministic, and no
-//! state is kept between calls. Schema matching is not part of it; `llm` resolves `@mesh.llm`
-//! providers and tool filters, which follow rules of their own.
+//! tag score wins, then the highest version, then the smallest agent id. A consumer that opts
+//! into schema matching also needs a producer whose output schema fits (`schema`).
+//! Deterministic, and no state is kept between calls. `llm` resolves `@mesh.llm` providers and
+//! tool filters, which follow rules of their own.
 
 pub mod llm;
+pub mod schema;
 pub mod version;
 
 use std::cell::RefCell;
@@ -16,7 +18,7 @@ use std::collections::HashMap;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use crate::store::MeshSnapshot;
+use crate::store::{MeshSnapshot, SchemaEntry};
 use crate::wire::{
     AgentStatus, DependencySpec, DependencyStatus, RawJson, ResolvedDependency, TagItem,
 };
@@ -34,6 +36,8 @@ pub struct Provider {
     pub tags: Vec<String>,
     pub kwargs: Option<RawJson>,
     pub dependencies: Vec<DependencySpec>,
+    /// The hash of the output schema it published, if any.
+    pub output_schema_hash: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct Mesh {
     providers: Vec<Provider>,
     by_capability: HashMap<String, Vec<usize>>,
     availability: RefCell<Vec<Availability>>,
+    /// Canonical output schemas by hash, for dependencies that ask for schema matching.
+    output_schemas: HashMap<String, serde_json::Value>,
 }
 
 impl Mesh {
@@ -65,7 +71,29 @@ impl Mesh {
             providers,
             by_capability,
             availability,
+            output_schemas: HashMap::new(),
         }
+    }
+
+    /// The same mesh, with the published output schemas that schema matching compares against.
+    pub fn with_output_schemas(mut self, schemas: Vec<SchemaEntry>) -> Mesh {
+        self.output_schemas = schemas
+            .into_iter()
+            .filter_map(|entry| {
+                Some((
+                    entry.hash,
+                    serde_json::from_str(entry.canonical.get()).ok()?,
+                ))
+            })
+            .collect();
+        self
+    }
+
+    /// Whether any dependency of the mesh, or of `also`, asks for schema matching (only then
+    /// are the output schemas worth reading).
+    pub fn wants_schemas(snapshot: &MeshSnapshot, also: &[&[DependencySpec]]) -> bool {
+        let asks = |deps: &[DependencySpec]| deps.iter().any(|d| !d.match_mode.is_empty());
+        snapshot.tools.iter().any(|t| asks(&t.dependencies)) || also.iter().any(|deps| asks(deps))
     }
 
     /// Every tool that provides a capability, from a snapshot of the stored mesh.
@@ -92,6 +120,7 @@ impl Mesh {
                     tags: tool.tags.clone(),
                     kwargs: tool.kwargs.clone(),
                     dependencies: tool.dependencies.clone(),
+                    output_schema_hash: tool.output_schema_hash.clone(),
                 })
             })
             .collect();
@@ -112,6 +141,9 @@ impl Mesh {
             .filter(|(_, p)| p.namespace == namespace)
             .filter(|(_, p)| version::satisfies(&p.version, &spec.version))
             .filter_map(|(i, p)| tag_score(&spec.tags, &p.tags).map(|score| (i, p, score)))
+            .filter(|(_, p, _)| {
+                schema::fits(spec, p.output_schema_hash.as_deref(), &self.output_schemas)
+            })
             .filter(|(i, _, _)| self.unavailable_reason(*i).is_none())
             .max_by(|(_, a, score_a), (_, b, score_b)| {
                 score_a
@@ -208,7 +240,7 @@ fn is_empty_object(raw: &RawValue) -> bool {
 
 /// Tag score of a provider for a dependency's tags, or `None` when it does not qualify:
 /// `"t"` required (+5), `"+t"` preferred (+10 when present), `"-t"` excluded; an OR group needs
-/// one of its non-excluded members (+5, or +10 for a preferred one).
+/// one of its non-excluded members (+5, or +10 for a preferred one); an empty one is skipped.
 fn tag_score(wanted: &[TagItem], offered: &[String]) -> Option<u32> {
     let has = |tag: &str| offered.iter().any(|t| t == tag);
     let mut score = 0;
@@ -222,6 +254,8 @@ fn tag_score(wanted: &[TagItem], offered: &[String]) -> Option<u32> {
                 Term::Required(t) if has(t) => score += 5,
                 Term::Required(_) => return None,
             },
+            // An empty OR group asks for nothing (the reference skips it).
+            TagItem::AnyOf(group) if group.is_empty() => {}
             TagItem::AnyOf(group) => {
                 let mut best = None;
                 for member in group {
@@ -284,6 +318,7 @@ mod tests {
             tags: tags.iter().map(|t| t.to_string()).collect(),
             kwargs: None,
             dependencies: Vec::new(),
+            output_schema_hash: None,
         }
     }
 
@@ -332,6 +367,15 @@ mod tests {
                 Some("calc-c-1"),
             ),
             (json!({"capability": "calc", "tags": ["rust"]}), None),
+            // An empty OR group is skipped, not a disqualification.
+            (
+                json!({"capability": "calc", "tags": ["python", []]}),
+                Some("calc-c-1"),
+            ),
+            (
+                json!({"capability": "calc", "tags": [[]]}),
+                Some("calc-b-1"),
+            ),
             (
                 json!({"capability": "calc", "tags": ["python"], "version": ">=2.0.0"}),
                 Some("calc-c-1"),

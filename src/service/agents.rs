@@ -14,7 +14,8 @@ use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
 use crate::resolve::Mesh;
 use crate::store::{AgentRow, MeshSnapshot, NewRegistration, RegisterOutcome, StoreError, ToolRow};
 use crate::wire::{
-    rfc3339, AgentView, CapabilityView, DependencyResolution, DependencyStatus, ResolvedDependency,
+    rfc3339, AgentView, CapabilityView, DependencyResolution, DependencySpec, DependencyStatus,
+    ResolvedDependency,
 };
 
 /// A registration as stored, and where the agent's dependencies resolve now.
@@ -27,17 +28,17 @@ pub struct Registration {
     pub llm: LlmAnswer,
 }
 
-/// The reference's words for a registration another entity's agent refused (the owner is named
+/// Why a registration failed (the messages are the reference's; the owner of an agent is named
 /// in the log only).
-pub const OWNED_BY_ANOTHER_ENTITY: &str = "entity_id mismatch: agent owned by another entity";
-
-/// Why a registration failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{OWNED_BY_ANOTHER_ENTITY}")]
+    #[error("entity_id mismatch: agent owned by another entity")]
     OwnedByAnotherEntity,
+    /// It would close this cycle of required dependencies (`"a → b → a"`).
+    #[error("required dependency cycle: {0}")]
+    RequiredCycle(String),
 }
 
 /// What `POST /admin/rotate` did: how many agents must register again.
@@ -60,7 +61,8 @@ pub enum Beat {
 
 impl Registry {
     /// `POST /heartbeat`: registers or refreshes the agent and resolves its dependencies.
-    /// Refused when another entity vouched for the agent.
+    /// Refused (nothing stored) when it would close a cycle of required dependencies, or when
+    /// another entity vouched for the agent.
     pub async fn register(
         &self,
         agent: &NewRegistration<'_>,
@@ -79,6 +81,10 @@ impl Registry {
                     "registration refused: the agent is owned by another entity"
                 );
                 return Err(RegisterError::OwnedByAnotherEntity);
+            }
+            RegisterOutcome::RequiredCycle(cycle) => {
+                tracing::warn!(agent_id = agent.agent_id, cycle, "registration refused");
+                return Err(RegisterError::RequiredCycle(cycle));
             }
         };
         self.actors.agent_tracker.do_send(AgentRegistered {
@@ -114,7 +120,9 @@ impl Registry {
                     .await?
             }
         };
-        let mesh = Mesh::from_snapshot(&snapshot);
+        let dependencies: Vec<&[DependencySpec]> =
+            agent.tools.iter().map(|t| t.dependencies).collect();
+        let mesh = self.mesh(&snapshot, &dependencies).await?;
         let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for tool in agent.tools.iter().filter(|t| !t.dependencies.is_empty()) {
             dependencies_resolved
@@ -203,18 +211,31 @@ impl Registry {
 
     /// Every agent with its capabilities' availability and where its dependencies resolve now.
     pub async fn agents(&self) -> Result<Vec<AgentView>, StoreError> {
-        Ok(agent_views(
-            &self
-                .store
-                .llm_snapshot()
-                .instrument(store_span("llm_snapshot"))
-                .await?,
-        ))
+        let snapshot = self
+            .store
+            .llm_snapshot()
+            .instrument(store_span("llm_snapshot"))
+            .await?;
+        let mesh = self.mesh(&snapshot, &[]).await?;
+        Ok(agent_views(&snapshot, &mesh))
+    }
+
+    /// The mesh to resolve against, with the published output schemas when a dependency of
+    /// the mesh (or of `also`, a registration not stored yet) asks for schema matching.
+    pub(super) async fn mesh(
+        &self,
+        snapshot: &MeshSnapshot,
+        also: &[&[DependencySpec]],
+    ) -> Result<Mesh, StoreError> {
+        let mesh = Mesh::from_snapshot(snapshot);
+        Ok(match Mesh::wants_schemas(snapshot, also) {
+            true => mesh.with_output_schemas(self.store.published_output_schemas().await?),
+            false => mesh,
+        })
     }
 }
 
-fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
-    let mesh = Mesh::from_snapshot(snapshot);
+fn agent_views(snapshot: &MeshSnapshot, mesh: &Mesh) -> Vec<AgentView> {
     let llm_mesh = LlmMesh::from_snapshot(snapshot);
     let mut availability: Availability = HashMap::new();
     for (provider, reason) in mesh.providers().iter().zip(mesh.availability()) {
@@ -229,7 +250,7 @@ fn agent_views(snapshot: &MeshSnapshot) -> Vec<AgentView> {
                 .iter()
                 .filter(|t| t.agent_id == agent.agent_id && !t.function_name.is_empty())
                 .collect();
-            let dependency_resolutions = dependency_resolutions(&mesh, agent, &tools);
+            let dependency_resolutions = dependency_resolutions(mesh, agent, &tools);
             let llm_requests: Vec<LlmRequest> =
                 tools.iter().copied().map(LlmRequest::of_tool).collect();
             let (llm_tools, llm_providers) = llm_mesh.resolutions(&agent.agent_id, &llm_requests);

@@ -25,13 +25,15 @@ pub struct AgentTls {
     pub identity: Arc<ReloadingIdentity>,
 }
 
-/// The client of outbound calls to agents: plain HTTP, and HTTPS with `tls` for an agent an
-/// entity vouched for (`domain::agents::scheme`). It goes only where an agent's registration
-/// says: the endpoint is a validated host and port (`domain::agents::http_endpoint`), the path
-/// is fixed, and redirects are never followed (an agent cannot send the registry elsewhere,
-/// such as to its own admin listener or another internal service). Short timeouts: a hanging
-/// agent holds nothing for long. Without `tls`, an HTTPS call believes the public web's CAs
-/// only and presents no certificate (startup warns about it).
+/// The client of outbound calls to agents: the cancel forward and the MCP proxy, plain HTTP, and
+/// HTTPS with `tls` for an agent an entity vouched for (`domain::agents::scheme`). It goes only
+/// where an agent's registration says: the endpoint is a validated host and port
+/// (`domain::agents::http_endpoint`), the path is fixed (or an `/mcp` path, for the proxy), and
+/// redirects are never followed (an agent cannot send the registry elsewhere, such as to its
+/// own admin listener or another internal service). Short timeouts: a hanging agent holds
+/// nothing for long (the proxy sets each request's budget in place of the default). Without
+/// `tls`, an HTTPS call believes the public web's CAs only and presents no certificate
+/// (startup warns about it).
 pub(super) fn agent_client(tls: Option<&AgentTls>) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -8,7 +8,6 @@ use tracing::Instrument;
 
 use super::{store_span, Registry};
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
-use crate::resolve::Mesh;
 use crate::store::{
     CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobCount, JobListQuery,
     JobPage, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
@@ -123,7 +122,14 @@ impl Registry {
                 return true;
             }
         };
-        let mesh = Mesh::from_snapshot(&snapshot);
+        let mesh = match self.mesh(&snapshot, &[]).await {
+            Ok(mesh) => mesh,
+            Err(error) => {
+                tracing::warn!(%error, instance_id,
+                    "claim gate not evaluated; letting the claim through");
+                return true;
+            }
+        };
         let broken = mesh
             .providers()
             .iter()

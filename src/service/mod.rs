@@ -12,6 +12,8 @@ mod events;
 mod forward;
 mod jobs;
 mod metrics;
+mod proxy;
+mod schemas;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,10 +24,11 @@ use mesh_registry_actors::{
 };
 
 pub use admin::{DrainError, DrainView};
-pub use agents::{Beat, RegisterError, Registration, Rotation, OWNED_BY_ANOTHER_ENTITY};
+pub use agents::{Beat, RegisterError, Registration, Rotation};
 pub use events::{EventsRead, Executor};
 pub use forward::AgentTls;
 pub use jobs::{ForwardHeaders, JOB_COUNT_GROUPS};
+pub use proxy::{ProxyCall, ProxyError, ProxyMethod, ProxySettings, Relay};
 
 use crate::metrics::Metrics;
 use crate::store::{Change, Changed, Store};
@@ -61,6 +64,7 @@ pub struct Settings {
     pub job_stale_timeout: Option<Duration>,
     /// `MCP_MESH_MAX_PAGE_BYTES`: a page of jobs or events stops once it holds this much.
     pub max_page_bytes: i64,
+    pub proxy: ProxySettings,
     /// Calls to agents over HTTPS, when `MCP_MESH_TLS_CA`, `_CERT` and `_KEY` are all set.
     pub agent_tls: Option<AgentTls>,
 }
@@ -71,8 +75,11 @@ pub struct Registry {
     actors: Actors,
     /// Read before every claim; the supervisor owns it.
     drain_gate: DrainGate,
-    /// Outbound calls to agents (cancel forwarding), over HTTPS where an agent's endpoint says.
+    /// Outbound calls to agents (cancel forwarding, the MCP proxy), over HTTPS where an
+    /// agent's endpoint says.
     agent_client: reqwest::Client,
+    /// The MCP proxy's concurrent relays.
+    proxy_slots: proxy::ProxySlots,
     settings: Settings,
     started_at: Instant,
     metrics: Arc<Metrics>,
@@ -92,6 +99,7 @@ impl Registry {
             actors,
             drain_gate,
             agent_client: forward::agent_client(settings.agent_tls.as_ref())?,
+            proxy_slots: proxy::ProxySlots::new(settings.proxy.max_streams),
             settings,
             started_at: Instant::now(),
             metrics,

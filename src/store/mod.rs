@@ -35,7 +35,8 @@ pub use model::{
     AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
     DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery, JobPage, Liveness,
     MeshSnapshot, NewJob, NewRegistration, NewTool, Notice, PoolStatus, PostEventOutcome,
-    ReclaimOutcome, RegisterOutcome, Registered, ReleaseOutcome, Tally, ToolRow,
+    PublishedSchema, ReclaimOutcome, RegisterOutcome, Registered, ReleaseOutcome, SchemaEntry,
+    Tally, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
@@ -250,8 +251,11 @@ pub trait EventStore {
 #[async_trait]
 pub trait AgentStore {
     /// Registers or refreshes an agent from a full heartbeat; the topology version moves only
-    /// when the agent is new, comes back, or changed what it offers. Refused, with nothing
-    /// written, when another entity vouched for the agent (`domain::agents::entity_may_update`).
+    /// when the agent is new, comes back, or changed what it offers.
+    /// A registration that declares required dependencies is first checked, against every
+    /// other agent's, for a cycle it would close (refused then, nothing stored); that check and
+    /// the write are serialized across replicas. Refused too, with nothing written, when
+    /// another entity vouched for the agent (`domain::agents::entity_may_update`).
     async fn register_agent(
         &self,
         agent: &NewRegistration<'_>,
@@ -287,6 +291,14 @@ pub trait AgentStore {
     /// `llm_provider`): a heavier read, for LLM resolution and listing.
     async fn llm_snapshot(&self) -> Result<MeshSnapshot, StoreError>;
     async fn agent(&self, agent_id: &str) -> Result<Option<AgentRow>, StoreError>;
+    /// The agents the proxy may reach as `host:port`: an HTTP endpoint on `port` whose
+    /// registered host, id or name is `host`, by id.
+    async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError>;
+    /// The schema store, newest first (`GET /schemas`).
+    async fn schema_entries(&self, limit: i64) -> Result<Vec<SchemaEntry>, StoreError>;
+    async fn schema_entry(&self, hash: &str) -> Result<Option<SchemaEntry>, StoreError>;
+    /// The canonical output schemas of the tools that published one (for schema matching).
+    async fn published_output_schemas(&self) -> Result<Vec<SchemaEntry>, StoreError>;
 }
 
 /// Leases and the safety sweep (docs/state-machine.md#lease-timers, docs/state-machine.md#sweep;

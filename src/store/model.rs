@@ -318,9 +318,55 @@ pub struct NewTool<'a> {
     pub llm_filter: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm_provider: Option<&'a LlmProviderSpec>,
+    /// The published schemas (hash, canonical form); only the output hash is part of the
+    /// topology (the canonical forms go to the schema store).
+    #[serde(skip)]
+    pub published_input: Option<PublishedSchema<'a>>,
+    #[serde(
+        rename = "output_schema_hash",
+        serialize_with = "published_hash",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub published_output: Option<PublishedSchema<'a>>,
+}
+
+/// A canonical JSON Schema a tool published, and its content hash.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishedSchema<'a> {
+    pub hash: &'a str,
+    pub canonical: &'a RawValue,
+}
+
+fn published_hash<S: serde::Serializer>(
+    schema: &Option<PublishedSchema<'_>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(schema.map_or("", |s| s.hash))
+}
+
+impl NewTool<'_> {
+    /// The schemas this tool publishes, for the schema store.
+    pub fn published_schemas(&self) -> impl Iterator<Item = PublishedSchema<'_>> {
+        self.published_input
+            .into_iter()
+            .chain(self.published_output)
+    }
 }
 
 impl NewRegistration<'_> {
+    /// The required-dependency edges its tools declare.
+    pub fn required_edges(&self) -> crate::domain::agents::RequiredEdges {
+        let mut edges = Default::default();
+        for tool in &self.tools {
+            crate::domain::agents::add_required_edges(
+                &mut edges,
+                tool.capability,
+                tool.dependencies,
+            );
+        }
+        edges
+    }
+
     /// What other agents' resolution depends on; a change of it is a topology change.
     /// An entity is part of it (the endpoint's scheme follows it), only when there is one: the
     /// topology of an agent without one reads as it did before entities were kept.
@@ -340,11 +386,15 @@ impl NewRegistration<'_> {
     }
 }
 
-/// What a registration did.
-#[derive(Debug, Clone, Copy)]
+/// What became of a registration.
+#[derive(Debug, Clone)]
 pub enum RegisterOutcome {
     Registered(Registered),
-    /// Refused: another entity vouched for this agent (`domain::agents::entity_may_update`).
+    /// Refused, nothing stored: it would close this cycle of required dependencies
+    /// (`"a → b → a"`, `domain::agents::required_cycle`).
+    RequiredCycle(String),
+    /// Refused, nothing stored: another entity vouched for this agent
+    /// (`domain::agents::entity_may_update`).
     OwnedByAnotherEntity,
 }
 
@@ -417,6 +467,19 @@ pub struct ToolRow {
     pub input_schema: Option<RawJson>,
     pub llm_filter: Option<RawJson>,
     pub llm_provider: Option<LlmProviderSpec>,
+    /// The hash of the tool's published output schema (its canonical form is in the schema
+    /// store).
+    pub output_schema_hash: Option<String>,
+}
+
+/// A canonical JSON Schema in the schema store.
+#[derive(Debug, Clone)]
+pub struct SchemaEntry {
+    pub hash: String,
+    pub canonical: RawJson,
+    /// `python`, `typescript`, `java` or `unknown`: the runtime that first published it.
+    pub runtime_origin: String,
+    pub created_at: SystemTime,
 }
 
 /// Every agent and tool at one moment.

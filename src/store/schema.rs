@@ -133,8 +133,20 @@ pub(super) const MODEL: &[ModelTable] = &[
             ("kwargs", JSONB),
             ("dependencies", JSONB),
             ("has_required_dependencies", BOOLEAN),
+            ("output_schema_hash", TEXT),
         ],
         indexes: &["agent_tools_pkey", "agent_tools_capability_idx"],
+        postgres_only: false,
+    },
+    ModelTable {
+        name: "schema_entries",
+        columns: &[
+            ("hash", TEXT),
+            ("canonical", JSONB),
+            ("runtime_origin", TEXT),
+            ("created_at", TIMESTAMP),
+        ],
+        indexes: &["schema_entries_pkey", "schema_entries_created_idx"],
         postgres_only: false,
     },
     ModelTable {

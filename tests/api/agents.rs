@@ -711,3 +711,52 @@ async fn the_claim_gate_holds_work_until_required_dependencies_resolve(backend: 
     .await;
     assert!(app.claim("render", "lenient").await.is_some());
 }
+
+on_both_backends!(a_registration_closing_a_required_cycle_is_refused);
+async fn a_registration_closing_a_required_cycle_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let needs = |id: &str, capability: &str, dependency: &str, required: bool| {
+        agent(
+            id,
+            vec![tool(
+                "f",
+                capability,
+                json!({"dependencies": [{"capability": dependency, "required": required}]}),
+            )],
+        )
+    };
+    register(&app, needs("a", "a", "b", true)).await;
+    register(&app, needs("b", "b", "c", true)).await;
+    // c → a closes a → b → c → a: refused as the reference refuses it, and nothing is stored.
+    let refused = app.post("/heartbeat", &needs("c", "c", "a", true)).await;
+    assert_eq!(refused.status(), 200);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["message"], "required dependency cycle: a → b → c → a");
+    assert_eq!(body["agent_id"], "c");
+    assert!(body.get("dependencies_resolved").is_none());
+    assert!(agents(&app, "").await.iter().all(|a| a["id"] != "c"));
+    // An optional edge is how a loop is broken; a tool requiring itself is a loop too.
+    register(&app, needs("c", "c", "a", false)).await;
+    let body: Value = app
+        .post("/heartbeat", &needs("s", "s", "s", true))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["message"], "required dependency cycle: s → s");
+    // An agent may re-register its own required edges (they replace its earlier ones).
+    register(&app, needs("a", "a", "b", true)).await;
+    // Concurrent registrations each closing half of a loop: at most one is accepted.
+    let (x_needs_y, y_needs_x) = (needs("x", "x", "y", true), needs("y", "y", "x", true));
+    let (x, y) = tokio::join!(
+        app.post("/heartbeat", &x_needs_y),
+        app.post("/heartbeat", &y_needs_x),
+    );
+    let mut accepted = 0;
+    for response in [x, y] {
+        let body: Value = response.json().await.unwrap();
+        accepted += usize::from(body["status"] == "success");
+    }
+    assert_eq!(accepted, 1, "one of the two halves of a loop");
+}

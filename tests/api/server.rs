@@ -26,6 +26,18 @@ async fn health_answers_like_the_reference(backend: Backend) {
     assert_eq!(body["service"], "mcp-mesh-registry");
     assert!(body["uptime_seconds"].is_u64());
     assert!(body["timestamp"].is_string());
+    // HEAD: no body, the same facts in the reference's headers.
+    let head = app.http.head(app.url("/health")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let header = |name: &str| head.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("x-health-status"), "healthy");
+    assert_eq!(
+        header("x-service-version"),
+        body["version"].as_str().unwrap()
+    );
+    assert!(header("x-uptime-seconds").parse::<u64>().is_ok());
+    assert_eq!(header("content-type"), "application/json");
+    assert!(head.bytes().await.unwrap().is_empty());
 }
 
 on_both_backends!(unknown_routes_and_methods_are_gin_404s);
@@ -301,4 +313,16 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero(backend: Backend) {
     let log = log_reader.join().unwrap().join("\n");
     assert!(log.contains("received SIGTERM"), "{log}");
     assert!(log.contains("stopped"), "{log}");
+}
+
+on_both_backends!(the_root_answers_like_the_reference);
+async fn the_root_answers_like_the_reference(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let root: Value = app.get("/").await.json().await.unwrap();
+    assert_eq!(root["service"], "mcp-mesh-registry");
+    assert_eq!(root["status"], "running");
+    assert_eq!(
+        root["endpoints"],
+        json!(["/health", "/heartbeat", "/agents"])
+    );
 }

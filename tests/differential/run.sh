@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Differential test of LLM resolution against the reference registry 3.7.1 (fetched once with
+# Differential tests of LLM resolution and of schema-gated resolution and the schema store against the reference registry 3.7.1 (fetched once with
 # `npm pack` into a cache outside the repository, never committed).
 # Usage: tests/differential/run.sh [path-to-mesh-registry]
 set -euo pipefail
@@ -8,4 +8,5 @@ binary="${1:-$root/target/debug/mesh-registry}"
 reference="$("$root/tests/reference-cli.sh")/mcp-mesh-registry"
 [ -x "$binary" ] || cargo build --manifest-path "$root/Cargo.toml" --bin mesh-registry
 
-exec python3 "$root/tests/differential/llm.py" "$binary" "$reference"
+python3 "$root/tests/differential/llm.py" "$binary" "$reference"
+python3 "$root/tests/differential/schemas.py" "$binary" "$reference"

@@ -346,7 +346,7 @@ fn refuse_cross_origin(req: &HttpRequest) -> Result<(), ApiError> {
     match same_origin {
         true => Ok(()),
         false => Err(ApiError::Forbidden(
-            "cross-origin request refused: dashboard actions come from its own pages",
+            "cross-origin request refused: dashboard actions come from its own pages".into(),
         )),
     }
 }

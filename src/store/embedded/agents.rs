@@ -8,12 +8,15 @@ use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
 use super::{decode, duration_micros, encode, json, now_micros, time_of, EmbeddedStore};
-use crate::domain::agents::{entity_may_update, has_required_dependencies, topology_changed};
-use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, RegisterOutcome, Registered,
-    StoreError, ToolRow,
+use crate::domain::agents::{
+    add_required_edges, entity_may_update, has_required_dependencies, required_cycle,
+    topology_changed, RequiredEdges,
 };
-use crate::wire::AgentStatus;
+use crate::store::{
+    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, RegisterOutcome,
+    Registered, SchemaEntry, StoreError, ToolRow,
+};
+use crate::wire::{AgentStatus, DependencySpec};
 
 #[async_trait]
 impl AgentStore for EmbeddedStore {
@@ -153,6 +156,54 @@ impl AgentStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn schema_entries(&self, limit: i64) -> Result<Vec<SchemaEntry>, StoreError> {
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/schema_entries.sql"))?
+                .query_map(named_params! {":limit": limit}, |row| {
+                    Ok(schema_from_row(row))
+                })?
+                .map(|row| row?)
+                .collect()
+        })
+        .await
+    }
+
+    async fn schema_entry(&self, hash: &str) -> Result<Option<SchemaEntry>, StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/schema_entry.sql"))?
+                .query_row(named_params! {":hash": hash}, |row| {
+                    Ok(schema_from_row(row))
+                })
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn published_output_schemas(&self) -> Result<Vec<SchemaEntry>, StoreError> {
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/published_output_schemas.sql"))?
+                .query_map([], |row| Ok(schema_from_row(row)))?
+                .map(|row| row?)
+                .collect()
+        })
+        .await
+    }
+
+    async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError> {
+        let host = host.to_owned();
+        self.run(move |db| {
+            db.prepare_cached(include_str!("sql/proxy_candidates.sql"))?
+                .query_map(named_params! {":host": host, ":port": port}, |row| {
+                    Ok(agent_from_row(row))
+                })?
+                .map(|row| row?)
+                .collect()
+        })
+        .await
+    }
 }
 
 impl EmbeddedStore {
@@ -192,6 +243,9 @@ struct StoredAgent {
     /// What others resolve against: the domain compares it with the stored one.
     topology: serde_json::Value,
     tools: Vec<StoredTool>,
+    /// (hash, canonical form) of the schemas its tools publish.
+    published_schemas: Vec<(String, String)>,
+    required_edges: RequiredEdges,
     entity_id: Option<String>,
 }
 
@@ -213,6 +267,7 @@ impl StoredAgent {
                         .filter(|k| k != "null"),
                     dependencies: encode(tool.dependencies)?,
                     has_required_dependencies: has_required_dependencies(tool.dependencies),
+                    output_schema_hash: tool.published_output.map(|s| s.hash.to_owned()),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -231,6 +286,13 @@ impl StoredAgent {
             registration: agent.body.get().to_owned(),
             topology: agent.topology(),
             tools,
+            published_schemas: agent
+                .tools
+                .iter()
+                .flat_map(NewTool::published_schemas)
+                .map(|s| (s.hash.to_owned(), s.canonical.get().to_owned()))
+                .collect(),
+            required_edges: agent.required_edges(),
             entity_id: agent.entity_id.map(str::to_owned),
         })
     }
@@ -246,6 +308,7 @@ struct StoredTool {
     kwargs: Option<String>,
     dependencies: String,
     has_required_dependencies: bool,
+    output_schema_hash: Option<String>,
 }
 
 /// A registration: the agent and its tools as sent, healthy; the topology version moves when
@@ -253,6 +316,20 @@ struct StoredTool {
 /// can come between the comparison and the write; nor between the entity check and the write.
 fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutcome, StoreError> {
     let agent_id = &stored.agent_id;
+    if !stored.required_edges.is_empty() {
+        let mut edges = stored.required_edges.clone();
+        let mut others = db.prepare_cached(include_str!("sql/required_edges.sql"))?;
+        let mut rows = others.query(named_params! {":agent_id": agent_id})?;
+        while let Some(row) = rows.next()? {
+            let capability: String = row.get("capability")?;
+            let dependencies: Vec<DependencySpec> =
+                decode(&row.get::<_, String>("dependencies")?, "dependencies")?;
+            add_required_edges(&mut edges, &capability, &dependencies);
+        }
+        if let Some(cycle) = required_cycle(&edges) {
+            return Ok(RegisterOutcome::RequiredCycle(cycle));
+        }
+    }
     let previous: Option<(String, String, Option<String>)> = db
         .prepare_cached(include_str!("sql/registered_agent.sql"))?
         .query_row(named_params! {":agent_id": agent_id}, |row| {
@@ -298,6 +375,15 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutco
             ":now": now_micros(),
         })?;
     replace_tools(db, agent_id, &stored.tools)?;
+    let mut publish = db.prepare_cached(include_str!("sql/insert_schema_entry.sql"))?;
+    for (hash, canonical) in &stored.published_schemas {
+        publish.execute(named_params! {
+            ":hash": hash,
+            ":canonical": canonical,
+            ":runtime_origin": stored.runtime,
+            ":now": now_micros(),
+        })?;
+    }
     let topology_version = if changed {
         bump_topology(db)?
     } else {
@@ -328,6 +414,7 @@ fn replace_tools(db: &Connection, agent_id: &str, tools: &[StoredTool]) -> Resul
             ":kwargs": tool.kwargs,
             ":dependencies": tool.dependencies,
             ":has_required_dependencies": tool.has_required_dependencies,
+            ":output_schema_hash": tool.output_schema_hash,
         })?;
     }
     Ok(())
@@ -382,6 +469,16 @@ fn agent_from_row(row: &Row) -> Result<AgentRow, StoreError> {
     })
 }
 
+fn schema_from_row(row: &Row) -> Result<SchemaEntry, StoreError> {
+    Ok(SchemaEntry {
+        hash: row.get("hash")?,
+        canonical: json(row, "canonical")?
+            .ok_or_else(|| StoreError::Corrupt("a schema without its canonical form".into()))?,
+        runtime_origin: row.get("runtime_origin")?,
+        created_at: time_of(row.get("created_at")?),
+    })
+}
+
 fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
     Ok(ToolRow {
         agent_id: row.get("agent_id")?,
@@ -392,6 +489,7 @@ fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
         tags: decode(&row.get::<_, String>("tags")?, "tags")?,
         kwargs: json(row, "kwargs")?,
         dependencies: decode(&row.get::<_, String>("dependencies")?, "dependencies")?,
+        output_schema_hash: row.get("output_schema_hash")?,
         input_schema: json(row, "input_schema")?,
         llm_filter: json(row, "llm_filter")?,
         llm_provider: row

@@ -12,12 +12,17 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
 use super::{column, PgStore};
-use crate::domain::agents::{has_required_dependencies, topology_changed};
+use crate::domain::agents::{
+    add_required_edges, has_required_dependencies, required_cycle, topology_changed,
+};
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, RegisterOutcome, Registered,
-    StoreError, ToolRow,
+    AgentRow, AgentStore, Liveness, MeshSnapshot, NewRegistration, NewTool, RegisterOutcome,
+    Registered, SchemaEntry, StoreError, ToolRow,
 };
 use crate::wire::{AgentStatus, DependencySpec, LlmProviderSpec, RawJson};
+
+/// Advisory-lock key of the required-dependency cycle check ("meshcyc1").
+const REQUIRED_EDGES_LOCK_KEY: i64 = 0x6d65_7368_6379_6331;
 
 #[async_trait]
 impl AgentStore for PgStore {
@@ -31,6 +36,27 @@ impl AgentStore for PgStore {
     ) -> Result<RegisterOutcome, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
+        let mut edges = agent.required_edges();
+        if !edges.is_empty() {
+            // One such check at a time across replicas, until this write commits: two
+            // registrations each closing half of a loop cannot both pass.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[&REQUIRED_EDGES_LOCK_KEY],
+            )
+            .await?;
+            let others = tx
+                .prepare_cached(include_str!("sql/required_edges.sql"))
+                .await?;
+            for row in tx.query(&others, &[&agent.agent_id]).await? {
+                let capability: &str = column(&row, "capability")?;
+                let dependencies: Json<Vec<DependencySpec>> = column(&row, "dependencies")?;
+                add_required_edges(&mut edges, capability, &dependencies.0);
+            }
+            if let Some(cycle) = required_cycle(&edges) {
+                return Ok(RegisterOutcome::RequiredCycle(cycle));
+            }
+        }
         let upsert = tx
             .prepare_cached(include_str!("sql/upsert_agent.sql"))
             .await?;
@@ -84,6 +110,19 @@ impl AgentStore for PgStore {
             .collect();
         tx.execute(&insert, &[&agent.agent_id, &Json(&agent.tools), &gated])
             .await?;
+        let published: Vec<_> = agent
+            .tools
+            .iter()
+            .flat_map(NewTool::published_schemas)
+            .map(|schema| serde_json::json!({"hash": schema.hash, "canonical": schema.canonical}))
+            .collect();
+        if !published.is_empty() {
+            let insert = tx
+                .prepare_cached(include_str!("sql/insert_schema_entries.sql"))
+                .await?;
+            tx.execute(&insert, &[&Json(&published), &agent.runtime])
+                .await?;
+        }
 
         let seen = tx
             .prepare_cached(include_str!("sql/mark_topology_seen.sql"))
@@ -211,9 +250,60 @@ impl AgentStore for PgStore {
             .map(agent_from_row)
             .transpose()
     }
+
+    async fn schema_entries(&self, limit: i64) -> Result<Vec<SchemaEntry>, StoreError> {
+        self.schema_rows(include_str!("sql/schema_entries.sql"), &[&limit])
+            .await
+    }
+
+    async fn schema_entry(&self, hash: &str) -> Result<Option<SchemaEntry>, StoreError> {
+        Ok(self
+            .schema_rows(include_str!("sql/schema_entry.sql"), &[&hash])
+            .await?
+            .pop())
+    }
+
+    async fn published_output_schemas(&self) -> Result<Vec<SchemaEntry>, StoreError> {
+        self.schema_rows(include_str!("sql/published_output_schemas.sql"), &[])
+            .await
+    }
+
+    async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(include_str!("sql/proxy_candidates.sql"))
+            .await?;
+        conn.query(&statement, &[&host, &port])
+            .await?
+            .iter()
+            .map(agent_from_row)
+            .collect()
+    }
 }
 
 impl PgStore {
+    /// Schema entries a statement reads.
+    async fn schema_rows(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<SchemaEntry>, StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn.prepare_cached(statement).await?;
+        conn.query(&statement, params)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(SchemaEntry {
+                    hash: column(row, "hash")?,
+                    canonical: column::<Json<RawJson>>(row, "canonical")?.0,
+                    runtime_origin: column(row, "runtime_origin")?,
+                    created_at: column(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// Every agent, then the tools `tools_statement` reads.
     async fn snapshot(&self, tools_statement: &str) -> Result<MeshSnapshot, StoreError> {
         let conn = self.conn().await?;
@@ -272,6 +362,7 @@ fn tool_from_row(row: &Row) -> Result<ToolRow, StoreError> {
         tags: column(row, "tags")?,
         kwargs: column::<Option<Json<RawJson>>>(row, "kwargs")?.map(|j| j.0),
         dependencies: column::<Json<Vec<DependencySpec>>>(row, "dependencies")?.0,
+        output_schema_hash: column(row, "output_schema_hash")?,
         input_schema: column::<Option<Json<RawJson>>>(row, "input_schema")?.map(|j| j.0),
         llm_filter: column::<Option<Json<RawJson>>>(row, "llm_filter")?.map(|j| j.0),
         llm_provider: column::<Option<Json<LlmProviderSpec>>>(row, "llm_provider")?.map(|j| j.0),

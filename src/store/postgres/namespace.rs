@@ -46,14 +46,28 @@ async fn read_public(client: &Client) -> Result<PublicSchema, StoreError> {
     })
 }
 
+/// Columns a later migration adds to a table an earlier one created, with that migration's
+/// version: an earlier layout that has not applied it lacks the column without anyone having
+/// changed its tables.
+const ADDED_LATER: [(&str, &str, i64); 1] = [("agent_tools", "output_schema_hash", 6)];
+
 /// Our history is in `public`: the tables are ours as long as no column of ours is missing or
-/// of another type in a table that exists (a whole table missing is one a pending migration
-/// creates).
+/// of another type in a table that exists (a whole table missing, or a column of
+/// `ADDED_LATER`, is one a pending migration creates).
 fn earlier_layout(applied: Vec<(i64, String)>, live: &LiveSchema) -> EarlierLayout {
+    let versions: Vec<i64> = applied.iter().map(|(version, _)| *version).collect();
+    let pending = |table: &str, column: &str| {
+        ADDED_LATER
+            .iter()
+            .any(|&(t, c, v)| t == table && c == column && !versions.contains(&v))
+    };
     let changed: Vec<SchemaPiece> = compare(applied, live)
         .missing
         .into_iter()
-        .filter(|piece| matches!(piece, SchemaPiece::Column { .. }))
+        .filter(|piece| match piece {
+            SchemaPiece::Column { table, column, .. } => !pending(table, column),
+            _ => false,
+        })
         .collect();
     if !changed.is_empty() {
         return EarlierLayout::Changed(changed);

@@ -40,6 +40,9 @@ pub fn test_config(database_url: String) -> Config {
         startup_grace: Duration::ZERO,
         health_check_interval: Duration::from_secs(10),
         agent_timeout: Duration::from_secs(20),
+        proxy_timeout: Duration::from_secs(60),
+        propagate_headers: Vec::new(),
+        proxy_max_streams: 16,
         metrics: MetricsSettings {
             enabled: true,
             capabilities: 0,

@@ -2,7 +2,7 @@
 -- schema, llm_filter, llm_provider), which live only in its agent's topology: one element per
 -- tool position, unnested once per agent rather than looked up once per tool.
 SELECT t.agent_id, t.function_name, t.capability, t.version, t.description, t.tags, t.kwargs,
-       t.dependencies, x.tool->'input_schema' AS input_schema, x.tool->'llm_filter' AS llm_filter,
+       t.dependencies, t.output_schema_hash, x.tool->'input_schema' AS input_schema, x.tool->'llm_filter' AS llm_filter,
        x.tool->'llm_provider' AS llm_provider
 FROM agent_tools t
 LEFT JOIN (
