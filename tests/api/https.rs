@@ -333,7 +333,7 @@ async fn our_cli_speaks_https_with_a_ca_or_insecure_and_a_client_certificate(bac
     );
 }
 
-/// The cancel forwards an agent's endpoint received (their paths).
+/// The calls an agent's endpoint received (their paths): cancel forwards and MCP calls.
 type Received = Arc<Mutex<Vec<String>>>;
 
 /// An agent's endpoint that records cancel forwards: plain HTTP, or HTTPS as an SDK in TLS mode
@@ -349,13 +349,24 @@ async fn agent_endpoint(tls: Option<rustls::ServerConfig>) -> AgentEndpoint {
     let log = received.clone();
     let server = HttpServer::new(move || {
         let log = log.clone();
-        App::new().route(
-            "/jobs/{id}/cancel",
-            web::post().to(move |req: HttpRequest| {
-                log.lock().unwrap().push(req.path().to_owned());
-                async { HttpResponse::Ok().json(json!({"cancelled": true})) }
-            }),
-        )
+        let mcp_log = log.clone();
+        App::new()
+            .route(
+                "/jobs/{id}/cancel",
+                web::post().to(move |req: HttpRequest| {
+                    log.lock().unwrap().push(req.path().to_owned());
+                    async { HttpResponse::Ok().json(json!({"cancelled": true})) }
+                }),
+            )
+            .route(
+                "/mcp",
+                web::post().to(move |req: HttpRequest| {
+                    mcp_log.lock().unwrap().push(req.path().to_owned());
+                    async {
+                        HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": 1, "result": {}}))
+                    }
+                }),
+            )
     })
     .workers(1);
     let server = match tls {
@@ -481,6 +492,20 @@ async fn a_cancel_reaches_an_agent_registered_over_mtls_over_https_with_the_regi
     }
     assert_eq!(secure.received.lock().unwrap().len(), 1);
     assert_eq!(plain.received.lock().unwrap().len(), 1);
+
+    // The MCP proxy takes the same client: over HTTPS to the agent an entity owns.
+    for endpoint in [&secure, &plain] {
+        let relayed = app
+            .http
+            .post(app.url(&format!("/proxy/127.0.0.1:{}/mcp", endpoint.port)))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(relayed.status(), 200);
+        assert_eq!(relayed.json::<Value>().await.unwrap()["result"], json!({}));
+        assert_eq!(endpoint.received.lock().unwrap().last().unwrap(), "/mcp");
+    }
 }
 
 on_both_backends!(an_agent_an_entity_vouched_for_is_updated_by_that_entity_only);
