@@ -22,7 +22,7 @@ use crate::cli::ServeArgs;
 use crate::config::{Config, TlsSettings};
 use crate::http::{self, BodyLimit, RegistrationTrust};
 use crate::metrics::{MeteredDirectory, Metrics};
-use crate::service::{Actors, ProxySettings, Registry, Settings};
+use crate::service::{Actors, AgentTls, ProxySettings, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry::{self, RequestSpan};
 use crate::tls::{ReloadingIdentity, TlsMode};
@@ -42,7 +42,7 @@ pub enum StartupError {
     #[error(transparent)]
     Database(#[from] ConnectError),
     #[error("cannot build the client for calls to agents: {0}")]
-    AgentClient(#[from] reqwest::Error),
+    AgentClient(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("cannot listen on {address}: {source}")]
@@ -75,22 +75,26 @@ impl Application {
         };
         let metrics = Metrics::new(config.metrics.clone(), &store);
         let (actors, drain_gate) = start_actors(&store, config, &metrics);
-        let registry = Data::new(Registry::new(
-            store.clone(),
-            actors.clone(),
-            drain_gate,
-            Settings {
-                cancel_event_grace: config.cancel_event_grace,
-                job_stale_timeout: config.job_stale_timeout,
-                max_page_bytes: config.max_page_bytes as i64,
-                proxy: ProxySettings {
-                    timeout: config.proxy_timeout,
-                    propagate: config.propagate_headers.clone(),
-                    max_streams: config.proxy_max_streams,
+        let registry = Data::new(
+            Registry::new(
+                store.clone(),
+                actors.clone(),
+                drain_gate,
+                Settings {
+                    cancel_event_grace: config.cancel_event_grace,
+                    job_stale_timeout: config.job_stale_timeout,
+                    max_page_bytes: config.max_page_bytes as i64,
+                    proxy: ProxySettings {
+                        timeout: config.proxy_timeout,
+                        propagate: config.propagate_headers.clone(),
+                        max_streams: config.proxy_max_streams,
+                    },
+                    agent_tls: tls.agent.clone(),
                 },
-            },
-            metrics.clone(),
-        )?);
+                metrics.clone(),
+            )
+            .map_err(StartupError::AgentClient)?,
+        );
         let metrics = Data::from(metrics);
         let port = public_listener.1;
         let mut servers = vec![public_server(
@@ -260,10 +264,35 @@ struct Tls {
     /// The trust chain (for `/admin/entities` even when TLS is off, as the reference lists the
     /// trust directory then).
     trust: Data<RegistrationTrust>,
+    /// Calls to agents over HTTPS: with the CA, the certificate and its key all given (in any
+    /// mode, as the reference reads them for its calls whatever the mode).
+    agent: Option<AgentTls>,
 }
 
 impl Tls {
     fn read(settings: &TlsSettings) -> Result<Tls, StartupError> {
+        // Read when something uses it: the listener, or the calls to agents (which need the CA).
+        let wanted = settings.mode != TlsMode::Off || settings.ca.is_some();
+        let identity = match (&settings.cert, &settings.key) {
+            (Some(cert), Some(key)) if wanted => {
+                Some(ReloadingIdentity::load(cert, key).map_err(StartupError::Tls)?)
+            }
+            _ => None,
+        };
+        let agent = match (&settings.ca, &identity) {
+            (Some(ca), Some(identity)) => Some(AgentTls {
+                roots: crate::tls::roots(ca).map_err(StartupError::Tls)?,
+                identity: identity.clone(),
+            }),
+            _ => None,
+        };
+        if settings.mode != TlsMode::Off && agent.is_none() {
+            tracing::warn!(
+                "MCP_MESH_TLS_CA is not set: calls to agents that registered with a trusted \
+                 client certificate go over HTTPS believing the public web's CAs only and \
+                 presenting no certificate (set it to the CA of the agents' certificates)"
+            );
+        }
         let (server, chain) = match settings.mode {
             TlsMode::Off => {
                 // Only listed, never enforced: a trust directory that is not there (the
@@ -279,7 +308,7 @@ impl Tls {
                 (None, TrustChain::configure(listed, dir))
             }
             mode => {
-                let (Some(cert), Some(key)) = (&settings.cert, &settings.key) else {
+                let Some(identity) = identity else {
                     let mode = if mode == TlsMode::Strict {
                         "strict"
                     } else {
@@ -290,7 +319,6 @@ impl Tls {
                          be set; use MCP_MESH_TLS_MODE=off to run plaintext"
                     )));
                 };
-                let identity = ReloadingIdentity::load(cert, key).map_err(StartupError::Tls)?;
                 let server = http::server_config(identity).map_err(StartupError::Tls)?;
                 let chain =
                     TrustChain::configure(&settings.trust_backend, settings.trust_dir.as_deref());
@@ -303,6 +331,7 @@ impl Tls {
                 mode: settings.mode,
                 chain: chain.map_err(StartupError::Tls)?,
             }),
+            agent,
         })
     }
 }

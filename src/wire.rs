@@ -394,6 +394,17 @@ pub struct ParamErrorBody<'a> {
     pub msg: &'a str,
 }
 
+/// `POST /admin/rotate` answer, as the reference words it.
+#[derive(Debug, Serialize)]
+pub struct RotateResponse {
+    /// Healthy agents (of the entity, or all) asked to register again.
+    pub affected_agents: i64,
+    /// The entity asked for; `""` for every agent.
+    pub entity_id: String,
+    /// `Rotation triggered for all agents`, or `… for entity '<id>'`.
+    pub message: String,
+}
+
 /// `/admin/drain` answer: meshctl reads `draining` and `live_claims`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DrainResponse {
@@ -709,6 +720,10 @@ pub struct AgentView {
     pub namespace: String,
     pub a2a_producer: bool,
     pub a2a_consumer: bool,
+    /// The entity that vouched for the agent's client certificate; left out without one, as
+    /// the reference leaves it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
     pub created_at: String,
     pub last_seen: String,
     pub capabilities: Vec<CapabilityView>,

@@ -247,6 +247,22 @@ impl Handler<AgentRegistered> for AgentTracker {
     }
 }
 
+/// The topology moved for another reason than one agent's coming or going (a certificate
+/// rotation asks every agent to register again).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TopologyChanged {
+    pub topology_version: i64,
+}
+
+impl Handler<TopologyChanged> for AgentTracker {
+    type Result = ();
+
+    fn handle(&mut self, msg: TopologyChanged, _: &mut Self::Context) {
+        self.learn_version(Some(msg.topology_version));
+    }
+}
+
 /// The agent deregistered (`DELETE /agents/{id}`).
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -11,7 +11,7 @@ pub mod supervisor;
 
 pub use agent_tracker::{
     AgentDeparted, AgentDirectory, AgentRegistered, AgentTracker, Expired, Heartbeat,
-    HeartbeatsRecorded, StoreFuture, StoredLiveness, TrackerSettings, Verdict,
+    HeartbeatsRecorded, StoreFuture, StoredLiveness, TopologyChanged, TrackerSettings, Verdict,
 };
 pub use drain::{DrainGate, DrainScope, DrainState};
 pub use event_hub::{EventHub, EventPosted, NotParked, Notifications, Park, Shutdown, Wakeup};

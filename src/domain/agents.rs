@@ -50,15 +50,37 @@ fn ip_literal(host: &str) -> Option<std::net::IpAddr> {
     bare.parse().ok()
 }
 
-/// The base URL of an agent's HTTP endpoint (IPv6 in brackets), when it has one.
-pub fn http_endpoint(host: &str, port: i32) -> Option<String> {
+/// How the registry and other agents reach an agent: `https` when it registered with a client
+/// certificate a trusted entity vouched for (`entity_id`), as the reference decides it;
+/// `http` otherwise.
+pub fn scheme(entity_id: Option<&str>) -> &'static str {
+    match entity_id {
+        Some(entity) if !entity.is_empty() => "https",
+        _ => "http",
+    }
+}
+
+/// The base URL of an agent's endpoint (IPv6 in brackets, the scheme as `scheme` chooses it),
+/// when it has one.
+pub fn http_endpoint(host: &str, port: i32, entity_id: Option<&str>) -> Option<String> {
     if host.is_empty() || port <= 0 || !valid_http_host(host) {
         return None;
     }
+    let scheme = scheme(entity_id);
     Some(match ip_literal(host) {
-        Some(std::net::IpAddr::V6(ip)) => format!("http://[{ip}]:{port}"),
-        _ => format!("http://{host}:{port}"),
+        Some(std::net::IpAddr::V6(ip)) => format!("{scheme}://[{ip}]:{port}"),
+        _ => format!("{scheme}://{host}:{port}"),
     })
+}
+
+/// Whether a registration may update a stored agent: once an entity vouched for an agent, only
+/// that entity's certificates may update it; a request without one is refused too (no
+/// downgrade to plain registration). An agent no entity vouched for may be claimed by one.
+pub fn entity_may_update(stored: Option<&str>, presented: Option<&str>) -> bool {
+    match stored {
+        None | Some("") => true,
+        Some(owner) => presented == Some(owner),
+    }
 }
 
 #[cfg(test)]
@@ -94,13 +116,34 @@ mod tests {
         ] {
             assert!(!valid_http_host(host), "{host:?}");
         }
-        assert_eq!(http_endpoint("::1", 80).as_deref(), Some("http://[::1]:80"));
         assert_eq!(
-            http_endpoint("agent", 8080).as_deref(),
+            http_endpoint("::1", 80, None).as_deref(),
+            Some("http://[::1]:80")
+        );
+        assert_eq!(
+            http_endpoint("agent", 8080, None).as_deref(),
             Some("http://agent:8080")
         );
-        assert_eq!(http_endpoint("agent/x", 8080), None);
-        assert_eq!(http_endpoint("agent", 0), None);
+        assert_eq!(http_endpoint("agent/x", 8080, None), None);
+        assert_eq!(http_endpoint("agent", 0, None), None);
+    }
+
+    #[test]
+    fn an_agent_an_entity_vouched_for_is_reached_over_https_and_updated_by_that_entity_only() {
+        assert_eq!(
+            http_endpoint("10.0.0.7", 9000, Some("acme")).as_deref(),
+            Some("https://10.0.0.7:9000")
+        );
+        assert_eq!(
+            http_endpoint("::1", 9000, Some("acme")).as_deref(),
+            Some("https://[::1]:9000")
+        );
+        assert_eq!(scheme(Some("")), "http");
+        assert!(entity_may_update(None, None));
+        assert!(entity_may_update(None, Some("acme")));
+        assert!(entity_may_update(Some("acme"), Some("acme")));
+        assert!(!entity_may_update(Some("acme"), Some("globex")));
+        assert!(!entity_may_update(Some("acme"), None));
     }
 
     #[test]

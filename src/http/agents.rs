@@ -11,7 +11,7 @@ use super::error::ApiError;
 use super::extract::{parse_json, Body, Query};
 use super::validate::{bounded, bounded_opt, MAX_ID_BYTES, MAX_NAME_BYTES};
 use crate::domain::agents::valid_http_host;
-use crate::service::{Beat, Registry};
+use crate::service::{Beat, RegisterError, Registry};
 use crate::store::{NewRegistration, NewTool, PublishedSchema};
 use crate::wire::{
     rfc3339_now, AgentRegistration, AgentView, AgentsResponse, HeartbeatRefused, HeartbeatResponse,
@@ -153,6 +153,7 @@ fn http_endpoint(registration: &AgentRegistration) -> Result<Option<i32>, ApiErr
 fn validate<'a>(
     registration: &'a AgentRegistration,
     body: &'a RawValue,
+    entity_id: Option<&'a str>,
 ) -> Result<NewRegistration<'a>, ApiError> {
     let agent_id = registration
         .agent_id
@@ -214,25 +215,33 @@ fn validate<'a>(
         a2a_consumer: registration.a2a_consumer.unwrap_or(false),
         tools,
         body,
+        entity_id,
     })
 }
 
-/// `POST /heartbeat`: register or refresh an agent, and resolve its dependencies.
-pub async fn register(registry: Data<Registry>, body: Body) -> Result<HttpResponse, ApiError> {
+/// `POST /heartbeat`: register or refresh an agent, and resolve its dependencies. The entity
+/// that vouched for the request's client certificate (`http::tls::verify_client`) is recorded;
+/// an agent another entity vouched for is `403`, as the reference refuses it.
+pub async fn register(
+    registry: Data<Registry>,
+    req: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
     let raw: Box<RawValue> = body.json()?;
     let registration: AgentRegistration = parse_json(raw.get().as_bytes())?;
-    let agent = validate(&registration, &raw)?;
-    let registered = match registry
-        .register(&agent)
-        .await
-        .map_err(ApiError::store("register agent"))?
-    {
+    let entity_id = super::tls::verified_entity(&req);
+    let agent = validate(&registration, &raw, entity_id.as_deref())?;
+    let registered = match registry.register(&agent).await {
         Ok(registered) => registered,
+        Err(RegisterError::Store(error)) => return Err(ApiError::store("register agent")(error)),
+        Err(owned @ RegisterError::OwnedByAnotherEntity) => {
+            return Err(ApiError::Forbidden(owned.to_string()))
+        }
         // The reference's refusal: 200, `status: "error"`, the cycle in `message`.
-        Err(message) => {
+        Err(cycle @ RegisterError::RequiredCycle(_)) => {
             return Ok(HttpResponse::Ok().json(HeartbeatRefused {
                 agent_id: agent.agent_id,
-                message,
+                message: cycle.to_string(),
                 status: "error",
                 timestamp: rfc3339_now(),
             }))

@@ -71,10 +71,13 @@ pub async fn list(
     }
 }
 
-/// `POST /jobs/{job_id}/events`: anyone holding the id may append to a live job's log.
+/// `POST /jobs/{job_id}/events`: anyone holding the id may append to a live job's log. The
+/// entity that vouched for the poster's client certificate is its `posted_by`, as the reference
+/// records it.
 pub async fn post(
     registry: Data<Registry>,
     path: Path<String>,
+    http: HttpRequest,
     JsonBody(req): JsonBody<PostEventRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let event_type = req
@@ -91,6 +94,7 @@ pub async fn post(
             event_type,
             req.payload.as_ref(),
             req.trace_context.as_ref().map(|t| &t.0),
+            super::tls::verified_entity(&http).as_deref(),
         )
         .await
         .map_err(ApiError::store("post job event"))?

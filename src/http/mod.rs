@@ -53,6 +53,11 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         web::resource("/admin/entities")
             .guard(guard::Get())
             .to(admin::entities),
+    )
+    .service(
+        web::resource("/admin/rotate")
+            .guard(guard::Post())
+            .to(admin::rotate),
     );
 }
 

@@ -86,6 +86,14 @@ pub async fn verify_client(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
+/// The entity that vouched for the request's client certificate (`verify_client` found it), if
+/// any: recorded as an agent's owner, and as the poster of a job event.
+pub(super) fn verified_entity(req: &actix_web::HttpRequest) -> Option<String> {
+    req.extensions()
+        .get::<crate::trust::Verified>()
+        .map(|verified| verified.entity_id.clone())
+}
+
 /// Go's `tls.RequestClientCert`: ask for a certificate, accept any (or none); the handshake
 /// still proves the client holds the certificate's key.
 #[derive(Debug)]

@@ -451,8 +451,9 @@ fn better(a: &Candidate, b: &Candidate) -> bool {
     }
 }
 
-/// Where an LLM reaches a tool: `stdio://<id>` without a port; otherwise over HTTP, with an
-/// unset or wildcard host read as `localhost` and a scheme given as part of the host dropped.
+/// Where an LLM reaches a tool: `stdio://<id>` without a port; otherwise over HTTP(S) (the
+/// scheme as `domain::agents::scheme` chooses it), with an unset or wildcard host read as
+/// `localhost` and a scheme given as part of the host dropped.
 fn endpoint(agent: &AgentRow) -> String {
     let port = agent.http_port.unwrap_or(0);
     if port == 0 {
@@ -466,7 +467,8 @@ fn endpoint(agent: &AgentRow) -> String {
         .strip_prefix("http://")
         .or_else(|| host.strip_prefix("https://"))
         .unwrap_or(host);
-    format!("http://{host}:{port}")
+    let scheme = crate::domain::agents::scheme(agent.entity_id.as_deref());
+    format!("{scheme}://{host}:{port}")
 }
 
 /// A stored `llm_filter` as `GET /agents` shows it; `None` for an empty object or one whose
@@ -523,6 +525,7 @@ mod tests {
                 status: AgentStatus::Healthy,
                 created_at: joined,
                 updated_at: joined,
+                entity_id: None,
             });
             self
         }

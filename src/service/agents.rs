@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, Verdict};
+use mesh_registry_actors::{AgentDeparted, AgentRegistered, Heartbeat, TopologyChanged, Verdict};
 use serde_json::value::RawValue;
 
 use tracing::Instrument;
@@ -28,6 +28,25 @@ pub struct Registration {
     pub llm: LlmAnswer,
 }
 
+/// Why a registration failed (the messages are the reference's; the owner of an agent is named
+/// in the log only).
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("entity_id mismatch: agent owned by another entity")]
+    OwnedByAnotherEntity,
+    /// It would close this cycle of required dependencies (`"a → b → a"`).
+    #[error("required dependency cycle: {0}")]
+    RequiredCycle(String),
+}
+
+/// What `POST /admin/rotate` did: how many agents must register again.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    pub affected_agents: i64,
+}
+
 /// The answer to a `HEAD /heartbeat`.
 pub enum Beat {
     /// Unknown or unhealthy: the agent must register (again).
@@ -42,12 +61,12 @@ pub enum Beat {
 
 impl Registry {
     /// `POST /heartbeat`: registers or refreshes the agent and resolves its dependencies.
-    /// A registration that would close a cycle of required dependencies is refused (nothing
-    /// stored): `Err` with the cycle, `"a → b → a"`.
+    /// Refused (nothing stored) when it would close a cycle of required dependencies, or when
+    /// another entity vouched for the agent.
     pub async fn register(
         &self,
         agent: &NewRegistration<'_>,
-    ) -> Result<Result<Registration, String>, StoreError> {
+    ) -> Result<Registration, RegisterError> {
         let registered = match self
             .store
             .register_agent(agent)
@@ -55,9 +74,17 @@ impl Registry {
             .await?
         {
             RegisterOutcome::Registered(registered) => registered,
+            RegisterOutcome::OwnedByAnotherEntity => {
+                tracing::warn!(
+                    agent_id = agent.agent_id,
+                    presented = agent.entity_id,
+                    "registration refused: the agent is owned by another entity"
+                );
+                return Err(RegisterError::OwnedByAnotherEntity);
+            }
             RegisterOutcome::RequiredCycle(cycle) => {
                 tracing::warn!(agent_id = agent.agent_id, cycle, "registration refused");
-                return Ok(Err(format!("required dependency cycle: {cycle}")));
+                return Err(RegisterError::RequiredCycle(cycle));
             }
         };
         self.actors.agent_tracker.do_send(AgentRegistered {
@@ -103,11 +130,11 @@ impl Registry {
                 .or_default()
                 .extend(mesh.resolve_all(tool.dependencies, agent.namespace));
         }
-        Ok(Ok(Registration {
+        Ok(Registration {
             created: registered.created,
             dependencies_resolved,
             llm: LlmMesh::from_snapshot(&snapshot).answer(agent.agent_id, &llm_requests),
-        }))
+        })
     }
 
     /// `HEAD /heartbeat/{agent_id}`, answered from memory (the write is batched); `Err` when
@@ -162,6 +189,24 @@ impl Registry {
             topology_version,
         });
         Ok(())
+    }
+
+    /// `POST /admin/rotate`: the healthy agents (of `entity_id`, or all) must register again,
+    /// with their new certificates; every agent's next HEAD heartbeat answers 202 when there
+    /// were any.
+    pub async fn rotate(&self, entity_id: Option<&str>) -> Result<Rotation, StoreError> {
+        let (affected_agents, topology_version) = self
+            .store
+            .rotate_agents(entity_id)
+            .instrument(store_span("rotate_agents"))
+            .await?;
+        if let Some(topology_version) = topology_version {
+            self.actors
+                .agent_tracker
+                .do_send(TopologyChanged { topology_version });
+        }
+        tracing::info!(affected_agents, entity_id, "rotation triggered");
+        Ok(Rotation { affected_agents })
     }
 
     /// Every agent with its capabilities' availability and where its dependencies resolve now.
@@ -221,6 +266,7 @@ fn agent_views(snapshot: &MeshSnapshot, mesh: &Mesh) -> Vec<AgentView> {
                 namespace: agent.namespace.clone(),
                 a2a_producer: agent.a2a_producer,
                 a2a_consumer: agent.a2a_consumer,
+                entity_id: agent.entity_id.clone(),
                 created_at: rfc3339(agent.created_at),
                 last_seen: rfc3339(agent.updated_at),
                 capabilities: capability_views(&tools, &availability),

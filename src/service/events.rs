@@ -115,16 +115,18 @@ impl Registry {
         }
     }
 
-    /// Anyone holding the id may append to a live job's log.
+    /// Anyone holding the id may append to a live job's log; `posted_by` is the entity that
+    /// vouched for the poster's client certificate, when one did.
     pub async fn post_event(
         &self,
         job_id: Uuid,
         event_type: &str,
         payload: Option<&RawJson>,
         trace_context: Option<&RawJson>,
+        posted_by: Option<&str>,
     ) -> Result<PostEventOutcome, StoreError> {
         let outcome = (self.store)
-            .post_event(job_id, event_type, payload, trace_context)
+            .post_event(job_id, event_type, payload, trace_context, posted_by)
             .instrument(store_span("post_event"))
             .await?;
         self.forward(&outcome);

@@ -1,29 +1,51 @@
 //! The cancel forward: `POST {owner endpoint}/jobs/{job_id}/cancel`, so the owner's handler
-//! stops now rather than at its next rejected delta.
+//! stops now rather than at its next rejected delta; and the client of every call to agents.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::RootCertStore;
 use uuid::Uuid;
 
 use super::jobs::ForwardHeaders;
 use crate::store::Store;
+use crate::tls::{client_config, ReloadingIdentity, ServerTrust};
 use crate::wire::CancelRequest;
 
 const CANCEL_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The client of outbound calls to agents: the cancel forward and the MCP proxy. It goes only
+/// How the registry calls agents over HTTPS (`MCP_MESH_TLS_CA`, `MCP_MESH_TLS_CERT`,
+/// `MCP_MESH_TLS_KEY`), as the reference does: an agent's certificate must chain to `roots`,
+/// whatever name it carries (agents' certificates name pod addresses, not the host the
+/// registry dials), and the registry presents its own certificate (read again when renewed).
+#[derive(Debug, Clone)]
+pub struct AgentTls {
+    pub roots: RootCertStore,
+    pub identity: Arc<ReloadingIdentity>,
+}
+
+/// The client of outbound calls to agents: the cancel forward and the MCP proxy, plain HTTP, and
+/// HTTPS with `tls` for an agent an entity vouched for (`domain::agents::scheme`). It goes only
 /// where an agent's registration says: the endpoint is a validated host and port
 /// (`domain::agents::http_endpoint`), the path is fixed (or an `/mcp` path, for the proxy), and
 /// redirects are never followed (an agent cannot send the registry elsewhere, such as to its
 /// own admin listener or another internal service). Short timeouts: a hanging agent holds
-/// nothing for long (the proxy sets each request's budget in place of the default).
-pub(super) fn agent_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// nothing for long (the proxy sets each request's budget in place of the default). Without
+/// `tls`, an HTTPS call believes the public web's CAs only and presents no certificate
+/// (startup warns about it).
+pub(super) fn agent_client(tls: Option<&AgentTls>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CANCEL_FORWARD_TIMEOUT)
-        .build()
+        .timeout(CANCEL_FORWARD_TIMEOUT);
+    if let Some(tls) = tls {
+        builder = builder.use_preconfigured_tls(client_config(
+            ServerTrust::AnyName(tls.roots.clone()),
+            Some(tls.identity.clone()),
+        )?);
+    }
+    builder.build().map_err(|error| error.to_string())
 }
 
 pub(super) struct CancelForward {

@@ -25,8 +25,9 @@ use mesh_registry_actors::{
 };
 
 pub use admin::{DrainError, DrainView};
-pub use agents::{Beat, Registration};
+pub use agents::{Beat, RegisterError, Registration, Rotation};
 pub use events::{EventsRead, Executor};
+pub use forward::AgentTls;
 pub use jobs::{ForwardHeaders, JOB_COUNT_GROUPS};
 pub use proxy::{ProxyCall, ProxyError, ProxyMethod, ProxySettings, Relay};
 
@@ -65,6 +66,8 @@ pub struct Settings {
     /// `MCP_MESH_MAX_PAGE_BYTES`: a page of jobs or events stops once it holds this much.
     pub max_page_bytes: i64,
     pub proxy: ProxySettings,
+    /// Calls to agents over HTTPS, when `MCP_MESH_TLS_CA`, `_CERT` and `_KEY` are all set.
+    pub agent_tls: Option<AgentTls>,
 }
 
 /// The registry's use cases; shared by every handler (one per replica).
@@ -73,7 +76,8 @@ pub struct Registry {
     actors: Actors,
     /// Read before every claim; the supervisor owns it.
     drain_gate: DrainGate,
-    /// Outbound calls to agents (cancel forwarding, the MCP proxy).
+    /// Outbound calls to agents (cancel forwarding, the MCP proxy), over HTTPS where an
+    /// agent's endpoint says.
     agent_client: reqwest::Client,
     /// The MCP proxy's concurrent relays.
     proxy_slots: proxy::ProxySlots,
@@ -90,12 +94,12 @@ impl Registry {
         drain_gate: DrainGate,
         settings: Settings,
         metrics: Arc<Metrics>,
-    ) -> reqwest::Result<Self> {
+    ) -> Result<Self, String> {
         Ok(Registry {
             store,
             actors,
             drain_gate,
-            agent_client: forward::agent_client()?,
+            agent_client: forward::agent_client(settings.agent_tls.as_ref())?,
             proxy_slots: proxy::ProxySlots::new(settings.proxy.max_streams),
             settings,
             started_at: Instant::now(),

@@ -241,6 +241,7 @@ pub trait EventStore {
         event_type: &str,
         payload: Option<&RawJson>,
         trace_context: Option<&RawJson>,
+        posted_by: Option<&str>,
     ) -> Result<PostEventOutcome, StoreError>;
 }
 
@@ -253,11 +254,18 @@ pub trait AgentStore {
     /// when the agent is new, comes back, or changed what it offers.
     /// A registration that declares required dependencies is first checked, against every
     /// other agent's, for a cycle it would close (refused then, nothing stored); that check and
-    /// the write are serialized across replicas.
+    /// the write are serialized across replicas. Refused too, with nothing written, when
+    /// another entity vouched for the agent (`domain::agents::entity_may_update`).
     async fn register_agent(
         &self,
         agent: &NewRegistration<'_>,
     ) -> Result<RegisterOutcome, StoreError>;
+    /// `POST /admin/rotate`: how many healthy agents (of `entity_id`, or all) must register
+    /// again, and, when there are any, the new topology version that tells them so.
+    async fn rotate_agents(
+        &self,
+        entity_id: Option<&str>,
+    ) -> Result<(i64, Option<i64>), StoreError>;
     /// The agent turns unhealthy: the new topology version when it was live. Its jobs stay
     /// with it until their leases lapse.
     async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError>;

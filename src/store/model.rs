@@ -296,6 +296,9 @@ pub struct NewRegistration<'a> {
     pub tools: Vec<NewTool<'a>>,
     /// The body as the agent sent it.
     pub body: &'a RawValue,
+    /// The entity that vouched for the client certificate of the request (mTLS registration
+    /// trust), if any.
+    pub entity_id: Option<&'a str>,
 }
 
 /// One tool of a registration. Its serialized form is kept in the agent's `topology` (so a change
@@ -365,15 +368,21 @@ impl NewRegistration<'_> {
     }
 
     /// What other agents' resolution depends on; a change of it is a topology change.
+    /// An entity is part of it (the endpoint's scheme follows it), only when there is one: the
+    /// topology of an agent without one reads as it did before entities were kept.
     pub(super) fn topology(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut topology = serde_json::json!({
             "name": self.name,
             "namespace": self.namespace,
             "agent_type": self.agent_type,
             "http_host": self.http_host,
             "http_port": self.http_port,
             "tools": self.tools,
-        })
+        });
+        if let Some(entity_id) = self.entity_id {
+            topology["entity_id"] = entity_id.into();
+        }
+        topology
     }
 }
 
@@ -384,6 +393,9 @@ pub enum RegisterOutcome {
     /// Refused, nothing stored: it would close this cycle of required dependencies
     /// (`"a → b → a"`, `domain::agents::required_cycle`).
     RequiredCycle(String),
+    /// Refused, nothing stored: another entity vouched for this agent
+    /// (`domain::agents::entity_may_update`).
+    OwnedByAnotherEntity,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -419,12 +431,18 @@ pub struct AgentRow {
     pub status: AgentStatus,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
+    /// The entity that vouched for the agent's client certificate, if one did.
+    pub entity_id: Option<String>,
 }
 
 impl AgentRow {
-    /// `http://host:port` when the agent registered an HTTP endpoint.
+    /// `http(s)://host:port` when the agent registered an HTTP endpoint.
     pub fn http_endpoint(&self) -> Option<String> {
-        crate::domain::agents::http_endpoint(self.http_host.as_deref()?, self.http_port?)
+        crate::domain::agents::http_endpoint(
+            self.http_host.as_deref()?,
+            self.http_port?,
+            self.entity_id.as_deref(),
+        )
     }
 
     /// The HTTP endpoint, or `stdio://<id>` for an agent without one (as the reference shows it).

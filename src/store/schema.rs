@@ -115,6 +115,7 @@ pub(super) const MODEL: &[ModelTable] = &[
             ("topology_seen", BIGINT),
             ("created_at", TIMESTAMP),
             ("updated_at", TIMESTAMP),
+            ("entity_id", TEXT),
         ],
         indexes: &["agents_pkey", "agents_name_idx"],
         postgres_only: false,

@@ -10,7 +10,10 @@ and a stranger CA it does not. Then:
      certificate and checks the registry's against MCP_MESH_TLS_CA), heartbeats, and claims a
      job the driver (also an acme client) submitted, over HTTPS. It cannot finish it: SDK
      3.8.0 reports job progress through a client that trusts only the public web's CAs (see
-     flow 1 below), whichever registry it talks to;
+     flow 1 below), whichever registry it talks to. A job it runs is then cancelled: the
+     registry forwards the cancel over HTTPS, presenting its own certificate and checking the
+     agent's against MCP_MESH_TLS_CA (the acme CA), and the handler sees it (the only way it
+     can: its progress reports never arrive);
   2. an agent with a stranger's certificate is refused (403 untrusted certificate) and never
      listed. In mode auto an agent without a certificate would be admitted, so this also shows
      that the SDK presents its certificate, and that flow 1's agent was admitted as trusted;
@@ -141,6 +144,7 @@ def main() -> int:
                 MCP_MESH_TLS_MODE="auto",
                 MCP_MESH_TLS_CERT=registry_cert,
                 MCP_MESH_TLS_KEY=registry_key,
+                MCP_MESH_TLS_CA=str(work / "acme-ca.pem"),
                 MCP_MESH_TRUST_BACKEND="filestore",
                 MCP_MESH_TRUST_DIR=str(trust),
             ),
@@ -198,6 +202,16 @@ def main() -> int:
         sdk.wait_for(
             "the SDK's job client to refuse the mesh's private CA",
             lambda: "jobs/batch" in (work / "producer.log").read_text(errors="replace"),
+            30,
+        )
+        assert agent["endpoint"].startswith("https://"), agent
+        endless = registry.submit("e2e_endless", {})
+        sdk.wait_for("the handler to start", lambda: (work / f"endless-started-{endless}").exists(), 60)
+        cancelled = registry.http.post(f"/jobs/{endless}/cancel", json={"reason": "e2e cancel"})
+        assert cancelled.status_code == 200 and cancelled.json()["forwarded_to_instance_id"] == agent["id"], cancelled.text
+        sdk.wait_for(
+            "the cancel forwarded over HTTPS to reach the handler",
+            lambda: (work / f"endless-cancelled-{endless}").exists(),
             30,
         )
 

@@ -9,7 +9,8 @@ use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
 use super::{decode, duration_micros, encode, json, now_micros, time_of, EmbeddedStore};
 use crate::domain::agents::{
-    add_required_edges, has_required_dependencies, required_cycle, topology_changed, RequiredEdges,
+    add_required_edges, entity_may_update, has_required_dependencies, required_cycle,
+    topology_changed, RequiredEdges,
 };
 use crate::domain::registry_events;
 use crate::store::{
@@ -26,6 +27,24 @@ impl AgentStore for EmbeddedStore {
     ) -> Result<RegisterOutcome, StoreError> {
         let stored = StoredAgent::from_registration(agent)?;
         self.run(move |db| register_agent(db, &stored)).await
+    }
+
+    async fn rotate_agents(
+        &self,
+        entity_id: Option<&str>,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let entity_id = entity_id.map(str::to_owned);
+        self.run(move |db| {
+            let agents: i64 = db
+                .prepare_cached(include_str!("sql/count_rotated_agents.sql"))?
+                .query_row(named_params! {":entity_id": entity_id}, |row| row.get(0))?;
+            let version = match agents {
+                0 => None,
+                _ => Some(bump_topology(db)?),
+            };
+            Ok((agents, version))
+        })
+        .await
     }
 
     async fn deregister_agent(&self, agent_id: &str) -> Result<Option<i64>, StoreError> {
@@ -258,6 +277,7 @@ struct StoredAgent {
     /// (hash, canonical form) of the schemas its tools publish.
     published_schemas: Vec<(String, String)>,
     required_edges: RequiredEdges,
+    entity_id: Option<String>,
 }
 
 impl StoredAgent {
@@ -304,6 +324,7 @@ impl StoredAgent {
                 .map(|s| (s.hash.to_owned(), s.canonical.get().to_owned()))
                 .collect(),
             required_edges: agent.required_edges(),
+            entity_id: agent.entity_id.map(str::to_owned),
         })
     }
 }
@@ -323,7 +344,7 @@ struct StoredTool {
 
 /// A registration: the agent and its tools as sent, healthy; the topology version moves when
 /// the domain says the topology changed. The previous row is read in the same call, so nothing
-/// can come between the comparison and the write.
+/// can come between the comparison and the write; nor between the entity check and the write.
 fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutcome, StoreError> {
     let agent_id = &stored.agent_id;
     if !stored.required_edges.is_empty() {
@@ -340,14 +361,23 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutco
             return Ok(RegisterOutcome::RequiredCycle(cycle));
         }
     }
-    let previous: Option<(String, String)> = db
+    let previous: Option<(String, String, Option<String>)> = db
         .prepare_cached(include_str!("sql/registered_agent.sql"))?
         .query_row(named_params! {":agent_id": agent_id}, |row| {
-            Ok((row.get("status")?, row.get("topology")?))
+            Ok((
+                row.get("status")?,
+                row.get("topology")?,
+                row.get("entity_id")?,
+            ))
         })
         .optional()?;
+    if let Some((_, _, owner)) = &previous {
+        if !entity_may_update(owner.as_deref(), stored.entity_id.as_deref()) {
+            return Ok(RegisterOutcome::OwnedByAnotherEntity);
+        }
+    }
     let previous = previous
-        .map(|(status, topology)| {
+        .map(|(status, topology, _)| {
             Ok::<_, StoreError>((parse_status(&status)?, decode(&topology, "topology")?))
         })
         .transpose()?;
@@ -372,6 +402,7 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutco
             ":a2a_consumer": stored.a2a_consumer,
             ":registration": stored.registration,
             ":topology": encode(&stored.topology)?,
+            ":entity_id": stored.entity_id,
             ":now": now_micros(),
         })?;
     if let Some((event_type, data)) = registry_events::on_registration(
@@ -514,6 +545,7 @@ fn agent_from_row(row: &Row) -> Result<AgentRow, StoreError> {
         status: agent_status(row)?,
         created_at: time_of(row.get("created_at")?),
         updated_at: time_of(row.get("updated_at")?),
+        entity_id: row.get("entity_id")?,
     })
 }
 

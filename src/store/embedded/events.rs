@@ -57,10 +57,12 @@ impl EventStore for EmbeddedStore {
         event_type: &str,
         payload: Option<&RawJson>,
         trace_context: Option<&RawJson>,
+        posted_by: Option<&str>,
     ) -> Result<PostEventOutcome, StoreError> {
         let event_type = event_type.to_owned();
         let payload = payload.map(|p| p.get().to_owned());
         let trace_context = trace_context.map(|t| t.get().to_owned());
+        let posted_by = posted_by.map(str::to_owned);
         self.run(move |db| {
             // The seq comes from the job row's counter (docs/contract.md#diff-event-seq):
             // gap-free, never contended (calls run one at a time).
@@ -81,9 +83,12 @@ impl EventStore for EmbeddedStore {
                 db,
                 job_id,
                 seq,
-                &event_type,
-                payload.as_deref(),
-                trace_context.as_deref(),
+                &Appended {
+                    event_type: &event_type,
+                    payload: payload.as_deref(),
+                    trace_context: trace_context.as_deref(),
+                    posted_by: posted_by.as_deref(),
+                },
                 now,
             )?;
             Ok(PostEventOutcome::Posted {
@@ -109,22 +114,42 @@ fn event_from_row(job_id: Uuid, row: &Row) -> Result<JobEvent, StoreError> {
 }
 
 /// Appends one event whose seq the caller took from the job's counter.
+/// An event as appended: what it says, and who posted it (`None` for the registry's own events
+/// and for callers without a verified client certificate).
+pub(super) struct Appended<'a> {
+    pub event_type: &'a str,
+    pub payload: Option<&'a str>,
+    pub trace_context: Option<&'a str>,
+    pub posted_by: Option<&'a str>,
+}
+
+impl<'a> Appended<'a> {
+    /// An event the registry writes itself (`cancelled`, `stale`).
+    pub fn by_registry(event_type: &'a str, payload: &'a str) -> Appended<'a> {
+        Appended {
+            event_type,
+            payload: Some(payload),
+            trace_context: None,
+            posted_by: None,
+        }
+    }
+}
+
 pub(super) fn append(
     db: &Connection,
     job_id: Uuid,
     seq: i64,
-    event_type: &str,
-    payload: Option<&str>,
-    trace_context: Option<&str>,
+    event: &Appended<'_>,
     created_at: i64,
 ) -> Result<(), StoreError> {
     db.prepare_cached(include_str!("sql/append_event.sql"))?
         .execute(named_params! {
             ":job_id": job_id.to_string(),
             ":seq": seq,
-            ":type": event_type,
-            ":payload": payload,
-            ":trace_context": trace_context,
+            ":type": event.event_type,
+            ":payload": event.payload,
+            ":trace_context": event.trace_context,
+            ":posted_by": event.posted_by,
             ":created_at": created_at,
         })?;
     Ok(())

@@ -184,7 +184,8 @@ impl JobStore for EmbeddedStore {
                 });
             };
             // The synthetic event commits with the cancellation or not at all.
-            super::events::append(db, job_id, seq, "cancelled", Some(&payload), None, now)?;
+            let event = super::events::Appended::by_registry("cancelled", &payload);
+            super::events::append(db, job_id, seq, &event, now)?;
             Ok(CancelOutcome::Cancelled {
                 job_id,
                 previous_owner,

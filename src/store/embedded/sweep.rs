@@ -208,7 +208,8 @@ fn expire_stale(db: &Connection, timeout: Duration, now: i64) -> Result<SweepRep
         let id = Uuid::parse_str(&job_id)
             .map_err(|e| StoreError::Corrupt(format!("job_id {job_id:?}: {e}")))?;
         let payload = encode(&serde_json::json!({ "reason": "stale", "detail": reason }))?;
-        super::events::append(db, id, seq, "stale", Some(&payload), None, now)?;
+        let event = super::events::Appended::by_registry("stale", &payload);
+        super::events::append(db, id, seq, &event, now)?;
         staled.push(id);
     }
     Ok(SweepReport {

@@ -63,7 +63,7 @@ impl AgentStore for PgStore {
             .await?;
         let topology = agent.topology();
         let row = tx
-            .query_one(
+            .query_opt(
                 &upsert,
                 &[
                     &agent.agent_id,
@@ -79,9 +79,14 @@ impl AgentStore for PgStore {
                     &agent.a2a_consumer,
                     &Json(agent.body),
                     &Json(&topology),
+                    &agent.entity_id,
                 ],
             )
             .await?;
+        // No row: another entity vouched for the agent (the transaction rolls back on drop).
+        let Some(row) = row else {
+            return Ok(RegisterOutcome::OwnedByAnotherEntity);
+        };
         let created: bool = column(&row, "created")?;
         let previous_status = column::<Option<&str>>(&row, "previous_status")?
             .map(parse_status)
@@ -149,6 +154,18 @@ impl AgentStore for PgStore {
             created,
             topology_version,
         }))
+    }
+
+    async fn rotate_agents(
+        &self,
+        entity_id: Option<&str>,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let conn = self.conn().await?;
+        let statement = conn
+            .prepare_cached(include_str!("sql/rotate_agents.sql"))
+            .await?;
+        let row = conn.query_one(&statement, &[&entity_id]).await?;
+        Ok((column(&row, "agents")?, column(&row, "version")?))
     }
 
     /// `DELETE /agents/{id}`: the agent turns unhealthy. Returns the new topology version when
@@ -384,6 +401,7 @@ fn agent_from_row(row: &Row) -> Result<AgentRow, StoreError> {
         status: agent_status(row)?,
         created_at: column(row, "created_at")?,
         updated_at: column(row, "updated_at")?,
+        entity_id: column(row, "entity_id")?,
     })
 }
 

@@ -61,13 +61,13 @@ impl EventStore for PgStore {
     /// same statement (docs/contract.md#diff-event-seq): concurrent posters queue on the row
     /// lock and every one of them succeeds with a gap-free seq. A JSON `null` payload is stored
     /// as no payload.
-    /// `posted_by` stays NULL: it is the caller's mTLS identity, and this build serves plain HTTP.
     async fn post_event(
         &self,
         job_id: Uuid,
         event_type: &str,
         payload: Option<&RawJson>,
         trace_context: Option<&RawJson>,
+        posted_by: Option<&str>,
     ) -> Result<PostEventOutcome, StoreError> {
         let conn = self.conn().await?;
         let statement = conn
@@ -82,6 +82,7 @@ impl EventStore for PgStore {
                     &payload.map(|p| Json(&**p)),
                     &trace_context.map(|t| Json(&**t)),
                     &self.channels.job_events,
+                    &posted_by,
                 ],
             )
             .await?;

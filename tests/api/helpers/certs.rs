@@ -39,12 +39,24 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn server(&self, file: &str, names: &[&str]) -> Issued {
-        self.issue(file, names, None, ExtendedKeyUsagePurpose::ServerAuth)
+        self.issue(file, names, None, &[ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// A certificate for `names` that serves and calls (the registry's, which it also presents
+    /// when it calls agents).
+    pub fn peer(&self, file: &str, names: &[&str]) -> Issued {
+        use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        self.issue(file, names, None, &[ServerAuth, ClientAuth])
     }
 
     /// A client certificate whose common name is `name`.
     pub fn client(&self, file: &str, name: &str) -> Issued {
-        self.issue(file, &[], Some(name), ExtendedKeyUsagePurpose::ClientAuth)
+        self.issue(
+            file,
+            &[],
+            Some(name),
+            &[ExtendedKeyUsagePurpose::ClientAuth],
+        )
     }
 
     fn issue(
@@ -52,7 +64,7 @@ impl TestCa {
         file: &str,
         names: &[&str],
         common_name: Option<&str>,
-        usage: ExtendedKeyUsagePurpose,
+        usages: &[ExtendedKeyUsagePurpose],
     ) -> Issued {
         let key = KeyPair::generate().expect("key");
         let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
@@ -60,7 +72,7 @@ impl TestCa {
         if let Some(name) = common_name {
             params.distinguished_name.push(DnType::CommonName, name);
         }
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages.to_vec();
         let certificate = params.signed_by(&key, &self.issuer).expect("sign");
         let issued = Issued {
             certificate: self.directory.join(format!("{file}.crt")),

@@ -1,5 +1,6 @@
 -- get_agent: one agent row.
 SELECT agent_id, name, agent_type, runtime, version, description, namespace, http_host,
-       http_port, a2a_producer, a2a_consumer, status, created_at, updated_at
+       http_port, a2a_producer, a2a_consumer, status, created_at, updated_at,
+       entity_id
 FROM agents
 WHERE agent_id = :agent_id

@@ -1,5 +1,6 @@
 -- list_agents: every agent, in agent_id order (the mesh snapshot resolution reads).
 SELECT agent_id, name, agent_type, runtime, version, description, namespace, http_host,
-       http_port, a2a_producer, a2a_consumer, status, created_at, updated_at
+       http_port, a2a_producer, a2a_consumer, status, created_at, updated_at,
+       entity_id
 FROM agents
 ORDER BY agent_id

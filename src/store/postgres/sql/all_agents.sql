@@ -1,4 +1,5 @@
 -- all_agents: every agent, for resolution and listing.
 SELECT agent_id, name, agent_type, runtime, version, description, namespace, http_host,
-       http_port, a2a_producer, a2a_consumer, status, created_at, updated_at
+       http_port, a2a_producer, a2a_consumer, status, created_at, updated_at,
+       entity_id
 FROM agents ORDER BY agent_id
