@@ -16,4 +16,5 @@ pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod trace_pipeline;
 pub mod wire;

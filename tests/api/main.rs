@@ -21,5 +21,6 @@ mod replicas;
 mod rules;
 mod schema;
 mod server;
+mod trace_pipeline;
 mod tracing;
 mod ui;

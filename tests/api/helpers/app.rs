@@ -46,6 +46,7 @@ pub fn test_config(database_url: String) -> Config {
             // Every scrape counts afresh: tests read what they just did.
             refresh: Duration::ZERO,
         },
+        trace_pipeline: None,
     }
 }
 
