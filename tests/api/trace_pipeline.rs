@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::helpers::{
     otlp_attribute, spawn_app_with, stays_for, within, Backend, OtlpReceiver, RedisServer, TestApp,
 };
+use crate::namespace::GoRegistry;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -550,6 +551,97 @@ async fn trace_by_id_is_read_back_from_tempo() {
         "bad ids never reach Tempo"
     );
     drop(app);
+    tempo.server.stop(true).await;
+    collector.stop().await;
+}
+
+/// The same requests to the reference's real registry (tracing on, the same Redis and Tempo)
+/// and to ours: the same answers, but for what names the process (its consumer's name).
+#[actix_web::test]
+async fn trace_routes_answer_as_the_reference_does() {
+    let redis = RedisServer::start().await;
+    let collector = OtlpReceiver::start();
+    let tempo = FakeTempo::start();
+    let mut pipeline = settings(&redis, &collector, "differential");
+    pipeline.tempo_url = tempo.url.clone();
+    let app = traced_app(pipeline).await;
+    let directory = std::env::temp_dir().join(format!(
+        "mesh-registry-go-trace-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&directory).unwrap();
+    let (redis_url, endpoint) = (redis.url(), collector.endpoint());
+    let reference = GoRegistry::start_with(
+        &directory,
+        None,
+        &[
+            ("MCP_MESH_DISTRIBUTED_TRACING_ENABLED", "true"),
+            ("REDIS_URL", &redis_url),
+            ("MCP_MESH_TRACE_CONSUMER_GROUP", "differential"),
+            ("TELEMETRY_ENDPOINT", &endpoint),
+            ("TELEMETRY_PROTOCOL", "http"),
+            ("TEMPO_URL", &tempo.url),
+        ],
+    )
+    .await;
+    let mut conn = redis.connection().await;
+    for span in 0..3 {
+        publish(
+            &mut conn,
+            &python_span(9, span, (span > 0).then_some(0), span != 1),
+        )
+        .await;
+    }
+    within(WAIT, "the trace exported", || {
+        let exported = collector.spans().len();
+        async move { exported >= 3 }
+    })
+    .await;
+    // Tempo holds the trace as our export sent it (the reference's HTTP export renames spans).
+    let ours: Vec<(String, Span)> = collector
+        .spans()
+        .into_iter()
+        .filter(|(_, s)| hex(&s.trace_id) == trace_id(9))
+        .take(3)
+        .collect();
+    tempo.hold(&trace_id(9), &ours);
+    for path in [
+        format!("/trace/{}", trace_id(9)),
+        "/trace/0123456789abcdef0123456789abcdef".to_owned(),
+        "/trace/stats".to_owned(),
+    ] {
+        let (status, theirs) = reference.send("GET", &path, None).await;
+        let response = app.get(&path).await;
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, theirs, "{path}");
+    }
+    within(WAIT, "the reference reading too", || async {
+        let (_, theirs) = reference.send("GET", "/trace/status", None).await;
+        theirs["consumer"]["consuming"] == true
+    })
+    .await;
+    for path in ["/trace/status", "/trace/info"] {
+        let (_, mut theirs) = reference.send("GET", path, None).await;
+        let mut body: Value = app.get(path).await.json().await.unwrap();
+        for answer in [&mut theirs, &mut body] {
+            let consumer = answer["consumer"].as_object_mut().expect("consumer");
+            // What differs by process and by moment: its name, the stream's figures.
+            for key in [
+                "consumer_name",
+                "stream_length",
+                "stream_last_entry_id",
+                "group_pending",
+                "group_last_delivered_id",
+            ] {
+                assert!(consumer.remove(key).is_some(), "{path}: {key} in {answer}");
+            }
+        }
+        assert_eq!(body, theirs, "{path}");
+    }
+    reference.stop();
+    drop(app);
+    let _ = std::fs::remove_dir_all(&directory);
     tempo.server.stop(true).await;
     collector.stop().await;
 }
