@@ -16,7 +16,8 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    otlp_attribute, spawn_app_with, stays_for, within, Backend, OtlpReceiver, RedisServer, TestApp,
+    otlp_attribute, spawn_app_with, stays_for, within, Backend, GrpcCollector, OtlpReceiver,
+    RedisServer, TestApp,
 };
 use crate::namespace::GoRegistry;
 
@@ -644,4 +645,44 @@ async fn trace_routes_answer_as_the_reference_does() {
     let _ = std::fs::remove_dir_all(&directory);
     tempo.server.stop(true).await;
     collector.stop().await;
+}
+
+/// OTLP over gRPC, the reference's default protocol, to a collector's `TraceService`.
+#[actix_web::test]
+async fn spans_go_out_over_grpc_by_default() {
+    let redis = RedisServer::start().await;
+    let collector = GrpcCollector::start().await;
+    let unused = OtlpReceiver::start();
+    let mut pipeline = settings(&redis, &unused, "grpc");
+    pipeline.endpoint = collector.endpoint.clone();
+    pipeline.protocol = TelemetryProtocol::Grpc;
+    pipeline.protocol_name = "grpc".into();
+    let app = traced_app(pipeline).await;
+    let mut conn = redis.connection().await;
+    for span in 0..3 {
+        publish(
+            &mut conn,
+            &python_span(5, span, (span > 0).then_some(0), true),
+        )
+        .await;
+    }
+    within(WAIT, "3 spans over gRPC", || {
+        let exported = collector.spans().len();
+        async move { exported >= 3 }
+    })
+    .await;
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 3);
+    let (service, root) = spans
+        .iter()
+        .find(|(_, s)| hex(&s.span_id) == span_id(5, 0))
+        .expect("the root span");
+    assert_eq!(
+        (service.as_str(), root.name.as_str()),
+        ("agent-0", "tool_0")
+    );
+    assert!(unused.spans().is_empty());
+    drop(app);
+    collector.stop();
+    unused.stop().await;
 }

@@ -33,7 +33,7 @@ pub use browser::browser;
 pub use database::{connect, database_url, TestDatabase};
 pub use fixture::Set;
 pub use mesh_registry::store::Backend;
-pub use otlp::{attribute as otlp_attribute, OtlpReceiver};
+pub use otlp::{attribute as otlp_attribute, GrpcCollector, OtlpReceiver};
 pub use process::{KilledOnDrop, RegistryProcess};
 pub use redis_server::RedisServer;
 pub use wait::{parked, stays_for, within, Parked};

@@ -1,12 +1,18 @@
-//! An OTLP/HTTP receiver on a free port, as a collector: it decodes every export it gets (the
-//! protobuf of `/v1/traces`) and keeps it; it can be told to refuse the next exports with 503,
-//! as a collector that is down or overloaded.
+//! An OTLP receiver on a free port, as a collector: over HTTP (the protobuf of `/v1/traces`) or
+//! gRPC (the collector's `TraceService`), it decodes every export it gets and keeps it; over HTTP
+//! it can be told to refuse the next exports with 503, as a collector that is down or
+//! overloaded.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -75,19 +81,7 @@ impl OtlpReceiver {
 
     /// Every span received so far, with the `service.name` of its resource.
     pub fn spans(&self) -> Vec<(String, Span)> {
-        let exports = self.exports.lock().unwrap();
-        let mut spans = Vec::new();
-        for resource_spans in exports.iter().flat_map(|e| &e.resource_spans) {
-            let service = resource_spans
-                .resource
-                .as_ref()
-                .and_then(|r| attribute(&r.attributes, "service.name"))
-                .unwrap_or_default();
-            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
-                spans.push((service.clone(), span.clone()));
-            }
-        }
-        spans
+        spans_of(&self.exports)
     }
 
     /// Answers the next `exports` exports with 503.
@@ -102,6 +96,77 @@ impl OtlpReceiver {
 
     pub async fn stop(self) {
         self.server.stop(true).await;
+    }
+}
+
+/// Every span of `exports`, with the `service.name` of its resource.
+fn spans_of(exports: &Mutex<Vec<ExportTraceServiceRequest>>) -> Vec<(String, Span)> {
+    let exports = exports.lock().unwrap();
+    let mut spans = Vec::new();
+    for resource_spans in exports.iter().flat_map(|e| &e.resource_spans) {
+        let service = resource_spans
+            .resource
+            .as_ref()
+            .and_then(|r| attribute(&r.attributes, "service.name"))
+            .unwrap_or_default();
+        for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+            spans.push((service.clone(), span.clone()));
+        }
+    }
+    spans
+}
+
+/// The OTLP/gRPC collector: the reference's default protocol.
+pub struct GrpcCollector {
+    /// `127.0.0.1:<port>`, as `TELEMETRY_ENDPOINT` takes it.
+    pub endpoint: String,
+    exports: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+struct Collect(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collect {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl GrpcCollector {
+    pub async fn start() -> GrpcCollector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = listener.local_addr().unwrap().to_string();
+        let exports: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Collect(exports.clone())))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async move {
+                    let _ = stopped.await;
+                },
+            );
+        actix_web::rt::spawn(server);
+        GrpcCollector {
+            endpoint,
+            exports,
+            stop,
+        }
+    }
+
+    pub fn spans(&self) -> Vec<(String, Span)> {
+        spans_of(&self.exports)
+    }
+
+    pub fn stop(self) {
+        let _ = self.stop.send(());
     }
 }
 
