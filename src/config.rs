@@ -435,4 +435,54 @@ mod tests {
         assert_eq!(config.retention, Some(Duration::from_secs(3600)));
         assert_eq!(warnings.len(), 1);
     }
+
+    #[test]
+    fn trace_pipeline_follows_the_reference() {
+        assert!(resolve(&[]).0.trace_pipeline.is_none(), "off by default");
+        assert!(resolve(&["--distributed-tracing", "1"])
+            .0
+            .trace_pipeline
+            .is_none());
+        let (config, warnings) = resolve(&["--distributed-tracing", "TRUE"]);
+        let pipeline = config.trace_pipeline.expect("on");
+        assert!(warnings.is_empty());
+        assert_eq!(pipeline.redis_url, "redis://localhost:6379");
+        assert_eq!(pipeline.consumer_group, "mcp-mesh-registry-processors");
+        assert_eq!(pipeline.batch_size, 100);
+        assert_eq!(pipeline.retention, Some(Duration::from_secs(86_400)));
+        assert_eq!(pipeline.endpoint, "localhost:4317");
+        assert_eq!(pipeline.protocol, TelemetryProtocol::Grpc);
+        assert_eq!(pipeline.tempo_url, "http://localhost:3200");
+        let (config, warnings) = resolve(&[
+            "--distributed-tracing",
+            "true",
+            "--telemetry-endpoint",
+            "tempo:4317",
+            "--telemetry-protocol",
+            "http",
+            "--trace-retention",
+            "0",
+            "--trace-batch-size",
+            "-3",
+        ]);
+        let pipeline = config.trace_pipeline.expect("on");
+        assert_eq!(
+            pipeline.tempo_url, "http://tempo:3200",
+            "guessed from the endpoint"
+        );
+        assert_eq!(pipeline.protocol, TelemetryProtocol::Http);
+        assert_eq!(pipeline.retention, None);
+        assert_eq!(pipeline.batch_size, 100);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        for off in [
+            ["--telemetry-protocol", "carrier-pigeon"],
+            ["--trace-exporter-type", "console"],
+        ] {
+            let mut flags = vec!["--distributed-tracing", "true"];
+            flags.extend(off);
+            let (config, warnings) = resolve(&flags);
+            assert!(config.trace_pipeline.is_none(), "{off:?}");
+            assert_eq!(warnings.len(), 1);
+        }
+    }
 }
