@@ -268,7 +268,7 @@ async fn deliver(
             }
             Err(ExportError::Rejected(why)) => {
                 tracing::error!(
-                    "trace pipeline: the collector refused {count} spans ({why}); dropping them"
+                    "trace pipeline: the collector refused a batch of {count} span(s) ({why}); dropping them"
                 );
                 return ids;
             }
@@ -276,7 +276,7 @@ async fn deliver(
                 attempt += 1;
                 let wait = backoff(EXPORT_RETRY_FIRST, attempt);
                 tracing::warn!(
-                    "trace pipeline: cannot export {count} spans ({why}); retrying in {wait:?} \
+                    "trace pipeline: cannot export a batch of {count} span(s) ({why}); retrying in {wait:?} \
                      (attempt {attempt}; new spans wait in Redis meanwhile)"
                 );
                 shared
