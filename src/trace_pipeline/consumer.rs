@@ -187,7 +187,7 @@ impl Consumer {
             if entries.is_empty() {
                 continue;
             }
-            let ids = deliver(&self.exporter, &self.shared, &self.stop, entries).await;
+            let ids = deliver(&self.exporter, &self.stop, entries).await;
             acknowledge(&mut reader, settings, &ids).await?;
         }
     }
@@ -225,7 +225,6 @@ impl Consumer {
 /// another consumer takes them over).
 async fn deliver(
     exporter: &Exporter,
-    shared: &Mutex<Shared>,
     stop: &watch::Receiver<bool>,
     entries: Vec<StreamId>,
 ) -> Vec<String> {
@@ -261,9 +260,6 @@ async fn deliver(
                 if attempt > 0 {
                     tracing::info!("trace pipeline: the collector takes spans again");
                 }
-                let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
-                shared.exported += count as u64;
-                shared.export_error = None;
                 return ids;
             }
             Err(ExportError::Rejected(why)) => {
@@ -279,10 +275,6 @@ async fn deliver(
                     "trace pipeline: cannot export a batch of {count} span(s) ({why}); retrying in {wait:?} \
                      (attempt {attempt}; new spans wait in Redis meanwhile)"
                 );
-                shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .export_error = Some((why, SystemTime::now()));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|stopped| *stopped) => return Vec::new(),
@@ -342,7 +334,7 @@ async fn upkeep(
                 }
             }
             _ = housekeeping.tick() => {
-                let done = match reclaim(&mut control, &settings, &me, &exporter, &shared, &stop).await {
+                let done = match reclaim(&mut control, &settings, &me, &exporter, &stop).await {
                     Ok(()) => reap(&mut control, &settings, &me).await,
                     failed => failed,
                 };
@@ -422,7 +414,6 @@ async fn reclaim(
     settings: &TracePipelineSettings,
     me: &str,
     exporter: &Exporter,
-    shared: &Mutex<Shared>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), String> {
     let pending: StreamPendingCountReply = redis::cmd("XPENDING")
@@ -461,7 +452,7 @@ async fn reclaim(
         .await
         .map_err(|e| format!("XCLAIM failed: {e}"))?;
     let count = claimed.ids.len();
-    let done = deliver(exporter, shared, stop, claimed.ids).await;
+    let done = deliver(exporter, stop, claimed.ids).await;
     acknowledge(control, settings, &done).await?;
     if count > 0 {
         tracing::info!("trace pipeline: took over {count} entries stuck with a departed consumer");

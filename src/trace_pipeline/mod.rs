@@ -64,8 +64,6 @@ pub struct Shared {
     pub running: bool,
     pub retry_count: u32,
     pub last_error: Option<(String, SystemTime)>,
-    pub export_error: Option<(String, SystemTime)>,
-    pub exported: u64,
     pub stream: Option<StreamSnapshot>,
 }
 
@@ -79,11 +77,9 @@ pub struct TracePipeline {
 }
 
 impl TracePipeline {
-    /// Starts the consumer thread. Fails only when the exporter cannot be built (an endpoint
-    /// that is not a URL); Redis and the collector being down are the thread's business.
+    /// Starts the consumer thread. Redis and the collector being down are the thread's
+    /// business; only a thread that cannot be started is an error.
     pub fn start(settings: TracePipelineSettings) -> Result<Arc<TracePipeline>, String> {
-        let exporter = export::Exporter::new(&settings.endpoint, settings.protocol)
-            .map_err(|e| format!("TELEMETRY_ENDPOINT={:?}: {e}", settings.endpoint))?;
         let tempo = match tempo::Tempo::new(&settings.tempo_url) {
             Ok(tempo) => Some(tempo),
             Err(error) => {
@@ -99,30 +95,15 @@ impl TracePipeline {
             running: true,
             retry_count: 0,
             last_error: None,
-            export_error: None,
-            exported: 0,
             stream: None,
         }));
         let (stop, stopped) = watch::channel(false);
         let consumer_name = consumer_name();
-        let consumer = consumer::Consumer {
-            settings: settings.clone(),
-            consumer_name: consumer_name.clone(),
-            exporter,
-            shared: shared.clone(),
-            stop: stopped,
-        };
+        let (thread_settings, thread_name, thread_shared) =
+            (settings.clone(), consumer_name.clone(), shared.clone());
         std::thread::Builder::new()
             .name("trace-pipeline".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                match runtime {
-                    Ok(runtime) => runtime.block_on(consumer.run()),
-                    Err(error) => tracing::error!("trace pipeline: cannot start ({error})"),
-                }
-            })
+            .spawn(move || consume(thread_settings, thread_name, thread_shared, stopped))
             .map_err(|e| format!("cannot start the trace pipeline's thread: {e}"))?;
         tracing::info!(
             "trace pipeline: consuming {} from {} in group {}, exporting over OTLP/{} to {}; \
@@ -224,11 +205,6 @@ impl TracePipeline {
         tempo.trace(trace_id).await
     }
 
-    /// Spans exported by this replica since it started (for tests and the log).
-    pub fn exported(&self) -> u64 {
-        self.lock().exported
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -241,6 +217,49 @@ impl TelemetryProtocol {
             TelemetryProtocol::Http => "HTTP",
         }
     }
+}
+
+/// The pipeline thread: a runtime of its own, the exporter built on it (so its connections,
+/// gRPC's HTTP/2 driver too, live here and not on the registry's threads), then the consumer
+/// until the pipeline stops.
+fn consume(
+    settings: TracePipelineSettings,
+    consumer_name: String,
+    shared: Arc<Mutex<Shared>>,
+    stop: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("trace pipeline: cannot start ({error})");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match export::Exporter::new(&settings.endpoint, settings.protocol) {
+            Ok(exporter) => {
+                let consumer = consumer::Consumer {
+                    settings,
+                    consumer_name,
+                    exporter,
+                    shared,
+                    stop,
+                };
+                consumer.run().await
+            }
+            Err(error) => {
+                let why = format!("TELEMETRY_ENDPOINT={:?}: {error}", settings.endpoint);
+                tracing::error!("trace pipeline: cannot export ({why}); not consuming");
+                let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+                shared.connection_state = ConnectionState::Failed;
+                shared.running = false;
+                shared.last_error = Some((why, SystemTime::now()));
+            }
+        }
+    })
 }
 
 /// `registry-<hostname>-<pid>` as the reference names its consumer (a second pipeline in one
@@ -269,4 +288,31 @@ fn rfc3339(at: SystemTime) -> String {
                 .ok()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_never_shows_the_redis_password() {
+        let pipeline = TracePipeline::start(TracePipelineSettings {
+            redis_url: "redis://:s3cret@127.0.0.1:9/0".into(),
+            stream: "mesh:trace".into(),
+            consumer_group: "g".into(),
+            batch_size: 100,
+            retention: None,
+            exporter_type: "otlp".into(),
+            endpoint: "127.0.0.1:9".into(),
+            protocol: TelemetryProtocol::Http,
+            protocol_name: "http".into(),
+            tempo_url: "http://127.0.0.1:9".into(),
+        })
+        .expect("started");
+        let info = pipeline.info();
+        pipeline.stop();
+        assert_eq!(info["config"]["redis_url"], "redis://:***@127.0.0.1:9/0");
+        assert_eq!(info["config"]["trace_retention"], 0);
+        assert!(!info.to_string().contains("s3cret"), "{info}");
+    }
 }
