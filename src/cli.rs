@@ -387,6 +387,64 @@ pub struct ServeArgs {
     #[arg(long, env = "MCP_MESH_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
+    /// The reference's distributed-trace pipeline: consume the spans agents write to the Redis
+    /// stream mesh:trace, export them over OTLP, trim the stream, answer /trace/{id} from Tempo
+    /// (true enables it; anything else leaves it off)
+    #[arg(
+        long,
+        env = "MCP_MESH_DISTRIBUTED_TRACING_ENABLED",
+        default_value = "false"
+    )]
+    pub distributed_tracing: String,
+
+    /// The Redis that holds the agents' span stream (trace pipeline)
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://localhost:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+
+    /// The Redis consumer group the trace pipeline reads with; replicas in one group share the
+    /// stream, each span exported once [default: mcp-mesh-registry-processors]
+    #[arg(long, env = "MCP_MESH_TRACE_CONSUMER_GROUP")]
+    pub trace_consumer_group: Option<String>,
+
+    /// Stream entries read (and exported) per batch by the trace pipeline (1-10000; invalid
+    /// means 100) [default: 100]
+    #[arg(long, env = "TRACE_BATCH_SIZE", allow_hyphen_values = true)]
+    pub trace_batch_size: Option<String>,
+
+    /// Span stream entries older than this are trimmed (Go duration; 0 never trims; invalid
+    /// means 24h) [default: 24h]
+    #[arg(long, env = "MCP_MESH_TRACE_RETENTION", allow_hyphen_values = true)]
+    pub trace_retention: Option<String>,
+
+    /// Where the trace pipeline sends spans: otlp (or telemetry), the only kind this registry
+    /// has [default: otlp]
+    #[arg(long, env = "TRACE_EXPORTER_TYPE")]
+    pub trace_exporter_type: Option<String>,
+
+    /// The OTLP collector of the trace pipeline, host:port without a scheme (env
+    /// TELEMETRY_ENDPOINT, or OTLP_ENDPOINT) [default: localhost:4317]
+    #[arg(long, env = "TELEMETRY_ENDPOINT")]
+    pub telemetry_endpoint: Option<String>,
+
+    /// The reference's other name for TELEMETRY_ENDPOINT.
+    #[arg(long, env = "OTLP_ENDPOINT", hide = true)]
+    pub telemetry_endpoint_alias: Option<String>,
+
+    /// The trace pipeline's OTLP protocol: grpc, or http (protobuf bodies to /v1/traces)
+    /// [default: grpc]
+    #[arg(long, env = "TELEMETRY_PROTOCOL")]
+    pub telemetry_protocol: Option<String>,
+
+    /// Tempo's HTTP API, where GET /trace/{id} reads traces [default: port 3200 of the
+    /// TELEMETRY_ENDPOINT host, else http://localhost:3200]
+    #[arg(long, env = "TEMPO_URL")]
+    pub tempo_url: Option<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT
     #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,

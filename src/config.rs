@@ -62,6 +62,39 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// HTTPS, registration trust and calls to agents over TLS (read at start).
     pub tls: TlsSettings,
+    /// `MCP_MESH_DISTRIBUTED_TRACING_ENABLED` and its knobs; `None`: the pipeline is off.
+    pub trace_pipeline: Option<TracePipelineSettings>,
+}
+
+/// The distributed-trace pipeline's settings (the reference's variables and defaults).
+#[derive(Debug, Clone)]
+pub struct TracePipelineSettings {
+    /// `REDIS_URL`
+    pub redis_url: String,
+    /// The stream the agents write (`mesh:trace`).
+    pub stream: String,
+    /// `MCP_MESH_TRACE_CONSUMER_GROUP`
+    pub consumer_group: String,
+    /// `TRACE_BATCH_SIZE`
+    pub batch_size: u32,
+    /// `MCP_MESH_TRACE_RETENTION`; `None` never trims.
+    pub retention: Option<Duration>,
+    /// `TRACE_EXPORTER_TYPE`, as given (`otlp` or `telemetry`).
+    pub exporter_type: String,
+    /// `TELEMETRY_ENDPOINT` (or `OTLP_ENDPOINT`): `host:port`.
+    pub endpoint: String,
+    /// `TELEMETRY_PROTOCOL`
+    pub protocol: TelemetryProtocol,
+    /// `TELEMETRY_PROTOCOL` as given, for `/trace/info`.
+    pub protocol_name: String,
+    /// `TEMPO_URL`, or derived from the endpoint's host.
+    pub tempo_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TelemetryProtocol {
+    Grpc,
+    Http,
 }
 
 /// `MCP_MESH_METRICS*`: what `GET /metrics` serves and how often it counts in the database.
@@ -118,10 +151,20 @@ impl fmt::Debug for Config {
             .field("proxy_max_streams", &self.proxy_max_streams)
             .field("metrics", &self.metrics)
             .field("tls", &self.tls)
+            .field(
+                "trace_pipeline",
+                &self.trace_pipeline.as_ref().map(|p| TracePipelineSettings {
+                    redis_url: redact_url(&p.redis_url),
+                    ..p.clone()
+                }),
+            )
             .finish()
     }
 }
 
+const DEFAULT_TRACE_CONSUMER_GROUP: &str = "mcp-mesh-registry-processors";
+const DEFAULT_TRACE_BATCH_SIZE: u32 = 100;
+const DEFAULT_TRACE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_CANCEL_EVENT_GRACE: Duration = Duration::from_millis(200);
 const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
@@ -194,6 +237,7 @@ impl Config {
                 trust_backend: args.trust_backend.clone(),
                 trust_dir: path(&args.trust_dir),
             },
+            trace_pipeline: trace_pipeline(args, &mut warnings),
         };
         (config, warnings)
     }
@@ -260,6 +304,89 @@ fn path(raw: &Option<String>) -> Option<PathBuf> {
     raw.as_deref()
         .filter(|raw| !raw.trim().is_empty())
         .map(PathBuf::from)
+}
+
+/// The trace pipeline's settings when `MCP_MESH_DISTRIBUTED_TRACING_ENABLED` is `true`, read as
+/// the reference reads them: lenient numbers and durations (the default, with a warning); an
+/// exporter or protocol it does not have leaves the pipeline off, with a warning.
+fn trace_pipeline(args: &ServeArgs, warnings: &mut Vec<String>) -> Option<TracePipelineSettings> {
+    if !args.distributed_tracing.trim().eq_ignore_ascii_case("true") {
+        return None;
+    }
+    fn given(raw: &Option<String>) -> Option<&str> {
+        raw.as_deref().map(str::trim).filter(|r| !r.is_empty())
+    }
+    let exporter_type = given(&args.trace_exporter_type)
+        .unwrap_or("otlp")
+        .to_owned();
+    if !["otlp", "telemetry"].contains(&exporter_type.to_ascii_lowercase().as_str()) {
+        warnings.push(format!(
+            "TRACE_EXPORTER_TYPE={exporter_type:?}: mesh-registry exports spans over OTLP only \
+             (otlp); the trace pipeline is off"
+        ));
+        return None;
+    }
+    let protocol_name = given(&args.telemetry_protocol).unwrap_or("grpc").to_owned();
+    let protocol = match protocol_name.to_ascii_lowercase().as_str() {
+        "grpc" => TelemetryProtocol::Grpc,
+        "http" | "http/protobuf" => TelemetryProtocol::Http,
+        _ => {
+            warnings.push(format!(
+                "TELEMETRY_PROTOCOL={protocol_name:?} is not grpc or http; the trace pipeline is off"
+            ));
+            return None;
+        }
+    };
+    let batch_size = match given(&args.trace_batch_size).map(str::parse::<u32>) {
+        None => DEFAULT_TRACE_BATCH_SIZE,
+        Some(Ok(size @ 1..=10_000)) => size,
+        Some(_) => {
+            warnings.push(format!(
+                "TRACE_BATCH_SIZE={:?} is not a number from 1 to 10000; using 100",
+                args.trace_batch_size.as_deref().unwrap_or_default()
+            ));
+            DEFAULT_TRACE_BATCH_SIZE
+        }
+    };
+    let retention = match given(&args.trace_retention).map(|raw| (raw, parse_go_duration(raw))) {
+        None => Some(DEFAULT_TRACE_RETENTION),
+        Some((_, Some(d))) => Some(d).filter(|d| !d.is_zero()),
+        Some((raw, None)) => {
+            warnings.push(format!(
+                "MCP_MESH_TRACE_RETENTION={raw:?} is not a Go duration (0 disables); using 24h"
+            ));
+            Some(DEFAULT_TRACE_RETENTION)
+        }
+    };
+    let named_endpoint = given(&args.telemetry_endpoint);
+    let endpoint = named_endpoint
+        .or(given(&args.telemetry_endpoint_alias))
+        .unwrap_or("localhost:4317")
+        .to_owned();
+    // Tempo's query port on the collector's host, as the reference guesses it (from
+    // TELEMETRY_ENDPOINT only).
+    let tempo_url = match (given(&args.tempo_url), named_endpoint) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(endpoint)) => format!(
+            "http://{}:3200",
+            endpoint.split(':').next().unwrap_or("localhost")
+        ),
+        (None, None) => "http://localhost:3200".to_owned(),
+    };
+    Some(TracePipelineSettings {
+        redis_url: args.redis_url.clone(),
+        stream: "mesh:trace".to_owned(),
+        consumer_group: given(&args.trace_consumer_group)
+            .unwrap_or(DEFAULT_TRACE_CONSUMER_GROUP)
+            .to_owned(),
+        batch_size,
+        retention,
+        exporter_type,
+        endpoint,
+        protocol,
+        protocol_name,
+        tempo_url,
+    })
 }
 
 /// `MCP_MESH_ADMIN_PORT`: unset, empty or 0 keep `/admin/*` on the public port; a value that is
@@ -406,5 +533,55 @@ mod tests {
         let (config, warnings) = resolve(&["--retention", "-1h"]);
         assert_eq!(config.retention, Some(Duration::from_secs(3600)));
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn trace_pipeline_follows_the_reference() {
+        assert!(resolve(&[]).0.trace_pipeline.is_none(), "off by default");
+        assert!(resolve(&["--distributed-tracing", "1"])
+            .0
+            .trace_pipeline
+            .is_none());
+        let (config, warnings) = resolve(&["--distributed-tracing", "TRUE"]);
+        let pipeline = config.trace_pipeline.expect("on");
+        assert!(warnings.is_empty());
+        assert_eq!(pipeline.redis_url, "redis://localhost:6379");
+        assert_eq!(pipeline.consumer_group, "mcp-mesh-registry-processors");
+        assert_eq!(pipeline.batch_size, 100);
+        assert_eq!(pipeline.retention, Some(Duration::from_secs(86_400)));
+        assert_eq!(pipeline.endpoint, "localhost:4317");
+        assert_eq!(pipeline.protocol, TelemetryProtocol::Grpc);
+        assert_eq!(pipeline.tempo_url, "http://localhost:3200");
+        let (config, warnings) = resolve(&[
+            "--distributed-tracing",
+            "true",
+            "--telemetry-endpoint",
+            "tempo:4317",
+            "--telemetry-protocol",
+            "http",
+            "--trace-retention",
+            "0",
+            "--trace-batch-size",
+            "-3",
+        ]);
+        let pipeline = config.trace_pipeline.expect("on");
+        assert_eq!(
+            pipeline.tempo_url, "http://tempo:3200",
+            "guessed from the endpoint"
+        );
+        assert_eq!(pipeline.protocol, TelemetryProtocol::Http);
+        assert_eq!(pipeline.retention, None);
+        assert_eq!(pipeline.batch_size, 100);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        for off in [
+            ["--telemetry-protocol", "carrier-pigeon"],
+            ["--trace-exporter-type", "console"],
+        ] {
+            let mut flags = vec!["--distributed-tracing", "true"];
+            flags.extend(off);
+            let (config, warnings) = resolve(&flags);
+            assert!(config.trace_pipeline.is_none(), "{off:?}");
+            assert_eq!(warnings.len(), 1);
+        }
     }
 }

@@ -17,5 +17,6 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod trace_pipeline;
 pub mod trust;
 pub mod wire;

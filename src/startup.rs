@@ -26,6 +26,7 @@ use crate::service::{Actors, AgentTls, ProxySettings, Registry, Settings};
 use crate::store::{Backend, ConnectError, Notice, Store};
 use crate::telemetry::{self, RequestSpan};
 use crate::tls::{ReloadingIdentity, TlsMode};
+use crate::trace_pipeline::TracePipeline;
 use crate::trust::TrustChain;
 
 /// A client must send its request line and headers within this (a slow client cannot hold a
@@ -59,6 +60,8 @@ pub struct Application {
     admin_port: Option<u16>,
     actors: Actors,
     store: Store,
+    /// The distributed-trace pipeline, when enabled.
+    trace_pipeline: Option<Arc<TracePipeline>>,
 }
 
 impl Application {
@@ -96,6 +99,7 @@ impl Application {
             .map_err(StartupError::AgentClient)?,
         );
         let metrics = Data::from(metrics);
+        let trace_pipeline = start_trace_pipeline(config);
         let port = public_listener.1;
         let mut servers = vec![public_server(
             config,
@@ -103,6 +107,7 @@ impl Application {
             registry.clone(),
             metrics.clone(),
             &tls,
+            trace_pipeline.clone().map(Data::from),
         )?];
         let admin_port = match admin_listener {
             None => None,
@@ -119,6 +124,7 @@ impl Application {
             admin_port,
             actors,
             store,
+            trace_pipeline,
         })
     }
 
@@ -160,6 +166,9 @@ impl Application {
             }
         });
         let served = futures_util::future::try_join_all(self.servers).await;
+        if let Some(pipeline) = &self.trace_pipeline {
+            pipeline.stop();
+        }
         // Nothing is served any more: release the database (and the embedded file's lock).
         self.store.close().await;
         served?;
@@ -244,6 +253,20 @@ fn start_actors(store: &Store, config: &Config, metrics: &Arc<Metrics>) -> (Acto
         supervisor,
     };
     (actors, drain_gate)
+}
+
+/// The trace pipeline when `MCP_MESH_DISTRIBUTED_TRACING_ENABLED` asks for it. It cannot stop
+/// the registry from starting: when it cannot start, the registry runs without it (the
+/// reference's rule), saying why.
+fn start_trace_pipeline(config: &Config) -> Option<Arc<TracePipeline>> {
+    let settings = config.trace_pipeline.clone()?;
+    match TracePipeline::start(settings) {
+        Ok(pipeline) => Some(pipeline),
+        Err(error) => {
+            tracing::error!("trace pipeline: cannot start ({error}); running without it");
+            None
+        }
+    }
 }
 
 /// Binds `host:port` (port 0: any free one); the listener and the port it got.
@@ -343,6 +366,7 @@ fn public_server(
     registry: Data<Registry>,
     metrics: Data<Metrics>,
     tls: &Tls,
+    trace_pipeline: Option<Data<TracePipeline>>,
 ) -> Result<Server, StartupError> {
     let body_limit = BodyLimit(config.max_body_bytes);
     let admin_separate = config.admin_port.is_some();
@@ -360,6 +384,11 @@ fn public_server(
             .app_data(trust.clone())
             .app_data(body_limit)
             .wrap(actix_web::middleware::from_fn(http::verify_client))
+            .configure(|cfg| {
+                if let Some(pipeline) = &trace_pipeline {
+                    cfg.app_data(pipeline.clone());
+                }
+            })
             .configure(http::routes)
             .configure(|cfg| {
                 if !admin_separate {

@@ -182,7 +182,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/trace/stats")
             .guard(guard::Get())
-            .to(trace::status),
+            .to(trace::stats),
     )
     .service(
         web::resource("/trace/info")

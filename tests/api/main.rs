@@ -26,5 +26,6 @@ mod rules;
 mod schema;
 mod schemas;
 mod server;
+mod trace_pipeline;
 mod tracing;
 mod ui;

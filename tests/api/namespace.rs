@@ -344,6 +344,15 @@ impl GoRegistry {
     /// Starts it in `directory` (on `database_url`, or its default file there), and waits until
     /// it answers.
     pub(crate) async fn start(directory: &Path, database_url: Option<&str>) -> GoRegistry {
+        GoRegistry::start_with(directory, database_url, &[]).await
+    }
+
+    /// `start`, with more of its environment variables.
+    pub(crate) async fn start_with(
+        directory: &Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> GoRegistry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -360,6 +369,7 @@ impl GoRegistry {
         if let Some(url) = database_url {
             command.env("DATABASE_URL", url);
         }
+        command.envs(env.iter().copied());
         let process = KilledOnDrop(command.spawn().expect("start the Go registry"));
         let registry = GoRegistry {
             process,

@@ -3,71 +3,21 @@
 //! request, with its id, method, route and status, the caller's `traceparent` as its parent,
 //! and the store calls and actor hand-offs as its children.
 
-use std::sync::{Arc, Mutex};
-
-use actix_web::{web, App, HttpResponse, HttpServer};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
 use serde_json::{json, Value};
 
-use crate::helpers::{on_both_backends, spawn_app, Backend, RegistryProcess};
-
-type Received = Arc<Mutex<Vec<Span>>>;
-
-/// An OTLP/HTTP receiver on a free port: every span of every export, decoded.
-fn otlp_receiver() -> (String, Received, actix_web::dev::ServerHandle) {
-    let received: Received = Arc::default();
-    let store = received.clone();
-    let server = HttpServer::new(move || {
-        let store = store.clone();
-        App::new().route(
-            "/v1/traces",
-            web::post().to(move |body: web::Bytes| {
-                let store = store.clone();
-                async move {
-                    let export = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-                    let spans = export
-                        .resource_spans
-                        .into_iter()
-                        .flat_map(|r| r.scope_spans)
-                        .flat_map(|s| s.spans);
-                    store.lock().unwrap().extend(spans);
-                    HttpResponse::Ok()
-                        .content_type("application/x-protobuf")
-                        .finish()
-                }
-            }),
-        )
-    })
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .expect("bind");
-    let port = server.addrs()[0].port();
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    (format!("http://127.0.0.1:{port}"), received, handle)
-}
+use crate::helpers::{
+    on_both_backends, otlp_attribute, spawn_app, Backend, OtlpReceiver, RegistryProcess,
+};
 
 fn attribute(span: &Span, key: &str) -> Option<String> {
-    let value = span
-        .attributes
-        .iter()
-        .find(|a| a.key == key)?
-        .value
-        .as_ref()?;
-    Some(match value.value.as_ref()? {
-        AnyValue::StringValue(s) => s.clone(),
-        AnyValue::IntValue(i) => i.to_string(),
-        other => format!("{other:?}"),
-    })
+    otlp_attribute(&span.attributes, key)
 }
 
 #[actix_web::test]
 async fn each_request_is_one_exported_span_with_its_store_calls_inside() {
-    let (endpoint, received, receiver) = otlp_receiver();
+    let receiver = OtlpReceiver::start();
+    let endpoint = receiver.url.clone();
     let directory = std::env::temp_dir().join(format!(
         "mesh-registry-otlp-{}",
         uuid::Uuid::new_v4().simple()
@@ -95,8 +45,8 @@ async fn each_request_is_one_exported_span_with_its_store_calls_inside() {
     assert_eq!(status, 200);
     // A graceful stop sends what is still buffered.
     registry.terminate();
-    let spans = received.lock().unwrap().clone();
-    receiver.stop(true).await;
+    let spans: Vec<Span> = receiver.spans().into_iter().map(|(_, s)| s).collect();
+    receiver.stop().await;
     let _ = std::fs::remove_dir_all(&directory);
 
     let requests: Vec<&Span> = spans.iter().filter(|s| s.name == "request").collect();

@@ -183,6 +183,25 @@ def check_case(name, values, docs, notes, release, namespace, chart):
             c.eq(env_value(key), env_string(value), f"env {key} (from config)")
     for extra in values["extraEnv"]:
         c.eq(env.get(extra["name"]), extra, f"env {extra['name']} (from extraEnv)")
+    # The trace pipeline's environment: all of it with tracing.enabled, none of it without
+    # (releases from older charts have no tracing values at all).
+    tracing = values.get("tracing") or {}
+    if tracing.get("enabled"):
+        c.eq(env_value("MCP_MESH_DISTRIBUTED_TRACING_ENABLED"), "true", "env MCP_MESH_DISTRIBUTED_TRACING_ENABLED")
+        c.eq(env_value("TELEMETRY_ENDPOINT"), tracing["endpoint"], "env TELEMETRY_ENDPOINT")
+        c.eq(env_value("TELEMETRY_PROTOCOL"), tracing["protocol"], "env TELEMETRY_PROTOCOL")
+        c.eq(env_value("TEMPO_URL"), tracing["tempoUrl"], "env TEMPO_URL")
+        secret = tracing.get("existingSecret") or {}
+        if secret.get("name"):
+            c.eq((env.get("REDIS_URL") or {}).get("valueFrom"),
+                 {"secretKeyRef": {"name": secret["name"], "key": secret["key"]}}, "env REDIS_URL (from the Secret)")
+        else:
+            c.eq(env_value("REDIS_URL"), tracing["redisUrl"], "env REDIS_URL")
+    else:
+        for key in ["MCP_MESH_DISTRIBUTED_TRACING_ENABLED", "REDIS_URL", "TELEMETRY_ENDPOINT",
+                    "TELEMETRY_PROTOCOL", "TEMPO_URL"]:
+            if key not in values["config"] and all(e["name"] != key for e in values["extraEnv"]):
+                c.check(key not in env, f"{key} set although tracing is off")
     c.eq(pspec.get("enableServiceLinks"), False, "enableServiceLinks")
 
     # Prometheus: the pod annotations point at the port GET /metrics is on (the admin port when

@@ -50,6 +50,7 @@ pub fn test_config(database_url: String) -> Config {
             refresh: Duration::ZERO,
         },
         tls: Default::default(),
+        trace_pipeline: None,
     }
 }
 

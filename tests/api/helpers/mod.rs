@@ -22,8 +22,10 @@ mod browser;
 pub mod certs;
 mod database;
 mod fixture;
+mod otlp;
 mod postgres_server;
 mod process;
+mod redis_server;
 pub mod throwaway_cluster;
 mod wait;
 
@@ -32,7 +34,9 @@ pub use browser::browser;
 pub use database::{connect, database_url, TestDatabase};
 pub use fixture::Set;
 pub use mesh_registry::store::Backend;
+pub use otlp::{attribute as otlp_attribute, GrpcCollector, OtlpReceiver};
 pub use process::{KilledOnDrop, RegistryProcess};
+pub use redis_server::RedisServer;
 pub use wait::{parked, stays_for, within, Parked};
 
 /// Runs each named test once per backend, as `<name>::postgres` and `<name>::embedded`:
