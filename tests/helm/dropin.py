@@ -66,8 +66,9 @@ DB_HOST, DB_PORT, DB_USER, DB_PASSWORD = "127.0.0.1", 5432, "postgres", "not-che
 POD_IP = "127.0.0.1"
 # What mesh-registry takes from those charts' environment (docs/helm.md says what each means).
 READ_FROM_CHART = sorted(["DATABASE_URL", "DEFAULT_TIMEOUT_THRESHOLD", "HEALTH_CHECK_INTERVAL", "HOST",
-                          "MCP_MESH_DEBUG_MODE", "MCP_MESH_LOG_LEVEL", "MCP_MESH_TLS_MODE",
-                          "MCP_MESH_TRUST_DIR", "PORT"])
+                          "MCP_MESH_DEBUG_MODE", "MCP_MESH_DISTRIBUTED_TRACING_ENABLED", "MCP_MESH_LOG_LEVEL",
+                          "MCP_MESH_TLS_MODE", "MCP_MESH_TRACE_RETENTION", "MCP_MESH_TRUST_DIR", "PORT",
+                          "REDIS_URL", "TELEMETRY_ENDPOINT", "TRACE_EXPORTER_TYPE"])
 # Fake ClusterIPs for the service links; the master Service is in every pod's environment.
 MASTER_SERVICE = {"name": "kubernetes", "clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443}]}
 
