@@ -21,7 +21,7 @@ use prometheus::{
 use uuid::Uuid;
 
 use crate::config::MetricsSettings;
-use crate::store::{PoolStatus, Store, Tally};
+use crate::store::{PoolStatus, Store, StoreError, Tally};
 use crate::wire::RejectReason;
 
 /// The `state` label of `mesh_registry_jobs`: every value is always present (a state nobody is
@@ -87,7 +87,8 @@ pub struct Metrics {
     pool_waiting: IntGauge,
     tally_failures: IntCounter,
     /// When the database was last counted; held by the scrape that counts.
-    tallied_at: tokio::sync::Mutex<Option<Instant>>,
+    /// The last database count and when it was taken.
+    tallied: tokio::sync::Mutex<Option<(Instant, Arc<Tally>)>>,
 }
 
 /// Builds and registers one instrument; the names are static, so a failure is a bug.
@@ -271,7 +272,7 @@ impl Metrics {
             ),
             registry: r,
             settings,
-            tallied_at: tokio::sync::Mutex::new(None),
+            tallied: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -309,7 +310,7 @@ impl Metrics {
         drain: DrainState,
         pool: Option<PoolStatus>,
     ) -> String {
-        self.refresh_tally(store).await;
+        let _ = self.tally(store).await;
         self.draining
             .with_label_values(&["replica"])
             .set(drain.replica.into());
@@ -332,21 +333,30 @@ impl Metrics {
         String::from_utf8(text).expect("the text format is UTF-8")
     }
 
-    /// Counts in the database unless a recent count stands; one scrape counts at a time (the
-    /// others wait and reuse its numbers). A failure keeps the previous numbers.
-    async fn refresh_tally(&self, store: &Store) {
-        let mut tallied_at = self.tallied_at.lock().await;
-        if tallied_at.is_some_and(|at| at.elapsed() < self.settings.refresh) {
-            return;
+    /// The database counts, taken anew unless a recent count stands; one caller counts at a
+    /// time (the others wait and reuse its numbers). A failure keeps the previous numbers
+    /// (the error when there are none yet). Scrapes and the dashboard share it.
+    pub async fn tally(&self, store: &Store) -> Result<Arc<Tally>, StoreError> {
+        let mut tallied = self.tallied.lock().await;
+        if let Some((at, tally)) = tallied.as_ref() {
+            if at.elapsed() < self.settings.refresh {
+                return Ok(tally.clone());
+            }
         }
         match store.tally().await {
             Ok(tally) => {
+                let tally = Arc::new(tally);
                 self.set_tally(&tally);
-                *tallied_at = Some(Instant::now());
+                *tallied = Some((Instant::now(), tally.clone()));
+                Ok(tally)
             }
             Err(error) => {
                 self.tally_failures.inc();
                 tracing::warn!(%error, "metrics: cannot count jobs and agents");
+                tallied
+                    .as_ref()
+                    .map(|(_, tally)| tally.clone())
+                    .ok_or(error)
             }
         }
     }

@@ -40,9 +40,25 @@ impl Registry {
             .await
     }
 
-    /// Jobs per status and capability (the dashboard), the first `JOB_COUNT_GROUPS` groups.
+    /// Jobs per status and capability (the dashboard), the first `JOB_COUNT_GROUPS` groups by
+    /// capability: from the same cached count as `GET /metrics` (a queued job is `working`
+    /// here, as its status says), so open dashboards do not count in the database each.
     pub async fn job_counts(&self) -> Result<Vec<JobCount>, StoreError> {
-        self.store.job_counts(JOB_COUNT_GROUPS).await
+        let tally = self.metrics.tally(&self.store).await?;
+        let mut counts = std::collections::BTreeMap::<(&str, &str), i64>::new();
+        for (state, capability, jobs) in &tally.jobs {
+            let status = if state == "queued" { "working" } else { state };
+            *counts.entry((capability, status)).or_default() += jobs;
+        }
+        Ok(counts
+            .into_iter()
+            .take(JOB_COUNT_GROUPS as usize)
+            .map(|((capability, status), jobs)| JobCount {
+                status: status.to_owned(),
+                capability: capability.to_owned(),
+                jobs,
+            })
+            .collect())
     }
 
     pub async fn job(&self, job_id: Uuid) -> Result<Option<Job>, StoreError> {

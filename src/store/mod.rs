@@ -327,8 +327,6 @@ pub trait AdminStore {
     /// Jobs by state and capability, agents by status and the live claims (`GET /metrics`).
     async fn tally(&self) -> Result<Tally, StoreError>;
 
-    /// Jobs per (status, capability), at most `limit` groups, ordered by capability.
-    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError>;
     /// The fleet-wide drain flag (docs/contract.md#diff-fleet-drain); PostgreSQL only.
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError>;
     async fn fleet_draining(&self) -> Result<bool, StoreError>;

@@ -6,7 +6,7 @@ use mesh_registry_actors::LeaseChange;
 use tokio::sync::mpsc;
 
 use super::EmbeddedStore;
-use crate::store::{AdminStore, JobCount, Notice, StoreError, Tally};
+use crate::store::{AdminStore, Notice, StoreError, Tally};
 
 /// Why `?scope=fleet` is refused here.
 const NO_FLEET: &str = "fleet-wide drain needs the PostgreSQL backend: the embedded store serves \
@@ -41,21 +41,6 @@ impl AdminStore for EmbeddedStore {
                 agents,
                 live_claims,
             })
-        })
-        .await
-    }
-
-    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError> {
-        self.run(move |db| {
-            let mut statement = db.prepare_cached(include_str!("sql/job_counts.sql"))?;
-            let rows = statement.query_map([limit], |row| {
-                Ok(JobCount {
-                    status: row.get(0)?,
-                    capability: row.get(1)?,
-                    jobs: row.get(2)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -5,7 +5,7 @@ use mesh_registry_actors::LeaseChange;
 use tokio::sync::mpsc;
 
 use super::{column, PgStore};
-use crate::store::{AdminStore, JobCount, Notice, StoreError, Tally};
+use crate::store::{AdminStore, Notice, StoreError, Tally};
 
 #[async_trait]
 impl AdminStore for PgStore {
@@ -53,24 +53,6 @@ impl AdminStore for PgStore {
                 .collect::<Result<_, StoreError>>()?,
             live_claims: column(&live, "live")?,
         })
-    }
-
-    async fn job_counts(&self, limit: i64) -> Result<Vec<JobCount>, StoreError> {
-        let conn = self.conn().await?;
-        let statement = conn
-            .prepare_cached(include_str!("sql/job_counts.sql"))
-            .await?;
-        conn.query(&statement, &[&limit])
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(JobCount {
-                    status: column(row, "status")?,
-                    capability: column(row, "capability")?,
-                    jobs: column(row, "jobs")?,
-                })
-            })
-            .collect()
     }
 
     async fn set_fleet_draining(&self, draining: bool) -> Result<(), StoreError> {
