@@ -11,16 +11,11 @@ Usage: python3 events.py <mesh-registry binary> <reference mcp-mesh-registry bin
 Exits non-zero listing every difference. Standard library only (helpers from llm.py).
 """
 
-import os
 import pathlib
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
-from llm import PG_SERVER, Keeper, Registry, diff, differences, processes, request
+from llm import Keeper, Registry, diff, request, side_by_side
 
 TIME_LIMIT_SECONDS = 120
 
@@ -54,86 +49,55 @@ QUERIES = ["", "?type=register", "?type=unregister", "?type=unhealthy", "?agent_
            "?type=&agent_id=", "?limit=2", "?limit=0", "?limit=100000"]
 
 
+def run_scenario(reference: Registry, ours: list[Registry], work: pathlib.Path) -> None:
+    everyone = [reference, *ours]
+    # Every agent but weather-b heartbeats, as SDKs do: only weather-b falls silent.
+    keeper = Keeper(everyone)
+    keeper.start()
+    # Each step on every registry before the next, so that the order of events is the same.
+    steps = [
+        ("register weather-a", lambda r: r.register(agent("weather-a"))),
+        ("register weather-b", lambda r: r.register(agent("weather-b"))),
+        ("an api consumer", lambda r: r.register(agent("api-1", "api"))),
+        ("weather-a refreshes", lambda r: r.register(agent("weather-a"))),
+        ("weather-a leaves", lambda r: r.leave("weather-a")),
+        ("the api consumer leaves", lambda r: r.leave("api-1")),
+        ("weather-a comes back", lambda r: r.register(agent("weather-a"))),
+    ]
+    for name, step in steps:
+        for registry in everyone:
+            step(registry)
+        if name == "weather-a comes back":
+            keeper.set_live("weather-a", True)
+        time.sleep(0.05)
+    log("weather-b falls silent (no heartbeats) until every registry marks it unhealthy")
+    deadline = time.monotonic() + 30
+    while any(r.agents()["weather-b"]["status"] != "unhealthy" for r in everyone):
+        if time.monotonic() > deadline:
+            raise TimeoutError("weather-b never turned unhealthy everywhere")
+        time.sleep(0.5)
+    # The reference records the change in the same transaction; give a late writer a beat.
+    time.sleep(1)
+    for query in QUERIES:
+        status, expected = request(f"{reference.url}/events{query}")
+        assert status == 200, f"reference /events{query}: {status} {expected}"
+        expected = comparable(expected)
+        for registry in ours:
+            their_status, answer = request(f"{registry.url}/events{query}")
+            diff(f"{registry.name} GET /events{query} status", status, their_status)
+            if their_status == 200:
+                diff(f"{registry.name} GET /events{query}", expected, comparable(answer))
+    for query in ["?limit=abc"]:
+        expected = request(f"{reference.url}/events{query}")
+        for registry in ours:
+            diff(f"{registry.name} GET /events{query}", expected, request(f"{registry.url}/events{query}"))
+    _, everything = request(reference.url + "/events")
+    log(f"compared {len(QUERIES) + 1} queries over {everything['count']} events: "
+        + ", ".join(f"{e['event_type']}:{e['agent_id']}" for e in everything["events"]))
+
+
 def main() -> int:
-    ours_binary, reference_binary = sys.argv[1], sys.argv[2]
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("time limit reached")))
-    signal.alarm(TIME_LIMIT_SECONDS)
-    work = pathlib.Path(tempfile.mkdtemp(prefix="mesh-events-diff-"))
-    database = f"mesh_registry_events_diff_{uuid.uuid4().hex[:12]}"
-    subprocess.run(["psql", f"{PG_SERVER}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
-    ok = False
-    try:
-        reference = Registry("reference", [reference_binary], {"DATABASE_URL": str(work / "reference.db")}, work / "reference.log")
-        ours = [
-            Registry("ours-postgres", [ours_binary], {"DATABASE_URL": f"{PG_SERVER}/{database}"}, work / "ours-postgres.log"),
-            Registry("ours-embedded", [ours_binary], {"DATABASE_URL": f"sqlite://{work}/ours.db"}, work / "ours-embedded.log"),
-        ]
-        everyone = [reference, *ours]
-        # Every agent but weather-b heartbeats, as SDKs do: only weather-b falls silent.
-        keeper = Keeper(everyone)
-        keeper.start()
-        # Each step on every registry before the next, so that the order of events is the same.
-        steps = [
-            ("register weather-a", lambda r: r.register(agent("weather-a"))),
-            ("register weather-b", lambda r: r.register(agent("weather-b"))),
-            ("an api consumer", lambda r: r.register(agent("api-1", "api"))),
-            ("weather-a refreshes", lambda r: r.register(agent("weather-a"))),
-            ("weather-a leaves", lambda r: r.leave("weather-a")),
-            ("the api consumer leaves", lambda r: r.leave("api-1")),
-            ("weather-a comes back", lambda r: r.register(agent("weather-a"))),
-        ]
-        for name, step in steps:
-            for registry in everyone:
-                step(registry)
-            if name == "weather-a comes back":
-                keeper.set_live("weather-a", True)
-            time.sleep(0.05)
-        log("weather-b falls silent (no heartbeats) until every registry marks it unhealthy")
-        deadline = time.monotonic() + 30
-        while any(r.agents()["weather-b"]["status"] != "unhealthy" for r in everyone):
-            if time.monotonic() > deadline:
-                raise TimeoutError("weather-b never turned unhealthy everywhere")
-            time.sleep(0.5)
-        # The reference records the change in the same transaction; give a late writer a beat.
-        time.sleep(1)
-        for query in QUERIES:
-            status, expected = request(f"{reference.url}/events{query}")
-            assert status == 200, f"reference /events{query}: {status} {expected}"
-            expected = comparable(expected)
-            for registry in ours:
-                their_status, answer = request(f"{registry.url}/events{query}")
-                diff(f"{registry.name} GET /events{query} status", status, their_status)
-                if their_status == 200:
-                    diff(f"{registry.name} GET /events{query}", expected, comparable(answer))
-        for query in ["?limit=abc"]:
-            expected = request(f"{reference.url}/events{query}")
-            for registry in ours:
-                diff(f"{registry.name} GET /events{query}", expected, request(f"{registry.url}/events{query}"))
-        _, everything = request(reference.url + "/events")
-        log(f"compared {len(QUERIES) + 1} queries over {everything['count']} events: "
-            + ", ".join(f"{e['event_type']}:{e['agent_id']}" for e in everything["events"]))
-        if differences:
-            log(f"FAILED: {len(differences)} differences from the reference")
-            for line in differences:
-                print("  " + line)
-        else:
-            log("every answer matches the reference")
-            ok = True
-    except BaseException as failure:  # noqa: BLE001 - report anything, then clean up
-        log(f"FAILED: {failure!r}")
-        for path in sorted(work.glob("*.log")):
-            print(f"----- {path.name} (last 20 lines) -----")
-            print("\n".join(path.read_text(errors="replace").splitlines()[-20:]))
-    finally:
-        signal.alarm(0)
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=10)
-        subprocess.run(
-            ["psql", f"{PG_SERVER}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False
-        )
-    return 0 if ok else 1
+    return side_by_side("events", TIME_LIMIT_SECONDS, log, run_scenario)
 
 
 if __name__ == "__main__":

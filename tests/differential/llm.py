@@ -440,12 +440,15 @@ def scenario(mesh: Mesh) -> None:
     mesh.compare_listing("step 5", consumer)
 
 
-def main() -> int:
+def side_by_side(name: str, time_limit: int, log, scenario) -> int:
+    """Runs `scenario(reference, ours, work)` against the reference registry (on its SQLite file)
+    and ours on PostgreSQL and on the embedded file, started from sys.argv[1:3] (ours, the
+    reference); then reports the differences `diff` collected, and cleans up whatever happened."""
     ours_binary, reference_binary = sys.argv[1], sys.argv[2]
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("time limit reached")))
-    signal.alarm(TIME_LIMIT_SECONDS)
-    work = pathlib.Path(tempfile.mkdtemp(prefix="mesh-llm-diff-"))
-    database = f"mesh_registry_llm_diff_{uuid.uuid4().hex[:12]}"
+    signal.alarm(time_limit)
+    work = pathlib.Path(tempfile.mkdtemp(prefix=f"mesh-{name}-diff-"))
+    database = f"mesh_registry_{name}_diff_{uuid.uuid4().hex[:12]}"
     subprocess.run(["psql", f"{PG_SERVER}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
     ok = False
     try:
@@ -454,10 +457,7 @@ def main() -> int:
             Registry("ours-postgres", [ours_binary], {"DATABASE_URL": f"{PG_SERVER}/{database}"}, work / "ours-postgres.log"),
             Registry("ours-embedded", [ours_binary], {"DATABASE_URL": f"sqlite://{work}/ours.db"}, work / "ours-embedded.log"),
         ]
-        keeper = Keeper([reference, *ours])
-        keeper.start()
-        scenario(Mesh(reference, ours, keeper))
-        log("compared (reference side, per backend): " + ", ".join(f"{n} {what}" for what, n in compared.items()))
+        scenario(reference, ours, work)
         if differences:
             log(f"FAILED: {len(differences)} differences from the reference")
             for line in differences:
@@ -480,6 +480,17 @@ def main() -> int:
             ["psql", f"{PG_SERVER}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False
         )
     return 0 if ok else 1
+
+
+def run_scenario(reference: Registry, ours: list[Registry], work: pathlib.Path) -> None:
+    keeper = Keeper([reference, *ours])
+    keeper.start()
+    scenario(Mesh(reference, ours, keeper))
+    log("compared (reference side, per backend): " + ", ".join(f"{n} {what}" for what, n in compared.items()))
+
+
+def main() -> int:
+    return side_by_side("llm", TIME_LIMIT_SECONDS, log, run_scenario)
 
 
 if __name__ == "__main__":

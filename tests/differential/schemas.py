@@ -14,15 +14,10 @@ Usage: python3 schemas.py <mesh-registry binary> <reference mcp-mesh-registry bi
 Exits non-zero listing every difference. Standard library only (helpers from llm.py).
 """
 
-import os
 import pathlib
-import signal
-import subprocess
 import sys
-import tempfile
-import uuid
 
-from llm import PG_SERVER, Registry, diff, differences, processes, request
+from llm import Registry, diff, request, side_by_side
 
 TIME_LIMIT_SECONDS = 120
 
@@ -99,68 +94,37 @@ def compare(step: str, reference: Registry, ours: list[Registry]) -> None:
     log(f"{step}: " + ", ".join(f"{fn}->{(r or [{}])[0].get('agent_id') or 'unresolved'}" for fn, r in sorted(expected.items())))
 
 
-def main() -> int:
-    ours_binary, reference_binary = sys.argv[1], sys.argv[2]
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("time limit reached")))
-    signal.alarm(TIME_LIMIT_SECONDS)
-    work = pathlib.Path(tempfile.mkdtemp(prefix="mesh-schema-diff-"))
-    database = f"mesh_registry_schema_diff_{uuid.uuid4().hex[:12]}"
-    subprocess.run(["psql", f"{PG_SERVER}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
-    ok = False
-    try:
-        reference = Registry("reference", [reference_binary], {"DATABASE_URL": str(work / "reference.db")}, work / "reference.log")
-        ours = [
-            Registry("ours-postgres", [ours_binary], {"DATABASE_URL": f"{PG_SERVER}/{database}"}, work / "ours-postgres.log"),
-            Registry("ours-embedded", [ours_binary], {"DATABASE_URL": f"sqlite://{work}/ours.db"}, work / "ours-embedded.log"),
-        ]
-        everyone = [reference, *ours]
-        for body in [producer("weather-a", WITHOUT_TEMP, ["fast"]), producer("weather-b", WITH_TEMP),
-                     producer("weather-c", None, ["fast"]), producer("weather-d", NESTED)]:
-            for registry in everyone:
-                registry.register(body)
-        compare("all producers", reference, ours)
+def run_scenario(reference: Registry, ours: list[Registry], work: pathlib.Path) -> None:
+    everyone = [reference, *ours]
+    for body in [producer("weather-a", WITHOUT_TEMP, ["fast"]), producer("weather-b", WITH_TEMP),
+                 producer("weather-c", None, ["fast"]), producer("weather-d", NESTED)]:
         for registry in everyone:
-            registry.leave("weather-b")
-        compare("weather-b left", reference, ours)
+            registry.register(body)
+    compare("all producers", reference, ours)
+    for registry in everyone:
+        registry.leave("weather-b")
+    compare("weather-b left", reference, ours)
 
-        _, listed = request(reference.url + "/schemas")
-        hashes = sorted(entry["hash"] for entry in listed["schemas"])
+    _, listed = request(reference.url + "/schemas")
+    hashes = sorted(entry["hash"] for entry in listed["schemas"])
+    for registry in ours:
+        _, theirs = request(registry.url + "/schemas")
+        diff(f"{registry.name} GET /schemas hashes", hashes, sorted(entry["hash"] for entry in theirs["schemas"]))
+        diff(f"{registry.name} GET /schemas count", listed["count"], theirs["count"])
+    for path in [f"/schemas/{h}" for h in hashes] + [f"/schemas/{UNKNOWN}"]:
+        status, expected = request(reference.url + path)
+        expected.pop("created_at", None)
+        expected.pop("timestamp", None)
         for registry in ours:
-            _, theirs = request(registry.url + "/schemas")
-            diff(f"{registry.name} GET /schemas hashes", hashes, sorted(entry["hash"] for entry in theirs["schemas"]))
-            diff(f"{registry.name} GET /schemas count", listed["count"], theirs["count"])
-        for path in [f"/schemas/{h}" for h in hashes] + [f"/schemas/{UNKNOWN}"]:
-            status, expected = request(reference.url + path)
-            expected.pop("created_at", None)
-            expected.pop("timestamp", None)
-            for registry in ours:
-                their_status, answer = request(registry.url + path)
-                answer.pop("created_at", None)
-                answer.pop("timestamp", None)
-                diff(f"{registry.name} GET {path}", {"status": status, **expected}, {"status": their_status, **answer})
-        log(f"compared {len(hashes)} stored schemas and an unknown hash")
-        if differences:
-            log(f"FAILED: {len(differences)} differences from the reference")
-            for line in differences:
-                print("  " + line)
-        else:
-            log("every answer matches the reference")
-            ok = True
-    except BaseException as failure:  # noqa: BLE001 - report anything, then clean up
-        log(f"FAILED: {failure!r}")
-        for path in sorted(work.glob("*.log")):
-            print(f"----- {path.name} (last 20 lines) -----")
-            print("\n".join(path.read_text(errors="replace").splitlines()[-20:]))
-    finally:
-        signal.alarm(0)
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=10)
-        subprocess.run(
-            ["psql", f"{PG_SERVER}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False
-        )
-    return 0 if ok else 1
+            their_status, answer = request(registry.url + path)
+            answer.pop("created_at", None)
+            answer.pop("timestamp", None)
+            diff(f"{registry.name} GET {path}", {"status": status, **expected}, {"status": their_status, **answer})
+    log(f"compared {len(hashes)} stored schemas and an unknown hash")
+
+
+def main() -> int:
+    return side_by_side("schema", TIME_LIMIT_SECONDS, log, run_scenario)
 
 
 if __name__ == "__main__":
