@@ -66,6 +66,7 @@ pub(super) const MODEL: &[ModelTable] = &[
             ("total_deadline", TIMESTAMP),
             ("lease_expires_at", TIMESTAMP),
             ("last_heartbeat_at", TIMESTAMP),
+            ("renewed_at", TIMESTAMP),
             ("submitted_at", TIMESTAMP),
             ("submitted_by", TEXT),
             ("event_seq", BIGINT),

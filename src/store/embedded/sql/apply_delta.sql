@@ -5,6 +5,9 @@
 -- (job_lease_window, domain::jobs::lease_window); a terminal one keeps the lease as it was (nothing
 -- watches a finished job's lease).
 --
+-- A delta that leaves the status as it was is a renewal: renewed_at, not last_heartbeat_at
+-- (PostgreSQL's V9__job_renewals.sql says why; the model is the same here).
+--
 -- Guard: none in this statement, on purpose. The call checked it just before, on the row
 -- delta_target.sql read (owner, the epoch when the delta carries one, liveness:
 -- domain::jobs::JobState::delta_rejection), on the same connection inside the same transaction;
@@ -16,7 +19,8 @@ UPDATE jobs SET status = :status,
                 result = coalesce(:result, result),
                 error = coalesce(:error, error),
                 recv_cursor = coalesce(:recv_cursor, recv_cursor),
-                last_heartbeat_at = :now,
+                last_heartbeat_at = CASE WHEN :status = status THEN last_heartbeat_at ELSE :now END,
+                renewed_at = CASE WHEN :status = status THEN :now ELSE renewed_at END,
                 lease_expires_at = CASE WHEN :status IN ('working', 'input_required')
                                         THEN :now + job_lease_window(max_duration)
                                         ELSE lease_expires_at END

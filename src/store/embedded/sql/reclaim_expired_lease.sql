@@ -11,6 +11,7 @@
 UPDATE jobs SET status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END,
                 error = CASE WHEN attempt_count > max_retries THEN :exhausted_error ELSE error END,
                 last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN :now END,
+                renewed_at = NULL,
                 owner_instance_id = NULL,
                 lease_expires_at = NULL
 WHERE job_id = :job_id AND claim_epoch = :claim_epoch AND lease_expires_at < :now

@@ -9,6 +9,7 @@ WITH expired AS (
   UPDATE jobs SET status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END,
                   error = CASE WHEN attempt_count > max_retries THEN $3::text ELSE error END,
                   last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END,
+                  renewed_at = NULL,
                   owner_instance_id = NULL,
                   lease_expires_at = NULL
   WHERE job_id = $1 AND claim_epoch = $2 AND lease_expires_at < now()
