@@ -596,160 +596,96 @@ mod tests {
     fn the_fingerprint_ignores_order_and_prior_choices_but_not_outcomes() {
         let wanted = spec(json!({"capability": "employee", "tags": ["api", "+fast"]}));
         let reordered = spec(json!({"capability": "employee", "tags": ["+fast", "api"]}));
-        let p = |agent: &str, version: &str, tags: &[&str]| provider(agent, "f", version, tags);
-        let fingerprint = |providers: Vec<Provider>, wanted: &DependencySpec| {
+        // Agents and versions tagged `api`, and maybe `d` with other tags.
+        let fingerprint = |api: &[(&str, &str)], d: &[&str], wanted: &DependencySpec| {
+            let mut providers: Vec<Provider> = api
+                .iter()
+                .map(|(agent, version)| provider(agent, "f", version, &["api"]))
+                .collect();
+            if !d.is_empty() {
+                providers.push(provider("d", "f", "1.0.0", d));
+            }
             Mesh::new(providers)
                 .trace(wanted, "default")
                 .fingerprint("c", 0)
         };
-        let base = fingerprint(
-            vec![
-                p("a", "1.0.0", &["api"]),
-                p("b", "2.0.0", &["api"]),
-                p("c", "1.5.0", &["api"]),
-            ],
-            &wanted,
-        );
+        let three = [("a", "1.0.0"), ("b", "2.0.0"), ("c", "1.5.0")];
+        let base = fingerprint(&three, &[], &wanted);
         assert_eq!(base.len(), 64);
         // The order of the candidates, of the spec's tags, or of the losers in the tiebreaker's
         // ranking changes nothing...
-        assert_eq!(
-            fingerprint(
-                vec![
-                    p("c", "1.5.0", &["api"]),
-                    p("b", "2.0.0", &["api"]),
-                    p("a", "1.0.0", &["api"])
-                ],
-                &wanted
-            ),
-            base
-        );
-        assert_eq!(
-            fingerprint(
-                vec![
-                    p("a", "1.0.0", &["api"]),
-                    p("b", "2.0.0", &["api"]),
-                    p("c", "1.5.0", &["api"])
-                ],
-                &reordered
-            ),
-            base
-        );
-        assert_eq!(
-            fingerprint(
-                vec![
-                    p("a", "1.0.0", &["api"]),
-                    p("b", "2.0.0", &["api"]),
-                    p("c", "0.5.0", &["api"])
-                ],
-                &wanted
-            ),
-            base
-        );
-        // ... another winner, another candidate or another detail of an eviction does.
-        assert_ne!(
-            fingerprint(
-                vec![
-                    p("a", "3.0.0", &["api"]),
-                    p("b", "2.0.0", &["api"]),
-                    p("c", "1.5.0", &["api"])
-                ],
-                &wanted
-            ),
-            base
-        );
-        let with_d = |tags: &[&str]| {
-            fingerprint(
-                vec![
-                    p("a", "1.0.0", &["api"]),
-                    p("b", "2.0.0", &["api"]),
-                    p("c", "1.5.0", &["api"]),
-                    p("d", "1.0.0", tags),
-                ],
-                &wanted,
-            )
-        };
-        assert_ne!(with_d(&["internal"]), base);
-        assert_ne!(
-            with_d(&["api", "-x"]),
-            with_d(&["internal"]),
-            "kept, not evicted"
-        );
-        let mesh = Mesh::new(vec![p("a", "1.0.0", &["api"])]);
+        let reversed = [("c", "1.5.0"), ("b", "2.0.0"), ("a", "1.0.0")];
+        assert_eq!(fingerprint(&reversed, &[], &wanted), base);
+        assert_eq!(fingerprint(&three, &[], &reordered), base);
+        let c_older = [("a", "1.0.0"), ("b", "2.0.0"), ("c", "0.5.0")];
+        assert_eq!(fingerprint(&c_older, &[], &wanted), base);
+        // ... another winner, another candidate, or a candidate kept rather than dropped does.
+        let a_newest = [("a", "3.0.0"), ("b", "2.0.0"), ("c", "1.5.0")];
+        assert_ne!(fingerprint(&a_newest, &[], &wanted), base);
+        let dropped_d = fingerprint(&three, &["internal"], &wanted);
+        assert_ne!(dropped_d, base);
+        assert_ne!(fingerprint(&three, &["api", "internal"], &wanted), dropped_d);
+        let mesh = Mesh::new(vec![provider("a", "f", "1.0.0", &["api"])]);
         let trace = mesh.trace(&wanted, "default");
         assert_eq!(trace.to_json("c", 0, Some("b"))["prior_chosen"], "b");
         assert!(trace.to_json("c", 0, None).get("prior_chosen").is_none());
     }
-}
 
-/// What tracing costs the common path, counted: this test binary's allocator counts per thread.
-#[cfg(test)]
-mod allocations {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
+    /// What tracing costs the common path, counted: this test binary's allocator counts per
+    /// thread.
+    mod allocations {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
 
-    use serde_json::json;
+        use serde_json::json;
 
-    use super::*;
-    use crate::resolve::resolved_dependency;
+        use super::{provider, spec};
+        use crate::resolve::{resolved_dependency, Mesh};
 
-    thread_local!(static ALLOCATIONS: Cell<usize> = const { Cell::new(0) });
+        thread_local!(static ALLOCATIONS: Cell<usize> = const { Cell::new(0) });
 
-    struct Counting;
+        struct Counting;
 
-    // SAFETY: every call is passed to the system allocator unchanged.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-            System.alloc(layout)
+        // SAFETY: every call is passed to the system allocator unchanged.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+                System.alloc(layout)
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                System.dealloc(ptr, layout)
+            }
         }
 
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            System.dealloc(ptr, layout)
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
+
+        fn allocations<T>(run: impl FnOnce() -> T) -> usize {
+            let before = ALLOCATIONS.with(Cell::get);
+            let kept = run();
+            let counted = ALLOCATIONS.with(Cell::get) - before;
+            drop(kept);
+            counted
         }
-    }
 
-    #[global_allocator]
-    static COUNTING: Counting = Counting;
-
-    fn allocations<T>(run: impl FnOnce() -> T) -> usize {
-        let before = ALLOCATIONS.with(Cell::get);
-        let kept = run();
-        let counted = ALLOCATIONS.with(Cell::get) - before;
-        drop(kept);
-        counted
-    }
-
-    #[test]
-    fn a_trace_costs_one_allocation_more_than_resolving() {
-        let provider = |agent: &str, version: &str, tag: &str| Provider {
-            agent_id: agent.into(),
-            namespace: "default".into(),
-            status: AgentStatus::Healthy,
-            endpoint: format!("http://{agent}:8080"),
-            function_name: "serve".into(),
-            capability: "weather".into(),
-            version: version.into(),
-            tags: vec![tag.into()],
-            kwargs: None,
-            dependencies: Vec::new(),
-            output_schema_hash: None,
-        };
-        let mesh = Mesh::new(vec![
-            provider("a", "1.0.0", "api"),
-            provider("b", "2.0.0", "api"),
-            provider("c", "1.0.0", "x"),
-        ]);
-        for tags in [json!(["api"]), json!(["x"]), json!(["nobody"])] {
-            let spec: DependencySpec =
-                serde_json::from_value(json!({"capability": "weather", "tags": tags})).unwrap();
-            let resolving =
-                allocations(|| resolved_dependency(&spec, mesh.resolve(&spec, "default")));
-            let tracing = allocations(|| {
-                let trace = mesh.trace(&spec, "default");
-                resolved_dependency(&spec, trace.chosen())
-            });
-            assert_eq!(tracing, resolving + 1, "{tags}: the list of candidates");
+        #[test]
+        fn a_trace_costs_one_allocation_more_than_resolving() {
+            let mesh = Mesh::new(vec![
+                provider("a", "f", "1.0.0", &["api"]),
+                provider("b", "f", "2.0.0", &["api"]),
+                provider("c", "f", "1.0.0", &["x"]),
+            ]);
+            for tags in [json!(["api"]), json!(["x"]), json!(["nobody"])] {
+                let wanted = spec(json!({"capability": "employee", "tags": tags}));
+                let resolving =
+                    allocations(|| resolved_dependency(&wanted, mesh.resolve(&wanted, "default")));
+                let tracing = allocations(|| {
+                    let trace = mesh.trace(&wanted, "default");
+                    resolved_dependency(&wanted, trace.chosen())
+                });
+                assert_eq!(tracing, resolving + 1, "{tags}: the list of candidates");
+            }
         }
     }
 }

@@ -11,23 +11,6 @@ use crate::helpers::{
     on_both_backends, postgres_only, spawn_app, spawn_app_with, within, Backend, Set, TestApp,
 };
 
-async fn register(app: &TestApp, body: &Value) {
-    let response = app.post("/heartbeat", body).await;
-    assert_eq!(response.status(), 200);
-    let answer: Value = response.json().await.unwrap();
-    assert_eq!(answer["status"], "success", "{answer}");
-}
-
-async fn deregister(app: &TestApp, agent_id: &str) {
-    let response = app
-        .http
-        .delete(app.url(&format!("/agents/{agent_id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-}
-
 /// The consumer's audit events, newest first.
 async fn audit(app: &TestApp, query: &str) -> Vec<Value> {
     let response = app
@@ -75,13 +58,15 @@ fn types(events: &[Value]) -> Vec<&str> {
 on_both_backends!(a_contested_decision_records_every_candidate_and_the_winner);
 async fn a_contested_decision_records_every_candidate_and_the_winner(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &producer("weather-a", "weather", "1.0.0", &["api"])).await;
-    register(&app, &producer("weather-b", "weather", "2.0.0", &["api"])).await;
-    register(&app, &producer("clock-a", "clock", "1.0.0", &[])).await;
-    register(
-        &app,
-        &planner(json!([{"capability": "weather", "tags": ["api"]}, {"capability": "clock"}])),
-    )
+    app.register(&producer("weather-a", "weather", "1.0.0", &["api"]))
+        .await;
+    app.register(&producer("weather-b", "weather", "2.0.0", &["api"]))
+        .await;
+    app.register(&producer("clock-a", "clock", "1.0.0", &[]))
+        .await;
+    app.register(&planner(
+        json!([{"capability": "weather", "tags": ["api"]}, {"capability": "clock"}]),
+    ))
     .await;
 
     // The contested dependency records; the forced choice (the clock, position 1) does not.
@@ -137,31 +122,20 @@ async fn each_stage_names_whom_it_dropped_why_and_the_details(backend: Backend) 
     };
     let with_temp = json!({"type": "object", "properties": {"temp": {"type": "number"}}});
     let without = json!({"type": "object", "properties": {"city": {"type": "string"}}});
-    register(
-        &app,
-        &agent("fits", json!([output("sha256:fits", with_temp)])),
-    )
-    .await;
-    register(
-        &app,
-        &agent("misfit", json!([output("sha256:misfit", without)])),
-    )
-    .await;
-    register(
-        &app,
-        &producer("internal", "weather", "2.0.0", &["internal"]),
-    )
-    .await;
-    register(&app, &producer("old", "weather", "1.0.0", &["api"])).await;
-    register(
-        &app,
-        &planner(
-            json!([{"capability": "weather", "tags": ["api"], "version": ">=2.0",
+    app.register(&agent("fits", json!([output("sha256:fits", with_temp)])))
+        .await;
+    app.register(&agent("misfit", json!([output("sha256:misfit", without)])))
+        .await;
+    app.register(&producer("internal", "weather", "2.0.0", &["internal"]))
+        .await;
+    app.register(&producer("old", "weather", "1.0.0", &["api"]))
+        .await;
+    app.register(&planner(
+        json!([{"capability": "weather", "tags": ["api"], "version": ">=2.0",
             "matchMode": "subset", "expectedSchemaHash": "sha256:wanted",
             "expectedSchemaCanonical": {"type": "object", "required": ["temp"],
                                         "properties": {"temp": {"type": "number"}}}}]),
-        ),
-    )
+    ))
     .await;
 
     let events = audit(&app, "").await;
@@ -213,41 +187,49 @@ async fn each_stage_names_whom_it_dropped_why_and_the_details(backend: Backend) 
 on_both_backends!(a_single_forced_choice_records_nothing);
 async fn a_single_forced_choice_records_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &producer("clock-a", "clock", "1.0.0", &[])).await;
+    app.register(&producer("clock-a", "clock", "1.0.0", &[]))
+        .await;
     for _ in 0..3 {
-        register(&app, &planner(json!([{"capability": "clock"}]))).await;
+        app.register(&planner(json!([{"capability": "clock"}])))
+            .await;
     }
     // Nobody offering it at all is no decision either.
-    register(&app, &planner(json!([{"capability": "nothing"}]))).await;
+    app.register(&planner(json!([{"capability": "nothing"}])))
+        .await;
     assert!(audit(&app, "").await.is_empty());
 }
 
 on_both_backends!(an_unchanged_resolution_records_nothing_more);
 async fn an_unchanged_resolution_records_nothing_more(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &producer("weather-a", "weather", "1.0.0", &[])).await;
-    register(&app, &producer("weather-b", "weather", "1.0.0", &[])).await;
+    app.register(&producer("weather-a", "weather", "1.0.0", &[]))
+        .await;
+    app.register(&producer("weather-b", "weather", "1.0.0", &[]))
+        .await;
     let consumer = planner(json!([{"capability": "weather"}]));
     for _ in 0..5 {
-        register(&app, &consumer).await;
+        app.register(&consumer).await;
     }
     assert_eq!(types(&audit(&app, "").await), ["dependency_resolved"]);
     // A producer that refreshes without changing anything changes nothing either.
-    register(&app, &producer("weather-a", "weather", "1.0.0", &[])).await;
-    register(&app, &consumer).await;
+    app.register(&producer("weather-a", "weather", "1.0.0", &[]))
+        .await;
+    app.register(&consumer).await;
     assert_eq!(audit(&app, "").await.len(), 1);
 }
 
 on_both_backends!(losing_the_chosen_producer_records_the_flip_then_the_loss);
 async fn losing_the_chosen_producer_records_the_flip_then_the_loss(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &producer("weather-a", "weather", "1.0.0", &[])).await;
-    register(&app, &producer("weather-b", "weather", "2.0.0", &[])).await;
+    app.register(&producer("weather-a", "weather", "1.0.0", &[]))
+        .await;
+    app.register(&producer("weather-b", "weather", "2.0.0", &[]))
+        .await;
     let consumer = planner(json!([{"capability": "weather"}]));
-    register(&app, &consumer).await;
+    app.register(&consumer).await;
 
-    deregister(&app, "weather-b").await;
-    register(&app, &consumer).await;
+    app.deregister("weather-b").await;
+    app.register(&consumer).await;
     let events = audit(&app, "").await;
     assert_eq!(
         types(&events),
@@ -263,8 +245,8 @@ async fn losing_the_chosen_producer_records_the_flip_then_the_loss(backend: Back
     );
     assert!(events[1]["data"].get("prior_chosen").is_none());
 
-    deregister(&app, "weather-a").await;
-    register(&app, &consumer).await;
+    app.deregister("weather-a").await;
+    app.register(&consumer).await;
     let events = audit(&app, "").await;
     assert_eq!(events.len(), 3);
     let lost = &events[0];
@@ -277,10 +259,11 @@ async fn losing_the_chosen_producer_records_the_flip_then_the_loss(backend: Back
 on_both_backends!(an_unresolved_dependency_records_the_candidate_it_dropped_once);
 async fn an_unresolved_dependency_records_the_candidate_it_dropped_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &producer("rogue", "weather", "1.0.0", &["foo"])).await;
+    app.register(&producer("rogue", "weather", "1.0.0", &["foo"]))
+        .await;
     let consumer = planner(json!([{"capability": "weather", "tags": ["required"]}]));
     for _ in 0..4 {
-        register(&app, &consumer).await;
+        app.register(&consumer).await;
     }
     let events = audit(&app, "").await;
     assert_eq!(types(&events), ["dependency_unresolved"]);
@@ -295,14 +278,17 @@ async fn an_unresolved_dependency_records_the_candidate_it_dropped_once(backend:
 on_both_backends!(resolving_after_unresolved_records_even_a_forced_choice);
 async fn resolving_after_unresolved_records_even_a_forced_choice(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &producer("rogue", "weather", "1.0.0", &["foo"])).await;
+    app.register(&producer("rogue", "weather", "1.0.0", &["foo"]))
+        .await;
     let consumer = planner(json!([{"capability": "weather", "tags": ["required"]}]));
-    register(&app, &consumer).await;
+    app.register(&consumer).await;
     // The rogue offers something else now; a single good producer appears.
-    register(&app, &producer("rogue", "rain", "1.0.0", &["foo"])).await;
-    register(&app, &producer("good", "weather", "1.0.0", &["required"])).await;
-    register(&app, &consumer).await;
-    register(&app, &consumer).await;
+    app.register(&producer("rogue", "rain", "1.0.0", &["foo"]))
+        .await;
+    app.register(&producer("good", "weather", "1.0.0", &["required"]))
+        .await;
+    app.register(&consumer).await;
+    app.register(&consumer).await;
     let events = audit(&app, "").await;
     assert_eq!(
         types(&events),
@@ -322,10 +308,12 @@ async fn audit_events_are_purged_with_the_log_and_not_recorded_again(backend: Ba
         config.retention = Some(Duration::from_secs(3600));
     })
     .await;
-    register(&app, &producer("weather-a", "weather", "1.0.0", &[])).await;
-    register(&app, &producer("weather-b", "weather", "1.0.0", &[])).await;
+    app.register(&producer("weather-a", "weather", "1.0.0", &[]))
+        .await;
+    app.register(&producer("weather-b", "weather", "1.0.0", &[]))
+        .await;
     let consumer = planner(json!([{"capability": "weather"}]));
-    register(&app, &consumer).await;
+    app.register(&consumer).await;
     assert_eq!(audit(&app, "").await.len(), 1);
     app.set_mesh_events("planner", "recorded_at", Set::SecondsFromNow(-7200))
         .await;
@@ -335,7 +323,7 @@ async fn audit_events_are_purged_with_the_log_and_not_recorded_again(backend: Ba
     .await;
     // The decision it recorded has not changed: nothing to record again
     // (docs/contract.md#diff-audit-memory).
-    register(&app, &consumer).await;
+    app.register(&consumer).await;
     assert!(audit(&app, "").await.is_empty());
 }
 
@@ -344,19 +332,22 @@ postgres_only!(replicas_record_each_change_once);
 async fn replicas_record_each_change_once(backend: Backend) {
     let a = spawn_app(backend).await;
     let b = a.replica().await;
-    register(&a, &producer("weather-a", "weather", "1.0.0", &[])).await;
-    register(&a, &producer("weather-b", "weather", "2.0.0", &[])).await;
+    a.register(&producer("weather-a", "weather", "1.0.0", &[]))
+        .await;
+    a.register(&producer("weather-b", "weather", "2.0.0", &[]))
+        .await;
     let consumer = planner(json!([{"capability": "weather"}]));
-    register(&a, &consumer).await;
+    a.register(&consumer).await;
     // The same resolution through the other replica is no change.
-    register(&b, &consumer).await;
+    b.register(&consumer).await;
     assert_eq!(audit(&a, "").await.len(), 1);
 
     // A change seen through b, then undone and seen through a: both are recorded.
-    register(&b, &producer("weather-c", "weather", "3.0.0", &[])).await;
-    register(&b, &consumer).await;
-    deregister(&b, "weather-c").await;
-    register(&a, &consumer).await;
+    b.register(&producer("weather-c", "weather", "3.0.0", &[]))
+        .await;
+    b.register(&consumer).await;
+    b.deregister("weather-c").await;
+    a.register(&consumer).await;
     let events = audit(&a, "").await;
     let chosen: Vec<&str> = events
         .iter()
@@ -366,10 +357,11 @@ async fn replicas_record_each_change_once(backend: Backend) {
 
     // Many heartbeats of the consumer at once through both replicas, after a change: the
     // change is recorded once.
-    register(&a, &producer("weather-d", "weather", "4.0.0", &[])).await;
+    a.register(&producer("weather-d", "weather", "4.0.0", &[]))
+        .await;
     let beats = (0..8).map(|n| {
         let replica = if n % 2 == 0 { &a } else { &b };
-        register(replica, &consumer)
+        replica.register(&consumer)
     });
     futures_util::future::join_all(beats).await;
     let events = audit(&a, "").await;
