@@ -503,6 +503,25 @@ mod tests {
     }
 
     #[test]
+    fn of_two_equal_tools_of_one_agent_the_first_registered_serves() {
+        // As the reference's stable sort keeps them, in registration order.
+        let mut first = provider("calc-1", "calc", "1.0.0", &[]);
+        first.function_name = "zeta".into();
+        let mut second = provider("calc-1", "calc", "1.0.0", &[]);
+        second.function_name = "alpha".into();
+        let mesh = Mesh::new(vec![first, second]);
+        let spec: DependencySpec = serde_json::from_value(json!({"capability": "calc"})).unwrap();
+        assert_eq!(
+            mesh.resolve(&spec, "default").unwrap().function_name,
+            "zeta"
+        );
+        assert_eq!(
+            mesh.trace(&spec, "default").chosen().unwrap().function_name,
+            "zeta"
+        );
+    }
+
+    #[test]
     fn an_operator_alone_names_no_tag() {
         // Even against a provider that carries an empty tag.
         let mesh = Mesh::new(vec![provider("odd-1", "calc", "1.0.0", &["", "math"])]);

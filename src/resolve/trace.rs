@@ -624,7 +624,10 @@ mod tests {
         assert_ne!(fingerprint(&a_newest, &[], &wanted), base);
         let dropped_d = fingerprint(&three, &["internal"], &wanted);
         assert_ne!(dropped_d, base);
-        assert_ne!(fingerprint(&three, &["api", "internal"], &wanted), dropped_d);
+        assert_ne!(
+            fingerprint(&three, &["api", "internal"], &wanted),
+            dropped_d
+        );
         let mesh = Mesh::new(vec![provider("a", "f", "1.0.0", &["api"])]);
         let trace = mesh.trace(&wanted, "default");
         assert_eq!(trace.to_json("c", 0, Some("b"))["prior_chosen"], "b");
