@@ -236,7 +236,8 @@ def audit_planner(name: str, registry: str, cli: str, work: pathlib.Path, python
            f"{name}: meshctl audit planner --explain: {explained.stdout} {explained.stderr}")
     as_json = meshctl(cli, registry, "audit", "planner", "--json")
     expect(as_json.returncode == 0, f"{name}: meshctl audit planner --json: {as_json.stderr}")
-    log(f"{name}: meshctl audit planner (table, --explain, --json): passed")
+    rows = [line.strip() for line in neutral(table.stdout).splitlines()[4:]]
+    log(f"{name}: meshctl audit planner (table, --explain, --json): passed: {rows}")
     return {"planner audit": neutral(table.stdout), "planner audit explain": neutral(explained.stdout),
             "planner audit json": json.loads(neutral(as_json.stdout))}
 
