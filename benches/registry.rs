@@ -9,11 +9,13 @@
 //!                                   [--metrics-off]
 //!
 //! Scenarios (default: all): startup, idle, submit, cycle, cycle-backlog, poll, wakeup, reclaim,
-//! drain, statements, live-claims. The reference is `--reference PATH`, else the binary that
-//! `tests/meshctl/run.sh` caches (`~/.cache/mesh-registry/cli-linux-x64-3.7.1`), else none.
+//! drain, statements, heartbeat-statements, live-claims. The reference is `--reference PATH`,
+//! else the binary that `tests/meshctl/run.sh` caches
+//! (`~/.cache/mesh-registry/cli-linux-x64-3.7.1`), else none.
 //! `--slow` also measures the reference's reclaim latency (it waits for its 5-minute sweep).
-//! Both backends run unless `--backend` names one. On the embedded backend, `statements` (a
-//! PostgreSQL wire count) does not apply, and the reference's reclaim is not read.
+//! Both backends run unless `--backend` names one. On the embedded backend, `statements` and
+//! `heartbeat-statements` (PostgreSQL wire counts) do not apply, and the reference's reclaim is
+//! not read.
 //! `--metrics-off` also runs ours with `MCP_MESH_METRICS=false` (target `ours-metrics-off`),
 //! in the same run, and prints the ratio of ours over it: what metrics cost.
 
@@ -859,6 +861,51 @@ async fn statements(target: &Target) -> Figures {
     )
 }
 
+/// SQL statements per steady-state `POST /heartbeat` of a consumer whose dependencies are one
+/// contested (two producers), one single and one unresolved: the full heartbeat an SDK sends
+/// after a 202, with nothing changed since its last one. Counted on the wire as `statements`.
+async fn heartbeat_statements(target: &Target) -> Figures {
+    let counter = Arc::new(AtomicU64::new(0));
+    let proxy_port = start_counting_proxy(counter.clone()).await;
+    let r = Registry::start_via(target, Backend::Postgres, Some(proxy_port)).await;
+    let agent = |id: &str, tools: Value| {
+        json!({"agent_id": id, "name": id, "agent_type": "mcp_agent", "runtime": "python",
+               "version": "1.0.0", "http_host": "127.0.0.1", "http_port": 9000,
+               "namespace": "default", "tools": tools})
+    };
+    for (id, capability) in [
+        ("weather-a", "weather"),
+        ("weather-b", "weather"),
+        ("clock-a", "clock"),
+    ] {
+        let tools = json!([{"function_name": "serve", "capability": capability,
+                            "version": "1.0.0", "tags": ["api"]}]);
+        assert_eq!(r.post("/heartbeat", &agent(id, tools)).await.0, 200);
+    }
+    let consumer = agent(
+        "planner",
+        json!([{"function_name": "plan", "capability": "plan", "version": "1.0.0",
+                "dependencies": [{"capability": "weather", "tags": ["api"]},
+                                 {"capability": "clock"}, {"capability": "missing"}]}]),
+    );
+    let before = counter.load(Ordering::SeqCst);
+    assert_eq!(r.post("/heartbeat", &consumer).await.0, 200);
+    let first = counter.load(Ordering::SeqCst) - before;
+    for _ in 0..20 {
+        assert_eq!(r.post("/heartbeat", &consumer).await.0, 200);
+    }
+    let posts = 200;
+    let before = counter.load(Ordering::SeqCst);
+    let started = Instant::now();
+    for _ in 0..posts {
+        assert_eq!(r.post("/heartbeat", &consumer).await.0, 200);
+    }
+    let counted = counter.load(Ordering::SeqCst) - before;
+    figures(json!({"posts": posts, "statements": counted,
+                   "per_post": round(counted as f64 / posts as f64), "first_post": first,
+                   "seconds": round(started.elapsed().as_secs_f64())}))
+}
+
 /// A TCP proxy in front of PostgreSQL that counts statements the clients send.
 async fn start_counting_proxy(counter: Arc<AtomicU64>) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -959,6 +1006,7 @@ fn headline(scenario: &str) -> &'static str {
         "wakeup" | "drain" => "p50_ms",
         "reclaim" => "p95_ms",
         "statements" => "per_job",
+        "heartbeat-statements" => "per_post",
         "startup" => "ms",
         "idle" => "rss_kib",
         _ => "bytes_per_live_claim",
@@ -974,7 +1022,8 @@ async fn run(
 ) -> Figures {
     match (scenario, backend) {
         ("statements", Backend::Postgres) => return statements(target).await,
-        ("statements", Backend::Embedded) => {
+        ("heartbeat-statements", Backend::Postgres) => return heartbeat_statements(target).await,
+        ("statements" | "heartbeat-statements", Backend::Embedded) => {
             return figures(json!({"skipped": "counts statements on the PostgreSQL wire"}))
         }
         ("reclaim", Backend::Embedded) if target.name == "reference" => {
@@ -1083,6 +1132,7 @@ async fn main() {
             "reclaim",
             "drain",
             "statements",
+            "heartbeat-statements",
             "live-claims",
             "scale",
         ]

@@ -224,6 +224,13 @@ fn side_by_side(out: &mut String, lines: &[Value], backend: &str) {
             Some(|o, _, _, _| Some(o <= 4.0)),
         ),
         (
+            "heartbeat-statements",
+            "per_post",
+            "SQL statements per steady-state full heartbeat of a consumer",
+            "≤ 8 (before the audit trail)",
+            Some(|o, _, _, _| Some(o <= 8.0)),
+        ),
+        (
             "reclaim",
             "p95_ms",
             "reclaim after lease expiry, p95 (ms)",

@@ -1,22 +1,26 @@
 //! Dependency resolution: which provider serves a consumer's dependency right now.
 //!
 //! A candidate provides the capability in the target namespace (the dependency's own, else the
-//! consumer's) and is *available*: its agent is healthy and every `required` dependency of the
-//! tool resolves, transitively. Tags filter and score, the version constraint filters; the best
-//! tag score wins, then the highest version, then the smallest agent id. A consumer that opts
-//! into schema matching also needs a producer whose output schema fits (`schema`).
-//! Deterministic, and no state is kept between calls. `llm` resolves `@mesh.llm` providers and
-//! tool filters, which follow rules of their own.
+//! consumer's). Stages drop candidates, in the reference's order: health (the agent is healthy
+//! and every `required` dependency of the tool resolves, transitively), tags (which also score),
+//! the version constraint, and, for a consumer that opts into schema matching, the producer's
+//! output schema (`schema`). Of those left, the best tag score wins, then the highest version,
+//! then the smallest agent id. Deterministic, and no state is kept between calls; `trace` keeps
+//! what each stage did, for the audit trail. `llm` resolves `@mesh.llm` providers and tool
+//! filters, which follow rules of their own.
 
 pub mod llm;
 pub mod schema;
+pub mod trace;
 pub mod version;
 
 use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
+use serde_json::{json, Value};
 
 use crate::store::{MeshSnapshot, SchemaEntry};
 use crate::wire::{
@@ -28,7 +32,8 @@ use crate::wire::{
 pub struct Provider {
     pub agent_id: String,
     pub namespace: String,
-    pub healthy: bool,
+    /// Its agent's.
+    pub status: AgentStatus,
     pub endpoint: String,
     pub function_name: String,
     pub capability: String,
@@ -112,7 +117,7 @@ impl Mesh {
                 Some(Provider {
                     agent_id: tool.agent_id.clone(),
                     namespace: agent.namespace.clone(),
-                    healthy: agent.status == AgentStatus::Healthy,
+                    status: agent.status,
                     endpoint: agent.endpoint(),
                     function_name: tool.function_name.clone(),
                     capability: tool.capability.clone(),
@@ -129,58 +134,71 @@ impl Mesh {
 
     /// The provider that serves `spec` for a consumer in `namespace`; `None` = unresolved.
     pub fn resolve(&self, spec: &DependencySpec, namespace: &str) -> Option<&Provider> {
+        self.candidates(spec, namespace)
+            .filter_map(|i| Some((i, self.fate(spec, i).ok()?)))
+            .min_by(|a, b| self.rank(*a, *b))
+            .map(|(i, _)| &self.providers[i])
+    }
+
+    /// Resolves `spec` as `resolve` does, keeping what each stage did with each candidate.
+    pub fn trace<'m>(&'m self, spec: &'m DependencySpec, namespace: &str) -> trace::Trace<'m> {
+        let fates = self
+            .candidates(spec, namespace)
+            .map(|i| (i, self.fate(spec, i)))
+            .collect();
+        trace::Trace::new(self, spec, fates)
+    }
+
+    /// The providers of the dependency's capability in the namespace it targets (its own, else
+    /// the consumer's), by index, in snapshot order.
+    fn candidates<'a>(
+        &'a self,
+        spec: &'a DependencySpec,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = usize> + 'a {
         let namespace = match spec.namespace.as_str() {
             "" => namespace,
             own => own,
         };
-        let best = self
-            .by_capability
-            .get(&spec.capability)?
-            .iter()
-            .map(|&i| (i, &self.providers[i]))
-            .filter(|(_, p)| p.namespace == namespace)
-            .filter(|(_, p)| version::satisfies(&p.version, &spec.version))
-            .filter_map(|(i, p)| tag_score(&spec.tags, &p.tags).map(|score| (i, p, score)))
-            .filter(|(_, p, _)| {
-                schema::fits(spec, p.output_schema_hash.as_deref(), &self.output_schemas)
-            })
-            .filter(|(i, _, _)| self.unavailable_reason(*i).is_none())
-            .max_by(|(_, a, score_a), (_, b, score_b)| {
-                score_a
-                    .cmp(score_b)
-                    .then_with(|| version::compare(&a.version, &b.version))
-                    .then_with(|| b.agent_id.cmp(&a.agent_id))
-            });
-        best.map(|(_, provider, _)| provider)
+        self.by_capability
+            .get(&spec.capability)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |&i| self.providers[i].namespace == namespace)
     }
 
-    /// Every position of a dependency list, resolved or as an `unresolved` placeholder.
-    pub fn resolve_all(
-        &self,
-        dependencies: &[DependencySpec],
-        namespace: &str,
-    ) -> Vec<ResolvedDependency> {
-        dependencies
-            .iter()
-            .map(|spec| match self.resolve(spec, namespace) {
-                Some(p) => ResolvedDependency {
-                    agent_id: p.agent_id.clone(),
-                    capability: p.capability.clone(),
-                    endpoint: p.endpoint.clone(),
-                    function_name: p.function_name.clone(),
-                    status: DependencyStatus::Available,
-                    kwargs: p.kwargs.clone().filter(|k| !is_empty_object(k)),
-                },
-                None => ResolvedDependency {
-                    agent_id: String::new(),
-                    capability: spec.capability.clone(),
-                    endpoint: String::new(),
-                    function_name: String::new(),
-                    status: DependencyStatus::Unresolved,
-                    kwargs: None,
-                },
-            })
-            .collect()
+    /// The stage that drops the candidate at `index`, trying them in order; its tag score when
+    /// it passes every one.
+    fn fate(&self, spec: &DependencySpec, index: usize) -> Result<u32, Stage> {
+        let provider = &self.providers[index];
+        if self.unavailable_reason(index).is_some() {
+            return Err(Stage::Health);
+        }
+        let score = tag_score(&spec.tags, &provider.tags).ok_or(Stage::Tags)?;
+        if !version::satisfies(&provider.version, &spec.version) {
+            return Err(Stage::Version);
+        }
+        if !schema::fits(
+            spec,
+            provider.output_schema_hash.as_deref(),
+            &self.output_schemas,
+        ) {
+            return Err(Stage::Schema);
+        }
+        Ok(score)
+    }
+
+    /// Orders two survivors (index, tag score), the better first: the higher score, the higher
+    /// version, the smaller agent id, then snapshot order (an agent's tools in registration
+    /// order, as the reference's stable sort keeps them).
+    fn rank(&self, (a, score_a): (usize, u32), (b, score_b): (usize, u32)) -> Ordering {
+        let (pa, pb) = (&self.providers[a], &self.providers[b]);
+        score_b
+            .cmp(&score_a)
+            .then_with(|| version::compare(&pb.version, &pa.version))
+            .then_with(|| pa.agent_id.cmp(&pb.agent_id))
+            .then_with(|| a.cmp(&b))
     }
 
     /// Why the provider at `index` cannot serve now, or `None` when it is available.
@@ -199,7 +217,7 @@ impl Mesh {
         }
         self.availability.borrow_mut()[index] = Availability::Evaluating;
         let provider = &self.providers[index];
-        let reason = if provider.healthy {
+        let reason = if provider.status == AgentStatus::Healthy {
             self.broken_required_dependency(provider)
         } else {
             Some("agent unhealthy".to_owned())
@@ -230,6 +248,39 @@ impl Mesh {
 
     pub fn providers(&self) -> &[Provider] {
         &self.providers
+    }
+}
+
+/// A stage of resolution that drops candidates, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// The agent is unhealthy, or a `required` dependency of the tool does not resolve.
+    Health,
+    Tags,
+    Version,
+    Schema,
+}
+
+/// A position of a consumer's `dependencies_resolved`: where `spec` resolved, or an
+/// `unresolved` placeholder (empty strings, so that positions stay aligned).
+pub fn resolved_dependency(spec: &DependencySpec, chosen: Option<&Provider>) -> ResolvedDependency {
+    match chosen {
+        Some(p) => ResolvedDependency {
+            agent_id: p.agent_id.clone(),
+            capability: p.capability.clone(),
+            endpoint: p.endpoint.clone(),
+            function_name: p.function_name.clone(),
+            status: DependencyStatus::Available,
+            kwargs: p.kwargs.clone().filter(|k| !is_empty_object(k)),
+        },
+        None => ResolvedDependency {
+            agent_id: String::new(),
+            capability: spec.capability.clone(),
+            endpoint: String::new(),
+            function_name: String::new(),
+            status: DependencyStatus::Unresolved,
+            kwargs: None,
+        },
     }
 }
 
@@ -295,6 +346,56 @@ fn term(tag: &str) -> Term<'_> {
     }
 }
 
+/// Why a provider's tags fail a dependency's (`tag_score` said so), as the reference's audit
+/// names it: an excluded tag it carries (`ExtraTagDisallowed`); else the required tags it lacks,
+/// or the first OR group it meets none of (`MissingTag`). Required tags are looked at before
+/// the OR groups, whatever their order in the request, as the reference looks.
+fn tag_miss(wanted: &[TagItem], offered: &[String]) -> (&'static str, Option<Value>) {
+    let has = |tag: &str| offered.iter().any(|t| t == tag);
+    let carries_excluded = |tag: &str| {
+        tag.strip_prefix('-')
+            .filter(|excluded| !excluded.is_empty() && has(excluded))
+            .map(|excluded| {
+                (
+                    "ExtraTagDisallowed",
+                    Some(json!({"disallowed": [excluded]})),
+                )
+            })
+    };
+    let mut missing = Vec::new();
+    for item in wanted {
+        let TagItem::Tag(tag) = item else { continue };
+        if let Some(miss) = carries_excluded(tag) {
+            return miss;
+        }
+        if !tag.is_empty() && !tag.starts_with(['-', '+']) && !has(tag) {
+            missing.push(tag);
+        }
+    }
+    if !missing.is_empty() {
+        return ("MissingTag", Some(json!({ "missing": missing })));
+    }
+    for item in wanted {
+        let TagItem::AnyOf(group) = item else {
+            continue;
+        };
+        let mut met = false;
+        for member in group {
+            if let Some(miss) = carries_excluded(member) {
+                return miss;
+            }
+            met |= match member.strip_prefix('+') {
+                Some(preferred) => has(preferred),
+                None => !member.is_empty() && !member.starts_with('-') && has(member),
+            };
+        }
+        if !met && !group.is_empty() {
+            return ("MissingTag", Some(json!({ "missing_one_of": group })));
+        }
+    }
+    ("MissingTag", None)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -310,7 +411,7 @@ mod tests {
         Provider {
             agent_id: agent.into(),
             namespace: "default".into(),
-            healthy: true,
+            status: AgentStatus::Healthy,
             endpoint: format!("http://{agent}:9000"),
             function_name: format!("{capability}_fn"),
             capability: capability.into(),
@@ -402,6 +503,25 @@ mod tests {
     }
 
     #[test]
+    fn of_two_equal_tools_of_one_agent_the_first_registered_serves() {
+        // As the reference's stable sort keeps them, in registration order.
+        let mut first = provider("calc-1", "calc", "1.0.0", &[]);
+        first.function_name = "zeta".into();
+        let mut second = provider("calc-1", "calc", "1.0.0", &[]);
+        second.function_name = "alpha".into();
+        let mesh = Mesh::new(vec![first, second]);
+        let spec: DependencySpec = serde_json::from_value(json!({"capability": "calc"})).unwrap();
+        assert_eq!(
+            mesh.resolve(&spec, "default").unwrap().function_name,
+            "zeta"
+        );
+        assert_eq!(
+            mesh.trace(&spec, "default").chosen().unwrap().function_name,
+            "zeta"
+        );
+    }
+
+    #[test]
     fn an_operator_alone_names_no_tag() {
         // Even against a provider that carries an empty tag.
         let mesh = Mesh::new(vec![provider("odd-1", "calc", "1.0.0", &["", "math"])]);
@@ -424,7 +544,7 @@ mod tests {
     #[test]
     fn unhealthy_agents_and_other_namespaces_do_not_serve() {
         let mut sick = provider("a-1", "weather", "1.0.0", &[]);
-        sick.healthy = false;
+        sick.status = AgentStatus::Unhealthy;
         let mut elsewhere = provider("b-1", "weather", "1.0.0", &[]);
         elsewhere.namespace = "prod".into();
         let mesh = Mesh::new(vec![sick, elsewhere]);
@@ -479,15 +599,16 @@ mod tests {
     }
 
     #[test]
-    fn unresolved_positions_keep_their_place() {
+    fn an_unresolved_position_is_a_placeholder() {
         let mesh = calc_mesh();
-        let specs: Vec<DependencySpec> =
-            serde_json::from_value(json!([{"capability": "calc"}, {"capability": "nope"}]))
-                .unwrap();
-        let resolved = mesh.resolve_all(&specs, "default");
-        assert_eq!(resolved[0].status, DependencyStatus::Available);
-        assert_eq!(resolved[1].status, DependencyStatus::Unresolved);
-        assert_eq!(resolved[1].capability, "nope");
-        assert_eq!(resolved[1].agent_id, "");
+        let spec: DependencySpec = serde_json::from_value(json!({"capability": "nope"})).unwrap();
+        let placeholder = resolved_dependency(&spec, mesh.resolve(&spec, "default"));
+        assert_eq!(placeholder.status, DependencyStatus::Unresolved);
+        assert_eq!(placeholder.capability, "nope");
+        assert_eq!(placeholder.agent_id, "");
+        let spec: DependencySpec = serde_json::from_value(json!({"capability": "calc"})).unwrap();
+        let resolved = resolved_dependency(&spec, mesh.resolve(&spec, "default"));
+        assert_eq!(resolved.status, DependencyStatus::Available);
+        assert_eq!(resolved.agent_id, "calc-b-1");
     }
 }

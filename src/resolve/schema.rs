@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::wire::DependencySpec;
 
@@ -39,41 +39,135 @@ pub fn fits(
     }
     match (&spec.expected_schema_canonical, schemas.get(hash)) {
         (Some(expected), Some(Value::Object(produced))) => {
-            subset_mismatches(expected, produced) == 0
+            let mut mismatches = 0;
+            subset_mismatches("", expected, produced, &mut |_| mismatches += 1);
+            mismatches == 0
         }
         _ => true,
     }
 }
 
-/// How many ways `producer` fails to satisfy what `consumer` requires (0 = compatible): a type
-/// that does not fit, a required field it lacks, an array without an items schema. Every level
-/// is walked (the count is of all mismatches, not the first).
-pub fn subset_mismatches(consumer: &Map<String, Value>, producer: &Map<String, Value>) -> usize {
-    let mut mismatches = usize::from(!types_fit(consumer.get("type"), producer.get("type")));
-    let object = |schema: &Map<String, Value>, key: &str| {
-        schema.get(key).and_then(Value::as_object).cloned()
-    };
-    let consumer_props = object(consumer, "properties").unwrap_or_default();
-    let producer_props = object(producer, "properties").unwrap_or_default();
+/// Why a producer that does not `fit` was dropped, as the reference's audit details it: the
+/// mode, both hashes, and under `subset` every mismatch (under `strict`, a producer that
+/// published no schema is `no_published_hash`; another hash is reason enough).
+pub fn misfit(
+    spec: &DependencySpec,
+    output_hash: Option<&str>,
+    schemas: &HashMap<String, Value>,
+) -> Value {
+    let producer_hash = output_hash.unwrap_or_default();
+    let mut details = json!({"consumer_hash": spec.expected_schema_hash,
+                             "producer_hash": producer_hash});
+    if spec.match_mode == "strict" {
+        details["mode"] = json!("strict");
+        if producer_hash.is_empty() {
+            details["reasons"] = json!([{"kind": "no_published_hash"}]);
+        }
+        return details;
+    }
+    let mut reasons = Vec::new();
+    if let (Some(expected), Some(Value::Object(produced))) =
+        (&spec.expected_schema_canonical, schemas.get(producer_hash))
+    {
+        subset_mismatches("", expected, produced, &mut |mismatch| {
+            reasons.push(mismatch.details())
+        });
+    }
+    details["mode"] = json!("subset");
+    details["reasons"] = Value::Array(reasons);
+    details
+}
+
+/// One way a producer's schema fails what the consumer requires; `path` is dotted from the
+/// root (`readings.[].temp`, `[]` for array items).
+pub enum Mismatch<'a> {
+    /// The producer's `type` does not fit the consumer's.
+    Type {
+        path: &'a str,
+        consumer: Option<&'a Value>,
+        producer: Option<&'a Value>,
+    },
+    /// A field the consumer requires is not in the producer's `properties`.
+    MissingField { path: &'a str, field: &'a str },
+    /// The consumer describes array items, the producer does not.
+    MissingItems { path: &'a str },
+}
+
+impl Mismatch<'_> {
+    /// As the reference's audit lists it.
+    fn details(&self) -> Value {
+        match self {
+            Mismatch::Type {
+                path,
+                consumer,
+                producer,
+            } => json!({"path": path, "kind": "type_mismatch", "consumer_type": consumer,
+                        "producer_type": producer}),
+            Mismatch::MissingField { path, field } => {
+                json!({"path": path, "kind": "missing_field", "field": field})
+            }
+            Mismatch::MissingItems { path } => {
+                json!({"path": path, "kind": "missing_items_schema"})
+            }
+        }
+    }
+}
+
+/// Reports each way `producer` fails to satisfy what `consumer` requires at `path` (none:
+/// compatible): a type that does not fit, a required field it lacks, an array without an items
+/// schema. Every level is walked (all mismatches, not the first), as the reference walks.
+pub fn subset_mismatches(
+    path: &str,
+    consumer: &Map<String, Value>,
+    producer: &Map<String, Value>,
+    report: &mut dyn FnMut(Mismatch),
+) {
+    if !types_fit(consumer.get("type"), producer.get("type")) {
+        report(Mismatch::Type {
+            path,
+            consumer: consumer.get("type"),
+            producer: producer.get("type"),
+        });
+    }
+    let no_properties = Map::new();
+    let consumer_props = object(consumer, "properties").unwrap_or(&no_properties);
+    let producer_props = object(producer, "properties").unwrap_or(&no_properties);
     let required = consumer.get("required").and_then(Value::as_array);
     for field in required.into_iter().flatten().filter_map(Value::as_str) {
         let Some(produced) = producer_props.get(field) else {
-            mismatches += 1;
+            report(Mismatch::MissingField {
+                path: &join(path, field),
+                field,
+            });
             continue;
         };
         if let (Some(Value::Object(expected)), Value::Object(produced)) =
             (consumer_props.get(field), produced)
         {
-            mismatches += subset_mismatches(expected, produced);
+            subset_mismatches(&join(path, field), expected, produced, report);
         }
     }
     if let Some(expected_items) = object(consumer, "items") {
-        mismatches += match object(producer, "items") {
-            Some(produced_items) => subset_mismatches(&expected_items, &produced_items),
-            None => 1,
-        };
+        let items = join(path, "[]");
+        match object(producer, "items") {
+            Some(produced_items) => {
+                subset_mismatches(&items, expected_items, produced_items, report)
+            }
+            None => report(Mismatch::MissingItems { path: &items }),
+        }
     }
-    mismatches
+}
+
+fn object<'a>(schema: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    schema.get(key).and_then(Value::as_object)
+}
+
+/// `parent.child`, or `child` at the root.
+fn join(parent: &str, child: &str) -> String {
+    match parent {
+        "" => child.to_owned(),
+        parent => format!("{parent}.{child}"),
+    }
 }
 
 /// Every type the consumer accepts has a producer type that fits it (`integer` fits `number`);
@@ -113,6 +207,12 @@ mod tests {
         value.as_object().unwrap().clone()
     }
 
+    fn mismatches(consumer: &Map<String, Value>, producer: &Map<String, Value>) -> usize {
+        let mut count = 0;
+        subset_mismatches("", consumer, producer, &mut |_| count += 1);
+        count
+    }
+
     #[test]
     fn subset_follows_the_reference() {
         let consumer = object(json!({"type": "object", "required": ["city", "temp"],
@@ -122,45 +222,42 @@ mod tests {
             "temp": {"type": "integer"}, "extra": {"type": "boolean"}}}),
         );
         assert_eq!(
-            subset_mismatches(&consumer, &fits),
+            mismatches(&consumer, &fits),
             0,
             "extra fields and integer ⊆ number"
         );
         let missing = object(json!({"type": "object", "properties": {"city": {"type": "string"}}}));
-        assert_eq!(subset_mismatches(&consumer, &missing), 1);
+        assert_eq!(mismatches(&consumer, &missing), 1);
         let wrong = object(
             json!({"type": "object", "properties": {"city": {"type": "integer"},
             "temp": {"type": "string"}}}),
         );
         assert_eq!(
-            subset_mismatches(&consumer, &wrong),
+            mismatches(&consumer, &wrong),
             2,
             "every mismatch is counted"
         );
         let not_object = object(json!({"type": "array"}));
-        assert_eq!(subset_mismatches(&consumer, &not_object), 3);
+        assert_eq!(mismatches(&consumer, &not_object), 3);
         // Arrays: the items schema, recursively; a nullable union needs each member.
         let list = object(json!({"type": "array", "items": {"type": ["string", "null"]}}));
         assert_eq!(
-            subset_mismatches(
+            mismatches(
                 &list,
                 &object(json!({"type": "array", "items": {"type": ["null", "string"]}}))
             ),
             0
         );
         assert_eq!(
-            subset_mismatches(
+            mismatches(
                 &list,
                 &object(json!({"type": "array", "items": {"type": "string"}}))
             ),
             1
         );
-        assert_eq!(
-            subset_mismatches(&list, &object(json!({"type": "array"}))),
-            1
-        );
+        assert_eq!(mismatches(&list, &object(json!({"type": "array"}))), 1);
         // Untyped sides accept anything.
-        assert_eq!(subset_mismatches(&object(json!({})), &not_object), 0);
+        assert_eq!(mismatches(&object(json!({})), &not_object), 0);
     }
 
     #[test]

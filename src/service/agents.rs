@@ -10,13 +10,22 @@ use serde_json::value::RawValue;
 use tracing::Instrument;
 
 use super::{store_span, Registry};
+use crate::domain::registry_events::{AuditMemory, Resolution};
 use crate::resolve::llm::{self, LlmAnswer, LlmMesh, LlmRequest};
-use crate::resolve::Mesh;
-use crate::store::{AgentRow, MeshSnapshot, NewRegistration, RegisterOutcome, StoreError, ToolRow};
+use crate::resolve::trace::Trace;
+use crate::resolve::{resolved_dependency, Mesh};
+use crate::store::{
+    AgentRow, AuditEvent, AuditWrite, MeshSnapshot, NewRegistration, RegisterOutcome, StoreError,
+    ToolRow,
+};
 use crate::wire::{
     rfc3339, AgentView, CapabilityView, DependencyResolution, DependencySpec, DependencyStatus,
-    ResolvedDependency,
+    RawJson, ResolvedDependency,
 };
+
+/// How many times a registration decides its audit events when other replicas keep recording
+/// some for the same agent meanwhile.
+const AUDIT_ATTEMPTS: usize = 3;
 
 /// A registration as stored, and where the agent's dependencies resolve now.
 pub struct Registration {
@@ -124,17 +133,63 @@ impl Registry {
             agent.tools.iter().map(|t| t.dependencies).collect();
         let mesh = self.mesh(&snapshot, &dependencies).await?;
         let mut dependencies_resolved: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        let mut traces = Vec::new();
         for tool in agent.tools.iter().filter(|t| !t.dependencies.is_empty()) {
-            dependencies_resolved
+            let resolved = dependencies_resolved
                 .entry(tool.function_name.to_owned())
-                .or_default()
-                .extend(mesh.resolve_all(tool.dependencies, agent.namespace));
+                .or_default();
+            for (dep_index, spec) in tool.dependencies.iter().enumerate() {
+                let trace = mesh.trace(spec, agent.namespace);
+                resolved.push(resolved_dependency(spec, trace.chosen()));
+                traces.push((tool.function_name, dep_index, trace));
+            }
         }
+        self.audit(agent.agent_id, registered.resolution_audit, &traces)
+            .await;
         Ok(Registration {
             created: registered.created,
             dependencies_resolved,
             llm: LlmMesh::from_snapshot(&snapshot).answer(agent.agent_id, &llm_requests),
         })
+    }
+
+    /// Records the audit events that the resolutions of a registration call for
+    /// (`domain::registry_events::AuditMemory`), against the agent's audit memory as the
+    /// registration read it; decided again when another replica recorded some for the agent
+    /// meanwhile. A failure is logged and the registration stands, as in the reference.
+    async fn audit(
+        &self,
+        agent_id: &str,
+        mut stored: RawJson,
+        traces: &[(&str, usize, Trace<'_>)],
+    ) {
+        for _ in 0..AUDIT_ATTEMPTS {
+            let mut memory = serde_json::from_str(stored.get()).unwrap_or_else(|error| {
+                tracing::warn!(agent_id, %error, "audit memory not understood: starting anew");
+                AuditMemory::default()
+            });
+            let events = audit_events(agent_id, &mut memory, traces);
+            if events.is_empty() {
+                return;
+            }
+            match self
+                .store
+                .record_resolution_audit(agent_id, &stored, &memory, &events)
+                .instrument(store_span("record_resolution_audit"))
+                .await
+            {
+                Ok(AuditWrite::Recorded | AuditWrite::Gone) => return,
+                Ok(AuditWrite::Moved(now)) => stored = now,
+                Err(error) => {
+                    tracing::warn!(agent_id, %error, "resolution audit events not recorded");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(
+            agent_id,
+            "resolution audit events not recorded: the agent's audit kept moving"
+        );
     }
 
     /// `HEAD /heartbeat/{agent_id}`, answered from memory (the write is batched); `Err` when
@@ -233,6 +288,34 @@ impl Registry {
             false => mesh,
         })
     }
+}
+
+/// The audit events the resolutions of `agent_id`'s registration record, given what its log
+/// holds (`memory`, updated with them).
+fn audit_events(
+    agent_id: &str,
+    memory: &mut AuditMemory,
+    traces: &[(&str, usize, Trace<'_>)],
+) -> Vec<AuditEvent> {
+    traces
+        .iter()
+        .filter_map(|(function, dep_index, trace)| {
+            let resolution = Resolution {
+                chosen: trace.chosen().map(|p| p.agent_id.as_str()),
+                contested: trace.contested(),
+                evicted_any: trace.evicted_any(),
+            };
+            let recorded = memory.record(function, *dep_index, &resolution, || {
+                trace.fingerprint(agent_id, *dep_index)
+            })?;
+            let prior_chosen = recorded.prior_chosen.as_deref();
+            Some(AuditEvent {
+                event_type: recorded.event_type,
+                function_name: (*function).to_owned(),
+                data: trace.to_json(agent_id, *dep_index, prior_chosen),
+            })
+        })
+        .collect()
 }
 
 fn agent_views(snapshot: &MeshSnapshot, mesh: &Mesh) -> Vec<AgentView> {

@@ -28,20 +28,22 @@ use mesh_registry_actors::{
     AgentDirectory, Expired, HeartbeatsRecorded, JobDirectory, LeaseChange, LeaseCheck, LeaseHeld,
     StoreFuture, StoredLiveness, SweepPhase, SweepReport,
 };
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub use model::{
-    AgentRow, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome,
-    DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery, JobPage, Liveness, MeshEvent,
-    MeshEventQuery, MeshSnapshot, NewJob, NewRegistration, NewTool, Notice, PoolStatus,
-    PostEventOutcome, PublishedSchema, ReclaimOutcome, RegisterOutcome, Registered, ReleaseOutcome,
-    SchemaEntry, Tally, ToolRow,
+    AgentRow, AuditEvent, AuditWrite, CancelOutcome, Change, Changed, ClaimAfter, ClaimCall,
+    ClaimOutcome, DeltaOutcome, DeltaUpdate, EventFilter, ExecutorRead, JobCount, JobListQuery,
+    JobPage, Liveness, MeshEvent, MeshEventQuery, MeshSnapshot, NewJob, NewRegistration, NewTool,
+    Notice, PoolStatus, PostEventOutcome, PublishedSchema, ReclaimOutcome, RegisterOutcome,
+    Registered, ReleaseOutcome, SchemaEntry, Tally, ToolRow,
 };
 pub use namespace::{DbSchema, DEFAULT_DB_SCHEMA};
 pub use schema::{SchemaPiece, SchemaReport};
 
 use crate::domain::jobs::JobState;
+use crate::domain::registry_events::AuditMemory;
 use crate::wire::{AgentStatus, Job, JobEvent, RawJson};
 
 /// The file the embedded backend uses when no `DATABASE_URL` is given: a name of its own, not
@@ -302,6 +304,16 @@ pub trait AgentStore {
     /// The registry's event log, newest first (`GET /events`). Its lifecycle events are
     /// written by the calls above that make the change (domain::registry_events).
     async fn mesh_events(&self, query: &MeshEventQuery) -> Result<Vec<MeshEvent>, StoreError>;
+    /// Records a consumer's resolution audit events and replaces its audit memory with
+    /// `memory`, together, only if the stored memory is still `expected` (as `register_agent`
+    /// returned it): two replicas deciding for one consumer at once cannot both record.
+    async fn record_resolution_audit(
+        &self,
+        agent_id: &str,
+        expected: &RawValue,
+        memory: &AuditMemory,
+        events: &[AuditEvent],
+    ) -> Result<AuditWrite, StoreError>;
 }
 
 /// Leases and the safety sweep (docs/state-machine.md#lease-timers, docs/state-machine.md#sweep;

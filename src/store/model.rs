@@ -398,12 +398,36 @@ pub enum RegisterOutcome {
     OwnedByAnotherEntity,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Registered {
     /// First registration of this agent id.
     pub created: bool,
     /// Mesh topology version the agent has now seen.
     pub topology_version: i64,
+    /// What the log holds of the agent's resolution audit, as stored
+    /// (`domain::registry_events::AuditMemory`): the registration decides its audit events
+    /// against it, and replaces it only if it is still this (`record_resolution_audit`).
+    pub resolution_audit: RawJson,
+}
+
+/// A `dependency_resolved` / `dependency_unresolved` event of a consumer, to record.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub event_type: &'static str,
+    pub function_name: String,
+    /// The resolution's trace, in the reference's shape (`resolve::trace`).
+    pub data: serde_json::Value,
+}
+
+/// What became of the audit events of a registration.
+#[derive(Debug)]
+pub enum AuditWrite {
+    Recorded,
+    /// Nothing recorded: the agent's audit memory moved on meanwhile (another replica recorded
+    /// events for it); this is the memory now, to decide again against.
+    Moved(RawJson),
+    /// Nothing recorded: the agent is gone.
+    Gone,
 }
 
 /// What a heartbeat check needs about one agent.

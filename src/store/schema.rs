@@ -117,6 +117,7 @@ pub(super) const MODEL: &[ModelTable] = &[
             ("created_at", TIMESTAMP),
             ("updated_at", TIMESTAMP),
             ("entity_id", TEXT),
+            ("resolution_audit", JSONB),
         ],
         indexes: &["agents_pkey", "agents_name_idx"],
         postgres_only: false,

@@ -22,6 +22,7 @@ mod ownership;
 mod postgres_tls;
 mod proxy;
 mod replicas;
+mod resolution_audit;
 mod rules;
 mod schema;
 mod schemas;

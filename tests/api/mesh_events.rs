@@ -7,20 +7,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{on_both_backends, spawn_app, spawn_app_with, within, Backend, Set, TestApp};
 
-async fn register(app: &TestApp, body: Value) {
-    assert_eq!(app.post("/heartbeat", &body).await.status(), 200);
-}
-
-async fn deregister(app: &TestApp, agent_id: &str) {
-    let response = app
-        .http
-        .delete(app.url(&format!("/agents/{agent_id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
-}
-
 /// The events `GET /events{query}` answers, checking that `count` counts them.
 async fn events(app: &TestApp, query: &str) -> Vec<Value> {
     let response = app.get(&format!("/events{query}")).await;
@@ -51,16 +37,17 @@ async fn registrations_and_departures_are_recorded_newest_first(backend: Backend
         app.get("/events").await.json::<Value>().await.unwrap(),
         json!({"count": 0, "events": []})
     );
-    register(&app, weather("weather-1")).await;
+    app.register(&weather("weather-1")).await;
     // A refresh of a healthy agent records nothing; neither does a tool-less API consumer.
-    register(&app, weather("weather-1")).await;
-    register(&app, json!({"agent_id": "api-1", "agent_type": "api"})).await;
-    deregister(&app, "api-1").await;
-    deregister(&app, "weather-1").await;
+    app.register(&weather("weather-1")).await;
+    app.register(&json!({"agent_id": "api-1", "agent_type": "api"}))
+        .await;
+    app.deregister("api-1").await;
+    app.deregister("weather-1").await;
     // A repeated DELETE is no new departure.
-    deregister(&app, "weather-1").await;
+    app.deregister("weather-1").await;
     // Coming back is a registration (a recovery).
-    register(&app, weather("weather-1")).await;
+    app.register(&weather("weather-1")).await;
 
     let all = events(&app, "").await;
     assert_eq!(types(&all), ["register", "unregister", "register"]);
@@ -93,9 +80,9 @@ on_both_backends!(the_filters_and_the_page_are_the_reference_s);
 async fn the_filters_and_the_page_are_the_reference_s(backend: Backend) {
     let app = spawn_app(backend).await;
     for id in ["a", "b", "c"] {
-        register(&app, weather(id)).await;
+        app.register(&weather(id)).await;
     }
-    deregister(&app, "b").await;
+    app.deregister("b").await;
 
     assert_eq!(
         types(&events(&app, "?type=unregister").await),
@@ -142,7 +129,7 @@ async fn an_agent_that_goes_silent_is_recorded_unhealthy(backend: Backend) {
         config.agent_timeout = Duration::from_secs(2);
     })
     .await;
-    register(&app, weather("silent")).await;
+    app.register(&weather("silent")).await;
     within(Duration::from_secs(8), "the unhealthy event", || async {
         !events(&app, "?type=unhealthy").await.is_empty()
     })
@@ -163,8 +150,8 @@ async fn the_sweep_purges_events_older_than_the_retention(backend: Backend) {
         config.retention = Some(Duration::from_secs(3600));
     })
     .await;
-    register(&app, weather("old")).await;
-    register(&app, weather("recent")).await;
+    app.register(&weather("old")).await;
+    app.register(&weather("recent")).await;
     app.set_mesh_events("old", "recorded_at", Set::SecondsFromNow(-7200))
         .await;
     within(Duration::from_secs(8), "the old event purged", || async {
@@ -180,12 +167,12 @@ async fn the_log_never_keeps_more_than_its_cap_whatever_the_age(backend: Backend
         config.sweep_interval = Duration::from_millis(500);
     })
     .await;
-    register(&app, weather("flood")).await;
+    app.register(&weather("flood")).await;
     // As if one client had registered and left 100 000 times within the retention.
     let cap = mesh_registry::domain::registry_events::MAX_KEPT;
     // (The sweep may already be purging: the count it answers is not asserted.)
     app.flood_mesh_events("flood", cap).await;
-    register(&app, weather("newest")).await;
+    app.register(&weather("newest")).await;
     within(
         Duration::from_secs(20),
         "the purge down to the cap",

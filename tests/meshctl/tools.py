@@ -12,6 +12,9 @@ Checked for each registry (and the answers compared):
     published at registration, and a diff naming an unknown hash;
   * `meshctl audit greet` (table and JSON) finds the agent by prefix and reads its events; the
     agent's own lifecycle (`GET /events?agent_id=`) is its registration;
+  * `meshctl audit planner` (table, `--explain`, `--json`) shows the resolution audit trail of a
+    second real agent whose dependencies are a contested choice (resolved) and a tag nobody has
+    (unresolved, both candidates dropped);
   * a target that is not a registered agent is refused (403).
 
 Usage: python tools.py <mesh-registry binary> <meshctl> <reference registry binary> <sdk python>
@@ -183,6 +186,8 @@ def exercise(name: str, registry: str, cli: str, work: pathlib.Path, python: str
     expect(status == 200 and lifecycle == [("register", True, "greeter")], f"{name}: the greeter's events: {body}")
     log(f"{name}: meshctl audit greet: passed ({audit_text.splitlines()[0] if audit_text else ''})")
 
+    planned = audit_planner(name, registry, cli, work, python, env, agent["id"], agent_port)
+
     status, body = request(f"{registry}/proxy/10.255.0.1:80/mcp", "POST", b"{}")
     expect(status == 403 and "is not a registered agent" in body, f"{name}: unknown target: {status} {body}")
     origins = sorted((entry["hash"], entry["runtime_origin"], json.dumps(entry["canonical"], sort_keys=True))
@@ -192,7 +197,49 @@ def exercise(name: str, registry: str, cli: str, work: pathlib.Path, python: str
         schema_diff[side].pop("created_at")
     return {"greet": greeted, "countdown": counted, "cut": cut_message, "schemas": origins,
             "schema diff": schema_diff, "unknown hash": (missing.stdout + missing.stderr).strip(),
-            "audit": audit_text, "audit json": audit_envelope, "events": lifecycle}
+            "audit": audit_text, "audit json": audit_envelope, "events": lifecycle, **planned}
+
+
+def audit_planner(name: str, registry: str, cli: str, work: pathlib.Path, python: str, env: dict,
+                  greeter_id: str, greeter_port: int) -> dict:
+    """Starts the planner next to the greeter and reads its resolution audit trail with meshctl,
+    ids, endpoints and timestamps made neutral for the comparison."""
+    planner_port = free_port()
+    start([python, str(HERE / "agents" / "planner.py")], dict(env, MCP_MESH_HTTP_PORT=str(planner_port)),
+          work / f"planner-{name}.log")
+
+    def audit_events():
+        status, body = request(registry + "/agents")
+        planners = [a["id"] for a in json.loads(body)["agents"] or [] if a["name"] == "planner"] if status == 200 else []
+        if not planners:
+            return None
+        status, body = request(f"{registry}/events?agent_id={planners[0]}")
+        events = [e for e in json.loads(body)["events"] if e["event_type"].startswith("dependency_")]
+        return (planners[0], events) if len(events) == 2 else None
+
+    planner_id, events = wait_for(f"{name}: the planner's two audit events", audit_events)
+    expect(sorted(e["event_type"] for e in events) == ["dependency_resolved", "dependency_unresolved"],
+           f"{name}: the planner's audit events: {events}")
+
+    def neutral(text: str) -> str:
+        for value, placeholder in [(greeter_id, "<greeter>"), (planner_id, "<planner>"),
+                                   (f"127.0.0.1:{greeter_port}", "<greeter-endpoint>"),
+                                   (f"127.0.0.1:{planner_port}", "<planner-endpoint>")]:
+            text = text.replace(value, placeholder)
+        return re.sub(r"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d)", "<time>", text)
+
+    table = meshctl(cli, registry, "audit", "planner")
+    expect(table.returncode == 0 and "Audit events for" in table.stdout and "(unresolved)" in table.stdout
+           and greeter_id in table.stdout, f"{name}: meshctl audit planner: {table.stdout} {table.stderr}")
+    explained = meshctl(cli, registry, "audit", "planner", "--explain")
+    expect(explained.returncode == 0 and "MissingTag" in explained.stdout and "HighestScoreThenVersion" in explained.stdout,
+           f"{name}: meshctl audit planner --explain: {explained.stdout} {explained.stderr}")
+    as_json = meshctl(cli, registry, "audit", "planner", "--json")
+    expect(as_json.returncode == 0, f"{name}: meshctl audit planner --json: {as_json.stderr}")
+    rows = [line.strip() for line in neutral(table.stdout).splitlines()[4:]]
+    log(f"{name}: meshctl audit planner (table, --explain, --json): passed: {rows}")
+    return {"planner audit": neutral(table.stdout), "planner audit explain": neutral(explained.stdout),
+            "planner audit json": json.loads(neutral(as_json.stdout))}
 
 
 def main() -> int:

@@ -6,18 +6,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OptionalExtension, Row};
+use serde_json::value::RawValue;
 
 use super::{decode, duration_micros, encode, json, now_micros, time_of, EmbeddedStore};
 use crate::domain::agents::{
     add_required_edges, entity_may_update, has_required_dependencies, required_cycle,
     topology_changed, RequiredEdges,
 };
-use crate::domain::registry_events;
+use crate::domain::registry_events::{self, AuditMemory};
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshEvent, MeshEventQuery, MeshSnapshot, NewRegistration,
-    NewTool, RegisterOutcome, Registered, SchemaEntry, StoreError, ToolRow,
+    AgentRow, AgentStore, AuditEvent, AuditWrite, Liveness, MeshEvent, MeshEventQuery,
+    MeshSnapshot, NewRegistration, NewTool, RegisterOutcome, Registered, SchemaEntry, StoreError,
+    ToolRow,
 };
-use crate::wire::{AgentStatus, DependencySpec};
+use crate::wire::{AgentStatus, DependencySpec, RawJson};
 
 #[async_trait]
 impl AgentStore for EmbeddedStore {
@@ -223,6 +225,47 @@ impl AgentStore for EmbeddedStore {
         .await
     }
 
+    /// One call, so nothing comes between the comparison and the writes.
+    async fn record_resolution_audit(
+        &self,
+        agent_id: &str,
+        expected: &RawValue,
+        memory: &AuditMemory,
+        events: &[AuditEvent],
+    ) -> Result<AuditWrite, StoreError> {
+        let (agent_id, expected) = (agent_id.to_owned(), expected.get().to_owned());
+        let (memory, events) = (encode(memory)?, events.to_vec());
+        self.run(move |db| {
+            let replaced = db
+                .prepare_cached(include_str!("sql/replace_resolution_audit.sql"))?
+                .execute(named_params! {
+                    ":agent_id": agent_id, ":expected": expected, ":memory": memory,
+                })?;
+            if replaced == 0 {
+                let now: Option<String> = db
+                    .prepare_cached(include_str!("sql/resolution_audit.sql"))?
+                    .query_row(named_params! {":agent_id": agent_id}, |row| row.get(0))
+                    .optional()?;
+                return Ok(match now {
+                    Some(now) => AuditWrite::Moved(audit_memory(now)?),
+                    None => AuditWrite::Gone,
+                });
+            }
+            let mut record = db.prepare_cached(include_str!("sql/record_mesh_event.sql"))?;
+            for event in &events {
+                record.execute(named_params! {
+                    ":event_type": event.event_type,
+                    ":agent_id": agent_id,
+                    ":function_name": event.function_name,
+                    ":data": encode(&event.data)?,
+                    ":now": now_micros(),
+                })?;
+            }
+            Ok(AuditWrite::Recorded)
+        })
+        .await
+    }
+
     async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError> {
         let host = host.to_owned();
         self.run(move |db| {
@@ -361,23 +404,31 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutco
             return Ok(RegisterOutcome::RequiredCycle(cycle));
         }
     }
-    let previous: Option<(String, String, Option<String>)> = db
+    let previous: Option<(String, String, Option<String>, String)> = db
         .prepare_cached(include_str!("sql/registered_agent.sql"))?
         .query_row(named_params! {":agent_id": agent_id}, |row| {
             Ok((
                 row.get("status")?,
                 row.get("topology")?,
                 row.get("entity_id")?,
+                row.get("resolution_audit")?,
             ))
         })
         .optional()?;
-    if let Some((_, _, owner)) = &previous {
+    if let Some((_, _, owner, _)) = &previous {
         if !entity_may_update(owner.as_deref(), stored.entity_id.as_deref()) {
             return Ok(RegisterOutcome::OwnedByAnotherEntity);
         }
     }
+    // A new agent's is the column's default.
+    let resolution_audit = audit_memory(
+        previous
+            .as_ref()
+            .map_or("{}", |(.., audit)| audit)
+            .to_owned(),
+    )?;
     let previous = previous
-        .map(|(status, topology, _)| {
+        .map(|(status, topology, _, _)| {
             Ok::<_, StoreError>((parse_status(&status)?, decode(&topology, "topology")?))
         })
         .transpose()?;
@@ -441,7 +492,13 @@ fn register_agent(db: &Connection, stored: &StoredAgent) -> Result<RegisterOutco
     Ok(RegisterOutcome::Registered(Registered {
         created: previous.is_none(),
         topology_version,
+        resolution_audit,
     }))
+}
+
+/// A consumer's resolution-audit memory as stored.
+fn audit_memory(stored: String) -> Result<RawJson, StoreError> {
+    RawValue::from_string(stored).map_err(|e| StoreError::Corrupt(format!("resolution_audit: {e}")))
 }
 
 /// Records an event about an agent whose status this call just changed; `with_agent` adds the

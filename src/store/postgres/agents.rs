@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
@@ -15,10 +16,11 @@ use super::{column, PgStore};
 use crate::domain::agents::{
     add_required_edges, has_required_dependencies, required_cycle, topology_changed,
 };
-use crate::domain::registry_events;
+use crate::domain::registry_events::{self, AuditMemory};
 use crate::store::{
-    AgentRow, AgentStore, Liveness, MeshEvent, MeshEventQuery, MeshSnapshot, NewRegistration,
-    NewTool, RegisterOutcome, Registered, SchemaEntry, StoreError, ToolRow,
+    AgentRow, AgentStore, AuditEvent, AuditWrite, Liveness, MeshEvent, MeshEventQuery,
+    MeshSnapshot, NewRegistration, NewTool, RegisterOutcome, Registered, SchemaEntry, StoreError,
+    ToolRow,
 };
 use crate::wire::{AgentStatus, DependencySpec, LlmProviderSpec, RawJson};
 
@@ -92,6 +94,7 @@ impl AgentStore for PgStore {
             .map(parse_status)
             .transpose()?;
         let previous_topology: Option<Json<serde_json::Value>> = column(&row, "previous_topology")?;
+        let resolution_audit = column::<Json<RawJson>>(&row, "resolution_audit")?.0;
         let topology_changed = topology_changed(
             previous_status.zip(previous_topology.as_ref().map(|t| &t.0)),
             &topology,
@@ -153,6 +156,7 @@ impl AgentStore for PgStore {
         Ok(RegisterOutcome::Registered(Registered {
             created,
             topology_version,
+            resolution_audit,
         }))
     }
 
@@ -319,6 +323,56 @@ impl AgentStore for PgStore {
             })
         })
         .collect()
+    }
+
+    /// One transaction: the memory is replaced only if it is still `expected` (the row lock
+    /// makes a concurrent replacement wait, then fail), and the events are recorded with it.
+    async fn record_resolution_audit(
+        &self,
+        agent_id: &str,
+        expected: &RawValue,
+        memory: &AuditMemory,
+        events: &[AuditEvent],
+    ) -> Result<AuditWrite, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        let replace = tx
+            .prepare_cached(include_str!("sql/replace_resolution_audit.sql"))
+            .await?;
+        if tx
+            .execute(&replace, &[&agent_id, &Json(expected), &Json(memory)])
+            .await?
+            == 0
+        {
+            // A statement of its own sees what the other transaction committed.
+            let read = tx
+                .prepare_cached(include_str!("sql/resolution_audit.sql"))
+                .await?;
+            return Ok(match tx.query_opt(&read, &[&agent_id]).await? {
+                Some(row) => {
+                    AuditWrite::Moved(column::<Json<RawJson>>(&row, "resolution_audit")?.0)
+                }
+                None => AuditWrite::Gone,
+            });
+        }
+        let record = tx
+            .prepare_cached(include_str!("sql/record_mesh_event.sql"))
+            .await?;
+        for event in events {
+            let function_name = Some(event.function_name.as_str());
+            tx.execute(
+                &record,
+                &[
+                    &event.event_type,
+                    &agent_id,
+                    &function_name,
+                    &Json(&event.data),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(AuditWrite::Recorded)
     }
 
     async fn proxy_candidates(&self, host: &str, port: i32) -> Result<Vec<AgentRow>, StoreError> {

@@ -173,6 +173,25 @@ impl TestApp {
             .expect("POST")
     }
 
+    /// `POST /heartbeat` with this registration, which must succeed.
+    pub async fn register(&self, body: &Value) {
+        let response = self.post("/heartbeat", body).await;
+        assert_eq!(response.status(), 200);
+        let answer: Value = response.json().await.expect("the registration's answer");
+        assert_eq!(answer["status"], "success", "{answer}");
+    }
+
+    /// `DELETE /agents/{agent_id}`, which must answer 204.
+    pub async fn deregister(&self, agent_id: &str) {
+        let response = self
+            .http
+            .delete(self.url(&format!("/agents/{agent_id}")))
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(response.status(), 204);
+    }
+
     /// Submits a pull-mode job with the given extra fields; returns its id.
     pub async fn submit_with(&self, capability: &str, extra: Value) -> String {
         let mut body = json!({

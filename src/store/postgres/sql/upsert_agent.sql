@@ -1,7 +1,9 @@
 -- upsert_agent: a full heartbeat registers or refreshes the agent: healthy, seen now, with
 -- what it sent. Returns whether it is new and the row as this statement found it (`previous`
 -- does not see the upsert's own change), from which the domain decides whether the topology
--- changed. Concurrent registrations of one agent are serialised by the conflict.
+-- changed, and its resolution-audit memory (which the upsert leaves alone), against which the
+-- registration decides its audit events. Concurrent registrations of one agent are serialised
+-- by the conflict.
 -- An agent an entity vouched for is updated only by that entity ($14;
 -- domain::agents::entity_may_update): otherwise no row is returned and nothing changes. The
 -- entity, once set, stays.
@@ -24,4 +26,5 @@ WHERE agents.entity_id IS NULL OR agents.entity_id = ''
    OR agents.entity_id = excluded.entity_id
 RETURNING NOT EXISTS (SELECT 1 FROM previous) AS created,
           (SELECT status FROM previous) AS previous_status,
-          (SELECT topology FROM previous) AS previous_topology
+          (SELECT topology FROM previous) AS previous_topology,
+          resolution_audit
