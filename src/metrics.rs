@@ -15,14 +15,14 @@ use mesh_registry_actors::{
     SweepReport,
 };
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use uuid::Uuid;
 
 use crate::config::MetricsSettings;
 use crate::store::{PoolStatus, Store, StoreError, Tally};
-use crate::wire::RejectReason;
+use crate::wire::{JobStatus, RejectReason};
 
 /// The `state` label of `mesh_registry_jobs`: every value is always present (a state nobody is
 /// in reads 0 rather than vanishing).
@@ -51,13 +51,27 @@ const LATENCY_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0,
 ];
 const SWEEP_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
+/// Claim-wait and run-time buckets, in seconds: jobs wait and run from milliseconds to a day.
+const JOB_BUCKETS: [f64; 20] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+];
+/// The `outcome` label of the run-time histogram: the terminal states.
+const ENDINGS: [JobStatus; 3] = [
+    JobStatus::Completed,
+    JobStatus::Failed,
+    JobStatus::Cancelled,
+];
 
 /// Every instrument of one registry process.
 pub struct Metrics {
     registry: Registry,
     settings: MetricsSettings,
     pub job_submits: IntCounter,
-    pub job_claims: IntCounter,
+    job_claims: IntCounter,
+    claim_wait: Histogram,
+    /// Indexed as `ENDINGS`.
+    run_time: [Histogram; ENDINGS.len()],
     /// Claim calls that found no work (nothing claimable, draining, or gated).
     pub empty_claims: IntCounter,
     pub job_deltas: IntCounter,
@@ -139,6 +153,13 @@ impl Metrics {
             "Owner deltas refused, by reason (the reason strings of POST /jobs/batch).",
             &["reason"],
         );
+        let run_time = histogram_vec(
+            "mesh_registry_job_run_duration_seconds",
+            "From a claim to its job's end (a terminal delta from the owner, or a cancel), by \
+             outcome. Pinned jobs, never claimed, are not in it.",
+            &["outcome"],
+            &JOB_BUCKETS,
+        );
         let lease_expiries = counter_vec(
             "mesh_registry_lease_expiries_total",
             "Claims whose lease lapsed: requeued or failed (budget spent) by this replica's \
@@ -194,6 +215,19 @@ impl Metrics {
                 "mesh_registry_job_claims_total",
                 "Jobs handed to a producer by this replica.",
             ),
+            claim_wait: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "mesh_registry_job_claim_wait_seconds",
+                        "How long each claimed job waited claimable: since its submission, or \
+                         since it last went back to the queue.",
+                    )
+                    .buckets(JOB_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            run_time: ENDINGS.map(|status| run_time.with_label_values(&[status.as_str()])),
             empty_claims: counter(
                 "mesh_registry_job_empty_claims_total",
                 "Claim calls that got no job (nothing claimable, draining, or gated).",
@@ -287,6 +321,23 @@ impl Metrics {
             .position(|r| *r == reason)
             .expect("every reason is listed");
         &self.job_rejections[index]
+    }
+
+    /// One job claimed, after waiting `waited` (unknown for a job requeued before the store
+    /// recorded requeue times: counted, not observed).
+    pub fn claimed(&self, waited: Option<Duration>) {
+        self.job_claims.inc();
+        if let Some(waited) = waited {
+            self.claim_wait.observe(waited.as_secs_f64());
+        }
+    }
+
+    /// A claim ended with its job in `status` after running `ran` (unknown: not observed).
+    pub fn claim_ended(&self, status: JobStatus, ran: Option<Duration>) {
+        let ending = ENDINGS.iter().position(|s| *s == status);
+        if let (Some(ending), Some(ran)) = (ending, ran) {
+            self.run_time[ending].observe(ran.as_secs_f64());
+        }
     }
 
     /// Counts one parked long-poll until the guard drops.
