@@ -15,8 +15,8 @@ use mesh_registry_actors::{
     SweepReport,
 };
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use uuid::Uuid;
 
@@ -63,10 +63,15 @@ const ENDINGS: [JobStatus; 3] = [
     JobStatus::Cancelled,
 ];
 
+/// How long one OTLP export may take: from a local collector's milliseconds to the timeout.
+const EXPORT_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
 /// Every instrument of one registry process.
 pub struct Metrics {
     registry: Registry,
     settings: MetricsSettings,
+    /// The trace pipeline's (zero while it is off).
+    pub trace: TraceMetrics,
     pub job_submits: IntCounter,
     job_claims: IntCounter,
     claim_wait: Histogram,
@@ -206,7 +211,9 @@ impl Metrics {
         for scope in ["replica", "fleet"] {
             draining.with_label_values(&[scope]);
         }
+        let trace = TraceMetrics::register(&r);
         Arc::new(Metrics {
+            trace,
             job_submits: counter(
                 "mesh_registry_job_submits_total",
                 "Jobs submitted through this replica.",
@@ -485,6 +492,144 @@ fn phase_label(phase: &SweepPhase) -> &'static str {
         SweepPhase::ExpireStale { .. } => PHASES[4],
         SweepPhase::PurgeEvents { .. } => PHASES[5],
         SweepPhase::PurgeJobs { .. } => PHASES[6],
+    }
+}
+
+/// What became of a stream entry the trace pipeline read but did not export (the `reason`
+/// label of `mesh_registry_trace_entries_dropped_total`).
+#[derive(Debug, Clone, Copy)]
+pub enum TraceDrop {
+    /// Not a span the collector could take (ids that are not hex of the OTLP sizes).
+    Malformed,
+    /// Part of a batch the collector refused for good.
+    Refused,
+    /// Given to consumers that never acknowledged it, `MAX_DELIVERIES` times.
+    Undeliverable,
+}
+
+/// How an OTLP export ended (the `outcome` label of the export histogram).
+#[derive(Debug, Clone, Copy)]
+pub enum ExportOutcome {
+    Exported,
+    /// The collector is down, slow or overloaded: the batch is tried again.
+    Unavailable,
+    /// The collector refused the batch for good: its spans are dropped.
+    Refused,
+}
+
+/// The trace pipeline's instruments. Its thread holds a copy (they are shared counters), so
+/// what it counts shows in this replica's `GET /metrics`.
+#[derive(Clone)]
+pub struct TraceMetrics {
+    /// Stream entries read from `mesh:trace`, taken over from departed consumers included.
+    pub entries_read: IntCounter,
+    pub spans_exported: IntCounter,
+    /// Indexed as `TraceDrop`.
+    dropped: [IntCounter; 3],
+    export_seconds: HistogramVec,
+    pub redis_reconnects: IntCounter,
+    pub redis_connected: IntGauge,
+    pub entries_trimmed: IntCounter,
+    pub stream_length: IntGauge,
+    pub group_pending: IntGauge,
+    pub group_lag: IntGauge,
+}
+
+impl TraceMetrics {
+    /// The pipeline's instruments, registered in `r`.
+    pub(crate) fn register(r: &Registry) -> TraceMetrics {
+        let counter = |name: &str, help: &str| {
+            register(r, IntCounter::new(name, help).expect("valid metric"))
+        };
+        let gauge =
+            |name: &str, help: &str| register(r, IntGauge::new(name, help).expect("valid metric"));
+        let dropped = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "mesh_registry_trace_entries_dropped_total",
+                    "Span stream entries acknowledged without being exported, by reason: \
+                     malformed, refused (by the collector, for good), undeliverable.",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+        );
+        let export_seconds = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "mesh_registry_trace_export_duration_seconds",
+                    "How long each OTLP export of a batch of spans took, by outcome: exported, \
+                     unavailable (tried again), refused.",
+                )
+                .buckets(EXPORT_BUCKETS.to_vec()),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        );
+        for outcome in ["exported", "unavailable", "refused"] {
+            export_seconds.with_label_values(&[outcome]);
+        }
+        TraceMetrics {
+            entries_read: counter(
+                "mesh_registry_trace_entries_read_total",
+                "Span stream entries the trace pipeline read (each a span, half of one, or \
+                 malformed).",
+            ),
+            spans_exported: counter(
+                "mesh_registry_trace_spans_exported_total",
+                "Spans the OTLP collector took.",
+            ),
+            dropped: ["malformed", "refused", "undeliverable"]
+                .map(|reason| dropped.with_label_values(&[reason])),
+            export_seconds,
+            redis_reconnects: counter(
+                "mesh_registry_trace_redis_reconnects_total",
+                "Times the trace pipeline connected to Redis again after failing to connect or \
+                 losing its connection.",
+            ),
+            redis_connected: gauge(
+                "mesh_registry_trace_redis_connected",
+                "1 while the trace pipeline is connected to Redis and consuming.",
+            ),
+            entries_trimmed: counter(
+                "mesh_registry_trace_entries_trimmed_total",
+                "Span stream entries removed by the retention trim (MCP_MESH_TRACE_RETENTION).",
+            ),
+            stream_length: gauge(
+                "mesh_registry_trace_stream_length",
+                "Entries in the span stream, as last read (every 2 s).",
+            ),
+            group_pending: gauge(
+                "mesh_registry_trace_group_pending",
+                "Entries delivered to the consumer group but not yet acknowledged.",
+            ),
+            group_lag: gauge(
+                "mesh_registry_trace_group_lag",
+                "Entries in the stream not yet delivered to the consumer group (Redis 7 and \
+                 later).",
+            ),
+        }
+    }
+
+    pub fn dropped(&self, reason: TraceDrop, entries: u64) {
+        self.dropped[reason as usize].inc_by(entries);
+    }
+
+    /// One export attempt of `spans` spans, and what became of it.
+    pub fn exported(&self, outcome: ExportOutcome, spans: u64, took: Duration) {
+        let label = match outcome {
+            ExportOutcome::Exported => "exported",
+            ExportOutcome::Unavailable => "unavailable",
+            ExportOutcome::Refused => "refused",
+        };
+        (self.export_seconds.with_label_values(&[label])).observe(took.as_secs_f64());
+        match outcome {
+            ExportOutcome::Exported => self.spans_exported.inc_by(spans),
+            ExportOutcome::Refused => self.dropped(TraceDrop::Refused, spans),
+            ExportOutcome::Unavailable => {}
+        }
     }
 }
 

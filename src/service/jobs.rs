@@ -9,8 +9,8 @@ use tracing::Instrument;
 use super::{store_span, Registry};
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
 use crate::store::{
-    CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobCount, JobListQuery,
-    JobPage, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
+    CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobCount,
+    JobListQuery, JobPage, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
 };
 use crate::wire::{parse_job_id, ClaimedJob, Job, JobDelta, JobStatus, RejectReason};
 

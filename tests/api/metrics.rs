@@ -39,7 +39,7 @@ fn samples(text: &str) -> Vec<Sample> {
 }
 
 /// The value of the one series named `name` with exactly these labels.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut wanted: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -67,7 +67,7 @@ async fn scrape_at(app: &TestApp, base: &str) -> String {
     response.text().await.unwrap()
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     scrape_at(app, &app.address).await
 }
 
@@ -343,7 +343,8 @@ async fn claim_wait_and_run_time_follow_a_scripted_job_sequence(backend: Backend
     app.set_job_columns(&old, &[("requeued_at", Set::Null)])
         .await;
     claim_only(&app, &old, "worker").await;
-    app.set_job_columns(&old, &[("claimed_at", Set::Null)]).await;
+    app.set_job_columns(&old, &[("claimed_at", Set::Null)])
+        .await;
     finish(&app, &old, "completed").await;
     let pinned = app
         .submit_with("elsewhere", json!({"owner_instance_id": "worker"}))
@@ -382,7 +383,11 @@ async fn claim_wait_and_run_time_follow_a_scripted_job_sequence(backend: Backend
             "{outcome}: sum {}",
             read[1]
         );
-        assert_eq!(read[2..], [0.0, 1.0], "{outcome}: buckets {below}, {within}");
+        assert_eq!(
+            read[2..],
+            [0.0, 1.0],
+            "{outcome}: buckets {below}, {within}"
+        );
     }
 }
 
