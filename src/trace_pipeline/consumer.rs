@@ -65,8 +65,8 @@ pub struct Outlet {
 impl Consumer {
     /// Connects, consumes and reconnects until told to stop.
     pub async fn run(mut self) {
-        let redis = match Redis::new(&self.settings.redis_url, &self.settings.redis_tls) {
-            Ok(redis) => redis,
+        let link = match RedisLink::new(&self.settings.redis_url, &self.settings.redis_tls) {
+            Ok(link) => link,
             Err(error) => {
                 self.failed(error.clone());
                 tracing::error!("trace pipeline: {error}; not consuming");
@@ -75,7 +75,7 @@ impl Consumer {
         };
         loop {
             self.set_state(ConnectionState::Connecting);
-            let outcome = match self.connect(&redis).await {
+            let outcome = match self.connect(&link).await {
                 Ok((reader, control)) => {
                     tracing::info!(
                         "trace pipeline: connected to Redis; consuming {} as {} in group {}",
@@ -104,10 +104,10 @@ impl Consumer {
     /// Two connections: the reader's (its XREADGROUP blocks) and one for everything else.
     async fn connect(
         &self,
-        redis: &Redis,
+        link: &RedisLink,
     ) -> RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
-        let reader = redis.open(BLOCK * 2).await?;
-        let mut control = redis.open(Duration::from_secs(5)).await?;
+        let reader = link.open(BLOCK * 2).await?;
+        let mut control = link.open(Duration::from_secs(5)).await?;
         let created: RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.settings.stream)
@@ -528,13 +528,13 @@ fn backoff(first: Duration, attempt: u32) -> Duration {
 /// How the consumer reaches Redis: through the redis crate, or over TLS when the URL says
 /// `rediss://` or a `REDIS_TLS_*` variable is set (the reference's rule). The TLS handshake is
 /// the pipeline's own (`super::tls`); the redis crate then speaks over that stream.
-struct Redis {
+struct RedisLink {
     client: redis::Client,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-impl Redis {
-    fn new(url: &str, tls: &ClientTls) -> Result<Redis, String> {
+impl RedisLink {
+    fn new(url: &str, tls: &ClientTls) -> Result<RedisLink, String> {
         let secure = url
             .get(..9)
             .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"));
@@ -555,7 +555,7 @@ impl Redis {
         {
             return Err("TLS to Redis needs a host and port in REDIS_URL".into());
         }
-        Ok(Redis { client, tls })
+        Ok(RedisLink { client, tls })
     }
 
     /// A new connection whose commands time out after `response`.
