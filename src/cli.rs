@@ -445,6 +445,59 @@ pub struct ServeArgs {
     #[arg(long, env = "TEMPO_URL")]
     pub tempo_url: Option<String>,
 
+    /// The CA certificates (PEM) Redis's certificate must chain to, instead of the public
+    /// web's CAs. Any REDIS_TLS_* variable turns TLS on,
+    /// as a rediss:// URL does
+    #[arg(long, env = "REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<String>,
+
+    /// A client certificate (PEM) the trace pipeline presents to Redis, with REDIS_TLS_KEY
+    #[arg(long, env = "REDIS_TLS_CERT")]
+    pub redis_tls_cert: Option<String>,
+
+    /// The key of REDIS_TLS_CERT (PEM)
+    #[arg(long, env = "REDIS_TLS_KEY")]
+    pub redis_tls_key: Option<String>,
+
+    /// true: accept any certificate from Redis (encrypted, but not proven to be Redis)
+    #[arg(long, env = "REDIS_TLS_SKIP_VERIFY")]
+    pub redis_tls_skip_verify: Option<String>,
+
+    /// The CA certificates (PEM) the OTLP collector's certificate must chain to, instead of the public
+    /// web's CAs. Any TELEMETRY_TLS_*
+    /// variable turns TLS on, as an https:// endpoint does
+    #[arg(long, env = "TELEMETRY_TLS_CA")]
+    pub telemetry_tls_ca: Option<String>,
+
+    /// A client certificate (PEM) the trace pipeline presents to the OTLP collector, with TELEMETRY_TLS_KEY
+    #[arg(long, env = "TELEMETRY_TLS_CERT")]
+    pub telemetry_tls_cert: Option<String>,
+
+    /// The key of TELEMETRY_TLS_CERT (PEM)
+    #[arg(long, env = "TELEMETRY_TLS_KEY")]
+    pub telemetry_tls_key: Option<String>,
+
+    /// true: accept any certificate from the OTLP collector (encrypted, but not proven to be the OTLP collector)
+    #[arg(long, env = "TELEMETRY_TLS_SKIP_VERIFY")]
+    pub telemetry_tls_skip_verify: Option<String>,
+
+    /// The CA certificates (PEM) Tempo's certificate must chain to, instead of the public
+    /// web's CAs (for an https:// TEMPO_URL)
+    #[arg(long, env = "TEMPO_TLS_CA")]
+    pub tempo_tls_ca: Option<String>,
+
+    /// A client certificate (PEM) the trace pipeline presents to Tempo, with TEMPO_TLS_KEY
+    #[arg(long, env = "TEMPO_TLS_CERT")]
+    pub tempo_tls_cert: Option<String>,
+
+    /// The key of TEMPO_TLS_CERT (PEM)
+    #[arg(long, env = "TEMPO_TLS_KEY")]
+    pub tempo_tls_key: Option<String>,
+
+    /// true: accept any certificate from Tempo (encrypted, but not proven to be Tempo)
+    #[arg(long, env = "TEMPO_TLS_SKIP_VERIFY")]
+    pub tempo_tls_skip_verify: Option<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT
     #[arg(long, env = "MCP_MESH_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,

@@ -89,6 +89,32 @@ pub struct TracePipelineSettings {
     pub protocol_name: String,
     /// `TEMPO_URL`, or derived from the endpoint's host.
     pub tempo_url: String,
+    /// `REDIS_TLS_*`
+    pub redis_tls: ClientTls,
+    /// `TELEMETRY_TLS_*`
+    pub telemetry_tls: ClientTls,
+    /// `TEMPO_TLS_*`
+    pub tempo_tls: ClientTls,
+}
+
+/// One of the trace pipeline's TLS clients, as the reference's `<PREFIX>_CA`, `_CERT`, `_KEY`
+/// and `_SKIP_VERIFY` variables describe it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// The CAs the server's certificate must chain to, instead of the public web's.
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its key, for a server that asks for one.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// Any server certificate is accepted.
+    pub skip_verify: bool,
+}
+
+impl ClientTls {
+    /// Whether any of its variables is set: the reference then speaks TLS to Redis and to the
+    /// collector whatever their addresses say.
+    pub fn given(&self) -> bool {
+        self.ca.is_some() || self.identity.is_some() || self.skip_verify
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,6 +399,60 @@ fn trace_pipeline(args: &ServeArgs, warnings: &mut Vec<String>) -> Option<TraceP
         ),
         (None, None) => "http://localhost:3200".to_owned(),
     };
+    let tls = |prefix: &str,
+               ca: &Option<String>,
+               cert: &Option<String>,
+               key: &Option<String>,
+               skip_verify: &Option<String>| {
+        let identity = match (path(cert), path(key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(format!("{prefix}_CERT and {prefix}_KEY go together")),
+        };
+        Ok(ClientTls {
+            ca: path(ca),
+            identity,
+            // The reference's test: anything but "true" (any case) is false.
+            skip_verify: given(skip_verify).is_some_and(|raw| raw.eq_ignore_ascii_case("true")),
+        })
+    };
+    let tls = [
+        tls(
+            "REDIS_TLS",
+            &args.redis_tls_ca,
+            &args.redis_tls_cert,
+            &args.redis_tls_key,
+            &args.redis_tls_skip_verify,
+        ),
+        tls(
+            "TELEMETRY_TLS",
+            &args.telemetry_tls_ca,
+            &args.telemetry_tls_cert,
+            &args.telemetry_tls_key,
+            &args.telemetry_tls_skip_verify,
+        ),
+        tls(
+            "TEMPO_TLS",
+            &args.tempo_tls_ca,
+            &args.tempo_tls_cert,
+            &args.tempo_tls_key,
+            &args.tempo_tls_skip_verify,
+        ),
+    ];
+    let [redis_tls, telemetry_tls, tempo_tls] = match tls {
+        [Ok(redis), Ok(telemetry), Ok(tempo)] => [redis, telemetry, tempo],
+        failed => {
+            for error in failed.into_iter().filter_map(Result::err) {
+                warnings.push(format!("{error}; the trace pipeline is off"));
+            }
+            return None;
+        }
+    };
+    if telemetry_tls.given() && endpoint.to_ascii_lowercase().starts_with("http://") {
+        warnings.push(format!(
+            "TELEMETRY_ENDPOINT={endpoint:?} says http://: the TELEMETRY_TLS_* settings are not used"
+        ));
+    }
     Some(TracePipelineSettings {
         redis_url: args.redis_url.clone(),
         stream: "mesh:trace".to_owned(),
@@ -386,6 +466,9 @@ fn trace_pipeline(args: &ServeArgs, warnings: &mut Vec<String>) -> Option<TraceP
         protocol,
         protocol_name,
         tempo_url,
+        redis_tls,
+        telemetry_tls,
+        tempo_tls,
     })
 }
 
@@ -583,5 +666,63 @@ mod tests {
             assert!(config.trace_pipeline.is_none(), "{off:?}");
             assert_eq!(warnings.len(), 1);
         }
+    }
+
+    #[test]
+    fn trace_pipeline_tls_reads_the_reference_variables() {
+        let (config, warnings) = resolve(&[
+            "--distributed-tracing",
+            "true",
+            "--redis-tls-ca",
+            "/certs/ca.pem",
+            "--telemetry-tls-skip-verify",
+            "TRUE",
+            "--tempo-tls-cert",
+            "/certs/me.pem",
+            "--tempo-tls-key",
+            "/certs/me.key",
+        ]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let pipeline = config.trace_pipeline.expect("on");
+        let redis = &pipeline.redis_tls;
+        assert_eq!(
+            redis.ca.as_deref(),
+            Some(std::path::Path::new("/certs/ca.pem"))
+        );
+        assert!(redis.given() && !redis.skip_verify && redis.identity.is_none());
+        assert!(pipeline.telemetry_tls.skip_verify && pipeline.telemetry_tls.given());
+        assert_eq!(
+            pipeline.tempo_tls.identity,
+            Some(("/certs/me.pem".into(), "/certs/me.key".into()))
+        );
+        // The reference's test: "true" in any case, nothing else.
+        let (config, _) = resolve(&[
+            "--distributed-tracing",
+            "true",
+            "--redis-tls-skip-verify",
+            "yes",
+        ]);
+        assert!(!config.trace_pipeline.expect("on").redis_tls.given());
+        // A certificate without its key: the reference refuses; the pipeline is off.
+        let (config, warnings) = resolve(&[
+            "--distributed-tracing",
+            "true",
+            "--redis-tls-cert",
+            "/certs/me.pem",
+        ]);
+        assert!(config.trace_pipeline.is_none());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("REDIS_TLS_CERT and REDIS_TLS_KEY"));
+        // An endpoint that says http:// keeps it; the TLS settings are said to be unused.
+        let (config, warnings) = resolve(&[
+            "--distributed-tracing",
+            "true",
+            "--telemetry-endpoint",
+            "http://collector:4318",
+            "--telemetry-tls-ca",
+            "/certs/ca.pem",
+        ]);
+        assert!(config.trace_pipeline.is_some());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
     }
 }

@@ -15,14 +15,14 @@ use mesh_registry_actors::{
     SweepReport,
 };
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use uuid::Uuid;
 
 use crate::config::MetricsSettings;
 use crate::store::{PoolStatus, Store, StoreError, Tally};
-use crate::wire::RejectReason;
+use crate::wire::{JobStatus, RejectReason};
 
 /// The `state` label of `mesh_registry_jobs`: every value is always present (a state nobody is
 /// in reads 0 rather than vanishing).
@@ -51,13 +51,32 @@ const LATENCY_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0,
 ];
 const SWEEP_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
+/// Claim-wait and run-time buckets, in seconds: jobs wait and run from milliseconds to a day.
+const JOB_BUCKETS: [f64; 20] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+];
+/// The `outcome` label of the run-time histogram: the terminal states.
+const ENDINGS: [JobStatus; 3] = [
+    JobStatus::Completed,
+    JobStatus::Failed,
+    JobStatus::Cancelled,
+];
+
+/// How long one OTLP export may take: from a local collector's milliseconds to the timeout.
+const EXPORT_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Every instrument of one registry process.
 pub struct Metrics {
     registry: Registry,
     settings: MetricsSettings,
+    /// The trace pipeline's (zero while it is off).
+    pub trace: TraceMetrics,
     pub job_submits: IntCounter,
-    pub job_claims: IntCounter,
+    job_claims: IntCounter,
+    claim_wait: Histogram,
+    /// Indexed as `ENDINGS`.
+    run_time: [Histogram; ENDINGS.len()],
     /// Claim calls that found no work (nothing claimable, draining, or gated).
     pub empty_claims: IntCounter,
     pub job_deltas: IntCounter,
@@ -139,6 +158,13 @@ impl Metrics {
             "Owner deltas refused, by reason (the reason strings of POST /jobs/batch).",
             &["reason"],
         );
+        let run_time = histogram_vec(
+            "mesh_registry_job_run_duration_seconds",
+            "From a claim to its job's end (a terminal delta from the owner, or a cancel), by \
+             outcome. Pinned jobs, never claimed, are not in it.",
+            &["outcome"],
+            &JOB_BUCKETS,
+        );
         let lease_expiries = counter_vec(
             "mesh_registry_lease_expiries_total",
             "Claims whose lease lapsed: requeued or failed (budget spent) by this replica's \
@@ -185,7 +211,9 @@ impl Metrics {
         for scope in ["replica", "fleet"] {
             draining.with_label_values(&[scope]);
         }
+        let trace = TraceMetrics::register(&r);
         Arc::new(Metrics {
+            trace,
             job_submits: counter(
                 "mesh_registry_job_submits_total",
                 "Jobs submitted through this replica.",
@@ -194,6 +222,19 @@ impl Metrics {
                 "mesh_registry_job_claims_total",
                 "Jobs handed to a producer by this replica.",
             ),
+            claim_wait: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "mesh_registry_job_claim_wait_seconds",
+                        "How long each claimed job waited claimable: since its submission, or \
+                         since it last went back to the queue.",
+                    )
+                    .buckets(JOB_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            run_time: ENDINGS.map(|status| run_time.with_label_values(&[status.as_str()])),
             empty_claims: counter(
                 "mesh_registry_job_empty_claims_total",
                 "Claim calls that got no job (nothing claimable, draining, or gated).",
@@ -287,6 +328,23 @@ impl Metrics {
             .position(|r| *r == reason)
             .expect("every reason is listed");
         &self.job_rejections[index]
+    }
+
+    /// One job claimed, after waiting `waited` (unknown for a job requeued before the store
+    /// recorded requeue times: counted, not observed).
+    pub fn claimed(&self, waited: Option<Duration>) {
+        self.job_claims.inc();
+        if let Some(waited) = waited {
+            self.claim_wait.observe(waited.as_secs_f64());
+        }
+    }
+
+    /// A claim ended with its job in `status` after running `ran` (unknown: not observed).
+    pub fn claim_ended(&self, status: JobStatus, ran: Option<Duration>) {
+        let ending = ENDINGS.iter().position(|s| *s == status);
+        if let (Some(ending), Some(ran)) = (ending, ran) {
+            self.run_time[ending].observe(ran.as_secs_f64());
+        }
     }
 
     /// Counts one parked long-poll until the guard drops.
@@ -434,6 +492,144 @@ fn phase_label(phase: &SweepPhase) -> &'static str {
         SweepPhase::ExpireStale { .. } => PHASES[4],
         SweepPhase::PurgeEvents { .. } => PHASES[5],
         SweepPhase::PurgeJobs { .. } => PHASES[6],
+    }
+}
+
+/// What became of a stream entry the trace pipeline read but did not export (the `reason`
+/// label of `mesh_registry_trace_entries_dropped_total`).
+#[derive(Debug, Clone, Copy)]
+pub enum TraceDrop {
+    /// Not a span the collector could take (ids that are not hex of the OTLP sizes).
+    Malformed,
+    /// Part of a batch the collector refused for good.
+    Refused,
+    /// Given to consumers that never acknowledged it, `MAX_DELIVERIES` times.
+    Undeliverable,
+}
+
+/// How an OTLP export ended (the `outcome` label of the export histogram).
+#[derive(Debug, Clone, Copy)]
+pub enum ExportOutcome {
+    Exported,
+    /// The collector is down, slow or overloaded: the batch is tried again.
+    Unavailable,
+    /// The collector refused the batch for good: its spans are dropped.
+    Refused,
+}
+
+/// The trace pipeline's instruments. Its thread holds a copy (they are shared counters), so
+/// what it counts shows in this replica's `GET /metrics`.
+#[derive(Clone)]
+pub struct TraceMetrics {
+    /// Stream entries read from `mesh:trace`, taken over from departed consumers included.
+    pub entries_read: IntCounter,
+    pub spans_exported: IntCounter,
+    /// Indexed as `TraceDrop`.
+    dropped: [IntCounter; 3],
+    export_seconds: HistogramVec,
+    pub redis_reconnects: IntCounter,
+    pub redis_connected: IntGauge,
+    pub entries_trimmed: IntCounter,
+    pub stream_length: IntGauge,
+    pub group_pending: IntGauge,
+    pub group_lag: IntGauge,
+}
+
+impl TraceMetrics {
+    /// The pipeline's instruments, registered in `r`.
+    pub(crate) fn register(r: &Registry) -> TraceMetrics {
+        let counter = |name: &str, help: &str| {
+            register(r, IntCounter::new(name, help).expect("valid metric"))
+        };
+        let gauge =
+            |name: &str, help: &str| register(r, IntGauge::new(name, help).expect("valid metric"));
+        let dropped = register(
+            r,
+            IntCounterVec::new(
+                Opts::new(
+                    "mesh_registry_trace_entries_dropped_total",
+                    "Span stream entries acknowledged without being exported, by reason: \
+                     malformed, refused (by the collector, for good), undeliverable.",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+        );
+        let export_seconds = register(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "mesh_registry_trace_export_duration_seconds",
+                    "How long each OTLP export of a batch of spans took, by outcome: exported, \
+                     unavailable (tried again), refused.",
+                )
+                .buckets(EXPORT_BUCKETS.to_vec()),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+        );
+        for outcome in ["exported", "unavailable", "refused"] {
+            export_seconds.with_label_values(&[outcome]);
+        }
+        TraceMetrics {
+            entries_read: counter(
+                "mesh_registry_trace_entries_read_total",
+                "Span stream entries the trace pipeline read (each a span, half of one, or \
+                 malformed).",
+            ),
+            spans_exported: counter(
+                "mesh_registry_trace_spans_exported_total",
+                "Spans the OTLP collector took.",
+            ),
+            dropped: ["malformed", "refused", "undeliverable"]
+                .map(|reason| dropped.with_label_values(&[reason])),
+            export_seconds,
+            redis_reconnects: counter(
+                "mesh_registry_trace_redis_reconnects_total",
+                "Times the trace pipeline connected to Redis again after failing to connect or \
+                 losing its connection.",
+            ),
+            redis_connected: gauge(
+                "mesh_registry_trace_redis_connected",
+                "1 while the trace pipeline is connected to Redis and consuming.",
+            ),
+            entries_trimmed: counter(
+                "mesh_registry_trace_entries_trimmed_total",
+                "Span stream entries removed by the retention trim (MCP_MESH_TRACE_RETENTION).",
+            ),
+            stream_length: gauge(
+                "mesh_registry_trace_stream_length",
+                "Entries in the span stream, as last read (every 2 s).",
+            ),
+            group_pending: gauge(
+                "mesh_registry_trace_group_pending",
+                "Entries delivered to the consumer group but not yet acknowledged.",
+            ),
+            group_lag: gauge(
+                "mesh_registry_trace_group_lag",
+                "Entries in the stream not yet delivered to the consumer group (Redis 7 and \
+                 later).",
+            ),
+        }
+    }
+
+    pub fn dropped(&self, reason: TraceDrop, entries: u64) {
+        self.dropped[reason as usize].inc_by(entries);
+    }
+
+    /// One export attempt of `spans` spans, and what became of it.
+    pub fn exported(&self, outcome: ExportOutcome, spans: u64, took: Duration) {
+        let label = match outcome {
+            ExportOutcome::Exported => "exported",
+            ExportOutcome::Unavailable => "unavailable",
+            ExportOutcome::Refused => "refused",
+        };
+        (self.export_seconds.with_label_values(&[label])).observe(took.as_secs_f64());
+        match outcome {
+            ExportOutcome::Exported => self.spans_exported.inc_by(spans),
+            ExportOutcome::Refused => self.dropped(TraceDrop::Refused, spans),
+            ExportOutcome::Unavailable => {}
+        }
     }
 }
 

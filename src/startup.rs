@@ -99,7 +99,7 @@ impl Application {
             .map_err(StartupError::AgentClient)?,
         );
         let metrics = Data::from(metrics);
-        let trace_pipeline = start_trace_pipeline(config);
+        let trace_pipeline = start_trace_pipeline(config, &metrics);
         let port = public_listener.1;
         let mut servers = vec![public_server(
             config,
@@ -258,9 +258,9 @@ fn start_actors(store: &Store, config: &Config, metrics: &Arc<Metrics>) -> (Acto
 /// The trace pipeline when `MCP_MESH_DISTRIBUTED_TRACING_ENABLED` asks for it. It cannot stop
 /// the registry from starting: when it cannot start, the registry runs without it (the
 /// reference's rule), saying why.
-fn start_trace_pipeline(config: &Config) -> Option<Arc<TracePipeline>> {
+fn start_trace_pipeline(config: &Config, metrics: &Metrics) -> Option<Arc<TracePipeline>> {
     let settings = config.trace_pipeline.clone()?;
-    match TracePipeline::start(settings) {
+    match TracePipeline::start(settings, metrics.trace.clone()) {
         Ok(pipeline) => Some(pipeline),
         Err(error) => {
             tracing::error!("trace pipeline: cannot start ({error}); running without it");

@@ -186,6 +186,19 @@ fn continue_remote_trace(request: &ServiceRequest, span: &Span) {
     let _ = span.set_parent(parent);
 }
 
+/// An error with its causes, for a log line (reqwest's own message alone says only "error
+/// sending request", tonic's "transport error").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::level_directive;

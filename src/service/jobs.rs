@@ -9,8 +9,8 @@ use tracing::Instrument;
 use super::{store_span, Registry};
 use crate::domain::jobs::{cancel_error, release_exhausted_error};
 use crate::store::{
-    CancelOutcome, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobCount, JobListQuery,
-    JobPage, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
+    CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, JobCount,
+    JobListQuery, JobPage, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
 };
 use crate::wire::{parse_job_id, ClaimedJob, Job, JobDelta, JobStatus, RejectReason};
 
@@ -108,10 +108,10 @@ impl Registry {
         };
         self.forward(&outcome);
         Ok(match outcome {
-            ClaimOutcome::Claimed(job) => {
+            ClaimOutcome::Claimed { job, waited } => {
                 tracing::debug!(job_id = %job.id, capability, instance_id,
                     epoch = job.claim_epoch, attempt = job.attempt_count, "job claimed");
-                self.metrics.job_claims.inc();
+                self.metrics.claimed(waited);
                 Some(job)
             }
             ClaimOutcome::NoWork | ClaimOutcome::Gated => {
@@ -199,7 +199,12 @@ impl Registry {
             .await?;
         self.forward(&outcome);
         match &outcome {
-            DeltaOutcome::Accepted(_) => self.metrics.job_deltas.inc(),
+            DeltaOutcome::Accepted(after) => {
+                self.metrics.job_deltas.inc();
+                if let (ClaimAfter::Ended { ran, .. }, Some(status)) = (after, status) {
+                    self.metrics.claim_ended(status, *ran);
+                }
+            }
             DeltaOutcome::Rejected(reason) => {
                 tracing::debug!(%job_id, instance_id, ?reason, "delta rejected");
                 self.metrics.rejection(*reason).inc();
@@ -266,11 +271,17 @@ impl Registry {
             .instrument(store_span("cancel_job"))
             .await?;
         self.forward(&outcome);
-        let CancelOutcome::Cancelled { previous_owner, .. } = &outcome else {
+        let CancelOutcome::Cancelled {
+            previous_owner,
+            ran,
+            ..
+        } = &outcome
+        else {
             return Ok(outcome);
         };
         tracing::info!(%job_id, owner = ?previous_owner, reason = reason.trim(), "job cancelled");
         self.metrics.job_cancels.inc();
+        self.metrics.claim_ended(JobStatus::Cancelled, *ran);
         if !self.settings.cancel_event_grace.is_zero() {
             actix_web::rt::time::sleep(self.settings.cancel_event_grace).await;
         }

@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::Registry;
 use crate::config::MAX_PROXY_TIMEOUT;
 use crate::store::{AgentRow, StoreError};
+use crate::telemetry::error_chain;
 
 /// The proxy's knobs (from the configuration).
 #[derive(Debug, Clone)]
@@ -304,18 +305,6 @@ fn relay_body(
             }
         },
     ))
-}
-
-/// An error with its causes (reqwest's own message alone says only "error sending request").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

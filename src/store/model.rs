@@ -1,7 +1,7 @@
 //! What both backends speak: the inputs and outcomes of every store call, and what each
 //! outcome changed for the actors.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use mesh_registry_actors::{LeaseChange, LeaseHeld};
 use serde::Serialize;
@@ -80,7 +80,12 @@ pub struct ClaimCall {
 
 #[derive(Debug)]
 pub enum ClaimOutcome {
-    Claimed(ClaimedJob),
+    Claimed {
+        job: ClaimedJob,
+        /// How long the job waited claimable before this claim (`GET /metrics`); `None` for a
+        /// job requeued before the store recorded requeue times.
+        waited: Option<Duration>,
+    },
     NoWork,
     /// The claimer has required dependencies to check before it may claim.
     Gated,
@@ -112,7 +117,12 @@ pub enum ClaimAfter {
     /// Still live, holding this lease.
     Held(LeaseHeld),
     /// Terminal: nothing to watch.
-    Ended(Uuid),
+    Ended {
+        job_id: Uuid,
+        /// How long the claim ran (`GET /metrics`); `None` for a pinned job (never claimed)
+        /// and for a claim made before the store recorded claim times.
+        ran: Option<Duration>,
+    },
 }
 
 #[derive(Debug)]
@@ -132,6 +142,9 @@ pub enum CancelOutcome {
     Cancelled {
         job_id: Uuid,
         previous_owner: Option<String>,
+        /// How long the claim it ended had run (`GET /metrics`); `None` when no claim held it
+        /// (or the claim time is unknown, as for `ClaimAfter::Ended`).
+        ran: Option<Duration>,
     },
     NotFound,
     Terminal,
@@ -181,7 +194,7 @@ pub trait Changed {
 impl Changed for ClaimOutcome {
     fn changes(&self) -> Vec<Change> {
         match self {
-            ClaimOutcome::Claimed(job) => job
+            ClaimOutcome::Claimed { job, .. } => job
                 .lease_expires_at
                 .map(|lease| {
                     Change::LeaseHeld(LeaseHeld {
@@ -201,7 +214,9 @@ impl Changed for DeltaOutcome {
     fn changes(&self) -> Vec<Change> {
         match self {
             DeltaOutcome::Accepted(ClaimAfter::Held(lease)) => vec![Change::LeaseHeld(*lease)],
-            DeltaOutcome::Accepted(ClaimAfter::Ended(job_id)) => vec![Change::ClaimEnded(*job_id)],
+            DeltaOutcome::Accepted(ClaimAfter::Ended { job_id, .. }) => {
+                vec![Change::ClaimEnded(*job_id)]
+            }
             DeltaOutcome::Rejected(_) => Vec::new(),
         }
     }

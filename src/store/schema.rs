@@ -70,6 +70,8 @@ pub(super) const MODEL: &[ModelTable] = &[
             ("submitted_at", TIMESTAMP),
             ("submitted_by", TEXT),
             ("event_seq", BIGINT),
+            ("claimed_at", TIMESTAMP),
+            ("requeued_at", TIMESTAMP),
         ],
         indexes: &[
             "jobs_pkey",

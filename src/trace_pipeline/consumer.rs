@@ -10,18 +10,19 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
-use redis::{AsyncConnectionConfig, RedisResult, Value};
+use redis::{AsyncConnectionConfig, ConnectionAddr, RedisResult, Value};
 use tokio::sync::watch;
 
 use super::event::{resource_spans, Disposition, TraceEvent};
 use super::export::{ExportError, Exporter};
 use super::{ConnectionState, Shared, StreamSnapshot};
-use crate::config::TracePipelineSettings;
+use crate::config::{ClientTls, TracePipelineSettings};
+use crate::metrics::{ExportOutcome, TraceDrop, TraceMetrics};
 
 /// How long an XREADGROUP waits for entries (the reference's 5 s).
 const BLOCK: Duration = Duration::from_secs(5);
@@ -43,31 +44,38 @@ const RECLAIM_BATCH: usize = 100;
 const CONSUMER_IDLE: Duration = Duration::from_secs(3600);
 /// How often the stream is trimmed to the retention (also at every connect).
 const TRIM_EVERY: Duration = Duration::from_secs(300);
+/// How long opening a connection to Redis may take, TLS handshake included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Consumer {
     pub settings: TracePipelineSettings,
     pub consumer_name: String,
-    pub exporter: Exporter,
+    pub outlet: Outlet,
     pub shared: Arc<Mutex<Shared>>,
     pub stop: watch::Receiver<bool>,
+}
+
+/// Where read spans go, and what is counted of them.
+#[derive(Clone)]
+pub struct Outlet {
+    pub exporter: Exporter,
+    pub metrics: TraceMetrics,
 }
 
 impl Consumer {
     /// Connects, consumes and reconnects until told to stop.
     pub async fn run(mut self) {
-        let client = match redis::Client::open(self.settings.redis_url.as_str()) {
-            Ok(client) => client,
+        let link = match RedisLink::new(&self.settings.redis_url, &self.settings.redis_tls) {
+            Ok(link) => link,
             Err(error) => {
-                self.failed(format!("invalid Redis URL: {error}"));
-                tracing::error!(
-                    "trace pipeline: REDIS_URL is not a Redis URL ({error}); not consuming"
-                );
+                self.failed(error.clone());
+                tracing::error!("trace pipeline: {error}; not consuming");
                 return;
             }
         };
         loop {
             self.set_state(ConnectionState::Connecting);
-            let outcome = match self.connect(&client).await {
+            let outcome = match self.connect(&link).await {
                 Ok((reader, control)) => {
                     tracing::info!(
                         "trace pipeline: connected to Redis; consuming {} as {} in group {}",
@@ -89,25 +97,17 @@ impl Consumer {
             if self.sleep(wait).await {
                 return;
             }
+            self.outlet.metrics.redis_reconnects.inc();
         }
     }
 
     /// Two connections: the reader's (its XREADGROUP blocks) and one for everything else.
     async fn connect(
         &self,
-        client: &redis::Client,
+        link: &RedisLink,
     ) -> RedisResult<(MultiplexedConnection, MultiplexedConnection)> {
-        let config = |response| {
-            AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(5)))
-                .set_response_timeout(Some(response))
-        };
-        let reader = client
-            .get_multiplexed_async_connection_with_config(&config(BLOCK * 2))
-            .await?;
-        let mut control = client
-            .get_multiplexed_async_connection_with_config(&config(Duration::from_secs(5)))
-            .await?;
+        let reader = link.open(BLOCK * 2).await?;
+        let mut control = link.open(Duration::from_secs(5)).await?;
         let created: RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.settings.stream)
@@ -140,12 +140,13 @@ impl Consumer {
             shared.retry_count = 0;
             shared.last_error = None;
         }
+        self.outlet.metrics.redis_connected.set(1);
         let mut stop = self.stop.clone();
         let mut reading = std::pin::pin!(self.read_loop(reader));
         let mut upkeep = std::pin::pin!(upkeep(
             self.settings.clone(),
             self.consumer_name.clone(),
-            self.exporter.clone(),
+            self.outlet.clone(),
             control,
             self.shared.clone(),
             self.stop.clone(),
@@ -155,6 +156,7 @@ impl Consumer {
             outcome = &mut upkeep => outcome,
             _ = stop.wait_for(|stopped| *stopped) => Ok(()),
         };
+        self.outlet.metrics.redis_connected.set(0);
         let mut shared = self.lock();
         shared.consuming = false;
         shared.connection_state = ConnectionState::Disconnected;
@@ -187,7 +189,7 @@ impl Consumer {
             if entries.is_empty() {
                 continue;
             }
-            let ids = deliver(&self.exporter, &self.stop, entries).await;
+            let ids = self.outlet.deliver(&self.stop, entries).await;
             acknowledge(&mut reader, settings, &ids).await?;
         }
     }
@@ -219,65 +221,76 @@ impl Consumer {
     }
 }
 
-/// Exports the spans among `entries` (retrying while the collector is unavailable, until it
-/// takes them, refuses them for good, or the pipeline stops) and returns the ids that are done
-/// with: all of them, unless the pipeline stopped first (then none: they stay pending and
-/// another consumer takes them over).
-async fn deliver(
-    exporter: &Exporter,
-    stop: &watch::Receiver<bool>,
-    entries: Vec<StreamId>,
-) -> Vec<String> {
-    let mut spans = Vec::new();
-    let mut ids = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let fields: HashMap<String, String> = entry
-            .map
-            .into_iter()
-            .filter_map(|(key, value)| Some((key, redis::from_redis_value::<String>(value).ok()?)))
-            .collect();
-        match TraceEvent::from_fields(&fields).disposition() {
-            Disposition::Export(span, agent) => spans.push((*span, agent)),
-            Disposition::Skip => {}
-            Disposition::Malformed(why) => {
-                tracing::warn!("trace pipeline: dropping stream entry {}: {why}", entry.id)
-            }
-        }
-        ids.push(entry.id);
-    }
-    if spans.is_empty() {
-        return ids;
-    }
-    let count = spans.len();
-    let request = ExportTraceServiceRequest {
-        resource_spans: resource_spans(spans),
-    };
-    let mut stop = stop.clone();
-    let mut attempt = 0;
-    loop {
-        match exporter.export(request.clone()).await {
-            Ok(()) => {
-                if attempt > 0 {
-                    tracing::info!("trace pipeline: the collector takes spans again");
+impl Outlet {
+    /// Exports the spans among `entries` (retrying while the collector is unavailable, until it
+    /// takes them, refuses them for good, or the pipeline stops) and returns the ids that are
+    /// done with: all of them, unless the pipeline stopped first (then none: they stay pending
+    /// and another consumer takes them over).
+    async fn deliver(&self, stop: &watch::Receiver<bool>, entries: Vec<StreamId>) -> Vec<String> {
+        self.metrics.entries_read.inc_by(entries.len() as u64);
+        let mut spans = Vec::new();
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let fields: HashMap<String, String> = entry
+                .map
+                .into_iter()
+                .filter_map(|(key, value)| {
+                    Some((key, redis::from_redis_value::<String>(value).ok()?))
+                })
+                .collect();
+            match TraceEvent::from_fields(&fields).disposition() {
+                Disposition::Export(span, agent) => spans.push((*span, agent)),
+                Disposition::Skip => {}
+                Disposition::Malformed(why) => {
+                    self.metrics.dropped(TraceDrop::Malformed, 1);
+                    tracing::warn!("trace pipeline: dropping stream entry {}: {why}", entry.id)
                 }
-                return ids;
             }
-            Err(ExportError::Rejected(why)) => {
-                tracing::error!(
-                    "trace pipeline: the collector refused a batch of {count} span(s) ({why}); dropping them"
-                );
-                return ids;
-            }
-            Err(ExportError::Retry(why)) => {
-                attempt += 1;
-                let wait = backoff(EXPORT_RETRY_FIRST, attempt);
-                tracing::warn!(
-                    "trace pipeline: cannot export a batch of {count} span(s) ({why}); retrying in {wait:?} \
-                     (attempt {attempt}; new spans wait in Redis meanwhile)"
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|stopped| *stopped) => return Vec::new(),
+            ids.push(entry.id);
+        }
+        if spans.is_empty() {
+            return ids;
+        }
+        let count = spans.len();
+        let request = ExportTraceServiceRequest {
+            resource_spans: resource_spans(spans),
+        };
+        let mut stop = stop.clone();
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let outcome = self.exporter.export(request.clone()).await;
+            let took = started.elapsed();
+            match outcome {
+                Ok(()) => {
+                    self.metrics
+                        .exported(ExportOutcome::Exported, count as u64, took);
+                    if attempt > 0 {
+                        tracing::info!("trace pipeline: the collector takes spans again");
+                    }
+                    return ids;
+                }
+                Err(ExportError::Rejected(why)) => {
+                    self.metrics
+                        .exported(ExportOutcome::Refused, count as u64, took);
+                    tracing::error!(
+                        "trace pipeline: the collector refused a batch of {count} span(s) ({why}); dropping them"
+                    );
+                    return ids;
+                }
+                Err(ExportError::Retry(why)) => {
+                    self.metrics
+                        .exported(ExportOutcome::Unavailable, count as u64, took);
+                    attempt += 1;
+                    let wait = backoff(EXPORT_RETRY_FIRST, attempt);
+                    tracing::warn!(
+                        "trace pipeline: cannot export a batch of {count} span(s) ({why}); retrying in {wait:?} \
+                         (attempt {attempt}; new spans wait in Redis meanwhile)"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.wait_for(|stopped| *stopped) => return Vec::new(),
+                    }
                 }
             }
         }
@@ -307,7 +320,7 @@ async fn acknowledge(
 async fn upkeep(
     settings: TracePipelineSettings,
     me: String,
-    exporter: Exporter,
+    outlet: Outlet,
     mut control: MultiplexedConnection,
     shared: Arc<Mutex<Shared>>,
     stop: watch::Receiver<bool>,
@@ -322,19 +335,27 @@ async fn upkeep(
         tokio::select! {
             _ = health.tick() => {
                 let snapshot = snapshot(&mut control, &settings).await?;
+                outlet.metrics.stream_length.set(snapshot.length as i64);
+                outlet.metrics.group_pending.set(snapshot.group_pending.unwrap_or_default() as i64);
+                if let Some(lag) = snapshot.group_lag {
+                    outlet.metrics.group_lag.set(lag as i64);
+                }
                 shared.lock().unwrap_or_else(|e| e.into_inner()).stream = Some(snapshot);
             }
             // Trim and housekeeping failures are retried at their next tick; only the health
             // check decides that the connection is gone.
             _ = trim.tick() => {
                 if let Some(retention) = settings.retention {
-                    if let Err(error) = trim_stream(&mut control, &settings, retention).await {
-                        tracing::warn!("trace pipeline: {error}; trying again in {TRIM_EVERY:?}");
+                    match trim_stream(&mut control, &settings, retention).await {
+                        Ok(removed) => outlet.metrics.entries_trimmed.inc_by(removed),
+                        Err(error) => tracing::warn!(
+                            "trace pipeline: {error}; trying again in {TRIM_EVERY:?}"
+                        ),
                     }
                 }
             }
             _ = housekeeping.tick() => {
-                let done = match reclaim(&mut control, &settings, &me, &exporter, &stop).await {
+                let done = match reclaim(&mut control, &settings, &me, &outlet, &stop).await {
                     Ok(()) => reap(&mut control, &settings, &me).await,
                     failed => failed,
                 };
@@ -376,16 +397,18 @@ async fn snapshot(
             .and_then(|v| redis::from_redis_value::<String>(v).ok())
             .unwrap_or_default(),
         group_pending: group.as_ref().map(|g| g.pending as u64),
+        group_lag: group.as_ref().and_then(|g| g.lag).map(|lag| lag as u64),
         group_last_delivered_id: group.map(|g| g.last_delivered_id),
     })
 }
 
-/// `XTRIM MINID ~ <now - retention>`: entry ids are their arrival times in ms.
+/// `XTRIM MINID ~ <now - retention>`: entry ids are their arrival times in ms. The number of
+/// entries removed.
 async fn trim_stream(
     control: &mut MultiplexedConnection,
     settings: &TracePipelineSettings,
     retention: Duration,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -404,7 +427,7 @@ async fn trim_stream(
             settings.stream
         );
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Entries another consumer was given and never acknowledged (it died mid-batch): taken over
@@ -413,7 +436,7 @@ async fn reclaim(
     control: &mut MultiplexedConnection,
     settings: &TracePipelineSettings,
     me: &str,
-    exporter: &Exporter,
+    outlet: &Outlet,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), String> {
     let pending: StreamPendingCountReply = redis::cmd("XPENDING")
@@ -433,6 +456,7 @@ async fn reclaim(
         .partition(|p| p.times_delivered >= MAX_DELIVERIES);
     let dead: Vec<String> = dead.into_iter().map(|p| p.id).collect();
     if !dead.is_empty() {
+        (outlet.metrics).dropped(TraceDrop::Undeliverable, dead.len() as u64);
         tracing::warn!(
             "trace pipeline: dropping {} entries after {MAX_DELIVERIES} deliveries: {dead:?}",
             dead.len()
@@ -452,7 +476,7 @@ async fn reclaim(
         .await
         .map_err(|e| format!("XCLAIM failed: {e}"))?;
     let count = claimed.ids.len();
-    let done = deliver(exporter, stop, claimed.ids).await;
+    let done = outlet.deliver(stop, claimed.ids).await;
     acknowledge(control, settings, &done).await?;
     if count > 0 {
         tracing::info!("trace pipeline: took over {count} entries stuck with a departed consumer");
@@ -499,4 +523,62 @@ async fn reap(
 fn backoff(first: Duration, attempt: u32) -> Duration {
     let doublings = attempt.saturating_sub(1).min(5);
     (first * 2u32.pow(doublings)).min(RETRY_MAX)
+}
+
+/// How the consumer reaches Redis: through the redis crate, or over TLS when the URL says
+/// `rediss://` or a `REDIS_TLS_*` variable is set (the reference's rule). The TLS handshake is
+/// the pipeline's own (`super::tls`); the redis crate then speaks over that stream.
+struct RedisLink {
+    client: redis::Client,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl RedisLink {
+    fn new(url: &str, tls: &ClientTls) -> Result<RedisLink, String> {
+        let secure = url
+            .get(..9)
+            .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"));
+        // The redis crate parses the rest of the URL (password, database) as it would.
+        let plain = match secure {
+            true => format!("redis://{}", &url[9..]),
+            false => url.to_owned(),
+        };
+        let client = redis::Client::open(plain)
+            .map_err(|e| format!("REDIS_URL is not a Redis URL ({e})"))?;
+        let tls = match secure || tls.given() {
+            true => Some(Arc::new(super::tls::config(tls).map_err(|e| {
+                format!("cannot set up TLS to Redis (REDIS_TLS_*): {e}")
+            })?)),
+            false => None,
+        };
+        if tls.is_some() && !matches!(client.get_connection_info().addr(), ConnectionAddr::Tcp(..))
+        {
+            return Err("TLS to Redis needs a host and port in REDIS_URL".into());
+        }
+        Ok(RedisLink { client, tls })
+    }
+
+    /// A new connection whose commands time out after `response`.
+    async fn open(&self, response: Duration) -> RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(response));
+        let (Some(tls), ConnectionAddr::Tcp(host, port)) =
+            (&self.tls, self.client.get_connection_info().addr())
+        else {
+            return self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await;
+        };
+        let handshake = super::tls::connect(tls.clone(), host, *port);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        let settings = self.client.get_connection_info().redis_settings();
+        let (connection, driver) =
+            MultiplexedConnection::new_with_config(settings, stream, config).await?;
+        tokio::spawn(driver);
+        Ok(connection)
+    }
 }

@@ -10,6 +10,7 @@ mod consumer;
 mod event;
 mod export;
 mod tempo;
+mod tls;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::config::{TelemetryProtocol, TracePipelineSettings};
+use crate::metrics::TraceMetrics;
 use crate::store::redact_url;
 pub use tempo::{CompletedTrace, LookupError};
 
@@ -53,6 +55,8 @@ pub struct StreamSnapshot {
     pub length: u64,
     pub last_entry_id: String,
     pub group_pending: Option<u64>,
+    /// Entries not yet delivered to the group (Redis 7 and later say).
+    pub group_lag: Option<u64>,
     pub group_last_delivered_id: Option<String>,
 }
 
@@ -77,10 +81,14 @@ pub struct TracePipeline {
 }
 
 impl TracePipeline {
-    /// Starts the consumer thread. Redis and the collector being down are the thread's
-    /// business; only a thread that cannot be started is an error.
-    pub fn start(settings: TracePipelineSettings) -> Result<Arc<TracePipeline>, String> {
-        let tempo = match tempo::Tempo::new(&settings.tempo_url) {
+    /// Starts the consumer thread, which counts what it does in `metrics`. Redis and the
+    /// collector being down (or their certificates not trusted) are the thread's business; only
+    /// a thread that cannot be started is an error.
+    pub fn start(
+        settings: TracePipelineSettings,
+        metrics: TraceMetrics,
+    ) -> Result<Arc<TracePipeline>, String> {
+        let tempo = match tempo::Tempo::new(&settings.tempo_url, &settings.tempo_tls) {
             Ok(tempo) => Some(tempo),
             Err(error) => {
                 tracing::warn!(
@@ -103,7 +111,15 @@ impl TracePipeline {
             (settings.clone(), consumer_name.clone(), shared.clone());
         std::thread::Builder::new()
             .name("trace-pipeline".into())
-            .spawn(move || consume(thread_settings, thread_name, thread_shared, stopped))
+            .spawn(move || {
+                consume(
+                    thread_settings,
+                    thread_name,
+                    thread_shared,
+                    metrics,
+                    stopped,
+                )
+            })
             .map_err(|e| format!("cannot start the trace pipeline's thread: {e}"))?;
         tracing::info!(
             "trace pipeline: consuming {} from {} in group {}, exporting over OTLP/{} to {}; \
@@ -226,6 +242,7 @@ fn consume(
     settings: TracePipelineSettings,
     consumer_name: String,
     shared: Arc<Mutex<Shared>>,
+    metrics: TraceMetrics,
     stop: watch::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -239,12 +256,17 @@ fn consume(
         }
     };
     runtime.block_on(async move {
-        match export::Exporter::new(&settings.endpoint, settings.protocol) {
+        let exporter = export::Exporter::new(
+            &settings.endpoint,
+            settings.protocol,
+            &settings.telemetry_tls,
+        );
+        match exporter {
             Ok(exporter) => {
                 let consumer = consumer::Consumer {
                     settings,
                     consumer_name,
-                    exporter,
+                    outlet: consumer::Outlet { exporter, metrics },
                     shared,
                     stop,
                 };
@@ -296,7 +318,7 @@ mod tests {
 
     #[test]
     fn info_never_shows_the_redis_password() {
-        let pipeline = TracePipeline::start(TracePipelineSettings {
+        let settings = TracePipelineSettings {
             redis_url: "redis://:s3cret@127.0.0.1:9/0".into(),
             stream: "mesh:trace".into(),
             consumer_group: "g".into(),
@@ -307,8 +329,12 @@ mod tests {
             protocol: TelemetryProtocol::Http,
             protocol_name: "http".into(),
             tempo_url: "http://127.0.0.1:9".into(),
-        })
-        .expect("started");
+            redis_tls: Default::default(),
+            telemetry_tls: Default::default(),
+            tempo_tls: Default::default(),
+        };
+        let pipeline = TracePipeline::start(settings, TraceMetrics::register(&Default::default()))
+            .expect("started");
         let info = pipeline.info();
         pipeline.stop();
         assert_eq!(info["config"]["redis_url"], "redis://:***@127.0.0.1:9/0");

@@ -7,6 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::config::ClientTls;
+use crate::telemetry::error_chain;
+
 /// The reference's client waits this long for Tempo.
 const TEMPO_TIMEOUT: Duration = Duration::from_secs(30);
 /// A Tempo answer larger than this is not read (a trace of tens of thousands of spans).
@@ -27,12 +30,15 @@ pub enum LookupError {
 }
 
 impl Tempo {
-    pub fn new(base: &str) -> Result<Tempo, String> {
+    /// Tempo at `base`; `tls` says whom an `https://` Tempo must be (`TEMPO_TLS_*`).
+    pub fn new(base: &str, tls: &ClientTls) -> Result<Tempo, String> {
+        let client = reqwest::Client::builder().timeout(TEMPO_TIMEOUT);
+        let client = match base.to_ascii_lowercase().starts_with("https://") {
+            true => client.use_preconfigured_tls(super::tls::config(tls)?),
+            false => client,
+        };
         Ok(Tempo {
-            client: reqwest::Client::builder()
-                .timeout(TEMPO_TIMEOUT)
-                .build()
-                .map_err(|e| e.to_string())?,
+            client: client.build().map_err(|e| e.to_string())?,
             base: base.trim_end_matches('/').to_owned(),
         })
     }
@@ -48,7 +54,8 @@ impl Tempo {
             return Err(LookupError::NotFound);
         }
         let url = format!("{}/api/traces/{normalized}", self.base);
-        let failed = |e: reqwest::Error| LookupError::Failed(format!("GET {url}: {e}"));
+        let failed =
+            |e: reqwest::Error| LookupError::Failed(format!("GET {url}: {}", error_chain(&e)));
         let mut response = self.client.get(&url).send().await.map_err(failed)?;
         match response.status().as_u16() {
             200 => {}

@@ -39,7 +39,7 @@ fn samples(text: &str) -> Vec<Sample> {
 }
 
 /// The value of the one series named `name` with exactly these labels.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut wanted: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -67,7 +67,7 @@ async fn scrape_at(app: &TestApp, base: &str) -> String {
     response.text().await.unwrap()
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     scrape_at(app, &app.address).await
 }
 
@@ -254,6 +254,141 @@ async fn metrics_follow_a_scripted_job_sequence(backend: Backend) {
         value(&text, "mesh_registry_jobs", &[("status", "failed")]),
         Some(1.0)
     );
+}
+
+/// A histogram's `_count`, `_sum` and the cumulative count of each bucket `le` asked for.
+fn histogram(text: &str, name: &str, labels: &[(&str, &str)], les: &[&str]) -> Vec<f64> {
+    let at = |suffix: &str, extra: Option<(&str, &str)>| {
+        let mut labels = labels.to_vec();
+        labels.extend(extra);
+        value(text, &format!("{name}{suffix}"), &labels)
+            .unwrap_or_else(|| panic!("{name}{suffix} {labels:?} in\n{text}"))
+    };
+    let mut read = vec![at("_count", None), at("_sum", None)];
+    read.extend(les.iter().map(|le| at("_bucket", Some(("le", le)))));
+    read
+}
+
+/// Claims `id` (the only claimable job of capability `c`) for `worker`.
+async fn claim_only(app: &TestApp, id: &str, worker: &str) {
+    let claimed = app.claim("c", worker).await.expect("a job to claim");
+    assert_eq!(claimed["id"], id);
+}
+
+async fn release(app: &TestApp, id: &str, worker: &str) {
+    let released = app
+        .post(
+            &format!("/jobs/{id}/release"),
+            &json!({"instance_id": worker}),
+        )
+        .await;
+    assert_eq!(released.status(), 200);
+}
+
+async fn finish(app: &TestApp, id: &str, status: &str) {
+    let batch = app
+        .delta("worker", json!({"id": id, "status": status}))
+        .await;
+    assert_eq!(batch["accepted"], 1, "{batch}");
+}
+
+async fn cancel(app: &TestApp, id: &str) {
+    let cancelled = app
+        .post(&format!("/jobs/{id}/cancel"), &json!({"reason": "no"}))
+        .await;
+    assert_eq!(cancelled.status(), 200);
+}
+
+// Claim wait: since submission, or since the job last went back to the queue. Run time: from
+// the claim to the end. Each is scripted by dating the row (no sleeping); rows without the
+// times (written before the columns existed) are counted but not measured.
+on_both_backends!(claim_wait_and_run_time_follow_a_scripted_job_sequence);
+async fn claim_wait_and_run_time_follow_a_scripted_job_sequence(backend: Backend) {
+    let app = spawn_app(backend).await;
+    register_worker(&app, "worker").await;
+    let retried = json!({"max_retries": 3});
+
+    // Submitted 45 s ago; claimed now, run for 200 s, completed.
+    let completed = app.submit("c").await;
+    let ago = |seconds: i64| Set::SecondsFromNow(-seconds);
+    app.set_job_columns(&completed, &[("submitted_at", ago(45))])
+        .await;
+    claim_only(&app, &completed, "worker").await;
+    app.set_job_columns(&completed, &[("claimed_at", ago(200))])
+        .await;
+    finish(&app, &completed, "completed").await;
+    // Claimed at once, run for 2000 s, failed.
+    let failed = app.submit("c").await;
+    claim_only(&app, &failed, "worker").await;
+    app.set_job_columns(&failed, &[("claimed_at", ago(2000))])
+        .await;
+    finish(&app, &failed, "failed").await;
+    // Claimed at once, released; back in the queue 20 s (submitted long before), claimed
+    // again, cancelled 7 s into that claim.
+    let cancelled = app.submit_with("c", retried.clone()).await;
+    claim_only(&app, &cancelled, "worker").await;
+    release(&app, &cancelled, "worker").await;
+    let requeued = [("submitted_at", ago(5000)), ("requeued_at", ago(20))];
+    app.set_job_columns(&cancelled, &requeued).await;
+    claim_only(&app, &cancelled, "worker").await;
+    app.set_job_columns(&cancelled, &[("claimed_at", ago(7))])
+        .await;
+    cancel(&app, &cancelled).await;
+
+    // Not measured: a job requeued and claimed before requeue times were kept, a claim made
+    // before claim times were, a pinned job (never claimed), a job cancelled in the queue.
+    let old = app.submit_with("c", retried.clone()).await;
+    claim_only(&app, &old, "worker").await;
+    release(&app, &old, "worker").await;
+    app.set_job_columns(&old, &[("requeued_at", Set::Null)])
+        .await;
+    claim_only(&app, &old, "worker").await;
+    app.set_job_columns(&old, &[("claimed_at", Set::Null)])
+        .await;
+    finish(&app, &old, "completed").await;
+    let pinned = app
+        .submit_with("elsewhere", json!({"owner_instance_id": "worker"}))
+        .await;
+    finish(&app, &pinned, "completed").await;
+    let queued = app.submit_with("c", retried).await;
+    claim_only(&app, &queued, "worker").await;
+    release(&app, &queued, "worker").await;
+    cancel(&app, &queued).await;
+
+    let text = scrape(&app).await;
+    assert_eq!(
+        value(&text, "mesh_registry_job_claims_total", &[]),
+        Some(7.0)
+    );
+    // Six measured waits: 45 s, 20 s and four of about nothing.
+    let wait = histogram(
+        &text,
+        "mesh_registry_job_claim_wait_seconds",
+        &[],
+        &["10", "30", "60", "+Inf"],
+    );
+    assert_eq!(wait[0], 6.0, "count");
+    assert!((65.0..75.0).contains(&wait[1]), "sum {}", wait[1]);
+    assert_eq!(wait[2..], [4.0, 5.0, 6.0, 6.0], "buckets 10, 30, 60, +Inf");
+    let run = "mesh_registry_job_run_duration_seconds";
+    for (outcome, ran, below, within) in [
+        ("completed", 200.0, "120", "300"),
+        ("failed", 2000.0, "1800", "3600"),
+        ("cancelled", 7.0, "5", "10"),
+    ] {
+        let read = histogram(&text, run, &[("outcome", outcome)], &[below, within]);
+        assert_eq!(read[0], 1.0, "{outcome}: count");
+        assert!(
+            (ran..ran + 10.0).contains(&read[1]),
+            "{outcome}: sum {}",
+            read[1]
+        );
+        assert_eq!(
+            read[2..],
+            [0.0, 1.0],
+            "{outcome}: buckets {below}, {within}"
+        );
+    }
 }
 
 on_both_backends!(a_parked_long_poll_is_counted_while_it_waits);

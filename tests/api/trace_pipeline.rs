@@ -1,7 +1,9 @@
 //! The distributed-trace pipeline (`MCP_MESH_DISTRIBUTED_TRACING_ENABLED`) against real things:
 //! a `redis-server` of the test's own, spans XADDed to `mesh:trace` as the agents' runtimes
 //! write them, an in-test OTLP/HTTP collector that decodes what it gets, and a fake Tempo HTTP
-//! API for `GET /trace/{id}`. The pipeline touches no database: these run on the embedded one.
+//! API for `GET /trace/{id}`; each of them over TLS too, with certificates made in the test.
+//! What the pipeline does is counted in `GET /metrics`. The pipeline touches no database: these
+//! run on the embedded one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,15 +12,17 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use base64::Engine;
-use mesh_registry::config::{TelemetryProtocol, TracePipelineSettings};
+use mesh_registry::config::{ClientTls, TelemetryProtocol, TracePipelineSettings};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 
+use crate::helpers::certs::{server_config, Issued, TestCa};
 use crate::helpers::{
     otlp_attribute, spawn_app_with, stays_for, within, Backend, GrpcCollector, OtlpReceiver,
     RedisServer, TestApp,
 };
+use crate::metrics::{scrape, value};
 use crate::namespace::GoRegistry;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -36,7 +40,19 @@ fn settings(redis: &RedisServer, collector: &OtlpReceiver, group: &str) -> Trace
         protocol: TelemetryProtocol::Http,
         protocol_name: "http".into(),
         tempo_url: "http://127.0.0.1:9".into(),
+        redis_tls: ClientTls::default(),
+        telemetry_tls: ClientTls::default(),
+        tempo_tls: ClientTls::default(),
     }
+}
+
+/// The sum of one series over several replicas' `GET /metrics`.
+async fn fleet_total(apps: &[&TestApp], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut total = 0.0;
+    for app in apps {
+        total += value(&scrape(app).await, name, labels).unwrap_or_else(|| panic!("{name}"));
+    }
+    total
 }
 
 async fn traced_app(settings: TracePipelineSettings) -> TestApp {
@@ -292,7 +308,35 @@ async fn replicas_in_one_group_export_each_span_once() {
             stats,
             json!({"enabled": true, "stats_available": false, "reason": "statistics collection not enabled"})
         );
+        // The stream's figures in the metrics too, each replica seeing the whole stream.
+        within(WAIT, "the stream's figures in the metrics", || async {
+            let text = scrape(app).await;
+            let at = |name| value(&text, name, &[]);
+            at("mesh_registry_trace_stream_length") == Some(62.0)
+                && at("mesh_registry_trace_group_pending") == Some(0.0)
+                && at("mesh_registry_trace_group_lag") == Some(0.0)
+                && at("mesh_registry_trace_redis_connected") == Some(1.0)
+        })
+        .await;
     }
+    // What the replicas read, exported and dropped adds up to the stream, whoever read what:
+    // 62 entries, 50 spans (the 10 span_start entries are halves), 2 malformed.
+    let fleet = [&a, &b];
+    let total = |name, labels| fleet_total(&fleet, name, labels);
+    assert_eq!(
+        total("mesh_registry_trace_entries_read_total", &[]).await,
+        62.0
+    );
+    assert_eq!(
+        total("mesh_registry_trace_spans_exported_total", &[]).await,
+        50.0
+    );
+    let dropped = "mesh_registry_trace_entries_dropped_total";
+    assert_eq!(total(dropped, &[("reason", "malformed")]).await, 2.0);
+    assert_eq!(total(dropped, &[("reason", "refused")]).await, 0.0);
+    let exports = "mesh_registry_trace_export_duration_seconds_count";
+    assert!(total(exports, &[("outcome", "exported")]).await >= 1.0);
+    assert_eq!(total(exports, &[("outcome", "unavailable")]).await, 0.0);
     drop((a, b));
     collector.stop().await;
 }
@@ -319,6 +363,103 @@ async fn a_collector_that_refuses_gets_the_same_spans_again_once() {
     })
     .await;
     assert_eq!(collector.spans().len(), 5, "each span once");
+    // Two exports the collector turned away, then those it took (the spans may have been read
+    // in more than one batch).
+    let text = scrape(&app).await;
+    let exports = |outcome| {
+        let labels = [("outcome", outcome)];
+        value(
+            &text,
+            "mesh_registry_trace_export_duration_seconds_count",
+            &labels,
+        )
+    };
+    assert_eq!(exports("unavailable"), Some(2.0));
+    assert!(exports("exported") >= Some(1.0));
+    assert_eq!(
+        value(&text, "mesh_registry_trace_spans_exported_total", &[]),
+        Some(5.0)
+    );
+    drop(app);
+    collector.stop().await;
+}
+
+#[actix_web::test]
+async fn a_collector_that_refuses_for_good_drops_the_batch_and_says_so() {
+    let redis = RedisServer::start().await;
+    let collector = OtlpReceiver::start();
+    collector.reject_next(1);
+    // Written before the registry reads: one batch.
+    let mut conn = redis.connection().await;
+    for span in 0..3 {
+        publish(&mut conn, &python_span(8, span, None, true)).await;
+    }
+    let app = traced_app(settings(&redis, &collector, "refused")).await;
+    within(WAIT, "the batch refused and acknowledged", || async {
+        let text = scrape(&app).await;
+        let labels = [("reason", "refused")];
+        value(&text, "mesh_registry_trace_entries_dropped_total", &labels) == Some(3.0)
+            && pending(&mut redis.connection().await, "refused").await == 0
+    })
+    .await;
+    let text = scrape(&app).await;
+    let labels = [("outcome", "refused")];
+    assert_eq!(
+        value(
+            &text,
+            "mesh_registry_trace_export_duration_seconds_count",
+            &labels
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "mesh_registry_trace_spans_exported_total", &[]),
+        Some(0.0)
+    );
+    assert!(collector.spans().is_empty());
+    drop(app);
+    collector.stop().await;
+}
+
+/// Entries older than the retention are trimmed, and counted. Redis trims whole nodes of the
+/// stream (`XTRIM MINID ~`): with nodes of 10 entries, 25 old entries then 5 new make two whole
+/// nodes of old ones.
+#[actix_web::test]
+async fn old_entries_are_trimmed_and_counted() {
+    let redis = RedisServer::start_with_options(&["--stream-node-max-entries", "10"]).await;
+    let collector = OtlpReceiver::start();
+    let mut conn = redis.connection().await;
+    let start = |n: usize| {
+        vec![
+            ("event_type", "span_start".to_owned()),
+            ("n", n.to_string()),
+        ]
+    };
+    for n in 1..=25 {
+        let mut xadd = redis::cmd("XADD");
+        // Ids are arrival times in ms: these arrived in 1970.
+        xadd.arg("mesh:trace").arg(format!("1000-{n}"));
+        for (key, value) in start(n) {
+            xadd.arg(key).arg(value);
+        }
+        let _: String = xadd.query_async(&mut conn).await.expect("XADD");
+    }
+    for n in 0..5 {
+        publish(&mut conn, &start(n)).await;
+    }
+    let app = traced_app(settings(&redis, &collector, "trim")).await;
+    within(WAIT, "the trim counted", || async {
+        let text = scrape(&app).await;
+        value(&text, "mesh_registry_trace_entries_trimmed_total", &[]) == Some(20.0)
+            && value(&text, "mesh_registry_trace_stream_length", &[]) == Some(10.0)
+    })
+    .await;
+    let length: u64 = redis::cmd("XLEN")
+        .arg("mesh:trace")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(length, 10);
     drop(app);
     collector.stop().await;
 }
@@ -357,12 +498,21 @@ async fn redis_going_away_never_touches_job_dispatch() {
     .await;
     assert_eq!(dispatch(&app, 10).await, 10);
 
+    let connected = |text: &str| value(text, "mesh_registry_trace_redis_connected", &[]);
+    assert_eq!(connected(&scrape(&app).await), Some(1.0));
+
     redis.kill();
     assert_eq!(dispatch(&app, 20).await, 20, "Redis down: jobs still move");
     within(WAIT, "the status to say Redis is gone", || async {
         let status: Value = app.get("/trace/status").await.json().await.unwrap();
         status["consumer"]["connection_state"] != "connected"
             && status["consumer"]["last_error"].is_string()
+    })
+    .await;
+    let reconnects = |text: &str| value(text, "mesh_registry_trace_redis_reconnects_total", &[]);
+    within(WAIT, "the attempts to reconnect counted", || async {
+        let text = scrape(&app).await;
+        connected(&text) == Some(0.0) && reconnects(&text) >= Some(1.0)
     })
     .await;
 
@@ -391,6 +541,15 @@ struct FakeTempo {
 
 impl FakeTempo {
     fn start() -> FakeTempo {
+        FakeTempo::start_on(None)
+    }
+
+    /// Over HTTPS (`server_config`).
+    fn start_tls(tls: rustls::ServerConfig) -> FakeTempo {
+        FakeTempo::start_on(Some(tls))
+    }
+
+    fn start_on(tls: Option<rustls::ServerConfig>) -> FakeTempo {
         let traces: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
         let requests: Arc<AtomicUsize> = Arc::default();
         let (held, counted) = (traces.clone(), requests.clone());
@@ -413,15 +572,18 @@ impl FakeTempo {
                 }),
             )
         })
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
+        .workers(1);
+        let (server, scheme) = match tls {
+            None => (server.bind(("127.0.0.1", 0)), "http"),
+            Some(tls) => (server.bind_rustls_0_23(("127.0.0.1", 0), tls), "https"),
+        };
+        let server = server.expect("bind");
         let port = server.addrs()[0].port();
         let server = server.run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
         FakeTempo {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             traces,
             requests,
             server: handle,
@@ -685,4 +847,187 @@ async fn spans_go_out_over_grpc_by_default() {
     drop(app);
     collector.stop();
     unused.stop().await;
+}
+
+/// Certificates for the TLS tests, in a directory of the test's own: a CA, a server certificate
+/// for 127.0.0.1 (Redis, the collector and Tempo all serve it), and a client certificate for the
+/// registry (Redis asks for one).
+struct Pki {
+    directory: std::path::PathBuf,
+    ca: TestCa,
+    server: Issued,
+    client: Issued,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let directory = std::env::temp_dir().join(format!(
+            "mesh-registry-trace-tls-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let ca = TestCa::new(&directory, "pipeline-ca");
+        let server = ca.server("server", &["127.0.0.1", "localhost"]);
+        let client = ca.client("registry", "registry");
+        Pki {
+            directory,
+            ca,
+            server,
+            client,
+        }
+    }
+
+    /// Trusting this CA (and, for Redis, presenting the registry's certificate).
+    fn trusted(&self, with_identity: bool) -> ClientTls {
+        ClientTls {
+            ca: Some(self.ca.certificate.clone()),
+            identity: with_identity
+                .then(|| (self.client.certificate.clone(), self.client.key.clone())),
+            skip_verify: false,
+        }
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// Redis over `rediss://` (with a client certificate), the collector over HTTPS as the reference
+/// reaches it (`host:port`, turned to TLS by `TELEMETRY_TLS_CA`), Tempo over HTTPS: the spans go
+/// through and the trace comes back.
+#[actix_web::test]
+async fn the_pipeline_speaks_tls_to_redis_the_collector_and_tempo() {
+    let pki = Pki::new();
+    let redis = RedisServer::start_tls(&pki.server, &pki.ca.certificate).await;
+    let collector = OtlpReceiver::start_tls(server_config(&pki.server, &[]));
+    let tempo = FakeTempo::start_tls(server_config(&pki.server, &[]));
+    let mut pipeline = settings(&redis, &collector, "tls");
+    pipeline.redis_url = redis.tls_url();
+    pipeline.redis_tls = pki.trusted(true);
+    assert!(!collector.endpoint().contains("://"));
+    pipeline.telemetry_tls = pki.trusted(false);
+    pipeline.tempo_url = tempo.url.clone();
+    pipeline.tempo_tls = pki.trusted(false);
+    let app = traced_app(pipeline).await;
+    let mut conn = redis.connection().await;
+    for span in 0..3 {
+        publish(
+            &mut conn,
+            &python_span(77, span, (span > 0).then_some(0), true),
+        )
+        .await;
+    }
+    within(WAIT, "3 spans exported over TLS", || {
+        let exported = collector.spans().len();
+        async move { exported == 3 }
+    })
+    .await;
+    let status: Value = app.get("/trace/status").await.json().await.unwrap();
+    assert_eq!(status["consumer"]["connection_state"], "connected");
+    within(WAIT, "every entry acknowledged", || {
+        let mut conn = conn.clone();
+        async move { pending(&mut conn, "tls").await == 0 }
+    })
+    .await;
+    tempo.hold(&trace_id(77), &collector.spans());
+    let response = app.get(&format!("/trace/{}", trace_id(77))).await;
+    assert_eq!(response.status(), 200);
+    let trace: Value = response.json().await.unwrap();
+    assert_eq!(trace["SpanCount"], 3);
+    drop(app);
+    tempo.server.stop(true).await;
+    collector.stop().await;
+}
+
+/// OTLP over gRPC to an `https://` endpoint: HTTP/2 over TLS.
+#[actix_web::test]
+async fn spans_go_out_over_grpc_with_tls() {
+    let pki = Pki::new();
+    let redis = RedisServer::start().await;
+    let collector = GrpcCollector::start_tls(server_config(&pki.server, &[b"h2"])).await;
+    let unused = OtlpReceiver::start();
+    let mut pipeline = settings(&redis, &unused, "grpc-tls");
+    pipeline.endpoint = format!("https://{}", collector.endpoint);
+    pipeline.protocol = TelemetryProtocol::Grpc;
+    pipeline.protocol_name = "grpc".into();
+    pipeline.telemetry_tls = pki.trusted(false);
+    let app = traced_app(pipeline).await;
+    let mut conn = redis.connection().await;
+    for span in 0..2 {
+        publish(&mut conn, &python_span(6, span, None, true)).await;
+    }
+    within(WAIT, "2 spans over gRPC with TLS", || {
+        let exported = collector.spans().len();
+        async move { exported >= 2 }
+    })
+    .await;
+    assert_eq!(collector.spans().len(), 2);
+    drop(app);
+    collector.stop();
+    unused.stop().await;
+}
+
+/// A registry that does not trust the certificates it is shown (it knows the public web's CAs
+/// only): Redis's handshake fails and the status (as the log) says why, the collector gets no
+/// span and Tempo no question; jobs move all the while.
+#[actix_web::test]
+async fn untrusted_certificates_are_reported_and_never_touch_job_dispatch() {
+    let pki = Pki::new();
+    let redis = RedisServer::start_tls(&pki.server, &pki.ca.certificate).await;
+    let collector = OtlpReceiver::start_tls(server_config(&pki.server, &[]));
+    let tempo = FakeTempo::start_tls(server_config(&pki.server, &[]));
+    let mut pipeline = settings(&redis, &collector, "untrusted");
+    pipeline.redis_url = redis.tls_url();
+    pipeline.endpoint = collector.url.clone();
+    pipeline.tempo_url = tempo.url.clone();
+    // The same collector behind a Redis that works: the spans are read, never exported.
+    let mut readable = pipeline.clone();
+    readable.redis_url = redis.url();
+    let exporting = traced_app(readable).await;
+    let app = traced_app(pipeline).await;
+    let mut conn = redis.connection().await;
+    publish(&mut conn, &python_span(3, 0, None, true)).await;
+    assert_eq!(dispatch(&app, 5).await, 5);
+    within(WAIT, "the failed handshake in the status", || async {
+        let status: Value = app.get("/trace/status").await.json().await.unwrap();
+        let error = status["consumer"]["last_error"]
+            .as_str()
+            .unwrap_or_default();
+        status["consumer"]["connection_state"] == "failed"
+            && error.contains("invalid peer certificate")
+            && error.contains("UnknownIssuer")
+    })
+    .await;
+    assert_eq!(dispatch(&app, 5).await, 5, "jobs move while TLS fails");
+    tempo.hold(&trace_id(1), &[]);
+    let response = app.get(&format!("/trace/{}", trace_id(1))).await;
+    assert_eq!(response.status(), 404, "an untrusted Tempo is not read");
+    assert_eq!(tempo.requests.load(Ordering::SeqCst), 0);
+    let text = scrape(&app).await;
+    assert_eq!(
+        value(&text, "mesh_registry_trace_redis_connected", &[]),
+        Some(0.0)
+    );
+    assert_eq!(app.get("/health").await.status(), 200);
+    within(WAIT, "the export failing", || async {
+        let text = scrape(&exporting).await;
+        let labels = [("outcome", "unavailable")];
+        value(
+            &text,
+            "mesh_registry_trace_export_duration_seconds_count",
+            &labels,
+        ) >= Some(1.0)
+    })
+    .await;
+    assert_eq!(dispatch(&exporting, 5).await, 5);
+    assert!(collector.spans().is_empty());
+    assert_eq!(
+        pending(&mut conn, "untrusted").await,
+        1,
+        "the span waits in Redis"
+    );
+    drop((app, exporting));
+    tempo.server.stop(true).await;
+    collector.stop().await;
 }

@@ -11,7 +11,7 @@ use rusqlite::{named_params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::EmbeddedStore;
-use super::{decode, encode, json, micros, now_micros, time_of, timestamp, uuid};
+use super::{decode, elapsed, encode, json, micros, now_micros, time_of, timestamp, uuid};
 use crate::domain::jobs::{last_heartbeat, merge_recv_cursor, poll_lease, JobState, TakenBack};
 use crate::store::model::job_weight;
 use crate::store::JobPage;
@@ -173,11 +173,12 @@ impl JobStore for EmbeddedStore {
                         Ok((
                             row.get::<_, Option<String>>("owner_instance_id")?,
                             row.get::<_, i64>("event_seq")?,
+                            elapsed(row.get("ran_micros")?),
                         ))
                     },
                 )
                 .optional()?;
-            let Some((previous_owner, seq)) = cancelled else {
+            let Some((previous_owner, seq, ran)) = cancelled else {
                 return Ok(match job_state(db, job_id)? {
                     None => CancelOutcome::NotFound,
                     Some(_) => CancelOutcome::Terminal,
@@ -189,6 +190,7 @@ impl JobStore for EmbeddedStore {
             Ok(CancelOutcome::Cancelled {
                 job_id,
                 previous_owner,
+                ran,
             })
         })
         .await
@@ -239,7 +241,7 @@ fn claim_next(db: &Connection, call: ClaimCall) -> Result<ClaimOutcome, StoreErr
         )
         .optional()?
         .transpose()?;
-    Ok(claimed.map_or(ClaimOutcome::NoWork, ClaimOutcome::Claimed))
+    Ok(claimed.unwrap_or(ClaimOutcome::NoWork))
 }
 
 /// An owner's delta (docs/state-machine.md#update): the guard (the domain's `delta_rejection`
@@ -270,7 +272,7 @@ fn apply_delta(db: &Connection, delta: DeltaUpdate) -> Result<DeltaOutcome, Stor
     let error = delta
         .error
         .filter(|_| delta.status == Some(JobStatus::Failed));
-    let (status, lease) = db
+    let (status, lease, ran) = db
         .prepare_cached(include_str!("sql/apply_delta.sql"))?
         .query_row(
             named_params! {
@@ -287,6 +289,7 @@ fn apply_delta(db: &Connection, delta: DeltaUpdate) -> Result<DeltaOutcome, Stor
                 Ok((
                     job_status(row),
                     row.get::<_, Option<i64>>("lease_expires_at")?,
+                    elapsed(row.get("ran_micros")?),
                 ))
             },
         )?;
@@ -296,7 +299,10 @@ fn apply_delta(db: &Connection, delta: DeltaUpdate) -> Result<DeltaOutcome, Stor
             claim_epoch: job.claim_epoch,
             lease_expires_at: time_of(lease),
         }),
-        _ => ClaimAfter::Ended(delta.job_id),
+        _ => ClaimAfter::Ended {
+            job_id: delta.job_id,
+            ran,
+        },
     }))
 }
 
@@ -405,15 +411,18 @@ fn job_status(row: &Row) -> Result<JobStatus, StoreError> {
     JobStatus::parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("job status {raw:?}")))
 }
 
-fn claimed_from_row(row: &Row) -> Result<ClaimedJob, StoreError> {
-    Ok(ClaimedJob {
-        id: uuid(row, "job_id")?,
-        submitted_payload: submitted_payload(row)?,
-        attempt_count: row.get("attempt_count")?,
-        claim_epoch: row.get("claim_epoch")?,
-        lease_expires_at: timestamp(row, "lease_expires_at")?,
-        max_duration: row.get("max_duration")?,
-        recv_cursor: recv_cursor(row)?,
+fn claimed_from_row(row: &Row) -> Result<ClaimOutcome, StoreError> {
+    Ok(ClaimOutcome::Claimed {
+        job: ClaimedJob {
+            id: uuid(row, "job_id")?,
+            submitted_payload: submitted_payload(row)?,
+            attempt_count: row.get("attempt_count")?,
+            claim_epoch: row.get("claim_epoch")?,
+            lease_expires_at: timestamp(row, "lease_expires_at")?,
+            max_duration: row.get("max_duration")?,
+            recv_cursor: recv_cursor(row)?,
+        },
+        waited: elapsed(row.get("waited_micros")?),
     })
 }
 

@@ -382,6 +382,11 @@ fn duration_micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// A time span a statement measured, in microseconds; a clock stepped back reads as zero.
+fn elapsed(micros: Option<i64>) -> Option<Duration> {
+    micros.map(|micros| Duration::from_micros(micros.max(0) as u64))
+}
+
 fn time_of(micros: i64) -> SystemTime {
     if micros >= 0 {
         UNIX_EPOCH + Duration::from_micros(micros as u64)

@@ -179,6 +179,7 @@ impl JobStore for PgStore {
             return Ok(CancelOutcome::Cancelled {
                 job_id,
                 previous_owner: column(&row, "owner_instance_id")?,
+                ran: elapsed(&row, "ran_seconds")?,
             });
         }
         Ok(match job_state_on(&conn, job_id).await? {
@@ -340,15 +341,18 @@ pub(super) async fn claim_many_on(
     for row in &rows {
         let slot = column::<i64>(row, "caller")? as usize - 1;
         outcomes[slot] = match column::<Option<Uuid>>(row, "job_id")? {
-            Some(id) => ClaimOutcome::Claimed(ClaimedJob {
-                id,
-                submitted_payload: column::<Json<RawJson>>(row, "submitted_payload")?.0,
-                attempt_count: column(row, "attempt_count")?,
-                claim_epoch: column(row, "claim_epoch")?,
-                lease_expires_at: timestamp(row, "lease_expires_at")?,
-                max_duration: column(row, "max_duration")?,
-                recv_cursor: recv_cursor(row)?,
-            }),
+            Some(id) => ClaimOutcome::Claimed {
+                job: ClaimedJob {
+                    id,
+                    submitted_payload: column::<Json<RawJson>>(row, "submitted_payload")?.0,
+                    attempt_count: column(row, "attempt_count")?,
+                    claim_epoch: column(row, "claim_epoch")?,
+                    lease_expires_at: timestamp(row, "lease_expires_at")?,
+                    max_duration: column(row, "max_duration")?,
+                    recv_cursor: recv_cursor(row)?,
+                },
+                waited: elapsed(row, "waited_seconds")?,
+            },
             None if column(row, "gated")? => ClaimOutcome::Gated,
             None => ClaimOutcome::NoWork,
         };
@@ -465,8 +469,19 @@ fn claim_after(job_id: Uuid, row: &Row) -> Result<ClaimAfter, StoreError> {
             claim_epoch: column(row, "claim_epoch")?,
             lease_expires_at: lease.0,
         }),
-        _ => ClaimAfter::Ended(job_id),
+        _ => ClaimAfter::Ended {
+            job_id,
+            ran: elapsed(row, "ran_seconds")?,
+        },
     })
+}
+
+/// A time span the statement measured, in seconds. Its two ends may come from different
+/// transactions' clocks (`now()` is when a transaction began), so a span a little below zero
+/// is zero.
+fn elapsed(row: &Row, name: &str) -> Result<Option<Duration>, StoreError> {
+    Ok(column::<Option<f64>>(row, name)?
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds.max(0.0)).ok()))
 }
 
 /// Status, owner and epoch as they are now, read on the connection the caller holds: a miss

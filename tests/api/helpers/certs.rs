@@ -83,3 +83,20 @@ impl TestCa {
         issued
     }
 }
+
+/// A server's TLS configuration: it serves `certificate`, asks for no client certificate, and
+/// offers `alpn` (`h2` for gRPC).
+pub fn server_config(certificate: &Issued, alpn: &[&[u8]]) -> rustls::ServerConfig {
+    use mesh_registry::tls;
+    let mut config = rustls::ServerConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            tls::certificates(&certificate.certificate).expect("the certificate"),
+            tls::private_key(&certificate.key).expect("the key"),
+        )
+        .expect("a server configuration");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}

@@ -22,6 +22,8 @@ pub enum Set {
     SecondsFromNow(i64),
     /// A timestamp column to this instant, UTC to the second: `"2026-01-01T00:00:00Z"`.
     At(&'static str),
+    /// A nullable column to NULL (as a row written before the column existed).
+    Null,
 }
 
 /// What the rows to change are identified by.
@@ -112,6 +114,10 @@ impl Fixture {
                 for &(column, value) in columns {
                     let (column, n) = (identifier(column), params.len() + 1);
                     let (set, param): (String, Param) = match value {
+                        Set::Null => {
+                            sets.push(format!("{column} = NULL"));
+                            continue;
+                        }
                         Set::Int(v) => (format!("{column} = ${n}"), Box::new(v)),
                         Set::Add(v) => (format!("{column} = {column} + ${n}"), Box::new(v)),
                         Set::SecondsFromNow(s) => (
@@ -149,6 +155,10 @@ impl Fixture {
                 for &(column, value) in columns {
                     let (column, n) = (identifier(column), params.len() + 1);
                     let (set, param) = match value {
+                        Set::Null => {
+                            sets.push(format!("{column} = NULL"));
+                            continue;
+                        }
                         Set::Int(v) => (format!("{column} = ?{n}"), v),
                         Set::Add(v) => (format!("{column} = {column} + ?{n}"), v),
                         Set::SecondsFromNow(s) => {

@@ -1,11 +1,15 @@
 //! An OTLP receiver on a free port, as a collector: over HTTP (the protobuf of `/v1/traces`) or
-//! gRPC (the collector's `TraceService`), it decodes every export it gets and keeps it; over HTTP
-//! it can be told to refuse the next exports with 503, as a collector that is down or
-//! overloaded.
+//! gRPC (the collector's `TraceService`), plain or over TLS, it decodes every export it gets and
+//! keeps it; over HTTP it can be told to refuse the next exports with 503, as a collector that
+//! is down or overloaded.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
+use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -19,20 +23,30 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 pub struct OtlpReceiver {
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>`, or `https://` over TLS.
     pub url: String,
     exports: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-    refuse: Arc<AtomicUsize>,
+    /// The statuses the next exports are answered with, instead of taking them.
+    refusals: Arc<Mutex<VecDeque<StatusCode>>>,
     refused: Arc<AtomicUsize>,
     server: actix_web::dev::ServerHandle,
 }
 
 impl OtlpReceiver {
     pub fn start() -> OtlpReceiver {
+        OtlpReceiver::start_on(None)
+    }
+
+    /// Over TLS (`server_config`).
+    pub fn start_tls(tls: rustls::ServerConfig) -> OtlpReceiver {
+        OtlpReceiver::start_on(Some(tls))
+    }
+
+    fn start_on(tls: Option<rustls::ServerConfig>) -> OtlpReceiver {
         let exports: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
-        let refuse: Arc<AtomicUsize> = Arc::default();
+        let refusals: Arc<Mutex<VecDeque<StatusCode>>> = Arc::default();
         let refused: Arc<AtomicUsize> = Arc::default();
-        let (store, to_refuse, counted) = (exports.clone(), refuse.clone(), refused.clone());
+        let (store, to_refuse, counted) = (exports.clone(), refusals.clone(), refused.clone());
         let server = HttpServer::new(move || {
             let (store, to_refuse, counted) = (store.clone(), to_refuse.clone(), counted.clone());
             App::new().route(
@@ -41,12 +55,10 @@ impl OtlpReceiver {
                     let (store, to_refuse, counted) =
                         (store.clone(), to_refuse.clone(), counted.clone());
                     async move {
-                        let refusing = to_refuse
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                            .is_ok();
-                        if refusing {
+                        let refusal = to_refuse.lock().unwrap().pop_front();
+                        if let Some(status) = refusal {
                             counted.fetch_add(1, Ordering::SeqCst);
-                            return HttpResponse::ServiceUnavailable().finish();
+                            return HttpResponse::new(status);
                         }
                         let export =
                             ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
@@ -58,17 +70,20 @@ impl OtlpReceiver {
                 }),
             )
         })
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
+        .workers(1);
+        let (server, scheme) = match tls {
+            None => (server.bind(("127.0.0.1", 0)), "http"),
+            Some(tls) => (server.bind_rustls_0_23(("127.0.0.1", 0), tls), "https"),
+        };
+        let server = server.expect("bind");
         let port = server.addrs()[0].port();
         let server = server.run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
         OtlpReceiver {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             exports,
-            refuse,
+            refusals,
             refused,
             server: handle,
         }
@@ -76,7 +91,8 @@ impl OtlpReceiver {
 
     /// `127.0.0.1:<port>`, as `TELEMETRY_ENDPOINT` takes it.
     pub fn endpoint(&self) -> String {
-        self.url.trim_start_matches("http://").to_owned()
+        let (_, endpoint) = self.url.split_once("://").expect("a URL");
+        endpoint.to_owned()
     }
 
     /// Every span received so far, with the `service.name` of its resource.
@@ -84,12 +100,22 @@ impl OtlpReceiver {
         spans_of(&self.exports)
     }
 
-    /// Answers the next `exports` exports with 503.
+    /// Answers the next `exports` exports with 503 (try again later).
     pub fn refuse_next(&self, exports: usize) {
-        self.refuse.store(exports, Ordering::SeqCst);
+        let mut refusals = self.refusals.lock().unwrap();
+        refusals.extend(std::iter::repeat_n(
+            StatusCode::SERVICE_UNAVAILABLE,
+            exports,
+        ));
     }
 
-    /// How many exports were answered 503.
+    /// Answers the next `exports` exports with 400 (never: the batch is refused for good).
+    pub fn reject_next(&self, exports: usize) {
+        let mut refusals = self.refusals.lock().unwrap();
+        refusals.extend(std::iter::repeat_n(StatusCode::BAD_REQUEST, exports));
+    }
+
+    /// How many exports were refused.
     pub fn refused(&self) -> usize {
         self.refused.load(Ordering::SeqCst)
     }
@@ -139,21 +165,35 @@ impl TraceService for Collect {
 
 impl GrpcCollector {
     pub async fn start() -> GrpcCollector {
+        GrpcCollector::start_on(None).await
+    }
+
+    /// Over TLS (`server_config`, offering `h2`): the endpoint is still `host:port`.
+    pub async fn start_tls(tls: rustls::ServerConfig) -> GrpcCollector {
+        GrpcCollector::start_on(Some(tls)).await
+    }
+
+    async fn start_on(tls: Option<rustls::ServerConfig>) -> GrpcCollector {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let endpoint = listener.local_addr().unwrap().to_string();
         let exports: Arc<Mutex<Vec<ExportTraceServiceRequest>>> = Arc::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async move {
+            let _ = stopped.await;
+        };
         let server = tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(Collect(exports.clone())))
-            .serve_with_incoming_shutdown(
+            .add_service(TraceServiceServer::new(Collect(exports.clone())));
+        match tls {
+            None => actix_web::rt::spawn(server.serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),
-                async move {
-                    let _ = stopped.await;
-                },
-            );
-        actix_web::rt::spawn(server);
+                stopped,
+            )),
+            Some(tls) => actix_web::rt::spawn(
+                server.serve_with_incoming_shutdown(tls_incoming(listener, tls), stopped),
+            ),
+        };
         GrpcCollector {
             endpoint,
             exports,
@@ -167,6 +207,66 @@ impl GrpcCollector {
 
     pub fn stop(self) {
         let _ = self.stop.send(());
+    }
+}
+
+/// The connections `listener` accepts, past their TLS handshake; a client whose handshake fails
+/// (it does not trust this certificate) is dropped and the next one awaited.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    tls: rustls::ServerConfig,
+) -> impl futures_util::Stream<Item = std::io::Result<TlsConnection>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    futures_util::stream::unfold(listener, move |listener| {
+        let acceptor = acceptor.clone();
+        async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    return Some((Ok(TlsConnection(tls)), listener));
+                }
+            }
+        }
+    })
+}
+
+/// A TLS connection tonic can serve (tonic knows TLS streams only with its own TLS features,
+/// which the registry does not build with).
+struct TlsConnection(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConnection {
+    type ConnectInfo = ();
+
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

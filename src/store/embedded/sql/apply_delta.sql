@@ -3,7 +3,9 @@
 -- when the delta carries one, is the stored cursor merged with it
 -- (domain::jobs::merge_recv_cursor). A live result renews the lease by one window
 -- (job_lease_window, domain::jobs::lease_window); a terminal one keeps the lease as it was (nothing
--- watches a finished job's lease).
+-- watches a finished job's lease). ran_micros is how long the claim has run (GET /metrics
+-- observes it when the job ends); NULL for a pinned job, never claimed, and for a claim made
+-- before claimed_at existed.
 --
 -- A delta that leaves the status as it was is a renewal: renewed_at, not last_heartbeat_at
 -- (PostgreSQL's V9__job_renewals.sql says why; the model is the same here).
@@ -25,4 +27,4 @@ UPDATE jobs SET status = :status,
                                         THEN :now + job_lease_window(max_duration)
                                         ELSE lease_expires_at END
 WHERE job_id = :job_id
-RETURNING status, claim_epoch, lease_expires_at
+RETURNING status, claim_epoch, lease_expires_at, :now - claimed_at AS ran_micros

@@ -12,6 +12,7 @@ UPDATE jobs SET status = CASE WHEN attempt_count > max_retries THEN 'failed' ELS
                 last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN :now END,
                 renewed_at = NULL,
                 owner_instance_id = NULL,
+                requeued_at = :now,
                 lease_expires_at = NULL
 WHERE lease_expires_at < :now AND status IN ('working', 'input_required')
 RETURNING job_id

@@ -11,6 +11,7 @@ UPDATE jobs SET status = CASE WHEN attempt_count > max_retries THEN 'failed' ELS
                 error = CASE WHEN attempt_count > max_retries THEN :exhausted_error ELSE error END,
                 last_heartbeat_at = :now,
                 owner_instance_id = NULL,
+                requeued_at = :now,
                 lease_expires_at = NULL
 WHERE job_id = :job_id AND owner_instance_id = :instance_id
   AND status IN ('working', 'input_required')

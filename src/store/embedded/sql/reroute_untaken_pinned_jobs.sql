@@ -14,6 +14,7 @@ UPDATE jobs SET status = CASE WHEN attempt_count > max_retries THEN 'failed' ELS
                 last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN :now END,
                 renewed_at = NULL,
                 owner_instance_id = NULL,
+                requeued_at = :now,
                 lease_expires_at = NULL
 WHERE status IN ('working', 'input_required')
   AND owner_instance_id IS NOT NULL AND lease_expires_at IS NULL

@@ -10,6 +10,8 @@
 -- Effects: fields given replace the stored ones (result only on completion, error only on
 -- failure); recv_cursor is merged key by key keeping the larger seq; a live result renews the
 -- lease by one window ($10: the default window in seconds); a terminal one keeps it as it was.
+-- ran_seconds is how long the claim has run (GET /metrics observes it when the job ends); NULL
+-- for a pinned job, never claimed, and for a claim made before claimed_at existed.
 WITH d AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::float8[],
                        $6::text[], $7::json[], $8::text[], $9::jsonb[]) WITH ORDINALITY
@@ -40,4 +42,5 @@ WHERE jobs.job_id = d.job_id
   AND jobs.owner_instance_id = d.instance_id
   AND (d.claim_epoch IS NULL OR jobs.claim_epoch = d.claim_epoch)
   AND jobs.status IN ('working', 'input_required')
-RETURNING d.ord, jobs.status, jobs.claim_epoch, jobs.lease_expires_at
+RETURNING d.ord, jobs.status, jobs.claim_epoch, jobs.lease_expires_at,
+          extract(epoch FROM now() - jobs.claimed_at)::float8 AS ran_seconds

@@ -11,7 +11,10 @@
 -- * A caller whose tool for this capability has required dependencies is `gated` (claims
 --   nothing) unless it says it checked them ($3): the gate needs the mesh, which is not in SQL.
 -- The claim mints a new generation: attempt_count + 1, claim_epoch + 1, and a lease of one
--- window ($4: the default window in seconds, for jobs without max_duration).
+-- window ($4: the default window in seconds, for jobs without max_duration). It stamps
+-- claimed_at and answers how long the job waited claimable (for GET /metrics): since it was
+-- requeued, or since its submission for a first claim (RETURNING sees the claimed row:
+-- attempt_count 1 is a first claim); NULL for a row requeued before requeued_at existed.
 WITH claimers AS (
   SELECT w.capability, w.instance_id, w.ord,
          (NOT w.gate_checked AND EXISTS (
@@ -43,13 +46,17 @@ WITH claimers AS (
                   attempt_count = attempt_count + 1,
                   claim_epoch = claim_epoch + 1,
                   lease_expires_at = now() + job_lease_window(max_duration, $4),
-                  last_heartbeat_at = now()
+                  last_heartbeat_at = now(),
+                  claimed_at = now()
   FROM candidates
   JOIN eligible ON eligible.capability = candidates.capability
                AND eligible.slot = candidates.slot
   WHERE jobs.job_id = candidates.job_id
   RETURNING eligible.ord, jobs.job_id, submitted_payload, attempt_count, claim_epoch,
-            lease_expires_at, max_duration, recv_cursor
+            lease_expires_at, max_duration, recv_cursor,
+            extract(epoch FROM now() - coalesce(requeued_at, CASE WHEN attempt_count = 1
+                                                              THEN submitted_at END))::float8
+              AS waited_seconds
 )
 SELECT claimers.ord AS caller, claimers.gated, claimed.*
 FROM claimers LEFT JOIN claimed ON claimed.ord = claimers.ord

@@ -11,6 +11,7 @@ WITH expired AS (
                   last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END,
                   renewed_at = NULL,
                   owner_instance_id = NULL,
+                  requeued_at = now(),
                   lease_expires_at = NULL
   WHERE job_id = $1 AND claim_epoch = $2 AND lease_expires_at < now()
     AND status IN ('working', 'input_required')

@@ -9,6 +9,7 @@ UPDATE jobs SET status = CASE WHEN attempt_count > max_retries THEN 'failed' ELS
                 last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END,
                 renewed_at = NULL,
                 owner_instance_id = NULL,
+                requeued_at = now(),
                 lease_expires_at = NULL
 FROM (SELECT job_id, owner_instance_id FROM jobs WHERE job_id = $1 FOR UPDATE) AS previous
 WHERE jobs.job_id = previous.job_id AND jobs.status IN ('working', 'input_required')

@@ -5,6 +5,7 @@
 -- Guard: only the current owner of a live job; a miss is named from job_state.
 UPDATE jobs SET owner_instance_id = NULL,
                 lease_expires_at = NULL,
+                requeued_at = now(),
                 last_heartbeat_at = now(),
                 status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END,
                 error = CASE WHEN attempt_count > max_retries THEN $3::text ELSE error END
