@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::go_duration::format_go_duration;
-use crate::wire::{JobStatus, RecvCursor, RejectReason, Timestamp};
+use crate::wire::{JobStatus, RecvCursor, RejectReason};
 
 /// A claim's lease window when the job has no `max_duration`.
 pub const DEFAULT_LEASE_WINDOW: Duration = Duration::from_secs(300);
@@ -17,17 +17,6 @@ pub fn lease_window(max_duration: Option<i64>) -> Duration {
         Some(seconds) if seconds > 0 => Duration::from_secs(seconds as u64),
         _ => DEFAULT_LEASE_WINDOW,
     }
-}
-
-/// A job's `last_heartbeat_at` on the wire: the later of its last state change (claim, release,
-/// completion…) and its owner's last renewal (a progress delta or an executor read), which the
-/// store keeps apart so that a renewal writes no indexed column (PostgreSQL's V9). A job that
-/// went back to the queue has neither.
-pub fn last_heartbeat(
-    state_changed: Option<Timestamp>,
-    renewed: Option<Timestamp>,
-) -> Option<Timestamp> {
-    state_changed.max(renewed)
 }
 
 /// What bounds the lease an executor read (a long-poll of the job's events by its owner) may

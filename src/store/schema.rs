@@ -66,7 +66,6 @@ pub(super) const MODEL: &[ModelTable] = &[
             ("total_deadline", TIMESTAMP),
             ("lease_expires_at", TIMESTAMP),
             ("last_heartbeat_at", TIMESTAMP),
-            ("renewed_at", TIMESTAMP),
             ("submitted_at", TIMESTAMP),
             ("submitted_by", TEXT),
             ("event_seq", BIGINT),

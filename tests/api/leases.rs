@@ -148,8 +148,8 @@ async fn renewals_keep_the_claim(backend: Backend) {
 
 on_both_backends!(last_heartbeat_at_is_the_latest_sign_of_life);
 async fn last_heartbeat_at_is_the_latest_sign_of_life(backend: Backend) {
-    // Renewals are stored apart from state changes (V9__job_renewals.sql); the wire shows the
-    // later of the two, and a job put back in the queue shows none.
+    // Every write by or for the owner stamps it (contract.md, the job's fields); a job put back
+    // in the queue has none.
     let app = spawn_app(backend).await;
     let id = app.submit_with("c", json!({"max_retries": 3})).await;
     assert!(app.job(&id).await["last_heartbeat_at"].is_null(), "queued");
@@ -174,12 +174,11 @@ async fn last_heartbeat_at_is_the_latest_sign_of_life(backend: Backend) {
         .await;
     assert_eq!(renewed["accepted"], 1);
     recent(app.job(&id).await);
-    // and so does an executor read after the renewal was pushed back an hour too
+    // and so does an executor read after that was pushed back an hour too
     app.set_job_columns(
         &id,
         &[
             ("last_heartbeat_at", Set::SecondsFromNow(-3600)),
-            ("renewed_at", Set::SecondsFromNow(-3600)),
             ("lease_expires_at", Set::SecondsFromNow(1)),
         ],
     )
@@ -211,56 +210,6 @@ async fn last_heartbeat_at_is_the_latest_sign_of_life(backend: Backend) {
         .await;
     assert_eq!(done["accepted"], 1);
     recent(app.job(&id).await);
-}
-
-// PostgreSQL only: HOT updates are PostgreSQL's.
-postgres_only!(a_progress_delta_updates_the_row_in_place);
-async fn a_progress_delta_updates_the_row_in_place(backend: Backend) {
-    // A renewal writes no indexed column, so PostgreSQL can update the row on its page without
-    // a new entry in any index of jobs (a HOT update): the WAL and the index growth of a job
-    // that reports progress often. Read off the heap page: a row version replaced by a HOT
-    // update carries HEAP_HOT_UPDATED (0x4000).
-    let app = spawn_app(backend).await;
-    app.pg()
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pageinspect SCHEMA public")
-        .await
-        .expect("pageinspect (PostgreSQL's contrib)");
-    let hot_updated = || async {
-        app.pg()
-            .query_one(
-                "SELECT count(*) FROM public.heap_page_items(public.get_raw_page('jobs', 0)) \
-                 WHERE t_infomask2 & 16384 <> 0",
-                &[],
-            )
-            .await
-            .expect("read the heap page of jobs")
-            .get::<_, i64>(0)
-    };
-    let id = app.submit("c").await;
-    app.claim("c", "replica-a").await.expect("the claim");
-    assert_eq!(hot_updated().await, 0, "a claim changes indexed columns");
-    for (round, progress) in [0.25, 0.5, 0.75].into_iter().enumerate() {
-        let renewed = app
-            .delta(
-                "replica-a",
-                json!({"id": id, "claim_epoch": 1, "progress": progress}),
-            )
-            .await;
-        assert_eq!(renewed["accepted"], 1);
-        assert_eq!(hot_updated().await, round as i64 + 1, "progress {progress}");
-    }
-    let done = app
-        .delta(
-            "replica-a",
-            json!({"id": id, "claim_epoch": 1, "status": "completed"}),
-        )
-        .await;
-    assert_eq!(done["accepted"], 1);
-    assert_eq!(
-        hot_updated().await,
-        3,
-        "a completion changes the status, not in place"
-    );
 }
 
 // PostgreSQL only: several replicas on one database.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::EmbeddedStore;
 use super::{decode, elapsed, encode, json, micros, now_micros, time_of, timestamp, uuid};
-use crate::domain::jobs::{last_heartbeat, merge_recv_cursor, poll_lease, JobState, TakenBack};
+use crate::domain::jobs::{merge_recv_cursor, poll_lease, JobState, TakenBack};
 use crate::store::model::job_weight;
 use crate::store::JobPage;
 use crate::store::{
@@ -444,10 +444,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         max_duration: row.get("max_duration")?,
         total_deadline: timestamp(row, "total_deadline")?,
         lease_expires_at: timestamp(row, "lease_expires_at")?,
-        last_heartbeat_at: last_heartbeat(
-            timestamp(row, "last_heartbeat_at")?,
-            timestamp(row, "renewed_at")?,
-        ),
+        last_heartbeat_at: timestamp(row, "last_heartbeat_at")?,
         submitted_at: Timestamp(time_of(row.get("submitted_at")?)),
         submitted_by: row
             .get::<_, Option<String>>("submitted_by")?

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::writes::{Write, Written};
 use super::{column, PgStore, DEFAULT_LEASE_SECONDS};
-use crate::domain::jobs::{last_heartbeat, poll_lease, JobState, TakenBack};
+use crate::domain::jobs::{poll_lease, JobState, TakenBack};
 use crate::store::{
     CancelOutcome, ClaimAfter, ClaimCall, ClaimOutcome, DeltaOutcome, DeltaUpdate, ExecutorRead,
     JobListQuery, JobPage, JobStore, NewJob, ReclaimOutcome, ReleaseOutcome, StoreError,
@@ -527,10 +527,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         max_duration: column(row, "max_duration")?,
         total_deadline: timestamp(row, "total_deadline")?,
         lease_expires_at: timestamp(row, "lease_expires_at")?,
-        last_heartbeat_at: last_heartbeat(
-            timestamp(row, "last_heartbeat_at")?,
-            timestamp(row, "renewed_at")?,
-        ),
+        last_heartbeat_at: timestamp(row, "last_heartbeat_at")?,
         submitted_at: Timestamp(column(row, "submitted_at")?),
         submitted_by: column::<Option<String>>(row, "submitted_by")?.unwrap_or_default(),
     })

@@ -49,13 +49,12 @@ async fn read_public(client: &Client) -> Result<PublicSchema, StoreError> {
 /// Columns a later migration adds to a table an earlier one created, with that migration's
 /// version: an earlier layout that has not applied it lacks the column without anyone having
 /// changed its tables.
-const ADDED_LATER: [(&str, &str, i64); 6] = [
+const ADDED_LATER: [(&str, &str, i64); 5] = [
     ("agent_tools", "output_schema_hash", 6),
     ("agents", "entity_id", 7),
-    ("jobs", "renewed_at", 9),
-    ("agents", "resolution_audit", 10),
-    ("jobs", "claimed_at", 11),
-    ("jobs", "requeued_at", 11),
+    ("agents", "resolution_audit", 9),
+    ("jobs", "claimed_at", 10),
+    ("jobs", "requeued_at", 10),
 ];
 
 /// Our history is in `public`: the tables are ours as long as no column of ours is missing or

@@ -7,9 +7,6 @@
 -- observes it when the job ends); NULL for a pinned job, never claimed, and for a claim made
 -- before claimed_at existed.
 --
--- A delta that leaves the status as it was is a renewal: renewed_at, not last_heartbeat_at
--- (PostgreSQL's V9__job_renewals.sql says why; the model is the same here).
---
 -- Guard: none in this statement, on purpose. The call checked it just before, on the row
 -- delta_target.sql read (owner, the epoch when the delta carries one, liveness:
 -- domain::jobs::JobState::delta_rejection), on the same connection inside the same transaction;
@@ -21,8 +18,7 @@ UPDATE jobs SET status = :status,
                 result = coalesce(:result, result),
                 error = coalesce(:error, error),
                 recv_cursor = coalesce(:recv_cursor, recv_cursor),
-                last_heartbeat_at = CASE WHEN :status = status THEN last_heartbeat_at ELSE :now END,
-                renewed_at = CASE WHEN :status = status THEN :now ELSE renewed_at END,
+                last_heartbeat_at = :now,
                 lease_expires_at = CASE WHEN :status IN ('working', 'input_required')
                                         THEN :now + job_lease_window(max_duration)
                                         ELSE lease_expires_at END

@@ -4,7 +4,7 @@
 -- for.
 SELECT job_id, capability, owner_instance_id, claim_epoch, status, progress, progress_message,
        result, error, submitted_payload, recv_cursor, attempt_count, max_retries, max_duration,
-       total_deadline, lease_expires_at, last_heartbeat_at, renewed_at, submitted_at, submitted_by
+       total_deadline, lease_expires_at, last_heartbeat_at, submitted_at, submitted_by
 FROM jobs
 WHERE (:statuses IS NULL
        OR EXISTS (SELECT 1 FROM json_each(:statuses) WHERE value = jobs.status))

@@ -7,7 +7,7 @@
 -- caller's ownership and epoch were checked just before on the row executor_read_state.sql read
 -- (domain::jobs::JobState::superseded_for), on the same connection in the same transaction, so
 -- nothing can come between. A miss means: served, not renewed.
-UPDATE jobs SET lease_expires_at = :lease_expires_at, renewed_at = :now
+UPDATE jobs SET lease_expires_at = :lease_expires_at, last_heartbeat_at = :now
 WHERE job_id = :job_id AND status IN ('working', 'input_required')
   AND (lease_expires_at IS NULL OR lease_expires_at < :lease_expires_at)
 RETURNING lease_expires_at

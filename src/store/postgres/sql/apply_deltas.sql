@@ -27,12 +27,7 @@ UPDATE jobs SET
   error = CASE WHEN d.status = 'failed' AND d.error IS NOT NULL
                THEN d.error ELSE jobs.error END,
   recv_cursor = merged_recv_cursor(jobs.recv_cursor, d.recv_cursor),
-  -- A delta that leaves the status as it was is a renewal: it writes renewed_at and no indexed
-  -- column, so PostgreSQL updates the row in place (V9__job_renewals.sql).
-  last_heartbeat_at = CASE WHEN coalesce(d.status, jobs.status) = jobs.status
-                           THEN jobs.last_heartbeat_at ELSE now() END,
-  renewed_at = CASE WHEN coalesce(d.status, jobs.status) = jobs.status
-                    THEN now() ELSE jobs.renewed_at END,
+  last_heartbeat_at = now(),
   lease_expires_at = CASE
     WHEN coalesce(d.status, jobs.status) IN ('completed', 'failed', 'cancelled')
     THEN jobs.lease_expires_at

@@ -23,7 +23,7 @@ WITH page AS (
 )
 SELECT jobs.job_id, capability, owner_instance_id, claim_epoch, status, progress,
        progress_message, result, error, submitted_payload, recv_cursor, attempt_count,
-       max_retries, max_duration, total_deadline, lease_expires_at, last_heartbeat_at, renewed_at,
+       max_retries, max_duration, total_deadline, lease_expires_at, last_heartbeat_at,
        jobs.submitted_at, submitted_by, (SELECT count(*) FROM page) AS page_rows
 FROM kept JOIN jobs ON jobs.job_id = kept.job_id
 WHERE kept.before < $8

@@ -5,7 +5,6 @@
 UPDATE jobs SET status = CASE WHEN attempt_count > max_retries THEN 'failed' ELSE 'working' END,
                 error = CASE WHEN attempt_count > max_retries THEN $1::text ELSE error END,
                 last_heartbeat_at = CASE WHEN attempt_count > max_retries THEN now() END,
-                renewed_at = NULL,
                 owner_instance_id = NULL,
                 requeued_at = now(),
                 lease_expires_at = NULL

@@ -7,7 +7,7 @@
 -- lease (a poll never shortens a lease a delta granted). A lost race is silent: the events are
 -- served either way.
 UPDATE jobs SET lease_expires_at = least(now() + make_interval(secs => $4), $5),
-                renewed_at = now()
+                last_heartbeat_at = now()
 WHERE job_id = $1 AND owner_instance_id = $2 AND claim_epoch = $3
   AND status IN ('working', 'input_required')
   AND (lease_expires_at IS NULL OR lease_expires_at < least(now() + make_interval(secs => $4), $5))
