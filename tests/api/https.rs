@@ -369,15 +369,7 @@ async fn agent_endpoint(tls: Option<rustls::ServerConfig>) -> AgentEndpoint {
             )
     })
     .workers(1);
-    let server = match tls {
-        None => server.bind(("127.0.0.1", 0)),
-        Some(tls) => server.bind_rustls_0_23(("127.0.0.1", 0), tls),
-    }
-    .unwrap();
-    let port = server.addrs()[0].port();
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (_, port, handle) = crate::helpers::serve_in_test!(server, tls);
     AgentEndpoint {
         port,
         received,

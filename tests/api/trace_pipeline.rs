@@ -573,15 +573,7 @@ impl FakeTempo {
             )
         })
         .workers(1);
-        let (server, scheme) = match tls {
-            None => (server.bind(("127.0.0.1", 0)), "http"),
-            Some(tls) => (server.bind_rustls_0_23(("127.0.0.1", 0), tls), "https"),
-        };
-        let server = server.expect("bind");
-        let port = server.addrs()[0].port();
-        let server = server.run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+        let (scheme, port, handle) = crate::helpers::serve_in_test!(server, tls);
         FakeTempo {
             url: format!("{scheme}://127.0.0.1:{port}"),
             traces,

@@ -99,7 +99,26 @@ macro_rules! on_backends {
     };
 }
 
-pub(crate) use {embedded_only, on_backends, on_both_backends, postgres_only};
+/// Runs an in-test `HttpServer` on a free port of 127.0.0.1, over TLS when `$tls` is
+/// `Some(rustls::ServerConfig)`: `(scheme, port, handle)`. A macro because the server's type
+/// parameters carry actix's service bounds, which a function would have to spell out again.
+macro_rules! serve_in_test {
+    ($server:expr, $tls:expr) => {{
+        let server = $server;
+        let (server, scheme) = match $tls {
+            None => (server.bind(("127.0.0.1", 0)), "http"),
+            Some(tls) => (server.bind_rustls_0_23(("127.0.0.1", 0), tls), "https"),
+        };
+        let server = server.expect("bind an in-test server");
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        (scheme, port, handle)
+    }};
+}
+
+pub(crate) use {embedded_only, on_backends, on_both_backends, postgres_only, serve_in_test};
 
 /// Whether the tests of this backend cannot run here: only PostgreSQL can be missing, when no
 /// server is reachable and none is installed. Says so once, in one line on the terminal (past
