@@ -185,13 +185,17 @@ pub(super) async fn list_page(
 
 /// `GET /jobs/{job_id}`: no side effects.
 pub async fn get(registry: Data<Registry>, path: Path<String>) -> Result<HttpResponse, ApiError> {
-    let job_id = path_job_id(&path)?;
-    let job = registry
-        .job(job_id)
+    Ok(HttpResponse::Ok().json(fetch_job(&registry, &path).await?))
+}
+
+/// The job a path names, or the API's answer for a bad id or an unknown job (the dashboard's
+/// job page answers the same way).
+pub(super) async fn fetch_job(registry: &Registry, path: &str) -> Result<Job, ApiError> {
+    registry
+        .job(path_job_id(path)?)
         .await
         .map_err(ApiError::store("fetch job"))?
-        .ok_or_else(|| ApiError::job_not_found(&path))?;
-    Ok(HttpResponse::Ok().json(job))
+        .ok_or_else(|| ApiError::job_not_found(path))
 }
 
 /// `POST /jobs/claim` (docs/contract.md#post-jobs-claim): at most one job per call; "no work"

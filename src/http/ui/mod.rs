@@ -19,7 +19,7 @@ use maud::Markup;
 use super::admin::{drain_error, parse_scope};
 use super::error::ApiError;
 use super::extract::{client_address, Body, Query};
-use super::jobs::{cancel_job, list_page, path_job_id, reclaim_job};
+use super::jobs::{cancel_job, fetch_job, list_page, path_job_id, reclaim_job};
 use super::validate::{bounded_opt, MAX_TEXT_BYTES};
 use crate::service::Registry;
 use crate::store::EventFilter;
@@ -151,12 +151,8 @@ async fn job(
 ) -> HttpResponse {
     let page = Page::new(**access, "Job");
     let rendered = async {
-        let job_id = path_job_id(&path)?;
-        let job = registry
-            .job(job_id)
-            .await
-            .map_err(ApiError::store("fetch job"))?
-            .ok_or_else(|| ApiError::job_not_found(&path))?;
+        let job = fetch_job(&registry, &path).await?;
+        let job_id = job.id;
         let filter = EventFilter {
             after: 0,
             types: None,
