@@ -254,6 +254,20 @@ fn side_by_side(out: &mut String, lines: &[Value], backend: &str) {
             Some(|o, _, _, _| Some(o <= 15360.0)),
         ),
         (
+            "idle",
+            "rss_anon_kib",
+            "of which anonymous memory (KiB)",
+            "",
+            None,
+        ),
+        (
+            "idle",
+            "rss_file_kib",
+            "of which file pages: code and data of the binary and its libraries (KiB)",
+            "",
+            None,
+        ),
+        (
             "cycle",
             "rss_peak_kib",
             "peak RSS during the cycle (KiB)",
