@@ -219,9 +219,16 @@ fn side_by_side(out: &mut String, lines: &[Value], backend: &str) {
         (
             "statements",
             "per_job",
-            "SQL statements per job cycle",
+            "SQL statements per job cycle (less what it sends idle in as long)",
             "≤ 4",
             Some(|o, _, _, _| Some(o <= 4.0)),
+        ),
+        (
+            "statements",
+            "per_job_with_background",
+            "SQL statements per job cycle, all sent in its window",
+            "",
+            None,
         ),
         (
             "heartbeat-statements",
