@@ -72,6 +72,24 @@ async fn publish(redis: &mut MultiplexedConnection, fields: &[(&str, String)]) {
     let _: String = xadd.query_async(redis).await.expect("XADD");
 }
 
+/// XADDs one Python trace: span 0 its root, the others children of it; `failing` names the span
+/// that failed, if one did.
+async fn publish_trace(
+    redis: &mut MultiplexedConnection,
+    trace: usize,
+    spans: usize,
+    failing: Option<usize>,
+) {
+    for span in 0..spans {
+        let parent = (span > 0).then_some(0);
+        publish(
+            redis,
+            &python_span(trace, span, parent, Some(span) != failing),
+        )
+        .await;
+    }
+}
+
 fn trace_id(n: usize) -> String {
     format!("{n:032x}")
 }
@@ -181,10 +199,7 @@ async fn replicas_in_one_group_export_each_span_once() {
     // 8 traces of 5 Python spans (a root and four children; one child fails), 10 Go pairs, and
     // two entries no collector could take.
     for trace in 0..8 {
-        for span in 0..5 {
-            let parent = (span > 0).then_some(0);
-            publish(&mut conn, &python_span(trace, span, parent, span != 3)).await;
-        }
+        publish_trace(&mut conn, trace, 5, Some(3)).await;
     }
     for trace in 100..110 {
         for entry in go_pair(trace) {
@@ -639,13 +654,7 @@ async fn trace_by_id_is_read_back_from_tempo() {
     let app = traced_app(pipeline).await;
     let mut conn = redis.connection().await;
     // A trace across two agents, its third span failing.
-    for span in 0..4 {
-        publish(
-            &mut conn,
-            &python_span(42, span, (span > 0).then_some(0), span != 2),
-        )
-        .await;
-    }
+    publish_trace(&mut conn, 42, 4, Some(2)).await;
     within(WAIT, "the trace exported", || {
         let exported = collector.spans().len();
         async move { exported == 4 }
@@ -740,13 +749,7 @@ async fn trace_routes_answer_as_the_reference_does() {
     )
     .await;
     let mut conn = redis.connection().await;
-    for span in 0..3 {
-        publish(
-            &mut conn,
-            &python_span(9, span, (span > 0).then_some(0), span != 1),
-        )
-        .await;
-    }
+    publish_trace(&mut conn, 9, 3, Some(1)).await;
     within(WAIT, "the trace exported", || {
         let exported = collector.spans().len();
         async move { exported >= 3 }
@@ -813,13 +816,7 @@ async fn spans_go_out_over_grpc_by_default() {
     pipeline.protocol_name = "grpc".into();
     let app = traced_app(pipeline).await;
     let mut conn = redis.connection().await;
-    for span in 0..3 {
-        publish(
-            &mut conn,
-            &python_span(5, span, (span > 0).then_some(0), true),
-        )
-        .await;
-    }
+    publish_trace(&mut conn, 5, 3, None).await;
     within(WAIT, "3 spans over gRPC", || {
         let exported = collector.spans().len();
         async move { exported >= 3 }
@@ -903,13 +900,7 @@ async fn the_pipeline_speaks_tls_to_redis_the_collector_and_tempo() {
     pipeline.tempo_tls = pki.trusted(false);
     let app = traced_app(pipeline).await;
     let mut conn = redis.connection().await;
-    for span in 0..3 {
-        publish(
-            &mut conn,
-            &python_span(77, span, (span > 0).then_some(0), true),
-        )
-        .await;
-    }
+    publish_trace(&mut conn, 77, 3, None).await;
     within(WAIT, "3 spans exported over TLS", || {
         let exported = collector.spans().len();
         async move { exported == 3 }
