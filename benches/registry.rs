@@ -1077,6 +1077,46 @@ async fn run(
     }
 }
 
+/// Every scenario, in the order a full run takes them.
+const SCENARIOS: [&str; 13] = [
+    "startup",
+    "idle",
+    "submit",
+    "cycle",
+    "cycle-backlog",
+    "poll",
+    "wakeup",
+    "reclaim",
+    "drain",
+    "statements",
+    "heartbeat-statements",
+    "live-claims",
+    "scale",
+];
+
+const USAGE: &str = "\
+Usage: cargo bench --bench registry -- [SCENARIO ...] [OPTIONS]
+
+Runs each scenario (all of them when none is named) on both backends, ours and the reference
+interleaved, and prints one JSON line per scenario, backend and target. BENCHMARKS.md says what
+each scenario measures.
+
+Scenarios: startup idle submit cycle cycle-backlog poll wakeup reclaim drain statements
+           heartbeat-statements live-claims scale
+
+Options:
+  --backend postgres|embedded  one backend only (default: both)
+  --reference PATH             the reference binary (default: the cached mcp-mesh-registry 3.7.1)
+  --no-reference               ours only
+  --seconds N                  length of each throughput window (default: 10)
+  --slow                       also measure the reference's reclaim (its sweep runs every 5 min)
+  --metrics-off                also run ours with MCP_MESH_METRICS=false, interleaved
+  --pg-port N                  PostgreSQL on 127.0.0.1:N (default: 5432, or MESH_BENCH_PG_PORT)
+  --scale-rows N,N,...         job rows for the scale curve (default: 10000,100000,1000000)
+  --markdown FILE              rewrite the generated tables of FILE (BENCHMARKS.md)
+  -h, --help                   this text
+";
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
@@ -1131,27 +1171,19 @@ async fn main() {
                     other => panic!("--backend postgres|embedded, not {other:?}"),
                 }
             }
-            scenario => scenarios.push(scenario.to_owned()),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                return;
+            }
+            scenario if SCENARIOS.contains(&scenario) => scenarios.push(scenario.to_owned()),
+            other => {
+                eprint!("unknown argument {other:?}\n\n{USAGE}");
+                std::process::exit(2);
+            }
         }
     }
     if scenarios.is_empty() {
-        scenarios = [
-            "startup",
-            "idle",
-            "submit",
-            "cycle",
-            "cycle-backlog",
-            "poll",
-            "wakeup",
-            "reclaim",
-            "drain",
-            "statements",
-            "heartbeat-statements",
-            "live-claims",
-            "scale",
-        ]
-        .map(String::from)
-        .to_vec();
+        scenarios = SCENARIOS.map(String::from).to_vec();
     }
     let mut targets = vec![Target::ours()];
     if metrics_off {
