@@ -1073,7 +1073,7 @@ async fn run(
         }
         "drain" => drain(&r).await,
         "live-claims" => live_claims(&r, 10_000).await,
-        other => panic!("unknown scenario {other:?}"),
+        other => unreachable!("main accepts only SCENARIOS, not {other:?}"),
     }
 }
 
@@ -1094,15 +1094,16 @@ const SCENARIOS: [&str; 13] = [
     "scale",
 ];
 
-const USAGE: &str = "\
+fn usage() -> String {
+    format!(
+        "\
 Usage: cargo bench --bench registry -- [SCENARIO ...] [OPTIONS]
 
 Runs each scenario (all of them when none is named) on both backends, ours and the reference
 interleaved, and prints one JSON line per scenario, backend and target. BENCHMARKS.md says what
 each scenario measures.
 
-Scenarios: startup idle submit cycle cycle-backlog poll wakeup reclaim drain statements
-           heartbeat-statements live-claims scale
+Scenarios: {}
 
 Options:
   --backend postgres|embedded  one backend only (default: both)
@@ -1115,7 +1116,10 @@ Options:
   --scale-rows N,N,...         job rows for the scale curve (default: 10000,100000,1000000)
   --markdown FILE              rewrite the generated tables of FILE (BENCHMARKS.md)
   -h, --help                   this text
-";
+",
+        SCENARIOS.join(" ")
+    )
+}
 
 #[tokio::main]
 async fn main() {
@@ -1172,12 +1176,12 @@ async fn main() {
                 }
             }
             "--help" | "-h" => {
-                print!("{USAGE}");
+                print!("{}", usage());
                 return;
             }
             scenario if SCENARIOS.contains(&scenario) => scenarios.push(scenario.to_owned()),
             other => {
-                eprint!("unknown argument {other:?}\n\n{USAGE}");
+                eprint!("unknown argument {other:?}\n\n{}", usage());
                 std::process::exit(2);
             }
         }
