@@ -583,6 +583,10 @@ async fn cycle(r: &mut Registry, seconds: f64, backlog: usize, workers: usize) -
         r.stop().await;
         let after = r.pg_counters().await.expect("PostgreSQL");
         line.extend(figures(after.per_job(&before, done)));
+        if let Database::Postgres { client, .. } = &r.database {
+            let by_kind = costs::wal_by_kind(client, &before, &after, done).await;
+            line.insert("wal_by_kind_per_job".into(), by_kind);
+        }
     }
     line
 }

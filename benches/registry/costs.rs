@@ -14,8 +14,9 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// PostgreSQL's cumulative counters for one database.
 pub struct PgCounters {
     /// Cluster-wide WAL position in bytes (other databases' writes count too: run on a quiet
-    /// cluster, or on one of the benchmark's own with `--pg-port`).
+    /// cluster, or on one of the benchmark's own with `--pg-port`), and as an LSN.
     wal_bytes: i64,
+    wal_lsn: String,
     /// Full-page images written to the WAL (cluster-wide too): the first change of a page after
     /// a checkpoint logs the whole page, so they depend on when checkpoints fall.
     wal_full_pages: i64,
@@ -41,7 +42,7 @@ impl PgCounters {
             .query_one(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, xact_commit, \
                         tup_inserted + tup_updated + tup_deleted, \
-                        (SELECT wal_fpi FROM pg_stat_wal) \
+                        (SELECT wal_fpi FROM pg_stat_wal), pg_current_wal_lsn()::text \
                  FROM pg_stat_database WHERE datname = $1",
                 &[&name],
             )
@@ -68,6 +69,7 @@ impl PgCounters {
             .collect();
         PgCounters {
             wal_bytes: totals.get(0),
+            wal_lsn: totals.get(4),
             wal_full_pages: totals.get(3),
             commits: totals.get(1),
             rows_written: totals.get(2),
@@ -99,6 +101,56 @@ impl PgCounters {
             "index_scans": scans,
         })
     }
+}
+
+/// The WAL written between two readings, per job, by what its records do (read with
+/// `pg_walinspect`, created in the measured database, which the benchmark drops afterwards):
+/// `{"index": {"bytes": …, "records": …}, "row_updates": …}`. `Null` where the extension is not
+/// available (it needs a superuser and PostgreSQL's contrib modules).
+pub async fn wal_by_kind(
+    database: &tokio_postgres::Client,
+    before: &PgCounters,
+    after: &PgCounters,
+    jobs: u64,
+) -> Value {
+    const BY_KIND: &str = "
+        SELECT CASE WHEN record LIKE 'Btree/%' THEN 'index'
+                    WHEN record LIKE 'Heap/INSERT%' THEN 'row_inserts'
+                    WHEN record LIKE 'Heap/%UPDATE%' THEN 'row_updates'
+                    WHEN record = 'Heap/LOCK' THEN 'row_locks'
+                    WHEN record LIKE 'Transaction/%' THEN 'commits'
+                    ELSE 'other' END AS kind,
+               sum(count)::bigint, sum(combined_size)::bigint
+        FROM (SELECT \"resource_manager/record_type\" AS record, count, combined_size
+              FROM pg_get_wal_stats($1::text::pg_lsn,
+                                    least($2::text::pg_lsn, pg_current_wal_flush_lsn()), true)
+             ) AS records
+        GROUP BY kind";
+    let rows = match database
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .await
+    {
+        Ok(()) => database
+            .query(BY_KIND, &[&before.wal_lsn, &after.wal_lsn])
+            .await
+            .ok(),
+        Err(_) => None,
+    };
+    let Some(rows) = rows else {
+        return Value::Null;
+    };
+    let jobs = jobs.max(1) as f64;
+    rows.iter()
+        .map(|row| {
+            let (records, bytes): (i64, i64) = (row.get(1), row.get(2));
+            let kind: String = row.get(0);
+            (
+                kind,
+                json!({"bytes": round(bytes as f64 / jobs), "records": round2(records as f64 / jobs)}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// CPU time so far, by process group, and the machine's tick counters.

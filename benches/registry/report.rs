@@ -348,6 +348,7 @@ fn costs(out: &mut String, lines: &[Value], backend: &str) {
             number(&line["machine_idle_percent"]),
         );
     }
+    wal_by_kind(out, lines, backend);
     if backend == "postgres" {
         if let Some(scans) =
             find(lines, "cycle", backend, "ours").and_then(|l| l["index_scans"].as_object())
@@ -362,6 +363,46 @@ fn costs(out: &mut String, lines: &[Value], backend: &str) {
                 used.join(", ")
             );
         }
+    }
+}
+
+/// The cycle's WAL per job by what its records do, where `pg_walinspect` could read it.
+fn wal_by_kind(out: &mut String, lines: &[Value], backend: &str) {
+    const KINDS: [(&str, &str); 6] = [
+        ("index", "index entries (B-tree)"),
+        ("row_updates", "row updates"),
+        ("row_inserts", "row inserts"),
+        ("row_locks", "row locks"),
+        ("commits", "commits"),
+        ("other", "other"),
+    ];
+    let rows: Vec<(&str, &Value)> = ["ours", "reference"]
+        .into_iter()
+        .filter_map(|target| {
+            let line = find(lines, "cycle", backend, target)?;
+            line["wal_by_kind_per_job"]
+                .is_object()
+                .then(|| (target, &line["wal_by_kind_per_job"]))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nThe same WAL per job by what its records do (`pg_walinspect`): bytes (records).\n\n| | {} |\n|---|{}",
+        KINDS.map(|(_, label)| label).join(" | "),
+        "---|".repeat(KINDS.len())
+    );
+    for (target, kinds) in rows {
+        let cells: Vec<String> = KINDS
+            .iter()
+            .map(|(kind, _)| match kinds.get(kind) {
+                Some(k) => format!("{} ({})", number(&k["bytes"]), number(&k["records"])),
+                None => "0".into(),
+            })
+            .collect();
+        let _ = writeln!(out, "| {target} | {} |", cells.join(" | "));
     }
 }
 
