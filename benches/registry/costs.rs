@@ -104,7 +104,8 @@ impl PgCounters {
 }
 
 /// The WAL written between two readings, per job, by what its records do (read with
-/// `pg_walinspect`, created in the measured database, which the benchmark drops afterwards):
+/// `pg_walinspect`, created in the `public` schema of the measured database, so that the
+/// registry's own schema holds only its objects; the benchmark drops that database afterwards):
 /// `{"index": {"bytes": …, "records": …}, "row_updates": …}`. `Null` where the extension is not
 /// available (it needs a superuser and PostgreSQL's contrib modules).
 pub async fn wal_by_kind(
@@ -127,7 +128,7 @@ pub async fn wal_by_kind(
              ) AS records
         GROUP BY kind";
     let rows = match database
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect SCHEMA public")
         .await
     {
         Ok(()) => database
