@@ -14,9 +14,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// PostgreSQL's cumulative counters for one database.
 pub struct PgCounters {
     /// Cluster-wide WAL position in bytes (other databases' writes count too: run on a quiet
-    /// cluster, or on one of the benchmark's own with `--pg-port`), and as an LSN.
+    /// cluster, or on one of the benchmark's own with `--pg-port`).
     wal_bytes: i64,
-    wal_lsn: String,
     /// Full-page images written to the WAL (cluster-wide too): the first change of a page after
     /// a checkpoint logs the whole page, so they depend on when checkpoints fall.
     wal_full_pages: i64,
@@ -42,7 +41,7 @@ impl PgCounters {
             .query_one(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, xact_commit, \
                         tup_inserted + tup_updated + tup_deleted, \
-                        (SELECT wal_fpi FROM pg_stat_wal), pg_current_wal_lsn()::text \
+                        (SELECT wal_fpi FROM pg_stat_wal) \
                  FROM pg_stat_database WHERE datname = $1",
                 &[&name],
             )
@@ -69,7 +68,6 @@ impl PgCounters {
             .collect();
         PgCounters {
             wal_bytes: totals.get(0),
-            wal_lsn: totals.get(4),
             wal_full_pages: totals.get(3),
             commits: totals.get(1),
             rows_written: totals.get(2),
@@ -123,23 +121,23 @@ pub async fn wal_by_kind(
                     ELSE 'other' END AS kind,
                sum(count)::bigint, sum(combined_size)::bigint
         FROM (SELECT \"resource_manager/record_type\" AS record, count, combined_size
-              FROM pg_get_wal_stats($1::text::pg_lsn,
-                                    least($2::text::pg_lsn, pg_current_wal_flush_lsn()), true)
+              FROM pg_get_wal_stats('0/0'::pg_lsn + $1::bigint::numeric,
+                                    least('0/0'::pg_lsn + $2::bigint::numeric,
+                                          pg_current_wal_flush_lsn()), true)
              ) AS records
         GROUP BY kind";
-    let rows = match database
+    // Without the extension there is nothing to read; with it, a failing query is a bug.
+    if database
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect SCHEMA public")
         .await
+        .is_err()
     {
-        Ok(()) => database
-            .query(BY_KIND, &[&before.wal_lsn, &after.wal_lsn])
-            .await
-            .ok(),
-        Err(_) => None,
-    };
-    let Some(rows) = rows else {
         return Value::Null;
-    };
+    }
+    let rows = database
+        .query(BY_KIND, &[&before.wal_bytes, &after.wal_bytes])
+        .await
+        .expect("pg_get_wal_stats");
     let jobs = jobs.max(1) as f64;
     rows.iter()
         .map(|row| {
