@@ -264,6 +264,15 @@ impl Registry {
         Some(costs::PgCounters::read(&connect("postgres").await, client, name).await)
     }
 
+    /// Its group commit so far, where its `GET /metrics` tells (see `costs::WaveCounters`).
+    async fn wave_counters(&self) -> Option<costs::WaveCounters> {
+        let answer = self.http.get(self.url("/metrics")).send().await.ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        costs::WaveCounters::parse(&answer.text().await.ok()?)
+    }
+
     /// CPU counters: this registry, its PostgreSQL cluster (when local), the load generator.
     async fn cpu_counters(&self) -> costs::CpuCounters {
         let postmaster = match &self.database {
@@ -610,6 +619,7 @@ async fn cycle_window(
     let twice = Arc::new(AtomicU64::new(0));
     let claim_latencies: Mutex<Vec<f64>> = Mutex::new(Vec::new());
     let cpu_before = r.cpu_counters().await;
+    let waves_before = r.wave_counters().await;
     let registry_cpu_before = r.cpu_seconds();
     let started = Instant::now();
     // Enough feeders that the queue keeps up with the workers.
@@ -691,6 +701,10 @@ async fn cycle_window(
     tokio::join!(feeder, producers, timer, sampler);
     let elapsed = started.elapsed().as_secs_f64();
     let done = completed.load(Ordering::Relaxed);
+    let waves = match (waves_before, r.wave_counters().await) {
+        (Some(before), Some(after)) => after.per_job(&before, done, elapsed),
+        _ => Value::Null,
+    };
     let cpu = r.cpu_counters().await.per_thousand_jobs(&cpu_before, done);
     let mut latencies = claim_latencies.into_inner().expect("lock");
     latencies.sort_by(f64::total_cmp);
@@ -707,6 +721,7 @@ async fn cycle_window(
         "rss_peak_kib": peak.load(Ordering::Relaxed),
     }));
     line.extend(figures(cpu));
+    line.insert("group_commit".into(), waves);
     (line, done)
 }
 

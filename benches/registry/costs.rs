@@ -152,6 +152,56 @@ pub async fn wal_by_kind(
         .into()
 }
 
+/// What our registry says of its own group commit in `GET /metrics` (PostgreSQL only; the
+/// reference and the embedded store have no such series): the write waves and the writes they
+/// carried, and every HTTP request answered with the time it took.
+pub struct WaveCounters {
+    waves: f64,
+    writes: f64,
+    requests: f64,
+    request_seconds: f64,
+}
+
+impl WaveCounters {
+    /// `None` where the exposition has no write waves.
+    pub fn parse(metrics: &str) -> Option<WaveCounters> {
+        let total = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|line| line.starts_with(name))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let waves = metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("mesh_registry_db_batch_size_count{kind=\"write\"} ")
+            })?
+            .parse()
+            .ok()?;
+        Some(WaveCounters {
+            waves,
+            writes: total("mesh_registry_db_batch_size_sum{kind=\"write\"}"),
+            requests: total("mesh_registry_http_request_duration_seconds_count{"),
+            request_seconds: total("mesh_registry_http_request_duration_seconds_sum{"),
+        })
+    }
+
+    /// Between `before` and `self`, over a window of `seconds` that completed `jobs`: waves per
+    /// job, writes per wave, how often a wave started (with one in flight, back to back, that
+    /// is how long each took) and how long a request took to be answered, on average.
+    pub fn per_job(&self, before: &WaveCounters, jobs: u64, seconds: f64) -> Value {
+        let waves = (self.waves - before.waves).max(1.0);
+        let requests = (self.requests - before.requests).max(1.0);
+        json!({
+            "write_waves_per_job": round3(waves / jobs.max(1) as f64),
+            "writes_per_wave": round2((self.writes - before.writes) / waves),
+            "wave_interval_ms": round3(1e3 * seconds / waves),
+            "answer_ms": round3(1e3 * (self.request_seconds - before.request_seconds) / requests),
+        })
+    }
+}
+
 /// CPU time so far, by process group, and the machine's tick counters.
 pub struct CpuCounters {
     registry: f64,

@@ -348,6 +348,7 @@ fn costs(out: &mut String, lines: &[Value], backend: &str) {
             number(&line["machine_idle_percent"]),
         );
     }
+    group_commit(out, lines, backend);
     wal_by_kind(out, lines, backend);
     if backend == "postgres" {
         if let Some(scans) =
@@ -364,6 +365,32 @@ fn costs(out: &mut String, lines: &[Value], backend: &str) {
             );
         }
     }
+}
+
+/// How our write waves went during the cycle, and PostgreSQL's CPU per wave, where our
+/// `GET /metrics` told.
+fn group_commit(out: &mut String, lines: &[Value], backend: &str) {
+    let Some(line) = find(lines, "cycle", backend, "ours") else {
+        return;
+    };
+    let waves = &line["group_commit"];
+    let (Some(per_job), Some(postgres)) = (
+        waves["write_waves_per_job"].as_f64(),
+        line["cpu_s_per_1000_jobs"]["postgres"].as_f64(),
+    ) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nOur group commit during the cycle (its `GET /metrics`): {} write waves per job of {} \
+         writes each, one wave started every {} ms (with one in flight: back to back when calls \
+         wait), PostgreSQL's CPU {} ms per wave; a request answered in {} ms on average.",
+        number(&waves["write_waves_per_job"]),
+        number(&waves["writes_per_wave"]),
+        number(&waves["wave_interval_ms"]),
+        number(&Value::from((postgres / per_job * 1e3).round() / 1e3)),
+        number(&waves["answer_ms"]),
+    );
 }
 
 /// The cycle's WAL per job by what its records do, where `pg_walinspect` could read it.
