@@ -1274,7 +1274,8 @@ async fn main() {
     }
 }
 
-/// The PostgreSQL server measured, and the settings that decide its commit cost.
+/// The PostgreSQL server measured, and the settings that decide its commit cost and its upkeep
+/// (without autovacuum, only the pruning and index hints of readers clean up in a window).
 async fn postgres_settings() -> String {
     let client = connect("postgres").await;
     let mut described = Vec::new();
@@ -1286,6 +1287,7 @@ async fn postgres_settings() -> String {
         "shared_buffers",
         "wal_level",
         "checkpoint_timeout",
+        "autovacuum",
     ] {
         let row = client
             .query_one(&format!("SHOW {setting}"), &[])
