@@ -618,8 +618,10 @@ async fn cycle_window(
     let seen: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
     let twice = Arc::new(AtomicU64::new(0));
     let claim_latencies: Mutex<Vec<f64>> = Mutex::new(Vec::new());
-    let cpu_before = r.cpu_counters().await;
+    // Read before the CPU counters (and after them at the end), so that scraping our
+    // `GET /metrics` is not counted as the window's work.
     let waves_before = r.wave_counters().await;
+    let cpu_before = r.cpu_counters().await;
     let registry_cpu_before = r.cpu_seconds();
     let started = Instant::now();
     // Enough feeders that the queue keeps up with the workers.
@@ -701,10 +703,6 @@ async fn cycle_window(
     tokio::join!(feeder, producers, timer, sampler);
     let elapsed = started.elapsed().as_secs_f64();
     let done = completed.load(Ordering::Relaxed);
-    let waves = match (waves_before, r.wave_counters().await) {
-        (Some(before), Some(after)) => after.per_job(&before, done, elapsed),
-        _ => Value::Null,
-    };
     let cpu = r.cpu_counters().await.per_thousand_jobs(&cpu_before, done);
     let mut latencies = claim_latencies.into_inner().expect("lock");
     latencies.sort_by(f64::total_cmp);
@@ -721,6 +719,10 @@ async fn cycle_window(
         "rss_peak_kib": peak.load(Ordering::Relaxed),
     }));
     line.extend(figures(cpu));
+    let waves = match (waves_before, r.wave_counters().await) {
+        (Some(before), Some(after)) => after.per_job(&before, done, elapsed),
+        _ => Value::Null,
+    };
     line.insert("group_commit".into(), waves);
     (line, done)
 }

@@ -165,34 +165,32 @@ pub struct WaveCounters {
 impl WaveCounters {
     /// `None` where the exposition has no write waves.
     pub fn parse(metrics: &str) -> Option<WaveCounters> {
-        let total = |name: &str| -> f64 {
+        // The sum of a series over its labels; `None` where no line of it is exposed.
+        let series = |name: &str| -> Option<f64> {
             metrics
                 .lines()
                 .filter(|line| line.starts_with(name))
                 .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+                .reduce(|sum, value| sum + value)
         };
-        let waves = metrics
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("mesh_registry_db_batch_size_count{kind=\"write\"} ")
-            })?
-            .parse()
-            .ok()?;
         Some(WaveCounters {
-            waves,
-            writes: total("mesh_registry_db_batch_size_sum{kind=\"write\"}"),
-            requests: total("mesh_registry_http_request_duration_seconds_count{"),
-            request_seconds: total("mesh_registry_http_request_duration_seconds_sum{"),
+            waves: series("mesh_registry_db_batch_size_count{kind=\"write\"}")?,
+            writes: series("mesh_registry_db_batch_size_sum{kind=\"write\"}")?,
+            requests: series("mesh_registry_http_request_duration_seconds_count{")?,
+            request_seconds: series("mesh_registry_http_request_duration_seconds_sum{")?,
         })
     }
 
     /// Between `before` and `self`, over a window of `seconds` that completed `jobs`: waves per
     /// job, writes per wave, how often a wave started (with one in flight, back to back, that
-    /// is how long each took) and how long a request took to be answered, on average.
+    /// is how long each took) and how long a request took to be answered, on average. `Null`
+    /// where no wave ran in the window.
     pub fn per_job(&self, before: &WaveCounters, jobs: u64, seconds: f64) -> Value {
-        let waves = (self.waves - before.waves).max(1.0);
-        let requests = (self.requests - before.requests).max(1.0);
+        let waves = self.waves - before.waves;
+        let requests = self.requests - before.requests;
+        if waves < 1.0 || requests < 1.0 {
+            return Value::Null;
+        }
         json!({
             "write_waves_per_job": round3(waves / jobs.max(1) as f64),
             "writes_per_wave": round2((self.writes - before.writes) / waves),
