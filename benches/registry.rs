@@ -541,7 +541,8 @@ async fn submit(r: &Registry, seconds: f64) -> Figures {
     figures(json!({"clients": clients, "submits": done, "per_s": round(done as f64 / elapsed)}))
 }
 
-/// `GET /jobs/{id}` per second with `clients` concurrent readers.
+/// `GET /jobs/{id}` per second with `clients` concurrent readers, then `GET /health` by the same
+/// clients (the floor).
 async fn poll(r: &Registry, seconds: f64) -> Figures {
     let clients = 32;
     let mut ids = Vec::new();
@@ -557,7 +558,16 @@ async fn poll(r: &Registry, seconds: f64) -> Figures {
         }
     })
     .await;
-    figures(json!({"clients": clients, "gets": done, "per_s": round(done as f64 / elapsed)}))
+    // The HTTP floor: the same clients on `GET /health`, an answer from memory. No poll through
+    // this client and this HTTP stack on this machine does better.
+    let (floor, floor_elapsed) = hammer(clients, seconds, |_| async {
+        matches!(r.http.get(r.url("/health")).send().await, Ok(resp) if resp.status() == 200)
+    })
+    .await;
+    figures(
+        json!({"clients": clients, "gets": done, "per_s": round(done as f64 / elapsed),
+                   "floor_per_s": round(floor as f64 / floor_elapsed)}),
+    )
 }
 
 /// Job cycles per second: `workers` producers claim, report progress and complete while

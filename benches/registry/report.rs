@@ -41,6 +41,7 @@ fn render(lines: &[Value], command: &str, pg: &str) -> String {
         {
             let _ = writeln!(out, "### Side by side: {backend}\n");
             side_by_side(&mut out, lines, backend);
+            poll_ceiling(&mut out, lines, backend);
         }
         if find(lines, "cycle", backend, "ours").is_some() && backend == "postgres" {
             let _ = writeln!(out, "\n### What a job cycle costs: {backend}\n");
@@ -217,6 +218,13 @@ fn side_by_side(out: &mut String, lines: &[Value], backend: &str) {
             Some(tenfold),
         ),
         (
+            "poll",
+            "floor_per_s",
+            "the HTTP floor: `GET /health`, the same 32 clients (/s)",
+            "",
+            None,
+        ),
+        (
             "statements",
             "per_job",
             "SQL statements per job cycle (less what it sends idle in as long)",
@@ -313,6 +321,35 @@ fn side_by_side(out: &mut String, lines: &[Value], backend: &str) {
             reference.map_or("–".into(), number),
         );
     }
+}
+
+/// How far the poll is from our HTTP floor, and the floor against the reference's poll: the
+/// best poll ratio this client and this machine allow.
+fn poll_ceiling(out: &mut String, lines: &[Value], backend: &str) {
+    let (Some(ours), Some(reference)) = (
+        find(lines, "poll", backend, "ours"),
+        find(lines, "poll", backend, "reference"),
+    ) else {
+        return;
+    };
+    let (Some(poll), Some(floor), Some(theirs)) = (
+        ours["per_s"].as_f64(),
+        ours["floor_per_s"].as_f64(),
+        reference["per_s"].as_f64(),
+    ) else {
+        return;
+    };
+    if floor == 0.0 || theirs == 0.0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nOur poll ran at {:.0} % of our HTTP floor (`GET /health`, answered from memory, by \
+         the same clients); that floor is {:.2}× the reference's poll, the most any poll could \
+         reach against it with this load generator on this machine.",
+        poll / floor * 100.0,
+        floor / theirs,
+    );
 }
 
 /// Per job cycle: PostgreSQL's counters and CPU by process group, ours and the reference.
@@ -458,6 +495,57 @@ fn cpu_only(out: &mut String, lines: &[Value], backend: &str) {
     }
 }
 
+/// What a write wave costs by what it carries: a least-squares line through the scale points
+/// where waves run back to back (8 workers or more; with one worker the interval between waves
+/// is the closed loop's pace, not a wave's length). Its intercept is what a wave costs however
+/// few writes it carries, the part that caps the cycle at few workers.
+fn wave_cost(out: &mut String, points: &[&Value]) {
+    // (workers, writes per wave, wave in ms) of each point with back-to-back waves.
+    let waves: Vec<(u64, f64, f64)> = points
+        .iter()
+        .filter_map(|p| {
+            let waves = &p["group_commit"];
+            Some((
+                p["workers"].as_u64().filter(|&w| w >= 8)?,
+                waves["writes_per_wave"].as_f64()?,
+                waves["wave_interval_ms"].as_f64()?,
+            ))
+        })
+        .collect();
+    if waves.len() < 3 {
+        return;
+    }
+    let n = waves.len() as f64;
+    let mean_writes = waves.iter().map(|w| w.1).sum::<f64>() / n;
+    let mean_ms = waves.iter().map(|w| w.2).sum::<f64>() / n;
+    let (mut covariance, mut writes_spread, mut ms_spread) = (0.0, 0.0, 0.0);
+    for (_, writes, ms) in &waves {
+        covariance += (writes - mean_writes) * (ms - mean_ms);
+        writes_spread += (writes - mean_writes).powi(2);
+        ms_spread += (ms - mean_ms).powi(2);
+    }
+    if writes_spread == 0.0 || ms_spread == 0.0 {
+        return;
+    }
+    let per_write = covariance / writes_spread;
+    let fixed = mean_ms - per_write * mean_writes;
+    let r_squared = covariance * covariance / (writes_spread * ms_spread);
+    let at_eight: Vec<String> = waves
+        .iter()
+        .filter(|w| w.0 == 8)
+        .map(|(_, _, ms)| format!("{:.0} %", fixed / ms * 100.0))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nA write wave took {fixed:.3} ms plus {:.1} µs per write it carried (least squares over \
+         the {} points with 8 or more workers, r² = {r_squared:.2}); at 8 workers the fixed part \
+         was {} of a wave.",
+        per_write * 1e3,
+        waves.len(),
+        at_eight.join(", "),
+    );
+}
+
 /// The scale curve: table size × workers, and event reads.
 fn scale(out: &mut String, lines: &[Value]) {
     let points: Vec<&Value> = lines
@@ -471,15 +559,15 @@ fn scale(out: &mut String, lines: &[Value]) {
         out,
         "\n### How cost grows with work (ours, PostgreSQL)\n\nJob rows already in the table \
          (bulk-loaded, 99.9 % finished) × concurrent workers; each point a fresh window.\n\n\
-         | rows | workers | jobs/s | claim p50 (ms) | claim p95 (ms) | WAL B/job | commits/job | CPU s/1000 jobs (registry + PostgreSQL) | \"no work\" while queued |\n|---|---|---|---|---|---|---|---|---|"
+         | rows | workers | jobs/s | claim p50 (ms) | claim p95 (ms) | WAL B/job | commits/job | CPU s/1000 jobs (registry + PostgreSQL) | writes per wave | wave (ms) | \"no work\" while queued |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
-    for p in points {
+    for p in &points {
         let cpu = &p["cpu_s_per_1000_jobs"];
         let both =
             cpu["registry"].as_f64().unwrap_or(0.0) + cpu["postgres"].as_f64().unwrap_or(0.0);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} | {} |",
             number(&p["rows"]),
             p["workers"],
             number(&p["per_s"]),
@@ -488,9 +576,12 @@ fn scale(out: &mut String, lines: &[Value]) {
             number(&p["wal_bytes_per_job"]),
             number(&p["commits_per_job"]),
             both,
+            number(&p["group_commit"]["writes_per_wave"]),
+            number(&p["group_commit"]["wave_interval_ms"]),
             p["no_work_while_queued"],
         );
     }
+    wave_cost(out, &points);
     let events: Vec<&Value> = lines
         .iter()
         .filter(|l| l["scenario"] == "scale" && l["point"] == "events")
