@@ -388,6 +388,11 @@ impl Registry {
         }
     }
 
+    /// Whether `GET path` answered 200.
+    async fn get_ok(&self, path: &str) -> bool {
+        matches!(self.http.get(self.url(path)).send().await, Ok(resp) if resp.status() == 200)
+    }
+
     async fn submit(&self, capability: &str) -> Option<String> {
         let body = json!({"capability": capability, "submitted_by": "bench",
                           "submitted_payload": {"n": 1}, "max_retries": 3});
@@ -554,20 +559,17 @@ async fn poll(r: &Registry, seconds: f64) -> Figures {
         let ids = ids.clone();
         async move {
             let id = &ids[(c * 7 + fastrand::usize(..ids.len())) % ids.len()];
-            matches!(r.http.get(r.url(&format!("/jobs/{id}"))).send().await, Ok(resp) if resp.status() == 200)
+            r.get_ok(&format!("/jobs/{id}")).await
         }
     })
     .await;
     // The HTTP floor: the same clients on `GET /health`, an answer from memory. No poll through
     // this client and this HTTP stack on this machine does better.
-    let (floor, floor_elapsed) = hammer(clients, seconds, |_| async {
-        matches!(r.http.get(r.url("/health")).send().await, Ok(resp) if resp.status() == 200)
-    })
-    .await;
-    figures(
-        json!({"clients": clients, "gets": done, "per_s": round(done as f64 / elapsed),
-                   "floor_per_s": round(floor as f64 / floor_elapsed)}),
-    )
+    let (floor, floor_elapsed) = hammer(clients, seconds, |_| r.get_ok("/health")).await;
+    figures(json!({
+        "clients": clients, "gets": done, "per_s": round(done as f64 / elapsed),
+        "floor_per_s": round(floor as f64 / floor_elapsed),
+    }))
 }
 
 /// Job cycles per second: `workers` producers claim, report progress and complete while
