@@ -536,18 +536,24 @@ where
     )
 }
 
-/// Submissions per second with `clients` concurrent submitters.
+/// Submissions per second with `clients` concurrent submitters, and what each cost the machine.
 async fn submit(r: &Registry, seconds: f64) -> Figures {
     let clients = 16;
+    let cpu_before = r.cpu_counters().await;
     let (done, elapsed) = hammer(clients, seconds, |_| async {
         r.submit("bench-submit").await.is_some()
     })
     .await;
-    figures(json!({"clients": clients, "submits": done, "per_s": round(done as f64 / elapsed)}))
+    let cpu = r.cpu_counters().await.per_thousand(&cpu_before, done);
+    let mut line = figures(
+        json!({"clients": clients, "submits": done, "per_s": round(done as f64 / elapsed)}),
+    );
+    line.extend(figures(cpu));
+    line
 }
 
-/// `GET /jobs/{id}` per second with `clients` concurrent readers, then `GET /health` by the same
-/// clients (the floor).
+/// `GET /jobs/{id}` per second with `clients` concurrent readers and what each cost the machine,
+/// then `GET /health` by the same clients (the floor).
 async fn poll(r: &Registry, seconds: f64) -> Figures {
     let clients = 32;
     let mut ids = Vec::new();
@@ -555,6 +561,7 @@ async fn poll(r: &Registry, seconds: f64) -> Figures {
         ids.push(r.submit("bench-poll").await.expect("submit"));
     }
     let ids = Arc::new(ids);
+    let cpu_before = r.cpu_counters().await;
     let (done, elapsed) = hammer(clients, seconds, |c| {
         let ids = ids.clone();
         async move {
@@ -563,13 +570,16 @@ async fn poll(r: &Registry, seconds: f64) -> Figures {
         }
     })
     .await;
+    let cpu = r.cpu_counters().await.per_thousand(&cpu_before, done);
     // The HTTP floor: the same clients on `GET /health`, an answer from memory. No poll through
     // this client and this HTTP stack on this machine does better.
     let (floor, floor_elapsed) = hammer(clients, seconds, |_| r.get_ok("/health")).await;
-    figures(json!({
+    let mut line = figures(json!({
         "clients": clients, "gets": done, "per_s": round(done as f64 / elapsed),
         "floor_per_s": round(floor as f64 / floor_elapsed),
-    }))
+    }));
+    line.extend(figures(cpu));
+    line
 }
 
 /// Job cycles per second: `workers` producers claim, report progress and complete while
@@ -715,7 +725,7 @@ async fn cycle_window(
     tokio::join!(feeder, producers, timer, sampler);
     let elapsed = started.elapsed().as_secs_f64();
     let done = completed.load(Ordering::Relaxed);
-    let cpu = r.cpu_counters().await.per_thousand_jobs(&cpu_before, done);
+    let cpu = r.cpu_counters().await.per_thousand(&cpu_before, done);
     let mut latencies = claim_latencies.into_inner().expect("lock");
     latencies.sort_by(f64::total_cmp);
     let mut line = figures(json!({

@@ -229,9 +229,10 @@ impl CpuCounters {
         }
     }
 
-    /// CPU-seconds per 1 000 jobs by group, and the idle share of the machine, since `before`.
-    pub fn per_thousand_jobs(&self, before: &CpuCounters, jobs: u64) -> Value {
-        let per = |now: f64, was: f64| round3((now - was) * 1000.0 / jobs.max(1) as f64);
+    /// CPU-seconds per 1 000 operations (completed jobs, submits, polls) by group, and the idle
+    /// share of the machine, since `before`.
+    pub fn per_thousand(&self, before: &CpuCounters, operations: u64) -> Value {
+        let per = |now: f64, was: f64| round3((now - was) * 1000.0 / operations.max(1) as f64);
         let ticks = self
             .machine_ticks
             .saturating_sub(before.machine_ticks)
@@ -240,7 +241,7 @@ impl CpuCounters {
             .machine_idle_ticks
             .saturating_sub(before.machine_idle_ticks);
         json!({
-            "cpu_s_per_1000_jobs": {
+            "cpu_s_per_1000": {
                 "registry": per(self.registry, before.registry),
                 "postgres": match (self.postgres, before.postgres) {
                     (Some(now), Some(was)) => json!(per(now, was)),

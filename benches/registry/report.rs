@@ -42,6 +42,7 @@ fn render(lines: &[Value], command: &str, pg: &str) -> String {
             let _ = writeln!(out, "### Side by side: {backend}\n");
             side_by_side(&mut out, lines, backend);
             poll_ceiling(&mut out, lines, backend);
+            cpu_ceiling(&mut out, lines, backend);
         }
         if find(lines, "cycle", backend, "ours").is_some() && backend == "postgres" {
             let _ = writeln!(out, "\n### What a job cycle costs: {backend}\n");
@@ -352,6 +353,71 @@ fn poll_ceiling(out: &mut String, lines: &[Value], backend: &str) {
     );
 }
 
+/// What each headline rate cost the machine, and the most the same cost per operation allows:
+/// the rate divided by the machine's busy share. A rate whose ceiling is below its target misses
+/// it for lack of CPU at today's cost per operation, not for waiting.
+fn cpu_ceiling(out: &mut String, lines: &[Value], backend: &str) {
+    // (scenario, what one operation is, the target as a multiple of the reference)
+    let rates = [
+        ("cycle", "completed job", 10.0),
+        ("submit", "submit", 5.0),
+        ("poll", "poll", 10.0),
+    ];
+    let measured = |line: &Value| line.get("machine_idle_percent").is_some();
+    if !rates
+        .iter()
+        .any(|(scenario, _, _)| find(lines, scenario, backend, "ours").is_some_and(measured))
+    {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n### What each rate costs the machine: {backend}\n\n\
+         CPU-seconds per 1 000 operations by process during each window, the machine's idle \
+         share, and the rate the same cost per operation gives on a fully busy machine (the rate \
+         divided by the busy share), against the reference's measured rate.\n\n\
+         | scenario | | rate (/s) | CPU s/1000: registry | PostgreSQL | load generator | machine idle \
+         | the machine full, at this cost (/s) | ours full / reference | target |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (scenario, operation, target) in rates {
+        let theirs = find(lines, scenario, backend, "reference").and_then(|l| l["per_s"].as_f64());
+        for who in ["ours", "reference"] {
+            let Some(line) = find(lines, scenario, backend, who).filter(|l| measured(l)) else {
+                continue;
+            };
+            let cpu = &line["cpu_s_per_1000"];
+            let full = match (
+                line["per_s"].as_f64(),
+                line["machine_idle_percent"].as_f64(),
+            ) {
+                (Some(rate), Some(idle)) if idle < 100.0 => Some(rate / (1.0 - idle / 100.0)),
+                _ => None,
+            };
+            let (against, verdict) = match (who, full, theirs) {
+                ("ours", Some(full), Some(theirs)) if theirs > 0.0 => (
+                    format!("{:.2}×", full / theirs),
+                    match full >= target * theirs {
+                        true => format!("≥ {target}×: within this machine's reach"),
+                        false => format!("≥ {target}×: **beyond this machine at this cost**"),
+                    },
+                ),
+                _ => (String::new(), String::new()),
+            };
+            let _ = writeln!(
+                out,
+                "| {scenario} (per {operation}) | {who} | {} | {} | {} | {} | {} % | {} | {against} | {verdict} |",
+                number(&line["per_s"]),
+                number(&cpu["registry"]),
+                number(&cpu["postgres"]),
+                number(&cpu["load_generator"]),
+                number(&line["machine_idle_percent"]),
+                full.map_or("–".into(), |f| number(&Value::from(f.round()))),
+            );
+        }
+    }
+}
+
 /// Per job cycle: PostgreSQL's counters and CPU by process group, ours and the reference.
 fn costs(out: &mut String, lines: &[Value], backend: &str) {
     let _ = writeln!(
@@ -368,7 +434,7 @@ fn costs(out: &mut String, lines: &[Value], backend: &str) {
         let Some(line) = find(lines, "cycle", backend, target) else {
             continue;
         };
-        let cpu = &line["cpu_s_per_1000_jobs"];
+        let cpu = &line["cpu_s_per_1000"];
         let _ = writeln!(
             out,
             "| {target} | {} ({}) | {} | {} | {} | {} | {} | {} | {} % |",
@@ -413,7 +479,7 @@ fn group_commit(out: &mut String, lines: &[Value], backend: &str) {
     let waves = &line["group_commit"];
     let (Some(per_job), Some(postgres)) = (
         waves["write_waves_per_job"].as_f64(),
-        line["cpu_s_per_1000_jobs"]["postgres"].as_f64(),
+        line["cpu_s_per_1000"]["postgres"].as_f64(),
     ) else {
         return;
     };
@@ -483,7 +549,7 @@ fn cpu_only(out: &mut String, lines: &[Value], backend: &str) {
     );
     for target in ["ours", "reference"] {
         if let Some(line) = find(lines, "cycle", backend, target) {
-            let cpu = &line["cpu_s_per_1000_jobs"];
+            let cpu = &line["cpu_s_per_1000"];
             let _ = writeln!(
                 out,
                 "| {target} | {} | {} | {} % |",
@@ -562,7 +628,7 @@ fn scale(out: &mut String, lines: &[Value]) {
          | rows | workers | jobs/s | claim p50 (ms) | claim p95 (ms) | WAL B/job | commits/job | CPU s/1000 jobs (registry + PostgreSQL) | writes per wave | wave (ms) | \"no work\" while queued |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for p in &points {
-        let cpu = &p["cpu_s_per_1000_jobs"];
+        let cpu = &p["cpu_s_per_1000"];
         let both =
             cpu["registry"].as_f64().unwrap_or(0.0) + cpu["postgres"].as_f64().unwrap_or(0.0);
         let _ = writeln!(
