@@ -49,7 +49,6 @@ fn render(lines: &[Value], command: &str, pg: &str) -> String {
             costs(&mut out, lines, backend);
         }
     }
-    cpu_only(&mut out, lines, "embedded");
     metrics_cost(&mut out, lines);
     scale(&mut out, lines);
     let _ = writeln!(out, "{END}");
@@ -418,26 +417,24 @@ fn cpu_ceiling(out: &mut String, lines: &[Value], backend: &str) {
     }
 }
 
-/// Per job cycle: PostgreSQL's counters and CPU by process group, ours and the reference.
+/// Per job cycle: PostgreSQL's counters, ours and the reference.
 fn costs(out: &mut String, lines: &[Value], backend: &str) {
     let _ = writeln!(
         out,
         "During `cycle` (8 workers): PostgreSQL counters of the registry's database per completed \
-         job (WAL is cluster-wide), CPU-seconds per 1 000 completed jobs by process, and the \
-         machine's idle share.\n"
+         job (WAL is cluster-wide); the CPU of the same window is in the table above.\n"
     );
     let _ = writeln!(
         out,
-        "| | WAL B/job (full-page images/job) | commits/job | rows written/job | HOT updates | CPU s/1000 jobs: registry | PostgreSQL | load generator | machine idle |\n|---|---|---|---|---|---|---|---|---|"
+        "| | WAL B/job (full-page images/job) | commits/job | rows written/job | HOT updates |\n|---|---|---|---|---|"
     );
     for target in ["ours", "reference"] {
         let Some(line) = find(lines, "cycle", backend, target) else {
             continue;
         };
-        let cpu = &line["cpu_s_per_1000"];
         let _ = writeln!(
             out,
-            "| {target} | {} ({}) | {} | {} | {} | {} | {} | {} | {} % |",
+            "| {target} | {} ({}) | {} | {} | {} |",
             number(&line["wal_bytes_per_job"]),
             number(&line["wal_full_pages_per_job"]),
             number(&line["commits_per_job"]),
@@ -445,10 +442,6 @@ fn costs(out: &mut String, lines: &[Value], backend: &str) {
             line["hot_update_percent"]
                 .as_f64()
                 .map_or("–".into(), |p| format!("{p} %")),
-            number(&cpu["registry"]),
-            number(&cpu["postgres"]),
-            number(&cpu["load_generator"]),
-            number(&line["machine_idle_percent"]),
         );
     }
     group_commit(out, lines, backend);
@@ -533,31 +526,6 @@ fn wal_by_kind(out: &mut String, lines: &[Value], backend: &str) {
             })
             .collect();
         let _ = writeln!(out, "| {target} | {} |", cells.join(" | "));
-    }
-}
-
-/// Per job cycle on a backend without PostgreSQL: CPU by process and the idle share.
-fn cpu_only(out: &mut String, lines: &[Value], backend: &str) {
-    if find(lines, "cycle", backend, "ours").is_none() {
-        return;
-    }
-    let _ = writeln!(
-        out,
-        "\n### What a job cycle costs: {backend}\n\nDuring `cycle` (8 workers): CPU-seconds per \
-         1 000 completed jobs, and the machine's idle share.\n\n\
-         | | registry | load generator | machine idle |\n|---|---|---|---|"
-    );
-    for target in ["ours", "reference"] {
-        if let Some(line) = find(lines, "cycle", backend, target) {
-            let cpu = &line["cpu_s_per_1000"];
-            let _ = writeln!(
-                out,
-                "| {target} | {} | {} | {} % |",
-                number(&cpu["registry"]),
-                number(&cpu["load_generator"]),
-                number(&line["machine_idle_percent"]),
-            );
-        }
     }
 }
 
