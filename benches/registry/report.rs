@@ -396,10 +396,13 @@ fn cpu_ceiling(out: &mut String, lines: &[Value], backend: &str) {
             let (against, verdict) = match (who, full, theirs) {
                 ("ours", Some(full), Some(theirs)) if theirs > 0.0 => (
                     format!("{:.2}×", full / theirs),
-                    match full >= target * theirs {
-                        true => format!("≥ {target}×: within this machine's reach"),
-                        false => format!("≥ {target}×: **beyond this machine at this cost**"),
-                    },
+                    format!(
+                        "≥ {target}×: {}",
+                        match full >= target * theirs {
+                            true => "within this machine's reach",
+                            false => "**beyond this machine at this cost**",
+                        }
+                    ),
                 ),
                 _ => (String::new(), String::new()),
             };
