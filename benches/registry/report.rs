@@ -51,7 +51,8 @@ fn render(lines: &[Value], command: &str, pg: &str) -> String {
     }
     metrics_cost(&mut out, lines);
     scale(&mut out, lines);
-    let _ = writeln!(out, "{END}");
+    // No newline of its own: the text after the marker keeps the one it had.
+    out.push_str(END);
     out
 }
 
