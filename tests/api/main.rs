@@ -19,6 +19,7 @@ mod mesh_events;
 mod metrics;
 mod namespace;
 mod ownership;
+mod plans;
 mod postgres_tls;
 mod proxy;
 mod replicas;

@@ -12,6 +12,7 @@ mod import;
 mod jobs;
 mod namespace;
 mod notify;
+mod replan;
 mod schema;
 mod sweep;
 pub mod tls;
@@ -54,6 +55,8 @@ pub(super) struct PgStore {
     replica: Arc<str>,
     /// Group commit of the hot writes (started with the server; `None` for the CLI's stores).
     batches: Option<Arc<Batches>>,
+    /// When to prepare the statements again, for the tables as they have grown (see `replan`).
+    replan: Arc<replan::Replan>,
     instruments: Instruments,
 }
 
@@ -173,6 +176,7 @@ impl PgStore {
             channels: Arc::new(notify::Channels::of(schema)),
             replica: uuid::Uuid::new_v4().simple().to_string().into(),
             batches: None,
+            replan: Arc::new(replan::Replan::new()),
             instruments: Instruments::new(),
         })
     }

@@ -147,6 +147,10 @@ impl PgStore {
                 return Err(error);
             }
         };
+        if self.replan.wrote(kinds.len() as u64) {
+            tracing::debug!("the tables have grown: preparing the statements again");
+            self.pool.manager().statement_caches.clear();
+        }
         let (mut deltas, mut claims) = (deltas.into_iter(), claims.into_iter());
         kinds
             .iter()
