@@ -324,7 +324,7 @@ impl Fixture {
 
 /// The fixture as the tests use it.
 impl TestApp {
-    /// The PostgreSQL connection of a PostgreSQL-only test (schema and version skew).
+    /// The PostgreSQL connection of a PostgreSQL-only test (schema, version skew, query plans).
     pub fn pg(&self) -> &Client {
         match &self.fixture {
             Fixture::Postgres(client) => client,
